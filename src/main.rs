@@ -1,1 +1,9 @@
-fn main() {}
+//! `swarm` binary: arguments to `cli::run`, errors to one line and an exit code.
+
+fn main() {
+    swarm::cli::init_logging();
+    if let Err(e) = swarm::cli::run() {
+        eprintln!("swarm: error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,240 @@
+//! `swarm info`: a torrent's metadata as human text or as JSON.
+//!
+//! Owns only presentation: everything shown comes from an already validated [`Metainfo`].
+//! Torrent-supplied strings are printed with control characters escaped, so a hostile
+//! name or comment cannot drive the terminal.
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+
+use crate::metainfo::Metainfo;
+
+/// `1536` → `"1.50 KiB"`; below 1 KiB, `"512 B"`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2} {}", UNITS[unit])
+}
+
+/// Multi-line, human-readable summary.
+pub fn render_text(m: &Metainfo) -> String {
+    let mut s = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(s, "Name:         {}", clean(&m.name));
+    let _ = writeln!(s, "Info hash:    {}", m.info_hash);
+    let _ = writeln!(
+        s,
+        "Total size:   {} ({} bytes)",
+        human_bytes(m.total_length()),
+        m.total_length()
+    );
+    let _ = writeln!(
+        s,
+        "Pieces:       {} x {} ({} bytes)",
+        m.num_pieces(),
+        human_bytes(u64::from(m.piece_length)),
+        m.piece_length
+    );
+    let _ = writeln!(s, "Private:      {}", if m.private { "yes" } else { "no" });
+    if let Some(c) = &m.comment {
+        let _ = writeln!(s, "Comment:      {}", clean(c));
+    }
+    if let Some(c) = &m.created_by {
+        let _ = writeln!(s, "Created by:   {}", clean(c));
+    }
+    if let Some(d) = m.creation_date {
+        let _ = writeln!(s, "Created:      {}", format_unix_utc(d));
+    }
+    let tiers = m.tracker_tiers();
+    if tiers.is_empty() {
+        let _ = writeln!(s, "Trackers:     none (trackerless)");
+    } else {
+        let _ = writeln!(s, "Trackers:");
+        for (i, tier) in tiers.iter().enumerate() {
+            let _ = writeln!(s, "  tier {}: {}", i + 1, clean(&tier.join(" ")));
+        }
+    }
+    if !m.url_list.is_empty() {
+        let _ = writeln!(s, "Web seeds:");
+        for u in &m.url_list {
+            let _ = writeln!(s, "  {}", clean(u));
+        }
+    }
+    let _ = writeln!(s, "Files ({}):", m.files.len());
+    for f in &m.files {
+        let _ = writeln!(
+            s,
+            "  {:>10}  {}",
+            human_bytes(f.length),
+            clean(&f.path.to_string_lossy())
+        );
+    }
+    s
+}
+
+/// The same fields as [`render_text`], machine-readable.
+pub fn render_json(m: &Metainfo) -> serde_json::Value {
+    let files: Vec<_> = m
+        .files
+        .iter()
+        .map(|f| json!({ "path": f.path.to_string_lossy(), "length": f.length }))
+        .collect();
+    json!({
+        "name": m.name,
+        "info_hash": m.info_hash.to_hex(),
+        "total_length": m.total_length(),
+        "piece_length": m.piece_length,
+        "num_pieces": m.num_pieces(),
+        "private": m.private,
+        "multi_file": m.multi_file,
+        "trackers": m.tracker_tiers(),
+        "url_list": m.url_list,
+        "comment": m.comment,
+        "created_by": m.created_by,
+        "creation_date": m.creation_date,
+        "files": files,
+    })
+}
+
+/// Escape control characters (ANSI escapes, newlines) in torrent-supplied text.
+fn clean(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+/// `"2023-11-14 22:13:20 UTC (1700000000)"`; just the number when out of calendar range.
+fn format_unix_utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Years 0..=9999 keep the output sane; anything else is shown raw.
+    if !(-719_528..=2_932_896).contains(&days) {
+        return secs.to_string();
+    }
+    let (y, mo, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02} UTC ({secs})",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::create::{create_torrent, CreateOptions};
+
+    #[test]
+    fn human_bytes_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.00 KiB");
+        assert_eq!(human_bytes(1536), "1.50 KiB");
+        assert_eq!(human_bytes(3 << 19), "1.50 MiB");
+        assert_eq!(human_bytes(5 << 30), "5.00 GiB");
+        assert_eq!(human_bytes(u64::MAX), "16.00 EiB");
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(format_unix_utc(0), "1970-01-01 00:00:00 UTC (0)");
+        assert_eq!(
+            format_unix_utc(1_700_000_000),
+            "2023-11-14 22:13:20 UTC (1700000000)"
+        );
+        assert_eq!(
+            format_unix_utc(951_782_400),
+            "2000-02-29 00:00:00 UTC (951782400)"
+        );
+        assert_eq!(format_unix_utc(-1), "1969-12-31 23:59:59 UTC (-1)");
+        assert_eq!(format_unix_utc(i64::MAX), i64::MAX.to_string());
+        assert_eq!(format_unix_utc(i64::MIN), i64::MIN.to_string());
+    }
+
+    #[test]
+    fn escapes_control_characters() {
+        assert_eq!(clean("plain"), "plain");
+        assert_eq!(clean("a\x1b[31mb\n"), "a\\u{1b}[31mb\\n");
+    }
+
+    #[test]
+    fn renders_text_and_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("pack");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/a.bin"), vec![1u8; 3 << 19]).unwrap();
+        std::fs::write(root.join("b.txt"), b"hello").unwrap();
+        let bytes = create_torrent(&CreateOptions {
+            path: root,
+            trackers: vec!["http://t1/a".into(), "http://t2/a".into()],
+            comment: Some("a comment".into()),
+            creation_date: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
+        let m = Metainfo::from_bytes(&bytes).unwrap();
+
+        let text = render_text(&m);
+        for needle in [
+            "Name:         pack",
+            &format!("Info hash:    {}", m.info_hash.to_hex()),
+            &format!("1.50 MiB ({} bytes)", (3 << 19) + 5),
+            "Private:      no",
+            "tier 1: http://t1/a",
+            "tier 2: http://t2/a",
+            "Comment:      a comment",
+            "Created:      1970-01-01 00:00:00 UTC",
+            "Files (2):",
+            "1.50 MiB  pack/sub/a.bin",
+            "5 B  pack/b.txt",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert!(!text.contains("Created by"));
+
+        let j = render_json(&m);
+        assert_eq!(j["name"], "pack");
+        assert_eq!(j["info_hash"], m.info_hash.to_hex());
+        assert_eq!(j["total_length"], (3 << 19) + 5);
+        assert_eq!(j["num_pieces"], m.num_pieces());
+        assert_eq!(j["trackers"], json!([["http://t1/a"], ["http://t2/a"]]));
+        assert_eq!(j["files"][0], json!({"path": "pack/b.txt", "length": 5}));
+        assert_eq!(j["files"][1]["path"], "pack/sub/a.bin");
+        assert_eq!(j["created_by"], serde_json::Value::Null);
+        assert_eq!(j["private"], false);
+    }
+}

@@ -1,0 +1,255 @@
+//! The command line: parsing, the commands, progress display. `anyhow` lives here only.
+
+pub mod info;
+mod progress;
+
+pub use progress::init_logging;
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::create::{create_torrent, CreateOptions};
+use crate::metainfo::{Metainfo, MAX_TORRENT_FILE};
+use crate::session::{self, Job, Mode};
+use crate::snapshot::Snapshot;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "swarm",
+    version,
+    about = "A BitTorrent client: fast, lean, friendly."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Download a torrent's content (and keep seeding with --seed).
+    Fetch(FetchArgs),
+    /// Verify complete data and serve it to peers until Ctrl-C.
+    Seed(SeedArgs),
+    /// Make a .torrent from a file or directory.
+    Create(CreateArgs),
+    /// Show what a .torrent contains.
+    Info(InfoArgs),
+}
+
+#[derive(Args, Debug)]
+struct NetArgs {
+    /// Connect to this peer directly (repeatable); works without any tracker.
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    peers: Vec<String>,
+    /// Port to listen on for incoming peers [default: 6881, or a free port if taken].
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to listen on [default: all interfaces].
+    #[arg(long, value_name = "IP")]
+    bind: Option<IpAddr>,
+    /// Seconds to wait for a first peer before giving up (0: wait forever).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    peer_timeout: u64,
+    /// No progress bars and no summary line.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct FetchArgs {
+    torrent: PathBuf,
+    /// Download directory.
+    #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    /// Keep seeding after the download completes, until Ctrl-C.
+    #[arg(long)]
+    seed: bool,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+#[derive(Args, Debug)]
+struct SeedArgs {
+    torrent: PathBuf,
+    /// Directory that holds the data.
+    #[arg(short = 'd', long = "dir", value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+#[derive(Args, Debug)]
+struct CreateArgs {
+    /// File or directory to share.
+    path: PathBuf,
+    /// Where to write the torrent [default: NAME.torrent].
+    #[arg(short = 'o', long = "output", value_name = "OUT.torrent")]
+    out: Option<PathBuf>,
+    /// Tracker announce URL (repeatable; each becomes its own tier).
+    #[arg(long = "tracker", value_name = "URL")]
+    trackers: Vec<String>,
+    /// Piece length in bytes (a power of two, at least 16384) [default: automatic].
+    #[arg(long, value_name = "BYTES")]
+    piece_length: Option<u32>,
+    /// Mark the torrent private (peers only from its trackers).
+    #[arg(long)]
+    private: bool,
+    #[arg(long, value_name = "TEXT")]
+    comment: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct InfoArgs {
+    torrent: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parse arguments and run; errors come back with their chain for `main` to print.
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Info(a) => info_cmd(a),
+        Command::Create(a) => create_cmd(a),
+        Command::Fetch(a) => {
+            let mode = Mode::Fetch { seed: a.seed };
+            torrent_cmd(&a.torrent, a.dir, mode, a.net)
+        }
+        Command::Seed(a) => torrent_cmd(&a.torrent, a.dir, Mode::Seed, a.net),
+    }
+}
+
+fn load_torrent(path: &Path) -> Result<Metainfo> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    if len > MAX_TORRENT_FILE {
+        bail!(
+            "{} is {len} bytes; a .torrent file is at most {MAX_TORRENT_FILE}",
+            path.display()
+        );
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Metainfo::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a valid torrent", path.display()))
+}
+
+fn info_cmd(a: InfoArgs) -> Result<()> {
+    let meta = load_torrent(&a.torrent)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&info::render_json(&meta))?
+        );
+    } else {
+        print!("{}", info::render_text(&meta));
+    }
+    Ok(())
+}
+
+fn create_cmd(a: CreateArgs) -> Result<()> {
+    let opts = CreateOptions {
+        path: a.path.clone(),
+        trackers: a.trackers,
+        piece_length: a.piece_length,
+        private: a.private,
+        comment: a.comment,
+        created_by: Some(concat!("swarm/", env!("CARGO_PKG_VERSION")).to_string()),
+        creation_date: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs() as i64),
+    };
+    let bytes = create_torrent(&opts)
+        .with_context(|| format!("creating a torrent of {}", a.path.display()))?;
+    let meta = Metainfo::from_bytes(&bytes).context("the created torrent does not parse back")?;
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", meta.name)));
+    std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{}  {}  ({} pieces of {})",
+        meta.info_hash,
+        out.display(),
+        meta.num_pieces(),
+        info::human_bytes(meta.piece_length as u64)
+    );
+    Ok(())
+}
+
+fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>> {
+    let mut out = Vec::new();
+    for p in peers {
+        let addrs = p
+            .to_socket_addrs()
+            .with_context(|| format!("bad --peer {p:?}: expected HOST:PORT"))?;
+        out.extend(addrs);
+    }
+    Ok(out)
+}
+
+fn torrent_cmd(torrent: &Path, dir: PathBuf, mode: Mode, net: NetArgs) -> Result<()> {
+    let meta = Arc::new(load_torrent(torrent)?);
+    let peers = resolve_peers(&net.peers)?;
+    let mut cfg = Config::default();
+    if let Some(port) = net.port {
+        cfg.listen_port = port;
+        cfg.port_fallback = false;
+    }
+    cfg.give_up_after = match (net.peer_timeout, peers.is_empty()) {
+        // Without --peer nobody will come unless they dial us: wait (seeding, later trackers).
+        (_, true) | (0, _) => None,
+        (secs, false) => Some(std::time::Duration::from_secs(secs)),
+    };
+    if mode == Mode::Seed {
+        cfg.give_up_after = None;
+    }
+    let job = Job {
+        meta: meta.clone(),
+        dir,
+        peers,
+        mode,
+        bind: net.bind.unwrap_or(session::DEFAULT_BIND),
+        cfg,
+    };
+    let display = progress::Display::new(net.quiet);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let summary = rt.block_on(async move {
+        let (snap_tx, snap_rx) = watch::channel(Snapshot::default());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("stopping (Ctrl-C)");
+                let _ = stop_tx.send(true);
+                // A second Ctrl-C exits at once.
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+            // Keep the sender alive for the whole run.
+            std::future::pending::<()>().await
+        });
+        let ui = display.spawn(snap_rx);
+        let result = session::run(job, snap_tx, stop_rx).await;
+        ui.finish().await;
+        result
+    });
+    let summary = summary.map_err(anyhow::Error::from)?;
+    display.summary(&meta, &summary);
+    if !summary.complete && matches!(mode, Mode::Fetch { .. }) {
+        bail!(
+            "stopped before the download completed (verified pieces are kept; run again to resume)"
+        );
+    }
+    Ok(())
+}

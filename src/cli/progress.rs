@@ -1,0 +1,171 @@
+//! Progress bars (on a terminal), the final summary line, and a log writer that never
+//! tears the bars. The display only reads [`Snapshot`]s; it never touches the engine.
+
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::info::human_bytes;
+use crate::metainfo::Metainfo;
+use crate::session::Summary;
+use crate::snapshot::{Phase, Snapshot};
+
+/// The one MultiProgress of the process, shared with the log writer.
+fn multi() -> &'static MultiProgress {
+    static MULTI: OnceLock<MultiProgress> = OnceLock::new();
+    MULTI.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+}
+
+/// Writes log lines to stderr around the bars (suspend, print, redraw).
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        multi().suspend(|| std::io::stderr().write_all(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// `RUST_LOG` logs (default: warnings) to stderr through [`LogWriter`].
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| LogWriter)
+        .with_target(false)
+        .try_init();
+}
+
+/// How progress is shown: bars on a terminal, a summary line otherwise, nothing if quiet.
+#[derive(Debug, Clone, Copy)]
+pub struct Display {
+    bars: bool,
+    quiet: bool,
+}
+
+/// The running bar task.
+pub struct Ui {
+    task: Option<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
+}
+
+impl Display {
+    pub fn new(quiet: bool) -> Self {
+        Display {
+            bars: !quiet && std::io::stderr().is_terminal(),
+            quiet,
+        }
+    }
+
+    pub fn spawn(&self, mut rx: watch::Receiver<Snapshot>) -> Ui {
+        if !self.bars {
+            return Ui { task: None };
+        }
+        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let bar = multi().add(ProgressBar::new(1));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:.bold} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {percent:>3}% {msg}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
+            );
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = &mut done_rx => break,
+                }
+                let s = rx.borrow_and_update().clone();
+                draw(&bar, &s);
+            }
+            let s = rx.borrow().clone();
+            draw(&bar, &s);
+            bar.finish();
+        });
+        Ui {
+            task: Some((task, done_tx)),
+        }
+    }
+
+    /// The one line printed at the end (stderr), unless `--quiet`.
+    pub fn summary(&self, meta: &Metainfo, s: &Summary) {
+        if self.quiet {
+            return;
+        }
+        let st = &s.stats;
+        let secs = s.elapsed.as_secs_f64().max(1e-3);
+        let state = if s.complete { "complete" } else { "incomplete" };
+        eprintln!(
+            "swarm: {state} {:?}: {} in {:.2} s ({:.1} MB/s); downloaded {} B, uploaded {} B, resumed {} B, wasted {} B, failed pieces {}, peers {}",
+            meta.name,
+            human_bytes(meta.total_length()),
+            secs,
+            st.downloaded as f64 / secs / 1e6,
+            st.downloaded,
+            st.uploaded,
+            s.resumed_bytes,
+            st.wasted,
+            st.failed_pieces,
+            st.peers_connected,
+        );
+    }
+}
+
+impl Ui {
+    pub async fn finish(self) {
+        if let Some((task, done)) = self.task {
+            let _ = done.send(());
+            let _ = task.await;
+        }
+    }
+}
+
+fn draw(bar: &ProgressBar, s: &Snapshot) {
+    bar.set_prefix(s.name.clone());
+    bar.set_length(s.total_bytes.max(1));
+    let st = &s.stats;
+    match s.phase {
+        Phase::Checking => {
+            bar.set_position(s.checked_bytes);
+            bar.set_message("checking existing data");
+        }
+        Phase::Downloading | Phase::Done | Phase::Seeding => {
+            bar.set_position(st.verified_bytes);
+            let eta = match s.eta_secs() {
+                Some(0) => String::new(),
+                Some(t) => format!(" ETA {}", fmt_duration(t)),
+                None => " ETA -".to_string(),
+            };
+            let what = if s.phase == Phase::Seeding {
+                "seeding "
+            } else {
+                ""
+            };
+            bar.set_message(format!(
+                "{what}↓ {}/s ↑ {}/s peers {}/{}{eta}",
+                human_bytes(st.down_rate as u64),
+                human_bytes(st.up_rate as u64),
+                st.peers_connected,
+                st.peers_known.max(st.peers_connected),
+            ));
+        }
+    }
+}
+
+fn fmt_duration(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}

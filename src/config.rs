@@ -1,0 +1,88 @@
+//! Tunables with their defaults. Every number says where it comes from; `cli` is the only
+//! place that reads the environment or flags and turns them into a [`Config`].
+
+use std::time::Duration;
+
+/// Everything a session can be tuned by. Plain data; `Default` gives the shipped values.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen port; 6881 is the historical BitTorrent default (BEP 3 era clients use 6881-6889).
+    pub listen_port: u16,
+    /// When the listen port is taken, fall back to a free port chosen by the OS.
+    pub port_fallback: bool,
+    /// Connected peers per torrent (Transmission: 50 per torrent).
+    pub max_peers: usize,
+    /// Outbound connection attempts in flight at once (keeps SYN bursts small).
+    pub max_connecting: usize,
+    /// Peers unchoked for upload at once (libtorrent and Transmission: 8).
+    pub upload_slots: usize,
+    /// Bytes of received-but-unwritten block data (libtorrent caps its store buffer at
+    /// ~100 MiB; we keep RSS small, and 16 MiB is ~25 ms of data at 600 MB/s).
+    pub max_buffer: usize,
+    /// First requests in flight per peer, before its rate is known (libtorrent: 4).
+    pub initial_queue_depth: usize,
+    /// Fewest requests kept in flight (libtorrent clamps at 2).
+    pub min_queue_depth: usize,
+    /// Most requests in flight per peer (libtorrent clamps at 500; Transmission 500).
+    pub max_queue_depth: usize,
+    /// Seconds of a peer's data kept requested (libtorrent: 3 s).
+    pub queue_seconds: f64,
+    /// Requests we queue for a peer at most; advertised as `reqq` (Transmission: 500).
+    pub our_reqq: usize,
+    /// A peer that sent nothing for this long while we wait on requests loses them to
+    /// others (libtorrent: piece timeout 20 s).
+    pub request_timeout: Duration,
+    /// TCP connect limit (rqbit: 2 s is too short for real networks; 5 s is a middle).
+    pub connect_timeout: Duration,
+    /// Handshake must complete within this (libtorrent: 10 s).
+    pub handshake_timeout: Duration,
+    /// A peer silent this long is dropped (libtorrent: 120 s; BEP 3 keep-alives are ~2 min).
+    pub peer_idle_timeout: Duration,
+    /// We send a keep-alive after this much silence (under the 120 s timeouts above).
+    pub keepalive_interval: Duration,
+    /// How often the choker re-ranks peers (Transmission: 10 s; libtorrent: 15 s).
+    pub rechoke_interval: Duration,
+    /// Hash-failure strikes before a peer's IP is banned (a sole contributor of a bad
+    /// piece earns 2, a shared one 1: a liar alone is banned at its second bad piece).
+    pub ban_strikes: u32,
+    /// Give up when no peer connected within this time (only when peers came from
+    /// `--peer`; trackers keep trying).
+    pub give_up_after: Option<Duration>,
+    /// Retry delay after a failed connection to a known peer, doubled per failure.
+    pub reconnect_base: Duration,
+    /// Threads hashing (recheck and verify): both cores on the reference machine.
+    pub hash_threads: usize,
+    /// Seed of the engine's random choices; fixed seeds make simulations reproducible.
+    pub rng_seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen_port: 6881,
+            port_fallback: true,
+            max_peers: 50,
+            max_connecting: 10,
+            upload_slots: 8,
+            max_buffer: 16 << 20,
+            initial_queue_depth: 4,
+            min_queue_depth: 2,
+            max_queue_depth: 500,
+            queue_seconds: 3.0,
+            our_reqq: 500,
+            request_timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            peer_idle_timeout: Duration::from_secs(120),
+            keepalive_interval: Duration::from_secs(90),
+            rechoke_interval: Duration::from_secs(10),
+            ban_strikes: 3,
+            give_up_after: Some(Duration::from_secs(30)),
+            reconnect_base: Duration::from_secs(1),
+            hash_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            rng_seed: rand::random(),
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The request pipeline: keeping each unchoked peer's queue full, taking blocks in,
+//! giving requests back on choke, reject, timeout, and reacting to verified/failed pieces.
+
+use std::time::Instant;
+
+use super::{Action, Engine, PeerKey};
+use crate::types::BlockRef;
+use crate::wire::Message;
+
+impl Engine {
+    /// Top up one peer's request queue to its current depth.
+    pub(super) fn fill(&mut self, now: Instant, key: PeerKey) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if p.peer_choking || !p.am_interested {
+            return;
+        }
+        let want = p.depth.saturating_sub(p.in_flight.len());
+        if want == 0 {
+            return;
+        }
+        // A peer that was idle starts its request clock now, not at its last block.
+        if p.in_flight.is_empty() {
+            p.last_block = now;
+        }
+        let mut buf = std::mem::take(&mut self.pick_buf);
+        buf.clear();
+        let in_flight = &p.in_flight;
+        self.picker.pick(
+            &p.has,
+            want,
+            &mut self.rng,
+            &|b| in_flight.contains_key(b),
+            &mut buf,
+        );
+        for b in &buf {
+            p.in_flight.insert(*b, now);
+        }
+        for b in buf.drain(..) {
+            self.actions.push_back(Action::Send {
+                key,
+                msg: Message::Request(b),
+            });
+        }
+        self.pick_buf = buf;
+    }
+
+    /// Top up every peer (after blocks went back to the picker).
+    pub(super) fn fill_all(&mut self, now: Instant) {
+        if self.picker.is_complete() {
+            return;
+        }
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.fill(now, key);
+        }
+    }
+
+    /// A Piece message arrived. Returns whether the driver should hand the data to the
+    /// store: only blocks we requested from this peer and still need.
+    pub fn block_received(&mut self, now: Instant, key: PeerKey, block: BlockRef) -> bool {
+        let len = block.len as u64;
+        let Some(p) = self.peers.get_mut(&key) else {
+            self.wasted += len;
+            return false;
+        };
+        if p.in_flight.remove(&block).is_none() {
+            // Unrequested, or requested and given up on (choke, timeout): not ours to take.
+            self.wasted += len;
+            return false;
+        }
+        p.on_block(&self.cfg, now);
+        p.down.add(len);
+        self.down.add(len);
+        let wanted = self.picker.on_block_received(&block);
+        if !wanted {
+            self.wasted += len;
+        } else if self.picker.is_endgame() {
+            self.cancel_duplicates(key, &block);
+        }
+        self.fill(now, key);
+        wanted
+    }
+
+    /// Endgame: the block came from `from`; everyone else who has it requested gets a
+    /// Cancel.
+    fn cancel_duplicates(&mut self, from: PeerKey, block: &BlockRef) {
+        let mut cancels = Vec::new();
+        for (key, p) in self.peers.iter_mut() {
+            if *key != from && p.in_flight.remove(block).is_some() {
+                cancels.push(*key);
+            }
+        }
+        for key in cancels {
+            self.picker.on_request_dropped(block);
+            self.send(key, Message::Cancel(*block));
+        }
+    }
+
+    /// The peer choked us: every request to it is void (BEP 3); give them back.
+    pub(super) fn peer_choked(&mut self, now: Instant, key: PeerKey) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        p.peer_choking = true;
+        let dropped = std::mem::take(&mut p.in_flight);
+        for b in dropped.keys() {
+            self.picker.on_request_dropped(b);
+        }
+        if !dropped.is_empty() {
+            self.fill_all(now);
+        }
+    }
+
+    /// BEP 6 Reject: that one request goes back to the picker for other peers.
+    pub(super) fn peer_rejected(&mut self, now: Instant, key: PeerKey, block: BlockRef) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if p.in_flight.remove(&block).is_some() {
+            self.picker.on_request_dropped(&block);
+            let others: Vec<PeerKey> = self.peers.keys().copied().filter(|k| *k != key).collect();
+            for other in others {
+                self.fill(now, other);
+            }
+        }
+    }
+
+    /// A peer that sent nothing for `request_timeout` while we wait on it loses its
+    /// requests to other peers and is marked snubbed (one request at a time until it
+    /// delivers again).
+    pub(super) fn expire_requests(&mut self, now: Instant) {
+        let mut freed = false;
+        let timeout = self.cfg.request_timeout;
+        let mut cancels = Vec::new();
+        for (key, p) in self.peers.iter_mut() {
+            if p.in_flight.is_empty() || now.duration_since(p.last_block) < timeout {
+                continue;
+            }
+            tracing::debug!(peer = %p.addr, requests = p.in_flight.len(), "requests timed out");
+            p.snubbed = true;
+            p.slow_start = false;
+            p.depth = 1;
+            p.last_block = now;
+            for b in std::mem::take(&mut p.in_flight).into_keys() {
+                self.picker.on_request_dropped(&b);
+                cancels.push((*key, b));
+                freed = true;
+            }
+        }
+        for (key, b) in cancels {
+            self.send(key, Message::Cancel(b));
+        }
+        if freed {
+            self.fill_all(now);
+        }
+    }
+
+    pub(super) fn piece_verified(&mut self, now: Instant, piece: u32) {
+        if piece >= self.layout.num_pieces() || self.picker.we_have(piece) {
+            return;
+        }
+        self.picker.on_piece_verified(piece);
+        self.verified_bytes += self.layout.piece_size(piece) as u64;
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            let Some(p) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            if p.has.get(piece) {
+                p.wanted = p.wanted.saturating_sub(1);
+                self.update_interest(key);
+            } else {
+                self.send(key, Message::Have(piece));
+            }
+        }
+        if self.picker.is_complete() && !self.complete_sent {
+            self.complete_sent = true;
+            self.actions.push_back(Action::Complete);
+            tracing::info!("download complete");
+            // Seeds have nothing more for us and want nothing from us.
+            let seeds: Vec<PeerKey> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.seed || p.has.is_full())
+                .map(|(k, _)| *k)
+                .collect();
+            for key in seeds {
+                self.drop_peer(now, key, "both seeds");
+            }
+            self.rechoke(now);
+        }
+    }
+
+    pub(super) fn piece_failed(&mut self, now: Instant, piece: u32, peers: &[PeerKey]) {
+        if piece >= self.layout.num_pieces() || self.picker.we_have(piece) {
+            return;
+        }
+        tracing::warn!(piece, peers = peers.len(), "piece failed its hash check");
+        self.failed_pieces += 1;
+        self.wasted += self.layout.piece_size(piece) as u64;
+        self.picker.on_piece_failed(piece);
+        self.penalise(now, peers);
+        self.fill_all(now);
+    }
+}

@@ -1,0 +1,337 @@
+//! The deterministic core of a torrent: peers, picker, request pipeline and choker.
+//!
+//! It does no I/O, reads no clock and spawns nothing: the driver feeds it [`Event`]s with
+//! the current time and carries out the [`Action`]s it hands back. Everything it decides
+//! can therefore be tested with plain `#[test]`s and simulated on a virtual clock.
+//!
+//! Block data never passes through here: the driver asks [`Engine::block_received`]
+//! whether a block was wanted and routes the bytes itself.
+
+pub mod choker;
+mod connect;
+mod download;
+pub mod peer;
+pub mod picker;
+mod upload;
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::config::Config;
+use crate::layout::Layout;
+use crate::types::{Bitfield, BlockRef, PeerId};
+use crate::wire::Message;
+
+use self::choker::Choker;
+use self::connect::Known;
+use self::peer::{Peer, Rate};
+use self::picker::Picker;
+
+/// Identifies one connection for its whole life (never reused).
+pub type PeerKey = u64;
+
+/// Something that happened at the edges.
+#[derive(Debug)]
+pub enum Event {
+    /// Addresses to try (from `--peer`, a tracker, ...).
+    AddPeers(Vec<SocketAddr>),
+    /// An outbound connection attempt failed before the handshake completed.
+    ConnectFailed {
+        addr: SocketAddr,
+    },
+    /// A handshake completed (info-hash checked, not ourselves).
+    PeerConnected {
+        key: PeerKey,
+        addr: SocketAddr,
+        peer_id: PeerId,
+        reserved: [u8; 8],
+        outbound: bool,
+    },
+    /// Any message but Piece (blocks go through [`Engine::block_received`]).
+    PeerMessage {
+        key: PeerKey,
+        msg: Message,
+    },
+    /// The connection ended (error, EOF, or our own Disconnect).
+    PeerDisconnected {
+        key: PeerKey,
+    },
+    /// A Piece we were asked to serve has been written to the peer.
+    Served {
+        key: PeerKey,
+        block: BlockRef,
+    },
+    PieceVerified {
+        piece: u32,
+    },
+    PieceFailed {
+        piece: u32,
+        peers: Vec<PeerKey>,
+    },
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Connect {
+        addr: SocketAddr,
+    },
+    Send {
+        key: PeerKey,
+        msg: Message,
+    },
+    /// Read `block` from the store and send it to the peer as a Piece.
+    Serve {
+        key: PeerKey,
+        block: BlockRef,
+    },
+    Disconnect {
+        key: PeerKey,
+        reason: &'static str,
+    },
+    /// Every piece is verified (emitted once).
+    Complete,
+    /// Nothing more can happen (e.g. no peer reachable): end with this reason.
+    GiveUp {
+        reason: String,
+    },
+}
+
+/// Totals and rates for progress display and tracker announces.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Payload bytes received that we wanted.
+    pub downloaded: u64,
+    /// Payload bytes sent.
+    pub uploaded: u64,
+    /// Bytes received that we did not need (duplicates, unrequested, failed pieces).
+    pub wasted: u64,
+    pub failed_pieces: u32,
+    pub verified_bytes: u64,
+    pub pieces_have: u32,
+    pub down_rate: f64,
+    pub up_rate: f64,
+    pub peers_connected: usize,
+    pub peers_known: usize,
+    pub peers_banned: usize,
+}
+
+/// One torrent's decision-making state.
+pub struct Engine {
+    cfg: Config,
+    layout: Layout,
+    picker: Picker,
+    peers: BTreeMap<PeerKey, Peer>,
+    known: BTreeMap<SocketAddr, Known>,
+    banned: HashSet<IpAddr>,
+    choker: Choker,
+    actions: VecDeque<Action>,
+    rng: StdRng,
+    down: Rate,
+    up: Rate,
+    wasted: u64,
+    failed_pieces: u32,
+    verified_bytes: u64,
+    started: Instant,
+    last_tick: Instant,
+    last_rechoke: Instant,
+    ever_connected: bool,
+    complete_sent: bool,
+    /// Scratch buffer for picks (reused, no allocation per pick).
+    pick_buf: Vec<BlockRef>,
+}
+
+/// How often the engine wants [`Engine::handle_timeout`].
+const TICK: Duration = Duration::from_secs(1);
+
+impl Engine {
+    /// `have`: pieces already verified on disk.
+    pub fn new(cfg: Config, layout: Layout, have: Bitfield, now: Instant) -> Self {
+        let max_partials = Self::max_partials(&cfg, &layout);
+        let picker = Picker::new(&layout, &have, max_partials);
+        let verified_bytes = have.iter_ones().map(|p| layout.piece_size(p) as u64).sum();
+        Engine {
+            rng: StdRng::seed_from_u64(cfg.rng_seed),
+            choker: Choker::new(cfg.upload_slots),
+            cfg,
+            layout,
+            picker,
+            peers: BTreeMap::new(),
+            known: BTreeMap::new(),
+            banned: HashSet::new(),
+            actions: VecDeque::new(),
+            down: Rate::default(),
+            up: Rate::default(),
+            wasted: 0,
+            failed_pieces: 0,
+            verified_bytes,
+            started: now,
+            last_tick: now,
+            last_rechoke: now,
+            ever_connected: false,
+            complete_sent: false,
+            pick_buf: Vec::new(),
+        }
+    }
+
+    /// Pieces in progress at once: what fits in the store's buffer, at least two. The
+    /// store must be given [`Engine::store_budget`] bytes so those pieces always fit
+    /// (otherwise half-received pieces could hold the whole budget and deadlock).
+    pub fn max_partials(cfg: &Config, layout: &Layout) -> usize {
+        (cfg.max_buffer / layout.piece_len().max(1) as usize).max(2)
+    }
+
+    /// Bytes the store must be able to buffer for [`Engine::max_partials`] pieces.
+    pub fn store_budget(cfg: &Config, layout: &Layout) -> usize {
+        cfg.max_buffer
+            .max(Self::max_partials(cfg, layout) * layout.piece_len() as usize)
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When the engine next wants [`Engine::handle_timeout`].
+    pub fn next_deadline(&self) -> Instant {
+        self.last_tick + TICK
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.picker.is_complete()
+    }
+
+    pub fn have(&self) -> &Bitfield {
+        self.picker.have()
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            downloaded: self.down.total(),
+            uploaded: self.up.total(),
+            wasted: self.wasted,
+            failed_pieces: self.failed_pieces,
+            verified_bytes: self.verified_bytes,
+            pieces_have: self.picker.have().count_ones(),
+            down_rate: self.down.get(),
+            up_rate: self.up.get(),
+            peers_connected: self.peers.len(),
+            peers_known: self.known.len(),
+            peers_banned: self.banned.len(),
+        }
+    }
+
+    pub fn handle(&mut self, now: Instant, event: Event) {
+        match event {
+            Event::AddPeers(addrs) => self.add_peers(now, addrs),
+            Event::ConnectFailed { addr } => self.connect_failed(now, addr),
+            Event::PeerConnected {
+                key,
+                addr,
+                peer_id,
+                reserved,
+                outbound,
+            } => self.peer_connected(now, key, addr, peer_id, reserved, outbound),
+            Event::PeerMessage { key, msg } => self.peer_message(now, key, msg),
+            Event::PeerDisconnected { key } => self.peer_gone(now, key),
+            Event::Served { key, block } => self.served(key, block),
+            Event::PieceVerified { piece } => self.piece_verified(now, piece),
+            Event::PieceFailed { piece, peers } => self.piece_failed(now, piece, &peers),
+        }
+    }
+
+    /// Time passed: rates, queue depths, request timeouts, rechoke, dialing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now < self.next_deadline() {
+            return;
+        }
+        let elapsed = now - self.last_tick;
+        self.last_tick = now;
+        self.down.tick(elapsed);
+        self.up.tick(elapsed);
+        for p in self.peers.values_mut() {
+            p.tick(&self.cfg, elapsed);
+        }
+        self.expire_requests(now);
+        if now >= self.last_rechoke + self.cfg.rechoke_interval {
+            self.last_rechoke = now;
+            self.rechoke(now);
+        }
+        self.dial(now);
+        self.check_give_up(now);
+        self.fill_all(now);
+    }
+
+    fn peer_message(&mut self, now: Instant, key: PeerKey, msg: Message) {
+        if !self.peers.contains_key(&key) {
+            return;
+        }
+        match msg {
+            Message::KeepAlive | Message::Port(_) | Message::Suggest(_) => {}
+            Message::AllowedFast(_) => {}
+            Message::Choke => self.peer_choked(now, key),
+            Message::Unchoke => {
+                if let Some(p) = self.peers.get_mut(&key) {
+                    p.peer_choking = false;
+                    p.last_block = now;
+                }
+                self.fill(now, key);
+            }
+            Message::Interested => self.peer_interest(now, key, true),
+            Message::NotInterested => self.peer_interest(now, key, false),
+            Message::Have(piece) => self.peer_have(now, key, piece),
+            Message::Bitfield(bf) => self.peer_bitfield(now, key, bf),
+            Message::HaveAll => {
+                let n = self.layout.num_pieces();
+                self.peer_bitfield(now, key, Bitfield::full(n));
+            }
+            Message::HaveNone => {
+                let n = self.layout.num_pieces();
+                self.peer_bitfield(now, key, Bitfield::new(n));
+            }
+            Message::Request(block) => self.peer_request(now, key, block),
+            Message::Cancel(_) => {}
+            Message::Reject(block) => self.peer_rejected(now, key, block),
+            Message::Piece { .. } => {}
+            Message::Extended { id, payload } => {
+                if id == 0 {
+                    self.extended_handshake(key, &payload);
+                }
+            }
+        }
+    }
+
+    /// BEP 10 handshake: we only read `reqq` (how many requests the peer queues).
+    fn extended_handshake(&mut self, key: PeerKey, payload: &[u8]) {
+        let Ok(value) = crate::bencode::decode(payload) else {
+            return;
+        };
+        if let (Some(p), Some(reqq)) = (
+            self.peers.get_mut(&key),
+            value.get(b"reqq").and_then(|v| v.as_int()),
+        ) {
+            if reqq > 0 {
+                p.reqq = Some(reqq.min(100_000) as usize);
+                p.depth = p.depth.min(p.depth_cap(&self.cfg));
+            }
+        }
+    }
+
+    fn send(&mut self, key: PeerKey, msg: Message) {
+        self.actions.push_back(Action::Send { key, msg });
+    }
+
+    fn disconnect(&mut self, key: PeerKey, reason: &'static str) {
+        self.actions.push_back(Action::Disconnect { key, reason });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,449 @@
+//! Engine rules, one test each, driven by events on a hand-moved clock.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::types::BLOCK_SIZE;
+
+const PIECE: u32 = 2 * BLOCK_SIZE;
+const FAST: [u8; 8] = [0, 0, 0, 0, 0, 0x10, 0, 0x04];
+const PLAIN: [u8; 8] = [0; 8];
+
+struct T {
+    e: Engine,
+    now: Instant,
+}
+
+impl T {
+    /// `pieces` pieces of two blocks; `have` = pieces we start with.
+    fn new(pieces: u32, have: &[u32]) -> T {
+        let layout = Layout::new(PIECE, &[pieces as u64 * PIECE as u64]).unwrap();
+        let mut bf = Bitfield::new(pieces);
+        for &p in have {
+            bf.set(p);
+        }
+        let cfg = Config {
+            rng_seed: 7,
+            ..Config::default()
+        };
+        let now = Instant::now();
+        T {
+            e: Engine::new(cfg, layout, bf, now),
+            now,
+        }
+    }
+
+    fn addr(key: PeerKey) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, key as u8], 6881))
+    }
+
+    fn connect(&mut self, key: PeerKey, reserved: [u8; 8]) -> Vec<Action> {
+        let mut id = [b'x'; 20];
+        id[19] = key as u8;
+        self.e.handle(
+            self.now,
+            Event::PeerConnected {
+                key,
+                addr: Self::addr(key),
+                peer_id: PeerId(id),
+                reserved,
+                outbound: false,
+            },
+        );
+        self.drain()
+    }
+
+    fn msg(&mut self, key: PeerKey, msg: Message) -> Vec<Action> {
+        self.e.handle(self.now, Event::PeerMessage { key, msg });
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Vec<Action> {
+        std::iter::from_fn(|| self.e.poll_action()).collect()
+    }
+
+    fn advance(&mut self, secs: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        for _ in 0..secs {
+            self.now += Duration::from_secs(1);
+            self.e.handle_timeout(self.now);
+            out.extend(self.drain());
+        }
+        out
+    }
+
+    /// A seed peer that has unchoked us; returns the requests it got.
+    fn seed_peer(&mut self, key: PeerKey) -> Vec<BlockRef> {
+        self.connect(key, PLAIN);
+        let n = self.e.layout().num_pieces();
+        self.msg(key, Message::Bitfield(Bitfield::full(n)));
+        requests(&self.msg(key, Message::Unchoke), key)
+    }
+}
+
+fn requests(actions: &[Action], key: PeerKey) -> Vec<BlockRef> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                key: k,
+                msg: Message::Request(b),
+            } if *k == key => Some(*b),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sent(actions: &[Action], key: PeerKey, msg: &Message) -> bool {
+    actions
+        .iter()
+        .any(|a| matches!(a, Action::Send { key: k, msg: m } if *k == key && m == msg))
+}
+
+#[test]
+fn interested_then_requests_up_to_initial_depth() {
+    let mut t = T::new(8, &[]);
+    let a = t.connect(1, PLAIN);
+    assert!(a.is_empty(), "nothing to announce with no pieces: {a:?}");
+    let a = t.msg(1, Message::Bitfield(Bitfield::full(8)));
+    assert!(sent(&a, 1, &Message::Interested));
+    assert!(requests(&a, 1).is_empty(), "choked: no requests yet");
+    let reqs = requests(&t.msg(1, Message::Unchoke), 1);
+    assert_eq!(reqs.len(), 4, "slow start begins at 4");
+    for b in &reqs {
+        assert!(t.e.layout().block_index(b).is_some());
+    }
+}
+
+#[test]
+fn fast_peer_gets_have_none_and_extended_handshake() {
+    let mut t = T::new(4, &[]);
+    let a = t.connect(1, FAST);
+    assert!(sent(&a, 1, &Message::HaveNone));
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::Send {
+            msg: Message::Extended { id: 0, .. },
+            ..
+        }
+    )));
+    let mut t = T::new(4, &[0, 1, 2, 3]);
+    assert!(sent(&t.connect(1, FAST), 1, &Message::HaveAll));
+    let mut t = T::new(4, &[2]);
+    let a = t.connect(1, PLAIN);
+    assert!(a.iter().any(|x| matches!(x, Action::Send { msg: Message::Bitfield(b), .. } if b.get(2) && b.count_ones() == 1)));
+}
+
+#[test]
+fn blocks_are_accepted_only_when_requested_and_queue_refills() {
+    let mut t = T::new(8, &[]);
+    let reqs = t.seed_peer(1);
+    assert!(t.e.block_received(t.now, 1, reqs[0]));
+    let refill = requests(&t.drain(), 1);
+    assert!(
+        !refill.is_empty(),
+        "a block in frees room (slow start grows too)"
+    );
+    assert!(
+        !t.e.block_received(t.now, 1, reqs[0]),
+        "duplicate is refused"
+    );
+    let stranger = BlockRef {
+        piece: 7,
+        offset: BLOCK_SIZE,
+        len: BLOCK_SIZE,
+    };
+    if !reqs.contains(&stranger) && !refill.contains(&stranger) {
+        assert!(
+            !t.e.block_received(t.now, 1, stranger),
+            "unrequested is refused"
+        );
+    }
+    assert_eq!(t.e.stats().downloaded, BLOCK_SIZE as u64);
+    assert!(t.e.stats().wasted >= BLOCK_SIZE as u64);
+}
+
+#[test]
+fn choke_gives_requests_back_to_other_peers() {
+    let mut t = T::new(2, &[]);
+    let first = t.seed_peer(1);
+    assert_eq!(first.len(), 4, "all 4 blocks of the torrent");
+    t.connect(2, PLAIN);
+    t.msg(2, Message::Bitfield(Bitfield::full(2)));
+    let none = requests(&t.msg(2, Message::Unchoke), 2);
+    assert!(
+        none.iter().all(|b| first.contains(b)),
+        "only endgame duplicates"
+    );
+    let a = t.msg(1, Message::Choke);
+    let mut again = requests(&a, 2);
+    again.extend(none);
+    again.sort();
+    let mut first = first;
+    first.sort();
+    again.dedup();
+    assert_eq!(again, first, "peer 2 now has every block requested");
+}
+
+#[test]
+fn disconnect_gives_requests_back() {
+    let mut t = T::new(2, &[]);
+    let first = t.seed_peer(1);
+    t.connect(2, PLAIN);
+    t.msg(2, Message::Bitfield(Bitfield::full(2)));
+    t.msg(2, Message::Unchoke);
+    t.e.handle(t.now, Event::PeerDisconnected { key: 1 });
+    let a = t.drain();
+    assert!(!requests(&a, 2).is_empty() || first.len() == 4);
+    assert!(
+        !t.e.block_received(t.now, 1, first[0]),
+        "gone peer's block is refused"
+    );
+}
+
+#[test]
+fn silent_peer_loses_its_requests_after_timeout() {
+    let mut t = T::new(2, &[]);
+    let reqs = t.seed_peer(1);
+    assert_eq!(reqs.len(), 4, "every block of the torrent");
+    let a = t.advance(21);
+    for b in &reqs {
+        assert!(sent(&a, 1, &Message::Cancel(*b)), "cancel {b:?}");
+    }
+    let snubbed = requests(&a, 1);
+    assert!(snubbed.len() <= 1, "a snubbed peer keeps one request");
+    t.connect(2, PLAIN);
+    t.msg(2, Message::Bitfield(Bitfield::full(2)));
+    let mut re = requests(&t.msg(2, Message::Unchoke), 2);
+    re.extend(snubbed);
+    assert!(
+        reqs.iter().all(|b| re.contains(b)),
+        "re-requested elsewhere"
+    );
+}
+
+#[test]
+fn verified_piece_sends_have_and_completion_ends_interest() {
+    let mut t = T::new(2, &[]);
+    let reqs = t.seed_peer(1);
+    t.connect(2, PLAIN);
+    t.msg(2, Message::Bitfield(Bitfield::new(2)));
+    for b in &reqs {
+        t.e.block_received(t.now, 1, *b);
+    }
+    t.drain();
+    t.e.handle(t.now, Event::PieceVerified { piece: 0 });
+    let a = t.drain();
+    assert!(sent(&a, 2, &Message::Have(0)));
+    assert!(!sent(&a, 1, &Message::Have(0)), "the seed has it already");
+    t.e.handle(t.now, Event::PieceVerified { piece: 1 });
+    let a = t.drain();
+    assert!(a.contains(&Action::Complete));
+    assert!(
+        a.contains(&Action::Disconnect {
+            key: 1,
+            reason: "both seeds"
+        }),
+        "{a:?}"
+    );
+    assert_eq!(t.e.stats().verified_bytes, 2 * PIECE as u64);
+}
+
+#[test]
+fn not_interested_when_peer_has_nothing_new() {
+    let mut t = T::new(2, &[0]);
+    t.connect(1, PLAIN);
+    let a = t.msg(1, Message::Have(0));
+    assert!(!sent(&a, 1, &Message::Interested));
+    let a = t.msg(1, Message::Have(1));
+    assert!(sent(&a, 1, &Message::Interested));
+    t.e.handle(t.now, Event::PieceVerified { piece: 1 });
+    assert!(sent(&t.drain(), 1, &Message::NotInterested));
+}
+
+#[test]
+fn later_bitfield_replaces_the_first() {
+    // aria2 sends full bitfields mid-connection.
+    let mut t = T::new(4, &[]);
+    t.connect(1, PLAIN);
+    let mut bf = Bitfield::new(4);
+    bf.set(0);
+    t.msg(1, Message::Bitfield(bf));
+    assert_eq!(t.e.picker.availability(0), 1);
+    let mut bf = Bitfield::new(4);
+    bf.set(3);
+    t.msg(1, Message::Bitfield(bf));
+    assert_eq!(t.e.picker.availability(0), 0);
+    assert_eq!(t.e.picker.availability(3), 1);
+}
+
+#[test]
+fn liar_is_banned_and_cannot_return() {
+    let mut t = T::new(4, &[]);
+    t.seed_peer(1);
+    t.e.handle(
+        t.now,
+        Event::PieceFailed {
+            piece: 0,
+            peers: vec![1],
+        },
+    );
+    assert!(!t
+        .drain()
+        .iter()
+        .any(|a| matches!(a, Action::Disconnect { .. })));
+    t.e.handle(
+        t.now,
+        Event::PieceFailed {
+            piece: 1,
+            peers: vec![1],
+        },
+    );
+    let a = t.drain();
+    assert!(a.contains(&Action::Disconnect {
+        key: 1,
+        reason: "sent corrupt data"
+    }));
+    assert_eq!(t.e.stats().peers_banned, 1);
+    let a = t.connect(9, PLAIN);
+    assert!(!a.contains(&Action::Disconnect {
+        key: 9,
+        reason: "banned"
+    }));
+    // Same IP as peer 1 (127.0.0.1) on another key.
+    let mut id = [b'z'; 20];
+    id[0] = 1;
+    t.e.handle(
+        t.now,
+        Event::PeerConnected {
+            key: 10,
+            addr: T::addr(1),
+            peer_id: PeerId(id),
+            reserved: PLAIN,
+            outbound: false,
+        },
+    );
+    assert!(t.drain().contains(&Action::Disconnect {
+        key: 10,
+        reason: "banned"
+    }));
+}
+
+#[test]
+fn serving_follows_choke_state_and_validates_requests() {
+    let mut t = T::new(4, &[0, 1, 2, 3]);
+    t.connect(1, FAST);
+    let a = t.msg(1, Message::Interested);
+    assert!(sent(&a, 1, &Message::Unchoke), "a free slot goes at once");
+    let b = BlockRef {
+        piece: 2,
+        offset: 0,
+        len: BLOCK_SIZE,
+    };
+    assert!(t
+        .msg(1, Message::Request(b))
+        .contains(&Action::Serve { key: 1, block: b }));
+    t.e.handle(t.now, Event::Served { key: 1, block: b });
+    assert_eq!(t.e.stats().uploaded, BLOCK_SIZE as u64);
+    // Past the end of the piece: protocol error, peer dropped.
+    let bad = BlockRef {
+        piece: 3,
+        offset: PIECE - 10,
+        len: 20,
+    };
+    assert!(t
+        .msg(1, Message::Request(bad))
+        .iter()
+        .any(|a| matches!(a, Action::Disconnect { key: 1, .. })));
+}
+
+#[test]
+fn choked_or_missing_requests_are_rejected_for_fast_peers() {
+    let mut t = T::new(4, &[0]);
+    t.connect(1, FAST);
+    let b = BlockRef {
+        piece: 0,
+        offset: 0,
+        len: BLOCK_SIZE,
+    };
+    assert!(sent(&t.msg(1, Message::Request(b)), 1, &Message::Reject(b)));
+    t.msg(1, Message::Interested);
+    let missing = BlockRef { piece: 1, ..b };
+    assert!(sent(
+        &t.msg(1, Message::Request(missing)),
+        1,
+        &Message::Reject(missing)
+    ));
+    // Plain peers get silence instead.
+    t.connect(2, PLAIN);
+    assert!(t.msg(2, Message::Request(b)).is_empty());
+}
+
+#[test]
+fn reject_returns_the_block() {
+    let mut t = T::new(1, &[]);
+    t.connect(1, FAST);
+    t.msg(1, Message::HaveAll);
+    let reqs = requests(&t.msg(1, Message::Unchoke), 1);
+    t.msg(1, Message::Reject(reqs[0]));
+    assert!(!t.e.block_received(t.now, 1, reqs[0]));
+}
+
+#[test]
+fn dials_known_peers_and_backs_off_after_failure() {
+    let mut t = T::new(4, &[]);
+    let addr: SocketAddr = "127.0.0.5:7000".parse().unwrap();
+    t.e.handle(t.now, Event::AddPeers(vec![addr, addr]));
+    assert_eq!(t.drain(), vec![Action::Connect { addr }]);
+    t.e.handle(t.now, Event::ConnectFailed { addr });
+    assert!(t.drain().is_empty());
+    let a = t.advance(1);
+    assert!(!a.contains(&Action::Connect { addr }), "backing off");
+    let a = t.advance(2);
+    assert!(a.contains(&Action::Connect { addr }), "{a:?}");
+}
+
+#[test]
+fn gives_up_when_nobody_connects() {
+    let mut t = T::new(4, &[]);
+    let addr: SocketAddr = "127.0.0.5:7000".parse().unwrap();
+    t.e.handle(t.now, Event::AddPeers(vec![addr]));
+    t.e.handle(t.now, Event::ConnectFailed { addr });
+    let a = t.advance(31);
+    assert!(a.iter().any(|a| matches!(a, Action::GiveUp { .. })));
+}
+
+#[test]
+fn reqq_from_extended_handshake_caps_the_queue() {
+    let mut t = T::new(64, &[]);
+    t.connect(1, FAST);
+    t.msg(
+        1,
+        Message::Extended {
+            id: 0,
+            payload: bytes::Bytes::from_static(b"d4:reqqi2ee"),
+        },
+    );
+    t.msg(1, Message::HaveAll);
+    let reqs = requests(&t.msg(1, Message::Unchoke), 1);
+    assert_eq!(reqs.len(), 2);
+}
+
+#[test]
+fn endgame_cancels_the_other_copy() {
+    let mut t = T::new(1, &[]);
+    let first = t.seed_peer(1);
+    assert_eq!(first.len(), 2);
+    t.connect(2, PLAIN);
+    t.msg(2, Message::Bitfield(Bitfield::full(1)));
+    let dup = requests(&t.msg(2, Message::Unchoke), 2);
+    assert!(!dup.is_empty(), "endgame duplicates the outstanding blocks");
+    assert!(t.e.block_received(t.now, 2, dup[0]));
+    let a = t.drain();
+    assert!(sent(&a, 1, &Message::Cancel(dup[0])), "{a:?}");
+    assert!(
+        !t.e.block_received(t.now, 1, dup[0]),
+        "cancelled copy is not taken"
+    );
+}

@@ -1,0 +1,299 @@
+//! One task per connection: handshake, then a reader (socket → events for the driver) and
+//! a writer (commands from the driver → socket). No decisions are made here.
+//!
+//! Back-pressure: before a Piece is passed on, the reader reserves its bytes in the
+//! store's budget; when the budget is spent the reader stops reading its socket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+use crate::engine::PeerKey;
+use crate::store::{Reservation, StoreHandle};
+use crate::types::{BlockRef, InfoHash, PeerId};
+use crate::wire::{self, Decoder, Handshake, Message};
+
+/// Commands queued per connection. The driver never waits on a connection: a peer whose
+/// queue is full is dropped (it is not reading what we send).
+pub const CMD_QUEUE: usize = 4096;
+
+/// Socket reads go into a buffer of at least this much free space (a few blocks).
+const READ_CHUNK: usize = 128 * 1024;
+
+/// What every connection of a torrent shares.
+pub struct ConnCtx {
+    pub info_hash: InfoHash,
+    pub our_id: PeerId,
+    pub num_pieces: u32,
+    pub events: mpsc::Sender<PeerEvent>,
+    pub store: StoreHandle,
+    pub connect_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub keepalive: Duration,
+}
+
+/// From a connection task to the driver.
+pub enum PeerEvent {
+    Connected {
+        key: PeerKey,
+        addr: SocketAddr,
+        peer_id: PeerId,
+        reserved: [u8; 8],
+        outbound: bool,
+        cmds: mpsc::Sender<ConnCmd>,
+    },
+    ConnectFailed {
+        addr: SocketAddr,
+    },
+    Message {
+        key: PeerKey,
+        msg: Message,
+    },
+    Block {
+        key: PeerKey,
+        block: BlockRef,
+        data: bytes::Bytes,
+        reservation: Reservation,
+    },
+    Served {
+        key: PeerKey,
+        block: BlockRef,
+    },
+    Closed {
+        key: PeerKey,
+        reason: String,
+    },
+}
+
+/// From the driver to a connection task.
+#[derive(Debug)]
+pub enum ConnCmd {
+    Send(Message),
+    Serve(BlockRef),
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out ({0})")]
+    Timeout(&'static str),
+    #[error("protocol: {0}")]
+    Wire(#[from] wire::WireError),
+    #[error("peer is serving another torrent")]
+    WrongInfoHash,
+    #[error("connected to ourselves")]
+    SelfConnection,
+    #[error("connection closed by peer")]
+    Eof,
+    #[error("reading a block to upload: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("driver went away")]
+    DriverGone,
+}
+
+/// Dial `addr` and run the connection until it ends.
+pub async fn dial(key: PeerKey, addr: SocketAddr, ctx: Arc<ConnCtx>) {
+    let stream = match timeout(ctx.connect_timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, error = %e, "connect failed");
+            let _ = ctx.events.send(PeerEvent::ConnectFailed { addr }).await;
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%addr, "connect timed out");
+            let _ = ctx.events.send(PeerEvent::ConnectFailed { addr }).await;
+            return;
+        }
+    };
+    run(key, stream, addr, true, ctx).await;
+}
+
+/// Run an accepted connection until it ends.
+pub async fn accept(key: PeerKey, stream: TcpStream, addr: SocketAddr, ctx: Arc<ConnCtx>) {
+    run(key, stream, addr, false, ctx).await;
+}
+
+async fn run(key: PeerKey, stream: TcpStream, addr: SocketAddr, outbound: bool, ctx: Arc<ConnCtx>) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let (mut rd, wr) = stream.into_split();
+    let mut wr = wr;
+    let hs = timeout(
+        ctx.handshake_timeout,
+        handshake(&mut rd, &mut wr, &mut buf, outbound, &ctx),
+    )
+    .await
+    .unwrap_or(Err(ConnError::Timeout("handshake")));
+    let theirs = match hs {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!(%addr, error = %e, "handshake failed");
+            if outbound {
+                let _ = ctx.events.send(PeerEvent::ConnectFailed { addr }).await;
+            }
+            return;
+        }
+    };
+    let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
+    let connected = PeerEvent::Connected {
+        key,
+        addr,
+        peer_id: theirs.peer_id,
+        reserved: theirs.reserved,
+        outbound,
+        cmds: cmd_tx,
+    };
+    if ctx.events.send(connected).await.is_err() {
+        return;
+    }
+    tracing::debug!(%addr, key, outbound, "peer connected");
+    let mut writer = tokio::spawn(write_loop(key, wr, cmd_rx, ctx.clone()));
+    let result = tokio::select! {
+        r = read_loop(key, &mut rd, buf, &ctx) => r,
+        w = &mut writer => match w {
+            Ok(r) => r,
+            Err(_) => Err(ConnError::DriverGone),
+        },
+    };
+    writer.abort();
+    let reason = match result {
+        Ok(()) => "closed".to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::debug!(%addr, key, %reason, "peer disconnected");
+    let _ = ctx.events.send(PeerEvent::Closed { key, reason }).await;
+}
+
+async fn handshake(
+    rd: &mut OwnedReadHalf,
+    wr: &mut OwnedWriteHalf,
+    buf: &mut BytesMut,
+    outbound: bool,
+    ctx: &ConnCtx,
+) -> Result<Handshake, ConnError> {
+    let ours = Handshake::new(ctx.info_hash, ctx.our_id);
+    if outbound {
+        wr.write_all(&ours.to_bytes()).await?;
+    }
+    let theirs = loop {
+        if let Some(h) = Handshake::decode(buf)? {
+            buf.advance(Handshake::LEN);
+            break h;
+        }
+        if rd.read_buf(buf).await? == 0 {
+            return Err(ConnError::Eof);
+        }
+    };
+    if theirs.info_hash != ctx.info_hash {
+        return Err(ConnError::WrongInfoHash);
+    }
+    if theirs.peer_id == ctx.our_id {
+        return Err(ConnError::SelfConnection);
+    }
+    if !outbound {
+        wr.write_all(&ours.to_bytes()).await?;
+    }
+    Ok(theirs)
+}
+
+async fn read_loop(
+    key: PeerKey,
+    rd: &mut OwnedReadHalf,
+    mut buf: BytesMut,
+    ctx: &ConnCtx,
+) -> Result<(), ConnError> {
+    let mut dec = Decoder::new(ctx.num_pieces);
+    loop {
+        while let Some(msg) = dec.decode(&mut buf)? {
+            let event = match msg {
+                Message::Piece {
+                    piece,
+                    offset,
+                    data,
+                } => {
+                    let len = data.len() as u32;
+                    let reservation = ctx.store.reserve(len).await;
+                    PeerEvent::Block {
+                        key,
+                        block: BlockRef { piece, offset, len },
+                        data,
+                        reservation,
+                    }
+                }
+                msg => PeerEvent::Message { key, msg },
+            };
+            ctx.events
+                .send(event)
+                .await
+                .map_err(|_| ConnError::DriverGone)?;
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+            buf.reserve(READ_CHUNK);
+        }
+        match timeout(ctx.idle_timeout, rd.read_buf(&mut buf)).await {
+            Err(_) => return Err(ConnError::Timeout("peer idle")),
+            Ok(Ok(0)) => return Err(ConnError::Eof),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Commands are batched: everything already queued is encoded into one buffer and
+/// written with one (vectored) write; block data is never copied.
+async fn write_loop(
+    key: PeerKey,
+    mut wr: OwnedWriteHalf,
+    mut cmds: mpsc::Receiver<ConnCmd>,
+    ctx: Arc<ConnCtx>,
+) -> Result<(), ConnError> {
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    loop {
+        let first = match timeout(ctx.keepalive, cmds.recv()).await {
+            Err(_) => {
+                wr.write_all(&[0, 0, 0, 0]).await?;
+                continue;
+            }
+            Ok(None) => {
+                let _ = wr.shutdown().await;
+                return Ok(());
+            }
+            Ok(Some(cmd)) => cmd,
+        };
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                ConnCmd::Send(msg) => wire::encode(&msg, &mut out),
+                ConnCmd::Serve(block) => {
+                    let data = ctx.store.read_block(block).await?;
+                    out.extend_from_slice(&wire::piece_header(
+                        block.piece,
+                        block.offset,
+                        data.len() as u32,
+                    ));
+                    let mut chain = (&mut out).chain(data);
+                    wr.write_all_buf(&mut chain).await?;
+                    out.clear();
+                    let _ = ctx.events.send(PeerEvent::Served { key, block }).await;
+                }
+            }
+            if out.len() < 64 * 1024 {
+                next = cmds.try_recv().ok();
+            }
+        }
+        if !out.is_empty() {
+            wr.write_all_buf(&mut out).await?;
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The driver task: owns the [`Engine`], turns connection and store events into engine
+//! events, and carries out the engine's actions. It never awaits a single peer: commands
+//! to connections are `try_send`, and a full queue drops that peer.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::conn::{self, ConnCmd, ConnCtx, PeerEvent};
+use crate::engine::{Action, Engine, Event, PeerKey};
+use crate::snapshot::{Phase, Snapshot};
+use crate::store::{StoreError, StoreEvent, StoreHandle};
+
+/// Requests from the session to a running driver.
+#[derive(Debug)]
+pub enum Control {
+    AddPeers(Vec<SocketAddr>),
+}
+
+/// How a driver run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every piece verified and `seed` was not asked for.
+    Complete,
+    /// Cancelled (Ctrl-C or the session's own stop).
+    Stopped,
+    GiveUp(String),
+    Fatal(StoreError),
+}
+
+/// Everything the driver needs; built by the session.
+pub struct Driver {
+    pub engine: Engine,
+    pub ctx: Arc<ConnCtx>,
+    pub events: mpsc::Receiver<PeerEvent>,
+    pub store: StoreHandle,
+    pub store_events: mpsc::Receiver<StoreEvent>,
+    pub listener: Option<TcpListener>,
+    pub control: mpsc::Receiver<Control>,
+    pub snapshot: watch::Sender<Snapshot>,
+    /// Keep running after completion (seeding).
+    pub seed: bool,
+}
+
+struct State {
+    conns: HashMap<PeerKey, mpsc::Sender<ConnCmd>>,
+    tasks: JoinSet<()>,
+    next_key: PeerKey,
+    outcome: Option<Outcome>,
+}
+
+impl Driver {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Outcome {
+        let mut st = State {
+            conns: HashMap::new(),
+            tasks: JoinSet::new(),
+            next_key: 1,
+            outcome: None,
+        };
+        if self.engine.is_complete() && !self.seed {
+            return Outcome::Complete;
+        }
+        self.publish();
+        loop {
+            let deadline = tokio::time::Instant::from_std(self.engine.next_deadline());
+            tokio::select! {
+                ev = self.events.recv() => match ev {
+                    Some(ev) => self.on_peer_event(&mut st, ev),
+                    None => break,
+                },
+                ev = self.store_events.recv() => match ev {
+                    Some(StoreEvent::Verified { piece }) => {
+                        self.engine.handle(Instant::now(), Event::PieceVerified { piece })
+                    }
+                    Some(StoreEvent::Failed { piece, peers }) => {
+                        self.engine.handle(Instant::now(), Event::PieceFailed { piece, peers })
+                    }
+                    Some(StoreEvent::Fatal(e)) => st.outcome = Some(Outcome::Fatal(e)),
+                    None => st.outcome = Some(Outcome::Stopped),
+                },
+                Some(c) = self.control.recv() => match c {
+                    Control::AddPeers(addrs) => {
+                        self.engine.handle(Instant::now(), Event::AddPeers(addrs))
+                    }
+                },
+                accepted = accept(&self.listener) => {
+                    if let Ok((stream, addr)) = accepted {
+                        let key = st.next_key;
+                        st.next_key += 1;
+                        st.tasks.spawn(conn::accept(key, stream, addr, self.ctx.clone()));
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.engine.handle_timeout(Instant::now());
+                    self.publish();
+                }
+                _ = stop.changed() => st.outcome = Some(Outcome::Stopped),
+                Some(_) = st.tasks.join_next(), if !st.tasks.is_empty() => {}
+            }
+            self.run_actions(&mut st);
+            if let Some(outcome) = st.outcome.take() {
+                self.publish();
+                // Dropping every command sender ends the writers, and with them the
+                // connections; the tasks are aborted in case one is stuck in a read.
+                st.conns.clear();
+                st.tasks.abort_all();
+                return outcome;
+            }
+        }
+        Outcome::Stopped
+    }
+
+    fn on_peer_event(&mut self, st: &mut State, ev: PeerEvent) {
+        let now = Instant::now();
+        match ev {
+            PeerEvent::Connected {
+                key,
+                addr,
+                peer_id,
+                reserved,
+                outbound,
+                cmds,
+            } => {
+                st.conns.insert(key, cmds);
+                self.engine.handle(
+                    now,
+                    Event::PeerConnected {
+                        key,
+                        addr,
+                        peer_id,
+                        reserved,
+                        outbound,
+                    },
+                );
+            }
+            PeerEvent::ConnectFailed { addr } => {
+                self.engine.handle(now, Event::ConnectFailed { addr })
+            }
+            PeerEvent::Message { key, msg } => {
+                tracing::trace!(key, ?msg, "message");
+                self.engine.handle(now, Event::PeerMessage { key, msg })
+            }
+            PeerEvent::Block {
+                key,
+                block,
+                data,
+                reservation,
+            } => {
+                // Unwanted blocks are dropped here with their reservation.
+                if self.engine.block_received(now, key, block)
+                    && self
+                        .store
+                        .write_block(key, block, data, reservation)
+                        .is_err()
+                {
+                    st.outcome = Some(Outcome::Stopped);
+                }
+            }
+            PeerEvent::Served { key, block } => {
+                self.engine.handle(now, Event::Served { key, block })
+            }
+            PeerEvent::Closed { key, reason } => {
+                tracing::debug!(key, %reason, "connection closed");
+                st.conns.remove(&key);
+                self.engine.handle(now, Event::PeerDisconnected { key });
+            }
+        }
+    }
+
+    fn run_actions(&mut self, st: &mut State) {
+        while let Some(action) = self.engine.poll_action() {
+            match action {
+                Action::Connect { addr } => {
+                    let key = st.next_key;
+                    st.next_key += 1;
+                    st.tasks.spawn(conn::dial(key, addr, self.ctx.clone()));
+                }
+                Action::Send { key, msg } => self.send_to_conn(st, key, ConnCmd::Send(msg)),
+                Action::Serve { key, block } => self.send_to_conn(st, key, ConnCmd::Serve(block)),
+                Action::Disconnect { key, reason } => {
+                    tracing::debug!(key, reason, "disconnecting peer");
+                    st.conns.remove(&key);
+                }
+                Action::Complete => {
+                    self.publish();
+                    if !self.seed {
+                        st.outcome.get_or_insert(Outcome::Complete);
+                    }
+                }
+                Action::GiveUp { reason } => {
+                    st.outcome.get_or_insert(Outcome::GiveUp(reason));
+                }
+            }
+        }
+    }
+
+    /// Hand a command to a connection without waiting; a peer that cannot keep up is
+    /// dropped rather than allowed to stall the driver.
+    fn send_to_conn(&mut self, st: &mut State, key: PeerKey, cmd: ConnCmd) {
+        let Some(tx) = st.conns.get(&key) else {
+            return;
+        };
+        if tx.try_send(cmd).is_err() {
+            tracing::debug!(key, "peer's command queue is full; dropping it");
+            st.conns.remove(&key);
+            self.engine
+                .handle(Instant::now(), Event::PeerDisconnected { key });
+        }
+    }
+
+    fn publish(&self) {
+        let stats = self.engine.stats();
+        let layout = self.engine.layout();
+        let phase = if self.engine.is_complete() {
+            if self.seed {
+                Phase::Seeding
+            } else {
+                Phase::Done
+            }
+        } else {
+            Phase::Downloading
+        };
+        self.snapshot.send_modify(|s| {
+            s.phase = phase;
+            s.total_bytes = layout.total_len();
+            s.pieces_total = layout.num_pieces();
+            s.stats = stats;
+        });
+    }
+}
+
+async fn accept(
+    listener: &Option<TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,5 @@
+//! Tokio at the edge: the driver task that owns the engine, one task per connection, and
+//! the listener. These carry bytes and events; every decision is the engine's.
+
+pub mod conn;
+pub mod driver;

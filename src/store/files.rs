@@ -1,0 +1,331 @@
+//! Blocking, positioned file I/O for one torrent: [`Storage`].
+//!
+//! Invariants:
+//! - Every path is `root` joined with a relative path made only of normal components, checked
+//!   once in [`Storage::open`]; nothing is ever opened outside `root`.
+//! - At most [`MAX_OPEN_FILES`] files are open at once (an LRU of `Arc<File>`), so torrents
+//!   with thousands of files do not exhaust descriptors. The cache lock is held only to look
+//!   up or insert a handle, never across a syscall that touches file data or opens a file.
+//! - All data I/O is positioned (`pread`/`pwrite`), so threads share handles without seeking.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use super::StoreError;
+use crate::layout::Layout;
+
+/// Open-file cache size: far below the usual 1024-descriptor soft limit, leaving room for
+/// sockets, yet enough that a torrent's working set of files rarely thrashes.
+pub const MAX_OPEN_FILES: usize = 128;
+
+/// The files of one torrent under a root directory. `Send + Sync`; share as `Arc<Storage>`.
+#[derive(Debug)]
+pub struct Storage {
+    paths: Vec<PathBuf>,
+    layout: Layout,
+    cache: Mutex<FileCache>,
+}
+
+impl Storage {
+    /// Checks every path, then (with `create`) creates the directory tree and any missing or
+    /// short file (sparse, `set_len` to its length; existing data is kept). Without `create`,
+    /// a missing file is [`StoreError::Missing`]; a short file is accepted (recheck will find
+    /// the pieces it lacks).
+    ///
+    /// `files` are relative paths, already sanitised by the caller; this still rejects any
+    /// absolute or `..` component with [`StoreError::UnsafePath`].
+    pub fn open(
+        root: &Path,
+        files: &[(PathBuf, u64)],
+        layout: Layout,
+        create: bool,
+    ) -> Result<Storage, StoreError> {
+        if files.len() != layout.num_files() {
+            return Err(StoreError::FileCountMismatch {
+                got: files.len(),
+                expected: layout.num_files(),
+            });
+        }
+        let mut paths = Vec::with_capacity(files.len());
+        for (i, (rel, len)) in files.iter().enumerate() {
+            let path = safe_join(root, rel)?;
+            if *len != layout.file_len(i) {
+                return Err(StoreError::FileLengthMismatch {
+                    path,
+                    got: *len,
+                    expected: layout.file_len(i),
+                });
+            }
+            prepare_file(&path, *len, create)?;
+            paths.push(path);
+        }
+        tracing::debug!(root = %root.display(), files = paths.len(), create, "storage opened");
+        Ok(Storage {
+            paths,
+            layout,
+            cache: Mutex::new(FileCache::default()),
+        })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Full path of file `file` of the torrent.
+    pub fn path(&self, file: usize) -> &Path {
+        &self.paths[file]
+    }
+
+    /// Positioned read of bytes `[offset, offset+len)` of `piece`, across files.
+    pub fn read(&self, piece: u32, offset: u32, len: u32) -> Result<Bytes, StoreError> {
+        let size = self.layout.piece_size(piece);
+        if piece >= self.layout.num_pieces() || offset as u64 + len as u64 > size as u64 {
+            return Err(StoreError::OutOfRange { piece, offset, len });
+        }
+        let mut buf = vec![0u8; len as usize];
+        for span in self.layout.spans(piece, offset, len) {
+            let file = self.file(span.file, false)?;
+            let start = (span.piece_offset - offset) as usize;
+            let dst = &mut buf[start..start + span.len as usize];
+            file.read_exact_at(dst, span.file_offset)
+                .map_err(|e| self.io(span.file, "reading", e))?;
+        }
+        Ok(Bytes::from(buf))
+    }
+
+    /// Positioned writes of a (verified) piece given as its blocks in order. The blocks may
+    /// have any sizes, but must add up to the piece's size exactly.
+    ///
+    /// No fsync: durability of the newest pieces is left to the OS; a resume rechecks.
+    pub fn write_piece(&self, piece: u32, blocks: &[Bytes]) -> Result<(), StoreError> {
+        let size = self.layout.piece_size(piece);
+        let got: u64 = blocks.iter().map(|b| b.len() as u64).sum();
+        if piece >= self.layout.num_pieces() {
+            return Err(StoreError::OutOfRange {
+                piece,
+                offset: 0,
+                len: got.min(u32::MAX as u64) as u32,
+            });
+        }
+        if got != size as u64 {
+            return Err(StoreError::WrongPieceSize {
+                piece,
+                expected: size,
+                got,
+            });
+        }
+        let spans = self.layout.piece_spans(piece);
+        let mut si = 0;
+        let mut pos: u32 = 0; // offset in the piece of the next byte to write
+        for block in blocks {
+            let mut rest: &[u8] = block;
+            while !rest.is_empty() {
+                let span = spans[si];
+                let span_end = span.piece_offset + span.len;
+                if pos >= span_end {
+                    si += 1;
+                    continue;
+                }
+                let n = (span_end - pos).min(rest.len() as u32) as usize;
+                let file = self.file(span.file, true)?;
+                let at = span.file_offset + (pos - span.piece_offset) as u64;
+                file.write_all_at(&rest[..n], at)
+                    .map_err(|e| self.io(span.file, "writing", e))?;
+                rest = &rest[n..];
+                pos += n as u32;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads into `buf` from `offset` of file `file` until `buf` is full or the file ends;
+    /// returns the bytes read. A missing file reads as empty. Used by recheck, where absent
+    /// data is an answer, not an error.
+    pub(super) fn read_available(
+        &self,
+        file: usize,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, StoreError> {
+        let handle = match self.file(file, false) {
+            Ok(f) => f,
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(0)
+            }
+            Err(e) => return Err(e),
+        };
+        let mut done = 0;
+        while done < buf.len() {
+            match handle.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io(file, "reading", e)),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Handles currently in the open-file cache.
+    #[cfg(test)]
+    pub(super) fn open_handles(&self) -> usize {
+        self.lock().open.len()
+    }
+
+    fn io(&self, file: usize, op: &'static str, source: io::Error) -> StoreError {
+        StoreError::Io {
+            path: self.paths[file].clone(),
+            op,
+            source,
+        }
+    }
+
+    /// A handle for `file`, from the cache or freshly opened. `write` demands a writable
+    /// handle; otherwise a read-only one will do (files we may not write, e.g. when seeding
+    /// from a read-only directory, are opened read-only).
+    fn file(&self, file: usize, write: bool) -> Result<Arc<File>, StoreError> {
+        if let Some(f) = self.lock().get(file, write) {
+            return Ok(f);
+        }
+        // Open outside the lock: opening can be slow (network filesystems) and must not
+        // stall other threads' cached lookups. A racing thread may open the same file; the
+        // later insert simply replaces the earlier handle.
+        let path = &self.paths[file];
+        let rw = OpenOptions::new().read(true).write(true).open(path);
+        let (handle, writable) = match rw {
+            Ok(f) => (f, true),
+            Err(e) if !write && e.kind() == io::ErrorKind::PermissionDenied => {
+                let f = File::open(path).map_err(|e| self.io(file, "opening", e))?;
+                (f, false)
+            }
+            Err(e) => {
+                let op = if write {
+                    "opening for writing"
+                } else {
+                    "opening"
+                };
+                return Err(self.io(file, op, e));
+            }
+        };
+        let handle = Arc::new(handle);
+        self.lock().insert(file, handle.clone(), writable);
+        Ok(handle)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FileCache> {
+        // The cache holds no invariant a panic could break halfway; keep using it.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `root/rel`, refusing anything but plain relative components.
+fn safe_join(root: &Path, rel: &Path) -> Result<PathBuf, StoreError> {
+    let unsafe_path = || StoreError::UnsafePath {
+        path: rel.to_path_buf(),
+    };
+    if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(unsafe_path());
+    }
+    let path = root.join(rel);
+    if !path.starts_with(root) {
+        return Err(unsafe_path());
+    }
+    Ok(path)
+}
+
+/// Makes sure `path` exists with at least `len` bytes (when `create`), keeping existing data.
+fn prepare_file(path: &Path, len: u64, create: bool) -> Result<(), StoreError> {
+    let io = |op, source| StoreError::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    };
+    match fs::metadata(path) {
+        Ok(m) if m.len() >= len || !create => Ok(()),
+        Ok(_) => {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| io("opening for writing", e))?;
+            f.set_len(len).map_err(|e| io("extending", e))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if !create {
+                return Err(StoreError::Missing {
+                    path: path.to_path_buf(),
+                });
+            }
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+                    path: dir.to_path_buf(),
+                    op: "creating directory",
+                    source: e,
+                })?;
+            }
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| io("creating", e))?;
+            f.set_len(len).map_err(|e| io("extending", e))
+        }
+        Err(e) => Err(io("inspecting", e)),
+    }
+}
+
+/// A small LRU of open handles, keyed by file index.
+#[derive(Debug, Default)]
+struct FileCache {
+    open: HashMap<usize, Cached>,
+    tick: u64,
+}
+
+#[derive(Debug)]
+struct Cached {
+    file: Arc<File>,
+    writable: bool,
+    last_use: u64,
+}
+
+impl FileCache {
+    fn get(&mut self, file: usize, write: bool) -> Option<Arc<File>> {
+        self.tick += 1;
+        let c = self.open.get_mut(&file)?;
+        if write && !c.writable {
+            return None;
+        }
+        c.last_use = self.tick;
+        Some(c.file.clone())
+    }
+
+    fn insert(&mut self, file: usize, handle: Arc<File>, writable: bool) {
+        self.tick += 1;
+        if !self.open.contains_key(&file) && self.open.len() >= MAX_OPEN_FILES {
+            // Linear scan: 128 entries cost far less than the open() that got us here.
+            // A handle still in use elsewhere stays open until its last Arc drops.
+            if let Some(&oldest) = self
+                .open
+                .iter()
+                .min_by_key(|(_, c)| c.last_use)
+                .map(|(k, _)| k)
+            {
+                self.open.remove(&oldest);
+            }
+        }
+        self.open.insert(
+            file,
+            Cached {
+                file: handle,
+                writable,
+                last_use: self.tick,
+            },
+        );
+    }
+}

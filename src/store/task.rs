@@ -1,0 +1,399 @@
+//! The store task: the one owner of buffered blocks.
+//!
+//! Connection tasks hold a [`StoreHandle`]. For each Piece message they first
+//! [`reserve`](StoreHandle::reserve) its length from a byte budget (a semaphore of
+//! `max_buffer` permits), then read it off the socket, then hand it over with
+//! [`write_block`](StoreHandle::write_block). When the budget is spent, `reserve` waits, so
+//! sockets stop being read: that is the back-pressure from disk to network.
+//!
+//! Invariants:
+//! - A block's reservation lives until its piece has been hashed and written, or until the
+//!   block is dropped (duplicate, invalid, piece already verified, hash mismatch). So the
+//!   unbounded command channel holds at most `max_buffer` bytes of block data, and at most
+//!   `max_buffer` messages (every reservation is at least one byte).
+//! - A piece is written only after its SHA-1 matched; a mismatched piece is dropped whole.
+//! - Hashing and writing run on blocking threads, at most `hash_threads` pieces at a time;
+//!   the task itself only moves `Bytes` handles around.
+//! - After a write error ([`StoreEvent::Fatal`]) the store accepts no more blocks
+//!   (`write_block` returns [`StoreClosed`]); pieces already hashing finish, and data already
+//!   verified on disk is untouched.
+//!
+//! Shutdown: the task ends when every [`StoreHandle`] has been dropped, after it has
+//! hashed and written every complete piece it holds (partial pieces are discarded). Await
+//! the `JoinHandle` from [`spawn`] to know the flush is done.
+//!
+//! Caller's duty: buffered partial pieces only leave the buffer by completing, so the engine
+//! must keep (pieces in progress) × (piece length) within `max_buffer`, or the buffer can
+//! fill with partial pieces that no one can finish.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
+
+use super::{hash_blocks, Storage, StoreError};
+use crate::types::{Bitfield, BlockRef};
+
+/// Tuning of the store task.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Bytes of block data buffered at most (reserved, queued, or awaiting hash/write).
+    /// Raised to one piece length if smaller, so any single piece can complete.
+    pub max_buffer: usize,
+    /// Pieces hashed (and written) in parallel; 0 is treated as 1.
+    pub hash_threads: usize,
+}
+
+/// What the store tells the driver.
+#[derive(Debug)]
+pub enum StoreEvent {
+    /// The piece hashed correctly and is on disk.
+    Verified { piece: u32 },
+    /// The piece's hash did not match; its blocks were dropped. `peers` contributed blocks.
+    Failed { piece: u32, peers: Vec<u64> },
+    /// A disk error: the store accepts no more blocks. The download should end.
+    Fatal(StoreError),
+}
+
+/// The store task is gone (every block is refused after a fatal disk error, or at shutdown).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the piece store has stopped")]
+pub struct StoreClosed;
+
+/// Bytes of the buffer budget held for one block. Give it to
+/// [`write_block`](StoreHandle::write_block), or drop it to return the bytes.
+#[derive(Debug)]
+pub struct Reservation {
+    permit: OwnedSemaphorePermit,
+}
+
+impl Reservation {
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.permit.num_permits()
+    }
+
+    /// Never true: a reservation holds at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One block handed to the task.
+struct Write {
+    peer: u64,
+    block: BlockRef,
+    data: Bytes,
+    reservation: Reservation,
+}
+
+/// Cloneable access to the store task.
+#[derive(Clone, Debug)]
+pub struct StoreHandle {
+    tx: mpsc::UnboundedSender<Write>,
+    storage: Arc<Storage>,
+    budget: Arc<Semaphore>,
+    max_buffer: usize,
+}
+
+impl StoreHandle {
+    /// Waits until `len` bytes of buffer budget are free and takes them. Call BEFORE reading
+    /// the next Piece payload from a socket. `len` is clamped to `1..=max_buffer`.
+    pub async fn reserve(&self, len: u32) -> Reservation {
+        let n = self.permits(len);
+        match self.budget.clone().acquire_many_owned(n).await {
+            Ok(permit) => Reservation { permit },
+            Err(_) => unreachable!("the budget semaphore is never closed"),
+        }
+    }
+
+    /// [`reserve`](Self::reserve) without waiting: `None` when the budget is spent.
+    pub fn try_reserve(&self, len: u32) -> Option<Reservation> {
+        let n = self.permits(len);
+        let permit = self.budget.clone().try_acquire_many_owned(n).ok()?;
+        Some(Reservation { permit })
+    }
+
+    fn permits(&self, len: u32) -> u32 {
+        (len as usize).clamp(1, self.max_buffer) as u32
+    }
+
+    /// Hands a received block to the store. Never blocks: the reservation already bounds
+    /// memory. Blocks that are not exactly one of the layout's blocks, duplicates, and blocks
+    /// of verified pieces are dropped silently (their reservation is released).
+    pub fn write_block(
+        &self,
+        peer: u64,
+        block: BlockRef,
+        data: Bytes,
+        reservation: Reservation,
+    ) -> Result<(), StoreClosed> {
+        self.tx
+            .send(Write {
+                peer,
+                block,
+                data,
+                reservation,
+            })
+            .map_err(|_| StoreClosed)
+    }
+
+    /// Reads a block for an upload (on a blocking thread). The range must lie inside a piece
+    /// and be at most one block long.
+    pub async fn read_block(&self, block: BlockRef) -> Result<Bytes, StoreError> {
+        if !self.storage.layout().is_valid_request(&block) {
+            return Err(StoreError::OutOfRange {
+                piece: block.piece,
+                offset: block.offset,
+                len: block.len,
+            });
+        }
+        let storage = self.storage.clone();
+        let job =
+            tokio::task::spawn_blocking(move || storage.read(block.piece, block.offset, block.len));
+        match job.await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StoreError::ShuttingDown),
+        }
+    }
+
+    /// Bytes of the budget currently held: reserved by connections, queued, buffered, or
+    /// being hashed and written.
+    pub fn buffered_bytes(&self) -> usize {
+        self.max_buffer - self.budget.available_permits()
+    }
+}
+
+/// Starts the store task on the current tokio runtime. `have` marks pieces already verified
+/// (their blocks are ignored); `hashes[i]` is piece `i`'s SHA-1.
+pub fn spawn(
+    storage: Arc<Storage>,
+    hashes: Arc<Vec<[u8; 20]>>,
+    have: Bitfield,
+    config: StoreConfig,
+    events: mpsc::Sender<StoreEvent>,
+) -> (StoreHandle, JoinHandle<()>) {
+    let piece_len = storage.layout().piece_len() as usize;
+    let max_buffer = config.max_buffer.clamp(piece_len, Semaphore::MAX_PERMITS);
+    if max_buffer != config.max_buffer {
+        tracing::warn!(
+            requested = config.max_buffer,
+            used = max_buffer,
+            "store buffer adjusted to fit at least one piece"
+        );
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handle = StoreHandle {
+        tx,
+        storage: storage.clone(),
+        budget: Arc::new(Semaphore::new(max_buffer)),
+        max_buffer,
+    };
+    let task = Task {
+        storage,
+        hashes,
+        have,
+        hash_threads: config.hash_threads.max(1),
+        partial: HashMap::new(),
+        ready: VecDeque::new(),
+        busy: HashMap::new(),
+        jobs: JoinSet::new(),
+        events,
+        fatal: false,
+    };
+    let join = tokio::spawn(task.run(rx).instrument(tracing::info_span!("store")));
+    (handle, join)
+}
+
+/// A piece still receiving blocks.
+struct Partial {
+    blocks: Vec<Option<Bytes>>,
+    received: u32,
+    peers: Vec<u64>,
+    reservations: Vec<Reservation>,
+}
+
+/// A complete piece queued for, or undergoing, hashing and writing.
+struct Busy {
+    peers: Vec<u64>,
+    _reservations: Vec<Reservation>,
+}
+
+enum Outcome {
+    Verified,
+    Mismatch,
+    WriteFailed(StoreError),
+}
+
+struct Task {
+    storage: Arc<Storage>,
+    hashes: Arc<Vec<[u8; 20]>>,
+    have: Bitfield,
+    hash_threads: usize,
+    partial: HashMap<u32, Partial>,
+    /// Complete pieces waiting for a hashing slot, with their blocks in order.
+    ready: VecDeque<(u32, Vec<Bytes>)>,
+    /// Pieces in `ready` or in `jobs`: who contributed, and the budget they hold.
+    busy: HashMap<u32, Busy>,
+    jobs: JoinSet<(u32, Outcome)>,
+    events: mpsc::Sender<StoreEvent>,
+    fatal: bool,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Write>) {
+        let mut open = true;
+        loop {
+            self.start_jobs();
+            if !open && self.jobs.is_empty() {
+                break;
+            }
+            tokio::select! {
+                msg = rx.recv(), if open => match msg {
+                    Some(w) => self.on_write(w),
+                    None => open = false,
+                },
+                Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => match done {
+                    Ok((piece, outcome)) => self.on_done(piece, outcome, &mut rx).await,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    // Cancelled: the runtime is shutting down under us.
+                    Err(_) => break,
+                },
+            }
+        }
+        tracing::debug!(
+            verified = self.have.count_ones(),
+            dropped_partial = self.partial.len(),
+            "store task finished"
+        );
+    }
+
+    fn on_write(&mut self, w: Write) {
+        let Write {
+            peer,
+            block,
+            data,
+            reservation,
+        } = w;
+        if self.fatal {
+            return;
+        }
+        let layout = self.storage.layout();
+        let Some(index) = layout.block_index(&block) else {
+            tracing::debug!(peer, ?block, "dropping block that is not a layout block");
+            return;
+        };
+        if data.len() != block.len as usize {
+            tracing::debug!(
+                peer,
+                ?block,
+                got = data.len(),
+                "dropping block of wrong length"
+            );
+            return;
+        }
+        let piece = block.piece;
+        if self.have.get(piece) || self.busy.contains_key(&piece) {
+            tracing::trace!(peer, ?block, "block of a complete piece");
+            return;
+        }
+        let n = layout.blocks_in_piece(piece);
+        let p = self.partial.entry(piece).or_insert_with(|| Partial {
+            blocks: vec![None; n as usize],
+            received: 0,
+            peers: Vec::new(),
+            reservations: Vec::with_capacity(n as usize),
+        });
+        let slot = &mut p.blocks[index as usize];
+        if slot.is_some() {
+            tracing::trace!(peer, ?block, "duplicate block");
+            return;
+        }
+        *slot = Some(data);
+        p.received += 1;
+        p.reservations.push(reservation);
+        if !p.peers.contains(&peer) {
+            p.peers.push(peer);
+        }
+        tracing::trace!(peer, ?block, "block buffered");
+        if p.received == n {
+            if let Some(p) = self.partial.remove(&piece) {
+                let blocks = p.blocks.into_iter().flatten().collect();
+                self.ready.push_back((piece, blocks));
+                self.busy.insert(
+                    piece,
+                    Busy {
+                        peers: p.peers,
+                        _reservations: p.reservations,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Moves ready pieces onto blocking threads while slots are free.
+    fn start_jobs(&mut self) {
+        while self.jobs.len() < self.hash_threads {
+            let Some((piece, blocks)) = self.ready.pop_front() else {
+                return;
+            };
+            let storage = self.storage.clone();
+            let expected = self.hashes.get(piece as usize).copied();
+            self.jobs.spawn_blocking(move || {
+                if Some(hash_blocks(&blocks)) != expected {
+                    return (piece, Outcome::Mismatch);
+                }
+                match storage.write_piece(piece, &blocks) {
+                    Ok(()) => (piece, Outcome::Verified),
+                    Err(e) => (piece, Outcome::WriteFailed(e)),
+                }
+            });
+        }
+    }
+
+    /// Handles a finished job. On a write error, closes `rx` (before reporting, so once the
+    /// driver sees `Fatal`, `write_block` already fails).
+    async fn on_done(
+        &mut self,
+        piece: u32,
+        outcome: Outcome,
+        rx: &mut mpsc::UnboundedReceiver<Write>,
+    ) {
+        // Release the budget first, so waiting connections resume before we report.
+        // (`map` consumes the entry, dropping its reservations here, not after the send.)
+        let peers = self
+            .busy
+            .remove(&piece)
+            .map(|b| b.peers)
+            .unwrap_or_default();
+        let event = match outcome {
+            Outcome::Verified => {
+                self.have.set(piece);
+                tracing::debug!(piece, "piece verified");
+                StoreEvent::Verified { piece }
+            }
+            Outcome::Mismatch => {
+                tracing::debug!(piece, ?peers, "piece failed hash check");
+                StoreEvent::Failed { piece, peers }
+            }
+            Outcome::WriteFailed(e) => {
+                tracing::error!(piece, error = %e, "disk write failed; store stops");
+                self.fatal = true;
+                rx.close();
+                // Drop every queued and buffered block so waiting connections are released.
+                while rx.try_recv().is_ok() {}
+                self.partial.clear();
+                for (p, _) in self.ready.drain(..) {
+                    self.busy.remove(&p);
+                }
+                StoreEvent::Fatal(e)
+            }
+        };
+        // A closed receiver means no one listens any more; keep flushing regardless.
+        let _ = self.events.send(event).await;
+    }
+}

@@ -1,0 +1,56 @@
+//! The BitTorrent peer wire protocol as a pure codec: the handshake (BEP 3), the
+//! length-prefixed messages of BEP 3, the fast extension (BEP 6) and the framing of
+//! extension-protocol messages (BEP 10). No sockets here: the connection task feeds bytes
+//! in and writes the bytes that come out.
+//!
+//! Invariants of what [`Decoder`] hands back, so the engine need not re-check them:
+//! - every piece index is `< num_pieces`;
+//! - every requested/cancelled/rejected block length is in `1..=BLOCK_SIZE`;
+//! - every `Piece` carries at most `BLOCK_SIZE` bytes, sliced out of the receive buffer
+//!   without a copy;
+//! - a `Bitfield` has exactly `num_pieces` bits and no spare bits set;
+//! - an `Extended` message has a non-empty payload.
+//!
+//! What is *not* checked here, because it needs knowledge the codec does not have: whether
+//! a block lies inside its piece (that is `layout`'s geometry), and whether the peer may
+//! send BEP 6 / BEP 10 messages at all (that depends on the handshake's reserved bits, which
+//! the engine holds).
+//!
+//! Every [`WireError`] means "this peer is broken or hostile": drop that one connection.
+//! After an error the decoder's state is unspecified.
+
+mod decoder;
+mod handshake;
+mod message;
+
+#[cfg(test)]
+mod tests;
+
+pub use decoder::{Decoder, MAX_EXTENDED_FRAME};
+pub use handshake::{Handshake, PROTOCOL};
+pub use message::{encode, piece_header, Message};
+
+use crate::types::BitfieldError;
+
+/// Why a peer's bytes were refused. Each variant ends only that peer's connection.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("handshake protocol string length is {0}, expected 19")]
+    BadProtocolLength(u8),
+    #[error("handshake protocol string is not \"BitTorrent protocol\"")]
+    BadProtocol,
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge { len: usize, max: usize },
+    #[error("message id {id} has length {len}, expected {expected}")]
+    WrongLength { id: u8, len: usize, expected: usize },
+    #[error("piece index {index} is out of range (torrent has {num_pieces} pieces)")]
+    IndexOutOfRange { index: u32, num_pieces: u32 },
+    #[error("block length {len} is zero or larger than one block")]
+    BadBlockLength { len: u32 },
+    #[error("piece message carries {len} bytes, more than one block")]
+    PieceTooLarge { len: usize },
+    #[error("invalid bitfield")]
+    Bitfield(#[from] BitfieldError),
+    #[error("extended message has no extension id or an empty payload")]
+    EmptyExtended,
+}
