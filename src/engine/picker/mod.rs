@@ -257,8 +257,14 @@ impl Picker {
                     .find(|&p| eligible(self, p));
             }
             let Some(piece) = found else { return };
+            let before = out.len();
             self.start_piece(piece);
             self.take_free(piece, want_total, in_flight_here, out);
+            if out.len() == before {
+                // Every free block of it is already in flight here (only after a failed
+                // piece); the same piece would be found again, so stop rather than spin.
+                return;
+            }
         }
     }
 

@@ -481,3 +481,22 @@ fn empty_torrent() {
     r.set_random_first_pieces(RANDOM_FIRST_PIECES);
     assert!(pick(&mut r, &Bitfield::new(3), 10, 0).is_empty());
 }
+
+#[test]
+fn failed_piece_with_requests_still_in_flight_here() {
+    // Only an engine that fails a piece early can get here; pick must neither spin nor
+    // hand the peer blocks it already has in flight.
+    for random_first in [0, RANDOM_FIRST_PIECES] {
+        let mut p = setup("1", "", 10);
+        p.set_random_first_pieces(random_first);
+        let a = pick(&mut p, &full(1), 100, 0);
+        p.on_piece_failed(0);
+        let a_set: HashSet<BlockRef> = a.iter().copied().collect();
+        let mut out = Vec::new();
+        p.pick(&full(1), 100, &mut rng(1), &|b| a_set.contains(b), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(p.partial_count(), 0);
+        p.check_invariants();
+        assert_eq!(pick(&mut p, &full(1), 100, 2), a, "another peer gets them");
+    }
+}
