@@ -26,8 +26,6 @@ pub struct Snapshot {
     /// Bytes re-hashed so far while [`Phase::Checking`].
     pub checked_bytes: u64,
     pub stats: Stats,
-    /// Verified bytes per file, for per-file bars.
-    pub file_done: Vec<u64>,
     /// Our listen port, once bound.
     pub listen_port: Option<u16>,
 }

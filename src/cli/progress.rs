@@ -116,7 +116,7 @@ impl Display {
             s.resumed_bytes,
             st.wasted,
             st.failed_pieces,
-            st.peers_connected,
+            st.peers_seen,
         );
     }
 }

@@ -110,6 +110,7 @@ impl Engine {
             return;
         }
         self.ever_connected = true;
+        self.peers_seen += 1;
         let mut p = Peer::new(
             addr,
             peer_id,

@@ -7,6 +7,10 @@ use super::{Action, Engine, PeerKey};
 use crate::types::BlockRef;
 use crate::wire::Message;
 
+/// Requests a peer may have in flight during endgame (libtorrent keeps duplicates to the
+/// last few blocks too); 4 blocks is 64 KiB, a few round trips on any link.
+const ENDGAME_QUEUE: usize = 4;
+
 impl Engine {
     /// Top up one peer's request queue to its current depth.
     pub(super) fn fill(&mut self, now: Instant, key: PeerKey) {
@@ -16,7 +20,12 @@ impl Engine {
         if p.peer_choking || !p.am_interested {
             return;
         }
-        let want = p.depth.saturating_sub(p.in_flight.len());
+        let mut want = p.depth.saturating_sub(p.in_flight.len());
+        if self.picker.is_endgame() {
+            // Every missing block is already requested: duplicates only trickle out, as
+            // each peer's queue drains, so a deep queue does not double the tail.
+            want = want.min(ENDGAME_QUEUE.saturating_sub(p.in_flight.len()));
+        }
         if want == 0 {
             return;
         }

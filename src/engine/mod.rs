@@ -116,6 +116,8 @@ pub struct Stats {
     pub down_rate: f64,
     pub up_rate: f64,
     pub peers_connected: usize,
+    /// Connections that completed a handshake and were admitted, ever.
+    pub peers_seen: usize,
     pub peers_known: usize,
     pub peers_banned: usize,
 }
@@ -140,6 +142,7 @@ pub struct Engine {
     last_tick: Instant,
     last_rechoke: Instant,
     ever_connected: bool,
+    peers_seen: usize,
     complete_sent: bool,
     /// Scratch buffer for picks (reused, no allocation per pick).
     pick_buf: Vec<BlockRef>,
@@ -173,6 +176,7 @@ impl Engine {
             last_tick: now,
             last_rechoke: now,
             ever_connected: false,
+            peers_seen: 0,
             complete_sent: false,
             pick_buf: Vec::new(),
         }
@@ -223,6 +227,7 @@ impl Engine {
             down_rate: self.down.get(),
             up_rate: self.up.get(),
             peers_connected: self.peers.len(),
+            peers_seen: self.peers_seen,
             peers_known: self.known.len(),
             peers_banned: self.banned.len(),
         }

@@ -194,8 +194,10 @@ impl Picker {
                 self.pick_new_rarest(peer_has, want_total, rng, in_flight_here, out);
             }
         }
-        // 3. Endgame: duplicate outstanding requests.
-        if out.len() < want_total && self.is_endgame() {
+        // 3. Endgame: duplicate outstanding requests, but only once nothing fresh was
+        // found in this call: the call that hands out the last free blocks must not also
+        // fill a deep queue with duplicates (the engine keeps endgame queues short).
+        if out.len() == start && want > 0 && self.is_endgame() {
             self.pick_endgame(peer_has, want_total, start, in_flight_here, out);
         }
     }

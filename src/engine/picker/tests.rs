@@ -303,15 +303,20 @@ fn endgame_duplicates_never_to_same_peer() {
 }
 
 #[test]
-fn endgame_starts_within_one_pick() {
+fn endgame_duplicates_wait_for_the_next_pick() {
     let mut p = setup("1", "", 10);
     let a = pick(&mut p, &full(1), 2, 0);
     let a_set: HashSet<BlockRef> = a.iter().copied().collect();
     let mut out = Vec::new();
     p.pick(&full(1), 4, &mut rng(0), &never, &mut out);
-    // Two free blocks, then two duplicates of the other peer's blocks (not of its own).
-    assert_eq!(out.len(), 4);
-    assert_eq!(out[2..].iter().copied().collect::<HashSet<_>>(), a_set);
+    // The last two free blocks only: the call that starts endgame adds no duplicates.
+    assert_eq!(out.len(), 2);
+    assert!(p.is_endgame());
+    let mut dup = Vec::new();
+    let mine: HashSet<BlockRef> = out.iter().copied().collect();
+    p.pick(&full(1), 4, &mut rng(0), &|b| mine.contains(b), &mut dup);
+    // Then duplicates of the other peer's blocks (never of its own).
+    assert_eq!(dup.iter().copied().collect::<HashSet<_>>(), a_set);
 }
 
 #[test]
