@@ -3,7 +3,7 @@
 fn main() {
     swarm::cli::init_logging();
     if let Err(e) = swarm::cli::run() {
-        eprintln!("swarm: error: {e:#}");
+        eprintln!("swarm: error: {}", swarm::cli::error_line(&e));
         std::process::exit(1);
     }
 }

@@ -253,3 +253,20 @@ fn torrent_cmd(torrent: &Path, dir: PathBuf, mode: Mode, net: NetArgs) -> Result
     }
     Ok(())
 }
+
+/// The error chain joined with `: ` (as `{:#}` does), skipping a cause whose text the
+/// previous message already ends with: several error types both show their source in
+/// their own message and return it from `source()`, which printed it twice.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}

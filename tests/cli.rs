@@ -1,0 +1,588 @@
+//! The real `swarm` binary, command by command: each command's success path and its
+//! failure on bad input, a seed → fetch download between two processes, resume, and
+//! Ctrl-C. Network tests bind only to 127.0.0.x; every spawned process is killed when its
+//! guard drops (even on panic) and every wait has a deadline.
+
+mod common;
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+
+use common::{ip, random_bytes};
+
+/// Info-hash of `fixtures/single.torrent` (computed independently; see tests/metainfo.rs).
+const SINGLE: &str = "7682ad3643da3da6146a19ad871391ff7e83472b";
+
+/// Ceiling for any one command; generous because CI machines are shared.
+const CMD_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// `swarm` with a deadline and no inherited log settings.
+fn swarm() -> Command {
+    let mut cmd = Command::cargo_bin("swarm").unwrap();
+    cmd.timeout(CMD_TIMEOUT).env_remove("RUST_LOG");
+    cmd
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The error output of a failed command is exactly one `swarm: error: ...` line.
+fn assert_one_error_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got {stderr:?}");
+    assert!(
+        lines[0].starts_with("swarm: error: "),
+        "not an error line: {stderr:?}"
+    );
+    lines[0]
+}
+
+/// A spawned `swarm` process, killed and reaped when dropped (also on panic).
+struct ChildGuard(Child);
+
+impl ChildGuard {
+    fn spawn(args: &[&str]) -> ChildGuard {
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("swarm"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning swarm");
+        ChildGuard(child)
+    }
+
+    /// Poll until the process exits; panics (and the guard kills it) past `limit`.
+    fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "swarm (pid {}) did not exit within {limit:?}",
+                self.0.id()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything the (exited) process wrote to stderr.
+    fn stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut e) = self.0.stderr.take() {
+            e.read_to_string(&mut s).expect("reading stderr");
+        }
+        s
+    }
+
+    fn interrupt(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -INT failed");
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port that was free on `ip` a moment ago (bind port 0, read it, release it).
+fn free_port(ip: IpAddr) -> u16 {
+    TcpListener::bind(SocketAddr::new(ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Retry connecting until something listens on `addr` (at most ~10 s), or the process
+/// behind it exits.
+fn wait_listening(child: &mut ChildGuard, addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+            return;
+        }
+        if let Some(status) = child.0.try_wait().unwrap() {
+            panic!(
+                "swarm exited ({status}) before listening: {}",
+                child.stderr()
+            );
+        }
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The number after `key` in the summary line, e.g. `downloaded 123 B` → 123.
+fn summary_field(line: &str, key: &str) -> u64 {
+    let rest = &line[line
+        .find(key)
+        .unwrap_or_else(|| panic!("no {key:?} in {line:?}"))
+        + key.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {key:?} in {line:?}"))
+}
+
+/// The one `swarm: complete ...` line of a fetch's stderr.
+fn complete_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("swarm: complete "))
+        .collect();
+    assert_eq!(lines.len(), 1, "one summary line expected in {stderr:?}");
+    lines[0]
+}
+
+/// `swarm info --json` of a torrent, parsed.
+fn info_json(torrent: &Path) -> Value {
+    let out = swarm()
+        .args(["info", "--json"])
+        .arg(torrent)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "info failed: {}", stderr_of(&out));
+    serde_json::from_slice(&out.stdout).expect("info --json is JSON")
+}
+
+/// `swarm create` of `content` into `torrent` with the given piece length.
+fn create(content: &Path, torrent: &Path, piece_length: u32) {
+    swarm()
+        .arg("create")
+        .arg(content)
+        .arg("-o")
+        .arg(torrent)
+        .args(["--piece-length", &piece_length.to_string()])
+        .assert()
+        .success();
+}
+
+// ---------------------------------------------------------------------------------------
+// info
+
+#[test]
+fn info_prints_name_and_info_hash() {
+    swarm()
+        .arg("info")
+        .arg(fixture("single.torrent"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("single.bin"))
+        .stdout(predicate::str::contains(SINGLE))
+        .stderr(predicate::str::is_empty());
+}
+
+#[test]
+fn info_json_has_the_fields() {
+    let v = info_json(&fixture("single.torrent"));
+    assert_eq!(v["name"], "single.bin");
+    assert_eq!(v["info_hash"], SINGLE);
+    assert_eq!(v["total_length"], 40000);
+    assert_eq!(v["piece_length"], 16384);
+    assert_eq!(v["num_pieces"], 3);
+    assert_eq!(v["private"], false);
+    assert_eq!(v["multi_file"], false);
+    assert_eq!(v["comment"], "swarm fixture");
+    assert_eq!(
+        v["files"],
+        serde_json::json!([{ "path": "single.bin", "length": 40000 }])
+    );
+    assert_eq!(
+        v["trackers"],
+        serde_json::json!([["http://tracker.example/announce"]])
+    );
+}
+
+#[test]
+fn info_refuses_a_path_that_escapes() {
+    let out = swarm()
+        .arg("info")
+        .arg(fixture("evil-dotdot.torrent"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let line = assert_one_error_line(&stderr_of(&out)).to_owned();
+    assert!(line.contains("../../etc/passwd"), "{line}");
+    assert!(line.contains("unsafe path"), "{line}");
+}
+
+#[test]
+fn info_of_a_missing_file_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.torrent");
+    let out = swarm().arg("info").arg(&missing).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = stderr_of(&out);
+    let line = assert_one_error_line(&stderr);
+    assert!(line.contains(&missing.display().to_string()), "{line}");
+    assert!(line.contains("No such file"), "{line}");
+}
+
+#[test]
+fn info_of_garbage_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.torrent");
+    std::fs::write(&garbage, random_bytes(1000, 7)).unwrap();
+    let out = swarm().arg("info").arg(&garbage).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = stderr_of(&out);
+    let line = assert_one_error_line(&stderr);
+    assert!(line.contains("is not a valid torrent"), "{line}");
+    assert!(line.contains(&garbage.display().to_string()), "{line}");
+}
+
+// ---------------------------------------------------------------------------------------
+// create
+
+#[test]
+fn create_a_directory_then_read_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pack");
+    for (rel, len, seed) in [
+        ("zeta.bin", 5000, 1),
+        ("b/inner/deep.bin", 40_000, 2),
+        ("a.txt", 12, 3),
+        ("b/alpha.bin", 70_000, 4),
+    ] {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, random_bytes(len, seed)).unwrap();
+    }
+    let torrent = dir.path().join("out.torrent");
+    let out = swarm()
+        .arg("create")
+        .arg(&root)
+        .arg("-o")
+        .arg(&torrent)
+        .args(["--tracker", "http://127.0.0.1:1/announce"])
+        .args(["--comment", "hi", "--private"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "create failed: {}", stderr_of(&out));
+    let printed = String::from_utf8(out.stdout).unwrap();
+
+    let v = info_json(&torrent);
+    let hash = v["info_hash"].as_str().unwrap();
+    assert_eq!(hash.len(), 40);
+    assert!(printed.starts_with(hash), "create printed {printed:?}");
+    assert_eq!(v["name"], "pack");
+    assert_eq!(v["private"], true);
+    assert_eq!(v["multi_file"], true);
+    assert_eq!(v["comment"], "hi");
+    assert_eq!(
+        v["trackers"],
+        serde_json::json!([["http://127.0.0.1:1/announce"]])
+    );
+    let files: Vec<(String, u64)> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["length"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want = [
+        ("pack/a.txt", 12),
+        ("pack/b/alpha.bin", 70_000),
+        ("pack/b/inner/deep.bin", 40_000),
+        ("pack/zeta.bin", 5000),
+    ];
+    let want: Vec<(String, u64)> = want.iter().map(|(p, l)| (p.to_string(), *l)).collect();
+    assert_eq!(files, want);
+    assert_eq!(v["total_length"], 12 + 70_000 + 40_000 + 5000);
+}
+
+#[test]
+fn create_refuses_a_piece_length_that_is_not_a_power_of_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data.bin");
+    std::fs::write(&file, random_bytes(100_000, 5)).unwrap();
+    let torrent = dir.path().join("out.torrent");
+    let out = swarm()
+        .arg("create")
+        .arg(&file)
+        .arg("-o")
+        .arg(&torrent)
+        .args(["--piece-length", "1000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = stderr_of(&out);
+    let line = assert_one_error_line(&stderr);
+    assert!(line.contains("piece length 1000"), "{line}");
+    assert!(line.contains("power of two"), "{line}");
+    assert!(!torrent.exists(), "no torrent is written on failure");
+}
+
+#[test]
+fn create_of_a_missing_path_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-there");
+    let out = swarm()
+        .arg("create")
+        .arg(&missing)
+        .arg("-o")
+        .arg(dir.path().join("out.torrent"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = stderr_of(&out);
+    let line = assert_one_error_line(&stderr);
+    assert!(line.contains(&missing.display().to_string()), "{line}");
+    assert_eq!(
+        line.matches("No such file").count(),
+        1,
+        "cause once: {line}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// seed + fetch
+
+/// `dir/name` holding `len` random bytes, and its torrent at `dir/name.torrent`.
+fn content_and_torrent(dir: &Path, name: &str, len: usize, piece: u32) -> (PathBuf, Vec<u8>) {
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let data = random_bytes(len, 42);
+    std::fs::write(src.join(name), &data).unwrap();
+    let torrent = dir.join(format!("{name}.torrent"));
+    create(&src.join(name), &torrent, piece);
+    (torrent, data)
+}
+
+/// Start `swarm seed` of `torrent` from `dir` on 127.0.0.2 and wait until it listens.
+fn start_seed(torrent: &Path, dir: &Path) -> (ChildGuard, SocketAddr) {
+    let addr = SocketAddr::new(ip(2), free_port(ip(2)));
+    let mut seed = ChildGuard::spawn(&[
+        "seed",
+        torrent.to_str().unwrap(),
+        "-d",
+        dir.to_str().unwrap(),
+        "--bind",
+        "127.0.0.2",
+        "--port",
+        &addr.port().to_string(),
+    ]);
+    wait_listening(&mut seed, addr);
+    (seed, addr)
+}
+
+fn fetch(torrent: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut cmd = swarm();
+    cmd.arg("fetch")
+        .arg(torrent)
+        .arg("-o")
+        .arg(out)
+        .args(["--bind", "127.0.0.1", "--port", "0"])
+        .args(extra);
+    cmd
+}
+
+#[test]
+fn seed_and_fetch_processes_then_resume_then_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = 3 * 1024 * 1024 + 12_345;
+    let (torrent, data) = content_and_torrent(dir.path(), "movie.bin", len, 64 * 1024);
+    let (_seed, addr) = start_seed(&torrent, &dir.path().join("src"));
+    let peer = addr.to_string();
+
+    // A full download from the seed process.
+    let out_dir = dir.path().join("out");
+    let out = fetch(&torrent, &out_dir, &["--peer", &peer])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "fetch failed: {stderr}");
+    assert!(
+        std::fs::read(out_dir.join("movie.bin")).unwrap() == data,
+        "downloaded file differs from the source"
+    );
+    let line = complete_line(&stderr);
+    assert!(line.contains("\"movie.bin\""), "{line}");
+    assert_eq!(summary_field(line, "downloaded "), len as u64, "{line}");
+    assert_eq!(summary_field(line, "resumed "), 0, "{line}");
+
+    // The same fetch again: everything verifies on disk, no peer is needed (none given).
+    let out = fetch(&torrent, &out_dir, &[]).output().unwrap();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "resume failed: {stderr}");
+    let line = complete_line(&stderr);
+    assert_eq!(summary_field(line, "resumed "), len as u64, "{line}");
+    assert_eq!(summary_field(line, "downloaded "), 0, "{line}");
+
+    // --quiet: a full download again, into a new directory, without the summary line.
+    let quiet_dir = dir.path().join("quiet");
+    fetch(&torrent, &quiet_dir, &["--peer", &peer, "--quiet"])
+        .assert()
+        .success()
+        .stderr(predicate::str::is_empty());
+    assert!(std::fs::read(quiet_dir.join("movie.bin")).unwrap() == data);
+}
+
+#[test]
+fn seed_refuses_corrupt_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let piece = 16 * 1024;
+    let (torrent, mut data) = content_and_torrent(dir.path(), "data.bin", 8 * piece, piece as u32);
+    // Spoil pieces 1, 4 and 6.
+    for p in [1, 4, 6] {
+        data[p * piece + 100] ^= 0xff;
+    }
+    std::fs::write(dir.path().join("src/data.bin"), &data).unwrap();
+    let out = swarm()
+        .arg("seed")
+        .arg(&torrent)
+        .arg("-d")
+        .arg(dir.path().join("src"))
+        .args(["--bind", "127.0.0.2", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = stderr_of(&out);
+    let line = assert_one_error_line(&stderr);
+    assert!(
+        line.contains("incomplete: 5 of 8 pieces verified"),
+        "{line}"
+    );
+}
+
+#[test]
+fn seed_refuses_missing_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, _) = content_and_torrent(dir.path(), "data.bin", 100_000, 16 * 1024);
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = swarm()
+        .arg("seed")
+        .arg(&torrent)
+        .arg("-d")
+        .arg(&empty)
+        .args(["--bind", "127.0.0.2", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = stderr_of(&out);
+    let line = assert_one_error_line(&stderr);
+    assert!(line.contains("missing file"), "{line}");
+    assert!(
+        line.contains(&empty.join("data.bin").display().to_string()),
+        "{line}"
+    );
+}
+
+#[test]
+fn fetch_gives_up_when_no_peer_is_reachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = fetch(
+        &fixture("single.torrent"),
+        dir.path(),
+        &["--peer", "127.0.0.9:1", "--peer-timeout", "2"],
+    )
+    .timeout(Duration::from_secs(30))
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = stderr_of(&out);
+    let line = assert_one_error_line(&stderr);
+    assert!(line.contains("no peer reachable"), "{line}");
+}
+
+#[test]
+fn fetch_into_a_regular_file_is_a_disk_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"x").unwrap();
+    let out = fetch(
+        &fixture("single.torrent"),
+        &blocker,
+        &["--peer", "127.0.0.9:1", "--peer-timeout", "2"],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = stderr_of(&out);
+    let line = assert_one_error_line(&stderr);
+    assert!(line.contains(&blocker.display().to_string()), "{line}");
+    assert_eq!(line.matches("os error").count(), 1, "cause once: {line}");
+    assert_eq!(
+        std::fs::read(&blocker).unwrap(),
+        b"x",
+        "the file is untouched"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Ctrl-C
+
+#[test]
+fn ctrl_c_stops_a_fetch_that_waits_for_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    // Listen on a known port so the test can tell when the process is up (and its
+    // Ctrl-C handler installed: it is spawned before the listener is bound).
+    let addr = SocketAddr::new(ip(1), free_port(ip(1)));
+    let torrent = fixture("single.torrent");
+    let out = dir.path().join("out");
+    let mut child = ChildGuard::spawn(&[
+        "fetch",
+        torrent.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &addr.port().to_string(),
+        "--peer",
+        "127.0.0.9:1",
+        "--peer-timeout",
+        "0",
+    ]);
+    wait_listening(&mut child, addr);
+    child.interrupt();
+    let status = child.wait(Duration::from_secs(5));
+    let stderr = child.stderr();
+    assert_eq!(status.code(), Some(1), "{status}: {stderr}");
+    assert!(
+        stderr.contains("swarm: error: stopped before the download completed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_seed_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, _) = content_and_torrent(dir.path(), "data.bin", 200_000, 16 * 1024);
+    let (mut seed, _) = start_seed(&torrent, &dir.path().join("src"));
+    seed.interrupt();
+    let status = seed.wait(Duration::from_secs(5));
+    let stderr = seed.stderr();
+    assert_eq!(status.code(), Some(0), "{status}: {stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}
