@@ -33,7 +33,10 @@ fn extended_handshake(reqq: usize) -> bytes::Bytes {
 impl Engine {
     pub(super) fn add_peers(&mut self, now: Instant, addrs: Vec<SocketAddr>) {
         for addr in addrs {
-            if self.banned.contains(&addr.ip()) || addr.port() == 0 {
+            if self.banned.contains(&addr.ip())
+                || addr.port() == 0
+                || self.ourselves.contains(&addr)
+            {
                 continue;
             }
             self.known.entry(addr).or_insert(Known {
@@ -67,6 +70,12 @@ impl Engine {
                 self.actions.push_back(Action::Connect { addr: *addr });
             }
         }
+    }
+
+    pub(super) fn dialed_self(&mut self, now: Instant, addr: SocketAddr) {
+        self.known.remove(&addr);
+        self.ourselves.insert(addr);
+        self.dial(now);
     }
 
     pub(super) fn connect_failed(&mut self, now: Instant, addr: SocketAddr) {

@@ -43,6 +43,10 @@ pub enum Event {
     ConnectFailed {
         addr: SocketAddr,
     },
+    /// An outbound connection reached ourselves (trackers list us too): never dial it again.
+    DialedSelf {
+        addr: SocketAddr,
+    },
     /// A handshake completed (info-hash checked, not ourselves).
     PeerConnected {
         key: PeerKey,
@@ -130,6 +134,8 @@ pub struct Engine {
     peers: BTreeMap<PeerKey, Peer>,
     known: BTreeMap<SocketAddr, Known>,
     banned: HashSet<IpAddr>,
+    /// Our own addresses as seen by dialing them.
+    ourselves: HashSet<SocketAddr>,
     choker: Choker,
     actions: VecDeque<Action>,
     rng: StdRng,
@@ -166,6 +172,7 @@ impl Engine {
             peers: BTreeMap::new(),
             known: BTreeMap::new(),
             banned: HashSet::new(),
+            ourselves: HashSet::new(),
             actions: VecDeque::new(),
             down: Rate::default(),
             up: Rate::default(),
@@ -237,6 +244,7 @@ impl Engine {
         match event {
             Event::AddPeers(addrs) => self.add_peers(now, addrs),
             Event::ConnectFailed { addr } => self.connect_failed(now, addr),
+            Event::DialedSelf { addr } => self.dialed_self(now, addr),
             Event::PeerConnected {
                 key,
                 addr,

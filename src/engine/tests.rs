@@ -447,3 +447,16 @@ fn endgame_cancels_the_other_copy() {
         "cancelled copy is not taken"
     );
 }
+
+#[test]
+fn an_address_that_is_ourselves_is_never_dialled_again() {
+    let mut t = T::new(4, &[]);
+    let addr: SocketAddr = "127.0.0.1:6881".parse().unwrap();
+    t.e.handle(t.now, Event::AddPeers(vec![addr]));
+    assert_eq!(t.drain(), vec![Action::Connect { addr }]);
+    t.e.handle(t.now, Event::DialedSelf { addr });
+    t.e.handle(t.now, Event::AddPeers(vec![addr]));
+    let mut a = t.drain();
+    a.extend(t.advance(120));
+    assert!(!a.contains(&Action::Connect { addr }), "{a:?}");
+}

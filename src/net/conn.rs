@@ -53,6 +53,9 @@ pub enum PeerEvent {
     ConnectFailed {
         addr: SocketAddr,
     },
+    DialedSelf {
+        addr: SocketAddr,
+    },
     Message {
         key: PeerKey,
         msg: Message,
@@ -140,7 +143,11 @@ async fn run(key: PeerKey, stream: TcpStream, addr: SocketAddr, outbound: bool, 
         Err(e) => {
             tracing::debug!(%addr, error = %e, "handshake failed");
             if outbound {
-                let _ = ctx.events.send(PeerEvent::ConnectFailed { addr }).await;
+                let ev = match e {
+                    ConnError::SelfConnection => PeerEvent::DialedSelf { addr },
+                    _ => PeerEvent::ConnectFailed { addr },
+                };
+                let _ = ctx.events.send(ev).await;
             }
             return;
         }

@@ -141,6 +141,7 @@ impl Driver {
             PeerEvent::ConnectFailed { addr } => {
                 self.engine.handle(now, Event::ConnectFailed { addr })
             }
+            PeerEvent::DialedSelf { addr } => self.engine.handle(now, Event::DialedSelf { addr }),
             PeerEvent::Message { key, msg } => {
                 tracing::trace!(key, ?msg, "message");
                 self.engine.handle(now, Event::PeerMessage { key, msg })
