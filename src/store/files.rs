@@ -28,6 +28,9 @@ pub const MAX_OPEN_FILES: usize = 128;
 #[derive(Debug)]
 pub struct Storage {
     paths: Vec<PathBuf>,
+    /// Bytes of each file that existed before `open` (0 for a file it created). Recheck
+    /// treats anything past this as absent: a file we just made holds no data worth hashing.
+    data_lens: Vec<u64>,
     layout: Layout,
     cache: Mutex<FileCache>,
 }
@@ -53,6 +56,7 @@ impl Storage {
             });
         }
         let mut paths = Vec::with_capacity(files.len());
+        let mut data_lens = Vec::with_capacity(files.len());
         for (i, (rel, len)) in files.iter().enumerate() {
             let path = safe_join(root, rel)?;
             if *len != layout.file_len(i) {
@@ -62,15 +66,21 @@ impl Storage {
                     expected: layout.file_len(i),
                 });
             }
-            prepare_file(&path, *len, create)?;
+            data_lens.push(prepare_file(&path, *len, create)?);
             paths.push(path);
         }
         tracing::debug!(root = %root.display(), files = paths.len(), create, "storage opened");
         Ok(Storage {
             paths,
+            data_lens,
             layout,
             cache: Mutex::new(FileCache::default()),
         })
+    }
+
+    /// Bytes of `file` that existed before this storage was opened.
+    pub fn data_len(&self, file: usize) -> u64 {
+        self.data_lens[file]
     }
 
     pub fn layout(&self) -> &Layout {
@@ -240,20 +250,22 @@ fn safe_join(root: &Path, rel: &Path) -> Result<PathBuf, StoreError> {
 }
 
 /// Makes sure `path` exists with at least `len` bytes (when `create`), keeping existing data.
-fn prepare_file(path: &Path, len: u64, create: bool) -> Result<(), StoreError> {
+/// Returns how many bytes of it existed before (capped at `len`).
+fn prepare_file(path: &Path, len: u64, create: bool) -> Result<u64, StoreError> {
     let io = |op, source| StoreError::Io {
         path: path.to_path_buf(),
         op,
         source,
     };
     match fs::metadata(path) {
-        Ok(m) if m.len() >= len || !create => Ok(()),
-        Ok(_) => {
+        Ok(m) if m.len() >= len || !create => Ok(m.len().min(len)),
+        Ok(m) => {
             let f = OpenOptions::new()
                 .write(true)
                 .open(path)
                 .map_err(|e| io("opening for writing", e))?;
-            f.set_len(len).map_err(|e| io("extending", e))
+            f.set_len(len).map_err(|e| io("extending", e))?;
+            Ok(m.len())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if !create {
@@ -274,7 +286,8 @@ fn prepare_file(path: &Path, len: u64, create: bool) -> Result<(), StoreError> {
                 .truncate(false)
                 .open(path)
                 .map_err(|e| io("creating", e))?;
-            f.set_len(len).map_err(|e| io("extending", e))
+            f.set_len(len).map_err(|e| io("extending", e))?;
+            Ok(0)
         }
         Err(e) => Err(io("inspecting", e)),
     }

@@ -163,7 +163,11 @@ fn read_run(
     buf: &mut [u8],
     holes: &mut Vec<Range<usize>>,
 ) -> Result<(), StoreError> {
-    let dst = &mut buf[r.buf_offset..r.buf_offset + r.len];
+    // Past the data that existed at open there is nothing to find (and reading a fresh
+    // sparse file would only make the kernel zero-fill pages for us to hash).
+    let existing = storage.data_len(r.file).saturating_sub(r.file_offset);
+    let want = (r.len as u64).min(existing) as usize;
+    let dst = &mut buf[r.buf_offset..r.buf_offset + want];
     let got = storage.read_available(r.file, r.file_offset, dst)?;
     if got < r.len {
         holes.push(r.buf_offset + got..r.buf_offset + r.len);

@@ -123,9 +123,11 @@ fn write_all(fx: &Fixture, s: &Storage, pieces: impl IntoIterator<Item = u32>) {
     }
 }
 
-fn run_recheck(fx: &Fixture, s: &Storage, threads: usize) -> Vec<u32> {
+/// Recheck as a new session would: on a freshly opened storage (`_s` wrote the data).
+fn run_recheck(fx: &Fixture, _s: &Storage, threads: usize) -> Vec<u32> {
+    let s = fx.open(true).unwrap();
     let progress = AtomicU64::new(0);
-    let have = recheck(s, &fx.hashes, threads, &progress, &AtomicBool::new(false)).unwrap();
+    let have = recheck(&s, &fx.hashes, threads, &progress, &AtomicBool::new(false)).unwrap();
     assert_eq!(progress.load(Ordering::Relaxed), fx.layout.total_len());
     have.iter_ones().collect()
 }
@@ -234,6 +236,12 @@ fn recheck_finds_exactly_the_pieces_present() {
     let fx = Fixture::new();
     let s = fx.open(true).unwrap();
     assert_eq!(run_recheck(&fx, &s, 2), Vec::<u32>::new());
+    // A storage that just created its files hashes nothing at all.
+    let fresh = Fixture::new();
+    let created = fresh.open(true).unwrap();
+    let progress = AtomicU64::new(0);
+    let none = recheck(&created, &fresh.hashes, 2, &progress, &AtomicBool::new(false)).unwrap();
+    assert!(none.is_clear());
     write_all(&fx, &s, [0, 2]);
     for threads in [1, 2, 3, 8] {
         assert_eq!(
