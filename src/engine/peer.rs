@@ -82,7 +82,7 @@ pub struct Peer {
     pub last_block: Instant,
     /// Serve actions issued and not yet reported served.
     pub serving: usize,
-    /// Requests that arrived while our queue for this peer was full.
+    /// Requests refused in a row because our queue for this peer was full.
     pub overflow: usize,
     /// The peer's advertised request queue limit (BEP 10 `reqq`).
     pub reqq: Option<usize>,

@@ -460,3 +460,41 @@ fn an_address_that_is_ourselves_is_never_dialled_again() {
     a.extend(t.advance(120));
     assert!(!a.contains(&Action::Connect { addr }), "{a:?}");
 }
+
+#[test]
+fn upload_queue_tolerates_lag_but_drops_a_flood() {
+    let mut t = T::new(4, &[0, 1, 2, 3]);
+    t.connect(1, FAST);
+    t.msg(1, Message::Interested);
+    let reqq = Config::default().our_reqq;
+    let b = BlockRef {
+        piece: 0,
+        offset: 0,
+        len: BLOCK_SIZE,
+    };
+    // Served reports lag behind the wire: up to twice reqq pending is still served.
+    let mut served = 0;
+    for _ in 0..2 * reqq {
+        served += t
+            .msg(1, Message::Request(b))
+            .iter()
+            .filter(|a| matches!(a, Action::Serve { .. }))
+            .count();
+    }
+    assert_eq!(served, 2 * reqq);
+    // Now the queue is full: refusals, and after reqq of them in a row, a disconnect.
+    assert!(sent(&t.msg(1, Message::Request(b)), 1, &Message::Reject(b)));
+    let mut dropped = false;
+    for _ in 0..reqq {
+        dropped |= t.msg(1, Message::Request(b)).iter().any(|a| {
+            matches!(
+                a,
+                Action::Disconnect {
+                    key: 1,
+                    reason: "request flood"
+                }
+            )
+        });
+    }
+    assert!(dropped);
+}

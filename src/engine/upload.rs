@@ -94,14 +94,18 @@ impl Engine {
             self.drop_peer(now, key, "request outside the piece");
             return;
         }
-        let queue_full = p.serving >= self.cfg.our_reqq;
+        // Our count of pending uploads lags the wire (a block counts until its write is
+        // reported), so an honest peer can briefly exceed the `reqq` we advertised: the
+        // hard limit is twice that.
+        let queue_full = p.serving >= self.cfg.our_reqq.saturating_mul(2);
         if !p.am_choking && !queue_full && self.picker.we_have(block.piece) {
             p.serving += 1;
+            p.overflow = 0;
             self.actions.push_back(Action::Serve { key, block });
             return;
         }
         if queue_full {
-            // Past the `reqq` we advertised: a few are a race, a flood is an attack.
+            // Requests refused in a row while the queue stays full: a flood, not a race.
             p.overflow += 1;
             if p.overflow > self.cfg.our_reqq {
                 self.drop_peer(now, key, "request flood");

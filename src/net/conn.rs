@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -23,6 +23,9 @@ use crate::wire::{self, Decoder, Handshake, Message};
 /// Commands queued per connection. The driver never waits on a connection: a peer whose
 /// queue is full is dropped (it is not reading what we send).
 pub const CMD_QUEUE: usize = 4096;
+
+/// Commands handled per write batch (64 blocks = 1 MiB of uploads).
+const BATCH: usize = 64;
 
 /// Socket reads go into a buffer of at least this much free space (a few blocks).
 const READ_CHUNK: usize = 128 * 1024;
@@ -257,8 +260,10 @@ async fn read_loop(
     }
 }
 
-/// Commands are batched: everything already queued is encoded into one buffer and
-/// written with one (vectored) write; block data is never copied.
+/// Commands are batched: everything already queued (up to [`BATCH`]) is handled together.
+/// Control messages are encoded into one buffer; the blocks to serve are read from the
+/// store in one blocking job; the whole batch goes out in vectored writes, in command
+/// order, with block data never copied.
 async fn write_loop(
     key: PeerKey,
     mut wr: OwnedWriteHalf,
@@ -266,8 +271,11 @@ async fn write_loop(
     ctx: Arc<ConnCtx>,
 ) -> Result<(), ConnError> {
     let mut out = BytesMut::with_capacity(16 * 1024);
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut segments: Vec<Bytes> = Vec::with_capacity(2 * BATCH + 1);
+    let mut served = Vec::with_capacity(BATCH);
     loop {
-        let first = match timeout(ctx.keepalive, cmds.recv()).await {
+        match timeout(ctx.keepalive, cmds.recv()).await {
             Err(_) => {
                 wr.write_all(&[0, 0, 0, 0]).await?;
                 continue;
@@ -276,31 +284,80 @@ async fn write_loop(
                 let _ = wr.shutdown().await;
                 return Ok(());
             }
-            Ok(Some(cmd)) => cmd,
-        };
-        let mut next = Some(first);
-        while let Some(cmd) = next.take() {
+            Ok(Some(cmd)) => batch.push(cmd),
+        }
+        while batch.len() < BATCH {
+            match cmds.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+        let blocks: Vec<BlockRef> = batch
+            .iter()
+            .filter_map(|c| match c {
+                ConnCmd::Serve(b) => Some(*b),
+                ConnCmd::Send(_) => None,
+            })
+            .collect();
+        let mut data = if blocks.is_empty() {
+            Vec::new()
+        } else {
+            ctx.store.read_blocks(blocks).await?
+        }
+        .into_iter();
+        for cmd in batch.drain(..) {
             match cmd {
                 ConnCmd::Send(msg) => wire::encode(&msg, &mut out),
                 ConnCmd::Serve(block) => {
-                    let data = ctx.store.read_block(block).await?;
+                    let Some(bytes) = data.next() else { break };
                     out.extend_from_slice(&wire::piece_header(
                         block.piece,
                         block.offset,
-                        data.len() as u32,
+                        bytes.len() as u32,
                     ));
-                    let mut chain = (&mut out).chain(data);
-                    wr.write_all_buf(&mut chain).await?;
-                    out.clear();
-                    let _ = ctx.events.send(PeerEvent::Served { key, block }).await;
+                    segments.push(out.split().freeze());
+                    segments.push(bytes);
+                    served.push(block);
                 }
-            }
-            if out.len() < 64 * 1024 {
-                next = cmds.try_recv().ok();
             }
         }
         if !out.is_empty() {
-            wr.write_all_buf(&mut out).await?;
+            segments.push(out.split().freeze());
+        }
+        write_segments(&mut wr, &mut segments).await?;
+        for block in served.drain(..) {
+            let _ = ctx.events.send(PeerEvent::Served { key, block }).await;
         }
     }
+}
+
+/// Write every segment, as few `writev` calls as the kernel allows.
+async fn write_segments(wr: &mut OwnedWriteHalf, segments: &mut Vec<Bytes>) -> std::io::Result<()> {
+    let mut first = 0;
+    while first < segments.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = segments[first..]
+            .iter()
+            .take(64)
+            .map(|s| std::io::IoSlice::new(s))
+            .collect();
+        let mut n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let seg = &mut segments[first];
+            if n >= seg.len() {
+                n -= seg.len();
+                first += 1;
+            } else {
+                seg.advance(n);
+                n = 0;
+            }
+        }
+        while first < segments.len() && segments[first].is_empty() {
+            first += 1;
+        }
+    }
+    segments.clear();
+    Ok(())
 }

@@ -144,16 +144,24 @@ impl StoreHandle {
     /// Reads a block for an upload (on a blocking thread). The range must lie inside a piece
     /// and be at most one block long.
     pub async fn read_block(&self, block: BlockRef) -> Result<Bytes, StoreError> {
-        if !self.storage.layout().is_valid_request(&block) {
+        let mut v = self.read_blocks(vec![block]).await?;
+        Ok(v.pop().unwrap_or_default())
+    }
+
+    /// Reads several blocks for uploads in one blocking job; runs of adjacent blocks of the
+    /// same piece (a peer usually asks in order) are one positioned read, split without
+    /// copying. Each block must be a valid request (inside its piece, at most one block).
+    pub async fn read_blocks(&self, blocks: Vec<BlockRef>) -> Result<Vec<Bytes>, StoreError> {
+        let layout = self.storage.layout();
+        if let Some(b) = blocks.iter().find(|b| !layout.is_valid_request(b)) {
             return Err(StoreError::OutOfRange {
-                piece: block.piece,
-                offset: block.offset,
-                len: block.len,
+                piece: b.piece,
+                offset: b.offset,
+                len: b.len,
             });
         }
         let storage = self.storage.clone();
-        let job =
-            tokio::task::spawn_blocking(move || storage.read(block.piece, block.offset, block.len));
+        let job = tokio::task::spawn_blocking(move || read_runs(&storage, &blocks));
         match job.await {
             Ok(r) => r,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -396,4 +404,26 @@ impl Task {
         // A closed receiver means no one listens any more; keep flushing regardless.
         let _ = self.events.send(event).await;
     }
+}
+
+/// Blocks in order, each run of adjacent blocks of one piece read with one `read`.
+fn read_runs(storage: &Storage, blocks: &[BlockRef]) -> Result<Vec<Bytes>, StoreError> {
+    let mut out = Vec::with_capacity(blocks.len());
+    let mut i = 0;
+    while i < blocks.len() {
+        let first = blocks[i];
+        let mut j = i + 1;
+        let mut end = first.offset + first.len;
+        while j < blocks.len() && blocks[j].piece == first.piece && blocks[j].offset == end {
+            end += blocks[j].len;
+            j += 1;
+        }
+        let run = storage.read(first.piece, first.offset, end - first.offset)?;
+        for b in &blocks[i..j] {
+            let at = (b.offset - first.offset) as usize;
+            out.push(run.slice(at..at + b.len as usize));
+        }
+        i = j;
+    }
+    Ok(out)
 }

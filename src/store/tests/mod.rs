@@ -240,7 +240,14 @@ fn recheck_finds_exactly_the_pieces_present() {
     let fresh = Fixture::new();
     let created = fresh.open(true).unwrap();
     let progress = AtomicU64::new(0);
-    let none = recheck(&created, &fresh.hashes, 2, &progress, &AtomicBool::new(false)).unwrap();
+    let none = recheck(
+        &created,
+        &fresh.hashes,
+        2,
+        &progress,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     assert!(none.is_clear());
     write_all(&fx, &s, [0, 2]);
     for threads in [1, 2, 3, 8] {
