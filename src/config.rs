@@ -43,7 +43,8 @@ pub struct Config {
     /// How often the choker re-ranks peers (Transmission: 10 s; libtorrent: 15 s).
     pub rechoke_interval: Duration,
     /// Hash-failure strikes before a peer's IP is banned (a sole contributor of a bad
-    /// piece earns 2, a shared one 1: a liar alone is banned at its second bad piece).
+    /// piece earns 2, a shared one 1: a liar alone is banned at its second bad piece; a
+    /// peer never the sole contributor of a bad piece is never banned).
     pub ban_strikes: u32,
     /// Give up when no peer connected within this time (only when peers came from
     /// `--peer`; trackers keep trying).

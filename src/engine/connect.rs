@@ -170,6 +170,7 @@ impl Engine {
         for block in p.in_flight.keys() {
             self.picker.on_request_dropped(block);
         }
+        self.release_single_source(key);
         if p.outbound {
             if let Some(k) = self.known.get_mut(&p.addr) {
                 k.state = KnownState::Idle;
@@ -184,13 +185,20 @@ impl Engine {
     }
 
     /// Penalise the peers that sent a piece that failed its hash; ban repeat offenders.
+    ///
+    /// Only a peer that was once the sole contributor of a bad piece can be banned: a
+    /// shared failure does not say who lied, and an honest peer that keeps sharing pieces
+    /// with a liar (the picker spreads a piece's blocks over peers) would otherwise reach
+    /// the limit together with it, leaving a leecher with no one to download from.
     pub(super) fn penalise(&mut self, now: Instant, peers: &[PeerKey]) {
-        let weight = if peers.len() == 1 { 2 } else { 1 };
+        let sole = peers.len() == 1;
+        let weight = if sole { 2 } else { 1 };
         let mut to_ban = Vec::new();
         for key in peers {
             if let Some(p) = self.peers.get_mut(key) {
                 p.strikes += weight;
-                if p.strikes >= self.cfg.ban_strikes {
+                p.sole_failures += u32::from(sole);
+                if p.strikes >= self.cfg.ban_strikes && p.sole_failures > 0 {
                     to_ban.push((*key, p.addr));
                 }
             }

@@ -35,9 +35,27 @@ impl Engine {
         }
         let mut buf = std::mem::take(&mut self.pick_buf);
         buf.clear();
+        // Pieces re-downloaded from another single peer are hidden from this one.
+        let masked;
+        let has = if self
+            .single_source
+            .values()
+            .any(|owner| owner.is_some_and(|o| o != key))
+        {
+            let mut h = p.has.clone();
+            for (&piece, owner) in &self.single_source {
+                if owner.is_some_and(|o| o != key) {
+                    h.clear(piece);
+                }
+            }
+            masked = h;
+            &masked
+        } else {
+            &p.has
+        };
         let in_flight = &p.in_flight;
         self.picker.pick(
-            &p.has,
+            has,
             want,
             &mut self.rng,
             &|b| in_flight.contains_key(b),
@@ -45,6 +63,9 @@ impl Engine {
         );
         for b in &buf {
             p.in_flight.insert(*b, now);
+            if let Some(owner @ None) = self.single_source.get_mut(&b.piece) {
+                *owner = Some(key);
+            }
         }
         for b in buf.drain(..) {
             self.actions.push_back(Action::Send {
@@ -113,6 +134,8 @@ impl Engine {
             return;
         };
         p.peer_choking = true;
+        self.release_single_source(key);
+        let p = self.peers.get_mut(&key).expect("checked above");
         let dropped = std::mem::take(&mut p.in_flight);
         for b in dropped.keys() {
             self.picker.on_request_dropped(b);
@@ -171,6 +194,7 @@ impl Engine {
             return;
         }
         self.picker.on_piece_verified(piece);
+        self.single_source.remove(&piece);
         self.verified_bytes += self.layout.piece_size(piece) as u64;
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {
@@ -210,7 +234,42 @@ impl Engine {
         self.failed_pieces += 1;
         self.wasted += self.layout.piece_size(piece) as u64;
         self.picker.on_piece_failed(piece);
+        // Requests still out for the piece are void: their data belongs to the failed
+        // attempt and must not count towards the next one (nor blur who sent what).
+        let mut cancels = Vec::new();
+        for (key, p) in self.peers.iter_mut() {
+            let stale: Vec<BlockRef> = p
+                .in_flight
+                .range(
+                    BlockRef {
+                        piece,
+                        offset: 0,
+                        len: 0,
+                    }..,
+                )
+                .take_while(|(b, _)| b.piece == piece)
+                .map(|(b, _)| *b)
+                .collect();
+            for b in stale {
+                p.in_flight.remove(&b);
+                cancels.push((*key, b));
+            }
+        }
+        for (key, b) in cancels {
+            self.send(key, Message::Cancel(b));
+        }
+        self.single_source.insert(piece, None);
         self.penalise(now, peers);
         self.fill_all(now);
+    }
+
+    /// `key` no longer serves us (choke, gone): the pieces it was to re-download alone are
+    /// free for the next peer that picks them.
+    pub(super) fn release_single_source(&mut self, key: PeerKey) {
+        for owner in self.single_source.values_mut() {
+            if *owner == Some(key) {
+                *owner = None;
+            }
+        }
     }
 }

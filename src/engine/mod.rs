@@ -152,6 +152,10 @@ pub struct Engine {
     complete_sent: bool,
     /// Scratch buffer for picks (reused, no allocation per pick).
     pick_buf: Vec<BlockRef>,
+    /// Pieces that failed their hash check, re-downloaded from one peer only (the one
+    /// that picked it first, `None` until then): a failure with one contributor names
+    /// the liar, where a shared one cannot.
+    single_source: BTreeMap<u32, Option<PeerKey>>,
 }
 
 /// How often the engine wants [`Engine::handle_timeout`].
@@ -186,6 +190,7 @@ impl Engine {
             peers_seen: 0,
             complete_sent: false,
             pick_buf: Vec::new(),
+            single_source: BTreeMap::new(),
         }
     }
 

@@ -87,6 +87,8 @@ pub struct Peer {
     /// The peer's advertised request queue limit (BEP 10 `reqq`).
     pub reqq: Option<usize>,
     pub strikes: u32,
+    /// Bad pieces this peer alone sent (proof it lies, where a shared failure is not).
+    pub sole_failures: u32,
     pub connected_at: Instant,
     /// When we last unchoked this peer (for the choker's rotation).
     pub unchoked_at: Option<Instant>,
@@ -126,6 +128,7 @@ impl Peer {
             overflow: 0,
             reqq: None,
             strikes: 0,
+            sole_failures: 0,
             connected_at: now,
             unchoked_at: None,
         }

@@ -1,0 +1,154 @@
+//! Whole swarms of real engines on a virtual clock (see `sim/mod.rs` for the model).
+//! Only correctness facts are asserted; speed figures are printed for information.
+
+mod sim;
+
+use std::time::Duration;
+
+use sim::*;
+
+#[test]
+fn one_seed_one_leecher() {
+    let sc = one_seed(1, 8 * MIB + 12_345, 256 * KIB as u32, 10 * MIB);
+    let r = Sim::new(&sc).run();
+    r.assert_all_complete();
+    let l = &r.nodes[1];
+    assert_eq!(l.stats.downloaded, sc.size, "\n{}", r.table());
+    assert_eq!(l.stats.verified_bytes, sc.size);
+    assert_eq!(r.nodes[0].stats.uploaded, sc.size, "\n{}", r.table());
+    eprintln!(
+        "1 seed + 1 leecher, {} bytes at 10 MiB/s: finished at {:?} (ideal {:.3}s)\n{}",
+        sc.size,
+        l.finished.unwrap(),
+        sc.size as f64 / (10 * MIB) as f64,
+        r.table()
+    );
+}
+
+/// Lower bound on the time for every leecher to have the content (Kumar & Ross, "Peer-
+/// assisted file distribution", with unlimited download capacity): the seed must send
+/// every byte at least once, `size / u_seed`, and the `n` leechers need `n × size` bytes
+/// that all uploaders together send at most at `u_seed + Σ u_leechers`.
+fn ideal(sc: &Scenario) -> Duration {
+    let seed_up: u64 = sc.nodes.iter().filter(|n| n.seed).map(|n| n.upload).sum();
+    let total_up: u64 = sc.nodes.iter().map(|n| n.upload).sum();
+    let leechers = sc.nodes.iter().filter(|n| !n.seed).count() as f64;
+    let size = sc.size as f64;
+    Duration::from_secs_f64((size / seed_up as f64).max(leechers * size / total_up as f64))
+}
+
+fn swarm_of_20() -> Scenario {
+    one_seed(20, 64 * MIB, 256 * KIB as u32, 10 * MIB)
+}
+
+#[test]
+fn one_seed_twenty_leechers() {
+    let sc = swarm_of_20();
+    let r = Sim::new(&sc).run();
+    r.assert_all_complete();
+    let size = sc.size;
+    let leech_down: u64 = r.leechers().map(|(_, n)| n.stats.downloaded).sum();
+    let ups: u64 = r.nodes.iter().map(|n| n.stats.uploaded).sum();
+    let downs: u64 = r.nodes.iter().map(|n| n.stats.downloaded).sum();
+    let delivered: u64 = r.nodes.iter().map(|n| n.delivered).sum();
+    let wasted: u64 = r.nodes.iter().map(|n| n.stats.wasted).sum();
+    for (i, n) in r.leechers() {
+        assert_eq!(n.stats.verified_bytes, size, "leecher {i}\n{}", r.table());
+    }
+    let last = r.leechers().filter_map(|(_, n)| n.finished).max().unwrap();
+    let ideal = ideal(&sc);
+    eprintln!(
+        "1 seed + 20 leechers, 64 MiB, 256 KiB pieces, 10 MiB/s each, 5 ms latency:\n\
+         seed uploaded {:.2} × size; last leecher finished at {:.3}s = {:.2} × ideal \
+         ({:.3}s = max(size/u_seed, n·size/Σu));\n\
+         downloaded {leech_down}, uploaded {ups}, delivered {delivered}, wasted {wasted}, \
+         lost in flight {}; {} events\n{}",
+        r.nodes[0].stats.uploaded as f64 / size as f64,
+        last.as_secs_f64(),
+        last.as_secs_f64() / ideal.as_secs_f64(),
+        ideal.as_secs_f64(),
+        r.lost_in_flight,
+        r.events,
+        r.table()
+    );
+    // Every block sent was delivered, or was still in the air at the end, or was lost
+    // with its connection.
+    assert_eq!(
+        ups,
+        delivered + r.in_the_air + r.lost_in_flight,
+        "\n{}",
+        r.table()
+    );
+    // Each leecher downloaded (took in as requested) exactly one copy...
+    assert_eq!(leech_down, 20 * size, "\n{}", r.table());
+    // ...and every other delivered byte was counted as wasted (cancelled in endgame, or
+    // arriving after a choke voided its request).
+    assert_eq!(delivered, downs + wasted, "\n{}", r.table());
+}
+
+#[test]
+fn same_seed_same_run() {
+    let mut sc = one_seed(6, 8 * MIB, 256 * KIB as u32, 4 * MIB);
+    sc.seed = 42;
+    let a = Sim::new(&sc).run();
+    let b = Sim::new(&sc).run();
+    a.assert_all_complete();
+    assert_eq!(a.end, b.end);
+    assert_eq!(a.events, b.events);
+    assert_eq!(a.nodes, b.nodes, "\n{}\n{}", a.table(), b.table());
+}
+
+#[test]
+fn liar_is_banned_and_leecher_completes_from_honest_seed() {
+    let upload = 10 * MIB;
+    let sc = Scenario {
+        size: 16 * MIB,
+        piece_len: 256 * KIB as u32,
+        latency: Duration::from_millis(5),
+        nodes: vec![
+            NodeSpec::seed(upload),
+            NodeSpec::liar(upload),
+            NodeSpec::leecher(upload),
+        ],
+        time_limit: Duration::from_secs(300),
+        seed: 3,
+    };
+    let r = Sim::new(&sc).run();
+    eprintln!("liar scenario:\n{}", r.table());
+    r.assert_all_complete();
+    let l = &r.nodes[2];
+    assert!(l.stats.failed_pieces >= 1, "the liar's pieces must fail");
+    assert!(l.stats.peers_banned >= 1, "the liar must be banned");
+    assert_eq!(l.stats.verified_bytes, sc.size);
+}
+
+#[test]
+fn leechers_finish_after_the_seed_leaves() {
+    let mut sc = one_seed(10, 32 * MIB, 256 * KIB as u32, 10 * MIB);
+    sc.nodes[0].leave_after_upload = Some(sc.size + sc.size / 10);
+    sc.seed = 5;
+    let r = Sim::new(&sc).run();
+    eprintln!("seed leaves at {:?}:\n{}", r.nodes[0].left, r.table());
+    assert!(r.nodes[0].left.is_some(), "the seed should have left");
+    eprintln!(
+        "the seed left at {:.3}s having uploaded {:.2} × size (it waits for a distributed copy)",
+        r.nodes[0].left.unwrap().as_secs_f64(),
+        r.nodes[0].stats.uploaded as f64 / sc.size as f64
+    );
+    r.assert_all_complete();
+    let left = r.nodes[0].left.unwrap();
+    let after = r
+        .leechers()
+        .filter(|(_, n)| n.finished.unwrap() > left)
+        .count();
+    assert!(
+        after >= 5,
+        "only {after} leechers finished after the seed left: the test proves little\n{}",
+        r.table()
+    );
+    for (_, n) in r.leechers() {
+        assert_eq!(n.stats.verified_bytes, sc.size);
+    }
+    let leech_up: u64 = r.leechers().map(|(_, n)| n.stats.uploaded).sum();
+    assert!(leech_up > 0, "leechers must upload to each other");
+}
