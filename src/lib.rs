@@ -12,5 +12,7 @@ pub mod net;
 pub mod session;
 pub mod snapshot;
 pub mod store;
+pub mod tracker;
+pub mod tracker_server;
 pub mod types;
 pub mod wire;

@@ -1,5 +1,6 @@
 //! What the outside world sees of a running torrent, once a second: plain data on a
-//! `watch` channel, read by the progress bars and (later) the tracker announcer.
+//! `watch` channel, read by the progress bars and the tracker announcer (which also writes
+//! the tracker fields).
 
 use crate::engine::Stats;
 
@@ -28,6 +29,12 @@ pub struct Snapshot {
     pub stats: Stats,
     /// Our listen port, once bound.
     pub listen_port: Option<u16>,
+    /// Trackers this torrent announces to.
+    pub trackers_total: usize,
+    /// Trackers whose last announce succeeded.
+    pub trackers_ok: usize,
+    /// The last tracker error, prefixed with the tracker's URL.
+    pub tracker_error: Option<String>,
 }
 
 impl Snapshot {

@@ -40,6 +40,8 @@ enum Command {
     Create(CreateArgs),
     /// Show what a .torrent contains.
     Info(InfoArgs),
+    /// Run a small HTTP + UDP tracker until Ctrl-C.
+    Tracker(TrackerArgs),
 }
 
 #[derive(Args, Debug)]
@@ -112,6 +114,25 @@ struct InfoArgs {
     json: bool,
 }
 
+#[derive(Args, Debug)]
+struct TrackerArgs {
+    /// HTTP announce/scrape address (other than loopback only if you say so).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:6969")]
+    http: SocketAddr,
+    /// UDP (BEP 15) announce/scrape address.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:6969")]
+    udp: SocketAddr,
+    /// Do not serve HTTP.
+    #[arg(long)]
+    no_http: bool,
+    /// Do not serve UDP.
+    #[arg(long)]
+    no_udp: bool,
+    /// Announce interval told to clients, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    interval: u64,
+}
+
 /// Parse arguments and run; errors come back with their chain for `main` to print.
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
@@ -123,6 +144,7 @@ pub fn run() -> Result<()> {
             torrent_cmd(&a.torrent, a.dir, mode, a.net)
         }
         Command::Seed(a) => torrent_cmd(&a.torrent, a.dir, Mode::Seed, a.net),
+        Command::Tracker(a) => tracker_cmd(a),
     }
 }
 
@@ -269,4 +291,42 @@ pub fn error_line(e: &anyhow::Error) -> String {
         }
     }
     line
+}
+
+fn tracker_cmd(a: TrackerArgs) -> Result<()> {
+    use crate::tracker_server::{self, ServerConfig};
+    let cfg = ServerConfig {
+        http: (!a.no_http).then_some(a.http),
+        udp: (!a.no_udp).then_some(a.udp),
+        interval: std::time::Duration::from_secs(a.interval),
+        ..ServerConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let server = tracker_server::bind(cfg)
+            .await
+            .context("starting the tracker")?;
+        if let Some(addr) = server.http_addr() {
+            println!("http tracker on http://{addr}/announce");
+        }
+        if let Some(addr) = server.udp_addr() {
+            println!("udp tracker on udp://{addr}/announce");
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("stopping (Ctrl-C)");
+                let _ = stop_tx.send(true);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+            std::future::pending::<()>().await
+        });
+        server.run(stop_rx).await;
+        Ok(())
+    })
 }
