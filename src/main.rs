@@ -1,7 +1,6 @@
 //! `swarm` binary: arguments to `cli::run`, errors to one line and an exit code.
 
 fn main() {
-    swarm::cli::init_logging();
     if let Err(e) = swarm::cli::run() {
         eprintln!("swarm: error: {}", swarm::cli::error_line(&e));
         std::process::exit(1);

@@ -17,7 +17,12 @@ use crate::net::conn::ConnCtx;
 use crate::net::driver::{Control, Driver, Outcome};
 use crate::snapshot::{Phase, Snapshot};
 use crate::store::{self, Storage, StoreConfig, StoreError};
+use crate::tracker::announcer::{self, AnnouncerConfig};
+use crate::tracker::client;
 use crate::types::{Bitfield, PeerId};
+
+/// How long `stopped` announces may take on exit (short: the user is waiting).
+const STOP_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What to do with a torrent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +39,8 @@ pub struct Job {
     /// The download directory (the torrent's paths are joined under it).
     pub dir: PathBuf,
     pub peers: Vec<SocketAddr>,
+    /// Tracker URLs by tier (empty: no trackers, peers only from `peers` and inbound).
+    pub trackers: Vec<Vec<String>>,
     pub mode: Mode,
     /// Address to listen on (all interfaces unless the user says otherwise).
     pub bind: IpAddr,
@@ -130,9 +137,10 @@ pub async fn run(
     let (store, store_task) =
         store::spawn(storage.clone(), hashes, have.clone(), store_cfg, store_tx);
     let (events_tx, events_rx) = mpsc::channel(1024);
+    let our_id = PeerId::generate(rand::random());
     let ctx = Arc::new(ConnCtx {
         info_hash: meta.info_hash,
-        our_id: PeerId::generate(rand::random()),
+        our_id,
         num_pieces: layout.num_pieces(),
         events: events_tx,
         store: store.clone(),
@@ -140,12 +148,45 @@ pub async fn run(
         handshake_timeout: job.cfg.handshake_timeout,
         idle_timeout: job.cfg.peer_idle_timeout,
         keepalive: job.cfg.keepalive_interval,
+        local_addr: Some(job.bind),
     });
     let mut engine = Engine::new(job.cfg.clone(), layout.clone(), have, Instant::now());
     if !job.peers.is_empty() {
         engine.handle(Instant::now(), Event::AddPeers(job.peers.clone()));
     }
-    let (_control_tx, control_rx) = mpsc::channel::<Control>(16);
+    let (control_tx, control_rx) = mpsc::channel::<Control>(16);
+    let (announce_stop, announcer) = match port {
+        Some(port) if !job.trackers.is_empty() => {
+            let cfg = AnnouncerConfig {
+                info_hash: meta.info_hash,
+                peer_id: our_id,
+                port,
+                tiers: job.trackers.clone(),
+                numwant: announcer::DEFAULT_NUMWANT,
+                key: rand::random(),
+                udp_retry_base: client::UDP_RETRY_BASE,
+                udp_max_tries: client::UDP_MAX_TRIES,
+                stop_timeout: STOP_ANNOUNCE_TIMEOUT,
+                local_addr: Some(job.bind),
+            };
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let (peers_tx, mut peers_rx) = mpsc::channel::<Vec<SocketAddr>>(16);
+            let task = tokio::spawn(announcer::run(cfg, snapshot.clone(), peers_tx, stop_rx));
+            // Tracker peers join the driver's control queue.
+            tokio::spawn(async move {
+                while let Some(addrs) = peers_rx.recv().await {
+                    if control_tx.send(Control::AddPeers(addrs)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            (Some(stop_tx), Some(task))
+        }
+        _ => {
+            drop(control_tx);
+            (None, None)
+        }
+    };
     let driver = Driver {
         engine,
         ctx,
@@ -158,6 +199,14 @@ pub async fn run(
         seed,
     };
     let outcome = driver.run(stop).await;
+    // Tell the trackers we are leaving (`completed` first if it is still owed).
+    if let (Some(stop_tx), Some(task)) = (announce_stop, announcer) {
+        let _ = stop_tx.send(true);
+        let limit = STOP_ANNOUNCE_TIMEOUT + Duration::from_secs(1);
+        if tokio::time::timeout(limit, task).await.is_err() {
+            tracing::warn!("trackers did not acknowledge stopping in time");
+        }
+    }
     // Every store handle is gone with the driver and its connections: the store task
     // finishes the pieces it is hashing or writing, then ends.
     if tokio::time::timeout(Duration::from_secs(30), store_task)

@@ -401,7 +401,7 @@ fn fetch(torrent: &Path, out: &Path, extra: &[&str]) -> Command {
         .arg(torrent)
         .arg("-o")
         .arg(out)
-        .args(["--bind", "127.0.0.1", "--port", "0"])
+        .args(["--bind", "127.0.0.1", "--port", "0", "--no-trackers"])
         .args(extra);
     cmd
 }

@@ -3,8 +3,6 @@
 pub mod info;
 mod progress;
 
-pub use progress::init_logging;
-
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +24,9 @@ use crate::snapshot::Snapshot;
     about = "A BitTorrent client: fast, lean, friendly."
 )]
 pub struct Cli {
+    /// Log each announce and peer connection (same as RUST_LOG=swarm=info).
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,9 +56,16 @@ struct NetArgs {
     /// Address to listen on [default: all interfaces].
     #[arg(long, value_name = "IP")]
     bind: Option<IpAddr>,
-    /// Seconds to wait for a first peer before giving up (0: wait forever).
+    /// Seconds to wait for a first peer before giving up (0: wait forever). Only applies
+    /// when peers come from --peer alone (no trackers).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     peer_timeout: u64,
+    /// Announce to this tracker too (repeatable; each is a tier after the torrent's own).
+    #[arg(long = "tracker", value_name = "URL")]
+    trackers: Vec<String>,
+    /// Ignore every tracker (the torrent's and --tracker): peers only from --peer.
+    #[arg(long)]
+    no_trackers: bool,
     /// No progress bars and no summary line.
     #[arg(long, short)]
     quiet: bool,
@@ -112,6 +120,9 @@ struct InfoArgs {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// Ask each tracker for seeders, leechers and completed downloads.
+    #[arg(long)]
+    scrape: bool,
 }
 
 #[derive(Args, Debug)]
@@ -136,6 +147,7 @@ struct TrackerArgs {
 /// Parse arguments and run; errors come back with their chain for `main` to print.
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
+    progress::init_logging(cli.verbose);
     match cli.command {
         Command::Info(a) => info_cmd(a),
         Command::Create(a) => create_cmd(a),
@@ -165,15 +177,85 @@ fn load_torrent(path: &Path) -> Result<Metainfo> {
 
 fn info_cmd(a: InfoArgs) -> Result<()> {
     let meta = load_torrent(&a.torrent)?;
+    let scrapes = if a.scrape {
+        scrape_all(&meta)?
+    } else {
+        Vec::new()
+    };
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&info::render_json(&meta))?
-        );
+        let mut v = info::render_json(&meta);
+        if a.scrape {
+            let list = scrapes
+                .iter()
+                .map(|(url, r)| match r {
+                    Ok(s) => serde_json::json!({"url": url, "seeders": s.complete,
+                        "leechers": s.incomplete, "completed": s.downloaded}),
+                    Err(e) => serde_json::json!({"url": url, "error": e}),
+                })
+                .collect();
+            v["scrape"] = serde_json::Value::Array(list);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", info::render_text(&meta));
+        if a.scrape {
+            println!("Scrape:");
+            for (url, r) in &scrapes {
+                match r {
+                    Ok(s) => println!(
+                        "  {url}: {} seeders, {} leechers, {} completed",
+                        s.complete, s.incomplete, s.downloaded
+                    ),
+                    Err(e) => println!("  {url}: {e}"),
+                }
+            }
+        }
     }
     Ok(())
+}
+
+type ScrapeResult = std::result::Result<crate::tracker::ScrapeStats, String>;
+
+/// Scrape every tracker of the torrent concurrently, each bounded in time.
+fn scrape_all(meta: &Metainfo) -> Result<Vec<(String, ScrapeResult)>> {
+    use crate::tracker::client::{ClientConfig, Tracker};
+    let urls: Vec<String> = meta.tracker_tiers().into_iter().flatten().collect();
+    let cfg = ClientConfig {
+        http_timeout: std::time::Duration::from_secs(10),
+        udp_retry_base: std::time::Duration::from_secs(2),
+        udp_max_tries: 2,
+        local_addr: None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let info_hash = meta.info_hash;
+    Ok(rt.block_on(async move {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, url) in urls.into_iter().enumerate() {
+            let cfg = cfg.clone();
+            set.spawn(async move {
+                let r = match Tracker::new(&url, &cfg) {
+                    Ok(mut t) => {
+                        let limit = std::time::Duration::from_secs(15);
+                        match tokio::time::timeout(limit, t.scrape(&info_hash)).await {
+                            Ok(r) => r.map_err(|e| e.to_string()),
+                            Err(_) => Err("timed out".to_string()),
+                        }
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                (i, url, r)
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(Ok(x)) = set.join_next().await {
+            out.push(x);
+        }
+        out.sort_by_key(|x| x.0);
+        out.into_iter().map(|(_, u, r)| (u, r)).collect()
+    }))
 }
 
 fn create_cmd(a: CreateArgs) -> Result<()> {
@@ -225,10 +307,18 @@ fn torrent_cmd(torrent: &Path, dir: PathBuf, mode: Mode, net: NetArgs) -> Result
         cfg.listen_port = port;
         cfg.port_fallback = false;
     }
-    cfg.give_up_after = match (net.peer_timeout, peers.is_empty()) {
-        // Without --peer nobody will come unless they dial us: wait (seeding, later trackers).
-        (_, true) | (0, _) => None,
-        (secs, false) => Some(std::time::Duration::from_secs(secs)),
+    let trackers = if net.no_trackers {
+        Vec::new()
+    } else {
+        let mut tiers = meta.tracker_tiers();
+        tiers.extend(net.trackers.iter().map(|t| vec![t.clone()]));
+        tiers
+    };
+    cfg.give_up_after = match (net.peer_timeout, peers.is_empty(), trackers.is_empty()) {
+        // Trackers keep finding peers, and without --peer nobody comes unless they dial
+        // us: only a --peer-only download gives up.
+        (0, _, _) | (_, true, _) | (_, _, false) => None,
+        (secs, false, true) => Some(std::time::Duration::from_secs(secs)),
     };
     if mode == Mode::Seed {
         cfg.give_up_after = None;
@@ -237,6 +327,7 @@ fn torrent_cmd(torrent: &Path, dir: PathBuf, mode: Mode, net: NetArgs) -> Result
         meta: meta.clone(),
         dir,
         peers,
+        trackers,
         mode,
         bind: net.bind.unwrap_or(session::DEFAULT_BIND),
         cfg,

@@ -34,10 +34,12 @@ impl Write for LogWriter {
     }
 }
 
-/// `RUST_LOG` logs (default: warnings) to stderr through [`LogWriter`].
-pub fn init_logging() {
+/// `RUST_LOG` logs (default: warnings; `-v`: swarm's info, e.g. each announce) to stderr
+/// through [`LogWriter`].
+pub fn init_logging(verbose: bool) {
+    let default = if verbose { "warn,swarm=info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| LogWriter)
@@ -151,8 +153,18 @@ fn draw(bar: &ProgressBar, s: &Snapshot) {
             } else {
                 ""
             };
+            let trackers = if s.trackers_total == 0 {
+                String::new()
+            } else {
+                let err = s
+                    .tracker_error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default();
+                format!(" trackers {}/{}{err}", s.trackers_ok, s.trackers_total)
+            };
             bar.set_message(format!(
-                "{what}↓ {}/s ↑ {}/s peers {}/{}{eta}",
+                "{what}↓ {}/s ↑ {}/s peers {}/{}{eta}{trackers}",
                 human_bytes(st.down_rate as u64),
                 human_bytes(st.up_rate as u64),
                 st.peers_connected,

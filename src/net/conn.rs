@@ -41,6 +41,8 @@ pub struct ConnCtx {
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     pub keepalive: Duration,
+    /// Dial from this address (the one we listen on), so peers see where to reach us.
+    pub local_addr: Option<std::net::IpAddr>,
 }
 
 /// From a connection task to the driver.
@@ -109,7 +111,7 @@ pub enum ConnError {
 
 /// Dial `addr` and run the connection until it ends.
 pub async fn dial(key: PeerKey, addr: SocketAddr, ctx: Arc<ConnCtx>) {
-    let stream = match timeout(ctx.connect_timeout, TcpStream::connect(addr)).await {
+    let stream = match timeout(ctx.connect_timeout, connect(addr, ctx.local_addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(%addr, error = %e, "connect failed");
@@ -123,6 +125,17 @@ pub async fn dial(key: PeerKey, addr: SocketAddr, ctx: Arc<ConnCtx>) {
         }
     };
     run(key, stream, addr, true, ctx).await;
+}
+
+async fn connect(addr: SocketAddr, local: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    if let Some(ip) = local.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == addr.is_ipv4()) {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    socket.connect(addr).await
 }
 
 /// Run an accepted connection until it ends.

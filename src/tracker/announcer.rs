@@ -61,6 +61,8 @@ pub struct AnnouncerConfig {
     pub udp_max_tries: u32,
     /// How long the `stopped` announces may take, all together.
     pub stop_timeout: Duration,
+    /// Address to announce from (see [`ClientConfig::local_addr`]).
+    pub local_addr: Option<std::net::IpAddr>,
 }
 
 /// Run the lifecycle until `stop` turns true (or its sender goes away), then send `stopped`.
@@ -167,6 +169,7 @@ impl Announcer {
             http_timeout: HTTP_TIMEOUT,
             udp_retry_base: cfg.udp_retry_base,
             udp_max_tries: cfg.udp_max_tries,
+            local_addr: cfg.local_addr,
         };
         // An outer bound in case a client's own timeouts fail us.
         let announce_timeout =
@@ -409,18 +412,30 @@ impl Announcer {
     /// Abandon in-flight announces and tell every tracker that knew us that we are leaving.
     async fn stop_all(mut self) {
         self.in_flight.abort_all();
+        // A download that completed just as we stop (a fetch ends right then) still owes
+        // `completed`: trackers count completions from it, not from `stopped`.
+        self.check_completion();
         let params = self.params(Event::Stopped);
+        let completed = self.params(Event::Completed);
         let mut stops = JoinSet::new();
         for id in self.tiers.ids() {
             if !self.slots[id.0].started {
                 continue;
             }
+            let owes_completed = self.completed_due && !self.slots[id.0].completed;
             let Some(mut client) = self.take_client(id) else {
                 continue;
             };
             let (params, url) = (params.clone(), self.tiers.url(id).to_string());
+            let completed = completed.clone();
             let timeout = self.cfg.stop_timeout;
             stops.spawn(async move {
+                if owes_completed {
+                    match tokio::time::timeout(timeout, client.announce(&completed)).await {
+                        Ok(Ok(_)) => tracing::info!(url, event = ?Event::Completed, "announce"),
+                        _ => tracing::info!(url, "completed announce failed"),
+                    }
+                }
                 match tokio::time::timeout(timeout, client.announce(&params)).await {
                     Ok(Ok(_)) => tracing::info!(url, event = ?Event::Stopped, "announce"),
                     Ok(Err(e)) => tracing::info!(url, error = %e, "stopped announce failed"),

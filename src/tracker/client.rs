@@ -43,6 +43,9 @@ pub struct ClientConfig {
     pub http_timeout: Duration,
     pub udp_retry_base: Duration,
     pub udp_max_tries: u32,
+    /// Local address to send from (the one we listen on, when the user chose one): trackers
+    /// record the source address, so it must be the address peers can reach us at.
+    pub local_addr: Option<IpAddr>,
 }
 
 impl Default for ClientConfig {
@@ -51,6 +54,7 @@ impl Default for ClientConfig {
             http_timeout: HTTP_TIMEOUT,
             udp_retry_base: UDP_RETRY_BASE,
             udp_max_tries: UDP_MAX_TRIES,
+            local_addr: None,
         }
     }
 }
@@ -147,6 +151,7 @@ impl HttpTracker {
             .connect_timeout(cfg.http_timeout)
             .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
             .user_agent(concat!("swarm/", env!("CARGO_PKG_VERSION")))
+            .local_address(cfg.local_addr.filter(|ip| !ip.is_unspecified()))
             .build()
             .map_err(TrackerError::Http)?;
         Ok(HttpTracker {
@@ -225,6 +230,7 @@ pub struct UdpTracker {
     socket: Option<(UdpSocket, Family)>,
     /// The connection id and when it was obtained.
     conn: Option<(u64, Instant)>,
+    local_addr: Option<IpAddr>,
 }
 
 impl UdpTracker {
@@ -234,6 +240,7 @@ impl UdpTracker {
             host,
             port,
             retry_base: cfg.udp_retry_base,
+            local_addr: cfg.local_addr,
             max_tries: cfg.udp_max_tries.max(1),
             socket: None,
             conn: None,
@@ -274,9 +281,13 @@ impl UdpTracker {
                     .next()
                     .ok_or_else(|| TrackerError::Resolve(name.clone()))?,
             };
-            let (bind, family) = match addr {
+            let (any, family) = match addr {
                 SocketAddr::V4(_) => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), Family::V4),
                 SocketAddr::V6(_) => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), Family::V6),
+            };
+            let bind = match self.local_addr {
+                Some(ip) if ip.is_ipv4() == addr.is_ipv4() => ip,
+                _ => any,
             };
             let sock = UdpSocket::bind(SocketAddr::new(bind, 0)).await?;
             sock.connect(addr).await?;

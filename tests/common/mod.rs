@@ -105,10 +105,23 @@ impl Running {
         peers: Vec<SocketAddr>,
         cfg: Config,
     ) -> Running {
+        Running::start_with_trackers(meta, dir, mode, bind, peers, vec![], cfg).await
+    }
+
+    pub async fn start_with_trackers(
+        meta: &Arc<Metainfo>,
+        dir: &Path,
+        mode: Mode,
+        bind: IpAddr,
+        peers: Vec<SocketAddr>,
+        trackers: Vec<Vec<String>>,
+        cfg: Config,
+    ) -> Running {
         let job = Job {
             meta: meta.clone(),
             dir: dir.to_path_buf(),
             peers,
+            trackers,
             mode,
             bind,
             cfg,

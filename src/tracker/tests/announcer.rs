@@ -12,6 +12,7 @@ use crate::types::{InfoHash, PeerId};
 
 fn config(tiers: Vec<Vec<String>>) -> AnnouncerConfig {
     AnnouncerConfig {
+        local_addr: None,
         info_hash: InfoHash([0x11; 20]),
         peer_id: PeerId(*b"-SW0100-announcer000"),
         port: 40000,

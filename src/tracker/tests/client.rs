@@ -27,6 +27,7 @@ fn params() -> AnnounceParams {
 
 fn fast() -> ClientConfig {
     ClientConfig {
+        local_addr: None,
         http_timeout: Duration::from_secs(5),
         udp_retry_base: Duration::from_millis(200),
         udp_max_tries: 3,
