@@ -13,6 +13,8 @@ use crate::wire::Message;
 #[derive(Debug, Clone)]
 pub(super) struct Known {
     state: KnownState,
+    /// It had every piece when we did too: not worth dialing while we are complete.
+    seed: bool,
     failures: u32,
     next_attempt: Instant,
 }
@@ -41,6 +43,7 @@ impl Engine {
             }
             self.known.entry(addr).or_insert(Known {
                 state: KnownState::Idle,
+                seed: false,
                 failures: 0,
                 next_attempt: now,
             });
@@ -49,10 +52,10 @@ impl Engine {
     }
 
     /// Start connection attempts while there is room.
+    /// Seeds dial too (leechers learnt from a tracker wait for us, and some clients never
+    /// dial loopback peers), skipping addresses known to be seeds themselves.
     pub(super) fn dial(&mut self, now: Instant) {
-        if self.is_complete() {
-            return;
-        }
+        let complete = self.is_complete();
         let mut connecting = self
             .known
             .values()
@@ -64,7 +67,7 @@ impl Engine {
             {
                 break;
             }
-            if k.state == KnownState::Idle && k.next_attempt <= now {
+            if k.state == KnownState::Idle && k.next_attempt <= now && !(complete && k.seed) {
                 k.state = KnownState::Connecting;
                 connecting += 1;
                 self.actions.push_back(Action::Connect { addr: *addr });
@@ -146,6 +149,16 @@ impl Engine {
             let bf = have.clone();
             self.send(key, Message::Bitfield(bf));
         }
+    }
+
+    /// We are complete and so is this peer: part, and do not dial it again.
+    pub(super) fn drop_seed(&mut self, now: Instant, key: PeerKey) {
+        if let Some(p) = self.peers.get(&key) {
+            if let Some(k) = self.known.get_mut(&p.addr) {
+                k.seed = true;
+            }
+        }
+        self.drop_peer(now, key, "both seeds");
     }
 
     /// Drop a peer on our own initiative: tell the driver, forget its state now.
@@ -254,7 +267,7 @@ impl Engine {
         p.has = bf;
         // Two seeds have nothing to say to each other.
         if p.seed && self.picker.is_complete() {
-            self.drop_peer(now, key, "both seeds");
+            self.drop_seed(now, key);
             return;
         }
         self.update_interest(key);

@@ -220,7 +220,7 @@ impl Engine {
                 .map(|(k, _)| *k)
                 .collect();
             for key in seeds {
-                self.drop_peer(now, key, "both seeds");
+                self.drop_seed(now, key);
             }
             self.rechoke(now);
         }

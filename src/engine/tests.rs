@@ -601,3 +601,33 @@ fn requests_outstanding_when_a_piece_fails_are_cancelled() {
     let again = requests(&a, 1);
     assert_eq!(again.len(), 2, "the piece is fetched anew: {a:?}");
 }
+
+#[test]
+fn a_seed_dials_leechers_but_not_other_seeds() {
+    let mut t = T::new(2, &[0, 1]);
+    let (leecher, seed): (SocketAddr, SocketAddr) = (
+        "127.0.0.5:7000".parse().unwrap(),
+        "127.0.0.6:7000".parse().unwrap(),
+    );
+    t.e.handle(t.now, Event::AddPeers(vec![leecher, seed]));
+    let a = t.drain();
+    assert!(a.contains(&Action::Connect { addr: leecher }), "{a:?}");
+    assert!(a.contains(&Action::Connect { addr: seed }));
+    t.e.handle(
+        t.now,
+        Event::PeerConnected {
+            key: 9,
+            addr: seed,
+            peer_id: PeerId([9; 20]),
+            reserved: PLAIN,
+            outbound: true,
+        },
+    );
+    let a = t.msg(9, Message::Bitfield(Bitfield::full(2)));
+    assert!(a.contains(&Action::Disconnect {
+        key: 9,
+        reason: "both seeds"
+    }));
+    let a = t.advance(120);
+    assert!(!a.contains(&Action::Connect { addr: seed }), "{a:?}");
+}
