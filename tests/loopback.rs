@@ -244,3 +244,38 @@ async fn two_half_leechers_trade_without_a_seeder() {
         meta.total_length()
     );
 }
+
+/// Found by interop (every `swarm fetch --peer` against libtorrent took a second longer
+/// than its transfer): the `--peer` addresses were dialled only at the driver's first
+/// one-second tick. On a paused clock, time moves only when the runtime idles and then
+/// jumps to the next timer, so a dial before the first tick arrives at virtual time zero.
+#[tokio::test(start_paused = true)]
+async fn given_peers_are_dialled_before_the_first_tick() {
+    let src = tempfile::tempdir().unwrap();
+    let content = make_content(src.path(), "x.bin", &[("", 100_000)], 9);
+    let meta = make_torrent(&content, 16 * 1024);
+    let listener = tokio::net::TcpListener::bind((ip(3), 0)).await.unwrap();
+    let peer = listener.local_addr().unwrap();
+    let t0 = tokio::time::Instant::now();
+    let out = tempfile::tempdir().unwrap();
+    let leech = Running::start(
+        &meta,
+        out.path(),
+        Mode::Fetch { seed: false },
+        ip(1),
+        vec![peer],
+        test_config(),
+    )
+    .await;
+    let started = t0.elapsed();
+    let (_sock, _) = tokio::time::timeout(TEST_TIMEOUT, listener.accept())
+        .await
+        .expect("never dialled")
+        .unwrap();
+    let dialled = t0.elapsed();
+    assert!(
+        dialled - started < std::time::Duration::from_millis(500),
+        "dialled {dialled:?} after start (listening at {started:?}): waited for a tick"
+    );
+    let _ = leech.stop.send(true);
+}

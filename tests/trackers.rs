@@ -294,3 +294,58 @@ async fn peers_found_through_opentracker_udp() {
     let url = format!("udp://127.0.0.1:{}/announce", ot.port);
     swarm_through(&url, &meta, src.path()).await;
 }
+
+/// Figures, not a test: announce round trips from our client to `swarm tracker` and to
+/// opentracker, over HTTP and UDP. Run with
+/// `cargo test --release --test trackers -- --ignored --nocapture announce_round_trips`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "prints figures"]
+async fn announce_round_trips() {
+    use swarm::tracker::{AnnounceParams, Event};
+    use swarm::types::PeerId;
+    let (_src, meta) = content("rtt.bin", 18);
+    let ours = our_tracker().await;
+    let ot = opentracker(&meta);
+    let urls = [
+        ("swarm tracker HTTP", ours.http.clone()),
+        ("swarm tracker UDP", ours.udp.clone()),
+        (
+            "opentracker HTTP",
+            format!("http://127.0.0.1:{}/announce", ot.port),
+        ),
+        (
+            "opentracker UDP",
+            format!("udp://127.0.0.1:{}/announce", ot.port),
+        ),
+    ];
+    for (name, url) in urls {
+        let mut t = Tracker::new(&url, &ClientConfig::default()).unwrap();
+        let mut times = Vec::new();
+        for i in 0..500u32 {
+            let mut id = *b"-SW0100-rtt000000000";
+            id[12..16].copy_from_slice(&i.to_be_bytes());
+            let p = AnnounceParams {
+                info_hash: meta.info_hash,
+                peer_id: PeerId(id),
+                port: 10_000 + (i % 1000) as u16,
+                uploaded: 0,
+                downloaded: 0,
+                left: 1,
+                event: Event::Started,
+                numwant: 50,
+                key: i,
+            };
+            let start = std::time::Instant::now();
+            t.announce(&p).await.expect("announce");
+            times.push(start.elapsed());
+        }
+        times.sort();
+        let mean = times.iter().sum::<Duration>() / times.len() as u32;
+        eprintln!(
+            "{name:20} median {:>6.1} µs  mean {:>6.1} µs  p99 {:>6.1} µs  (500 announces)",
+            times[250].as_secs_f64() * 1e6,
+            mean.as_secs_f64() * 1e6,
+            times[495].as_secs_f64() * 1e6
+        );
+    }
+}

@@ -66,6 +66,9 @@ impl Driver {
             return Outcome::Complete;
         }
         self.publish();
+        // Actions queued before the loop (dialing the `--peer` addresses) go out now, not
+        // at the first tick a second later.
+        self.run_actions(&mut st);
         loop {
             let deadline = tokio::time::Instant::from_std(self.engine.next_deadline());
             tokio::select! {

@@ -1,0 +1,194 @@
+#!/usr/bin/python3
+"""A small libtorrent driver for swarm's interop tests.
+
+Run it with Debian's /usr/bin/python3 (python3-libtorrent imports only there):
+
+  lt_driver.py seed  TORRENT SAVE_DIR IP:PORT [--peer IP:PORT]... [--upload-limit BYTES/S] [--timeout S]
+  lt_driver.py leech TORRENT SAVE_DIR IP:PORT [--peer IP:PORT]... [--upload-limit BYTES/S] [--timeout S]
+  lt_driver.py --print-info-hash TORRENT
+
+Machine-readable lines on stdout (flushed at once):
+  LISTEN <port>            once listening
+  PROGRESS <fraction>      now and then
+  DONE                     leech: the download is complete and checked
+  STATS uploaded=<n> downloaded=<n>   at exit (payload bytes)
+  ERROR <text>             something went wrong (then a non-zero exit)
+
+Leech mode exits 0 once complete, 2 on timeout. Seed mode serves until SIGTERM/SIGINT (exit 0)
+or the timeout (exit 0: a seed that outlives its test is simply stopped). Every socket is
+bound to the given loopback address; DHT, LSD, UPnP, NAT-PMP, uTP and encryption are off.
+A tracker in the torrent (an opentracker on 127.0.0.1) is announced to as usual.
+"""
+
+import argparse
+import signal
+import sys
+import time
+
+import libtorrent as lt
+
+
+def out(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def parse_addr(s):
+    host, _, port = s.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError("expected IP:PORT, got %r" % s)
+    return host.strip("[]"), int(port)
+
+
+def settings(ip, port, seed):
+    s = lt.high_performance_seed() if seed else lt.default_settings()
+    s.update(
+        {
+            "enable_dht": False,
+            "enable_lsd": False,
+            "enable_upnp": False,
+            "enable_natpmp": False,
+            "enable_incoming_utp": False,
+            "enable_outgoing_utp": False,
+            "enable_incoming_tcp": True,
+            "enable_outgoing_tcp": True,
+            "allow_multiple_connections_per_ip": True,
+            "listen_interfaces": "%s:%d" % (ip, port),
+            "outgoing_interfaces": ip,
+            # Plaintext only: with encryption "enabled" libtorrent tries MSE first and
+            # then dials again in plaintext; "disabled" dials once.
+            "in_enc_policy": int(lt.enc_policy.disabled),
+            "out_enc_policy": int(lt.enc_policy.disabled),
+            # Loopback trackers and peers are fine here.
+            "announce_ip": ip,
+            "ssrf_mitigation": False,
+            "allow_i2p_mixed": False,
+            "announce_to_all_trackers": True,
+            "announce_to_all_tiers": True,
+            "user_agent": "swarm-interop-lt/" + lt.__version__,
+            "alert_mask": int(
+                lt.alert.category_t.error_notification
+                | lt.alert.category_t.status_notification
+                | lt.alert.category_t.storage_notification
+            ),
+        }
+    )
+    return s
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--print-info-hash":
+        ti = lt.torrent_info(sys.argv[2])
+        out(str(ti.info_hash()))
+        return 0
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["seed", "leech"])
+    ap.add_argument("torrent")
+    ap.add_argument("save_dir")
+    ap.add_argument("listen", type=parse_addr)
+    ap.add_argument("--peer", type=parse_addr, action="append", default=[])
+    ap.add_argument("--upload-limit", type=int, default=0, help="bytes/s, 0 = none")
+    ap.add_argument("--timeout", type=float, default=120.0)
+    a = ap.parse_args()
+
+    ip, port = a.listen
+    if not ip.startswith("127."):
+        out("ERROR refusing to bind to non-loopback address %s" % ip)
+        return 1
+    seed = a.mode == "seed"
+    deadline = time.monotonic() + a.timeout
+
+    stop = {"now": False}
+
+    def on_signal(_sig, _frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    ses = lt.session(settings(ip, port, seed))
+
+    # Wait until the listen socket is up.
+    listening = False
+    while not listening and time.monotonic() < deadline and not stop["now"]:
+        ses.wait_for_alert(200)
+        for al in ses.pop_alerts():
+            if isinstance(al, lt.listen_failed_alert):
+                out("ERROR listen failed: %s" % al.message())
+                return 1
+            if isinstance(al, lt.listen_succeeded_alert):
+                listening = True
+    if not listening:
+        out("ERROR not listening in time")
+        return 2
+    out("LISTEN %d" % ses.listen_port())
+
+    ti = lt.torrent_info(a.torrent)
+    params = lt.add_torrent_params()
+    params.ti = ti
+    params.save_path = a.save_dir
+    h = ses.add_torrent(params)
+    if a.upload_limit > 0:
+        # A per-torrent limit: it applies to loopback peers too (the session-wide limit
+        # does not touch the "local" peer class).
+        h.set_upload_limit(a.upload_limit)
+
+    # Wait for the initial check before dialing, so a seed has its pieces when we connect.
+    peers_added = False
+    done_printed = False
+    last_progress = -1.0
+    last_print = 0.0
+    last_dial = time.monotonic()
+    code = 0
+    while True:
+        if stop["now"]:
+            break
+        if time.monotonic() >= deadline:
+            if not seed:
+                out("ERROR timeout after %.0f s" % a.timeout)
+                code = 2
+            break
+        ses.wait_for_alert(250)
+        for al in ses.pop_alerts():
+            if isinstance(al, (lt.torrent_error_alert, lt.file_error_alert)):
+                out("ERROR %s" % al.message())
+        st = h.status()
+        if not peers_added and st.state not in (
+            lt.torrent_status.checking_files,
+            lt.torrent_status.checking_resume_data,
+        ):
+            for peer in a.peer:
+                h.connect_peer(peer)
+            peers_added = True
+        now = time.monotonic()
+        if st.progress != last_progress and now - last_print >= 0.5:
+            out("PROGRESS %.4f" % st.progress)
+            last_progress, last_print = st.progress, now
+        if st.is_seeding and not done_printed:
+            if seed:
+                out("SEEDING")
+            else:
+                out("PROGRESS 1.0000")
+                out("DONE")
+            done_printed = True
+            if not seed:
+                break
+        # A seed keeps re-dialing the peers it was told about (a leecher may start
+        # listening after us); libtorrent ignores peers it already knows or is connected to.
+        if seed and peers_added and now - last_dial >= 5:
+            for peer in a.peer:
+                h.connect_peer(peer)
+            last_dial = now
+
+    st = h.status()
+    out(
+        "STATS uploaded=%d downloaded=%d"
+        % (st.total_payload_upload, st.total_payload_download)
+    )
+    ses.remove_torrent(h)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+//! swarm against libtorrent (python3-libtorrent, driven by `tests/interop/lt_driver.py`),
+//! by direct peer address: no tracker. Torrent files: swarm's load in libtorrent and
+//! Transmission, mktorrent's and transmission-create's load in swarm, all with one info-hash.
+//!
+//! Runs only with `SWARM_INTEROP=1` (see README.md, "Interop tests").
+
+mod interop;
+
+use std::path::Path;
+use std::process::Command;
+
+use interop::*;
+
+/// Seeders get their own loopback address; leechers use 127.0.0.1.
+const SEED_IP: u8 = 2;
+
+fn setup(test: &str) -> Option<tempfile::TempDir> {
+    if !enabled(test) {
+        return None;
+    }
+    require_libtorrent();
+    Some(tempfile::tempdir().unwrap())
+}
+
+/// Content with odd sizes in nested folders; the piece size divides none of them.
+const ODD_TREE: &[(&str, usize)] = &[
+    ("a.bin", 1_000_003),
+    ("nested/deeper/b.bin", 3 * MIB + 17),
+    ("nested/c.txt", 1),
+    ("nested/d.bin", 777_777),
+    ("z/e.bin", 2 * MIB - 5),
+];
+
+/// swarm downloads `content` from one libtorrent seed, and the files match.
+fn swarm_from_lt_seed(cell: &str, content: &Content, torrent: &Path, tmp: &Path) {
+    let seed_at = addr(SEED_IP);
+    let mut seed = lt_seed(torrent, &content.dir, seed_at, &LtOpts::default());
+    let out = tmp.join("out");
+    let timer = Cell::start(cell, content.total);
+    let mut fetch = swarm_fetch(torrent, &out, 0, &["--peer".into(), seed_at.to_string()]);
+    let line = swarm_finish(&mut fetch);
+    timer.done();
+    content.assert_same_in(&out, "swarm");
+    assert_eq!(summary_field(&line, "downloaded "), content.total, "{line}");
+    let (up, _) = lt_seed_stop(&mut seed);
+    assert!(up >= content.total, "libtorrent uploaded only {up} B");
+}
+
+// ---------------------------------------------------------------------------------------
+// (a) swarm leeches from a libtorrent seed
+
+#[test]
+fn swarm_leeches_from_libtorrent() {
+    let Some(tmp) = setup("swarm_leeches_from_libtorrent") else {
+        return;
+    };
+    let content = Content::single(&tmp.path().join("src"), "movie.bin", 32 * MIB + 4321, 1);
+    let torrent = tmp.path().join("movie.torrent");
+    swarm_create(&content.path(), &torrent, Some(256 * 1024), &[]);
+    swarm_from_lt_seed("swarm <- libtorrent", &content, &torrent, tmp.path());
+}
+
+// ---------------------------------------------------------------------------------------
+// (b) libtorrent leeches from a swarm seed
+
+#[test]
+fn libtorrent_leeches_from_swarm() {
+    let Some(tmp) = setup("libtorrent_leeches_from_swarm") else {
+        return;
+    };
+    let content = Content::single(&tmp.path().join("src"), "movie.bin", 32 * MIB + 999, 2);
+    let torrent = tmp.path().join("movie.torrent");
+    swarm_create(&content.path(), &torrent, Some(256 * 1024), &[]);
+    let seed_at = addr(SEED_IP);
+    let mut seed = swarm_seed(&torrent, &content.dir, seed_at, &[]);
+
+    let out = tmp.path().join("out");
+    let timer = Cell::start("libtorrent <- swarm", content.total);
+    let mut leech = lt_start(
+        "leech",
+        &torrent,
+        &out,
+        addr(1),
+        &LtOpts {
+            peers: vec![seed_at],
+            ..LtOpts::default()
+        },
+    );
+    let (_, down) = lt_leech_finish(&mut leech);
+    timer.done();
+    content.assert_same_in(&out, "libtorrent");
+    assert!(down >= content.total, "libtorrent downloaded only {down} B");
+    seed.stop_with("INT", std::time::Duration::from_secs(10));
+}
+
+// ---------------------------------------------------------------------------------------
+// (c) mixed swarm: a slow libtorrent seed, a swarm leecher and a libtorrent leecher that
+// must trade with each other.
+
+#[test]
+fn mixed_swarm_trades_with_libtorrent() {
+    let Some(tmp) = setup("mixed_swarm_trades_with_libtorrent") else {
+        return;
+    };
+    let content = Content::single(&tmp.path().join("src"), "mixed.bin", 16 * MIB, 3);
+    let torrent = tmp.path().join("mixed.torrent");
+    swarm_create(&content.path(), &torrent, Some(256 * 1024), &[]);
+    // 2 MiB/s for the whole torrent: each leecher alone would need ~8 s from it, so pieces
+    // that one leecher has and the other lacks are worth trading.
+    let seed_at = addr(SEED_IP);
+    let mut seed = lt_seed(
+        &torrent,
+        &content.dir,
+        seed_at,
+        &LtOpts {
+            upload_limit: 2 * MIB as u64,
+            ..LtOpts::default()
+        },
+    );
+
+    // Both leechers' ports are fixed first so each can be told about the other.
+    let swarm_port = free_port(ip(1));
+    let swarm_at = std::net::SocketAddr::new(ip(1), swarm_port);
+    let lt_at = addr(1);
+    let timer = Cell::start(
+        "mixed: swarm + libtorrent <- libtorrent seed",
+        content.total,
+    );
+    let mut lt_leech = lt_start(
+        "leech",
+        &torrent,
+        &tmp.path().join("lt-out"),
+        lt_at,
+        &LtOpts {
+            peers: vec![seed_at, swarm_at],
+            ..LtOpts::default()
+        },
+    );
+    let out = tmp.path().join("swarm-out");
+    let mut fetch = swarm_fetch(
+        &torrent,
+        &out,
+        swarm_port,
+        &[
+            "--peer".into(),
+            seed_at.to_string(),
+            "--peer".into(),
+            lt_at.to_string(),
+            // Keep serving the libtorrent leecher if swarm finishes first.
+            "--seed".into(),
+        ],
+    );
+    let (lt_up, lt_down) = lt_leech_finish(&mut lt_leech);
+    // swarm with --seed never exits by itself: wait for its data, then stop it.
+    wait_until("swarm to complete", TRANSFER_TIMEOUT, || {
+        content
+            .files
+            .iter()
+            .all(|(rel, want)| sha1_file(&out.join(rel)).as_ref() == Some(want))
+    });
+    fetch.signal("INT");
+    let status = fetch.wait_exit(std::time::Duration::from_secs(15));
+    timer.done();
+    let line = summary_line(&fetch.stderr());
+    content.assert_same_in(&out, "swarm");
+    content.assert_same_in(&tmp.path().join("lt-out"), "libtorrent leecher");
+    let (seed_up, _) = lt_seed_stop(&mut seed);
+    say(&format!(
+        "interop mixed: {line}\n  libtorrent leecher: uploaded {lt_up} B, downloaded \
+         {lt_down} B; libtorrent seed uploaded {seed_up} B"
+    ));
+    assert!(status.success(), "swarm: {status}\n{}", fetch.logs());
+    let swarm_up = summary_field(&line, "uploaded ");
+    assert!(
+        swarm_up > 0,
+        "swarm uploaded nothing to the libtorrent leecher: {line}"
+    );
+    assert!(
+        lt_down >= content.total,
+        "libtorrent downloaded {lt_down} B"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// (d) torrent files across tools, and odd multi-file geometry
+
+/// `transmission-show`'s `Hash:` line.
+fn transmission_show_hash(torrent: &Path) -> String {
+    require("transmission-show", "transmission-cli");
+    let o = Command::new("transmission-show")
+        .arg(torrent)
+        .output()
+        .expect("running transmission-show");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "transmission-show {} failed: {text}{}",
+        torrent.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("Hash: "))
+        .unwrap_or_else(|| panic!("no Hash line in {text}"))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn swarm_torrents_load_in_libtorrent_and_transmission() {
+    let Some(tmp) = setup("swarm_torrents_load_in_libtorrent_and_transmission") else {
+        return;
+    };
+    let single = Content::single(&tmp.path().join("s"), "one file.bin", 700_001, 4);
+    let tree = Content::tree(&tmp.path().join("t"), "pack", ODD_TREE, 5);
+    for (content, piece) in [(&single, None), (&tree, Some(64 * 1024)), (&tree, None)] {
+        let torrent = tmp.path().join("x.torrent");
+        let printed = swarm_create(&content.path(), &torrent, piece, &[]);
+        let ours = swarm_info_hash(&torrent);
+        assert_eq!(printed, ours);
+        assert_eq!(lt_info_hash(&torrent), ours, "libtorrent, {}", content.name);
+        assert_eq!(
+            transmission_show_hash(&torrent),
+            ours,
+            "transmission-show, {}",
+            content.name
+        );
+    }
+}
+
+#[test]
+fn mktorrent_and_transmission_create_torrents_load_in_swarm() {
+    let Some(tmp) = setup("mktorrent_and_transmission_create_torrents_load_in_swarm") else {
+        return;
+    };
+    require("mktorrent", "mktorrent");
+    require("transmission-create", "transmission-cli");
+    let single = Content::single(&tmp.path().join("s"), "one.bin", 1_234_567, 6);
+    let tree = Content::tree(&tmp.path().join("t"), "pack", ODD_TREE, 7);
+    for content in [&single, &tree] {
+        // mktorrent: 2^15 = 32 KiB pieces, a tracker (never contacted).
+        let mk = tmp.path().join(format!("{}-mk.torrent", content.name));
+        let o = Command::new("mktorrent")
+            .args(["-l", "15", "-a", "http://127.0.0.1:1/announce", "-o"])
+            .arg(&mk)
+            .arg(content.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "mktorrent: {o:?}");
+        // transmission-create: 32 KiB pieces.
+        let tc = tmp.path().join(format!("{}-tc.torrent", content.name));
+        let o = Command::new("transmission-create")
+            .args(["-s", "32", "-o"])
+            .arg(&tc)
+            .arg(content.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "transmission-create: {o:?}");
+        for torrent in [&mk, &tc] {
+            let theirs = transmission_show_hash(torrent);
+            assert_eq!(lt_info_hash(torrent), theirs, "{}", torrent.display());
+            assert_eq!(swarm_info_hash(torrent), theirs, "{}", torrent.display());
+        }
+    }
+}
+
+#[test]
+fn odd_multi_file_content_downloads_from_libtorrent() {
+    let Some(tmp) = setup("odd_multi_file_content_downloads_from_libtorrent") else {
+        return;
+    };
+    let content = Content::tree(&tmp.path().join("src"), "pack", ODD_TREE, 8);
+    let torrent = tmp.path().join("pack.torrent");
+    // 48 KiB is no power of two; 32 KiB is the largest that keeps many piece/file
+    // boundaries unaligned: no file size is a multiple of it.
+    swarm_create(&content.path(), &torrent, Some(32 * 1024), &[]);
+    swarm_from_lt_seed(
+        "swarm <- libtorrent (odd multi-file)",
+        &content,
+        &torrent,
+        tmp.path(),
+    );
+}
+
+#[test]
+fn mktorrent_multi_file_downloads_from_libtorrent() {
+    let Some(tmp) = setup("mktorrent_multi_file_downloads_from_libtorrent") else {
+        return;
+    };
+    require("mktorrent", "mktorrent");
+    let content = Content::tree(&tmp.path().join("src"), "pack", ODD_TREE, 9);
+    let torrent = tmp.path().join("pack.torrent");
+    let o = Command::new("mktorrent")
+        .args(["-l", "16", "-o"])
+        .arg(&torrent)
+        .arg(content.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "mktorrent: {o:?}");
+    swarm_from_lt_seed(
+        "swarm <- libtorrent (mktorrent multi-file)",
+        &content,
+        &torrent,
+        tmp.path(),
+    );
+}
