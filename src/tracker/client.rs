@@ -152,6 +152,9 @@ impl HttpTracker {
             .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
             .user_agent(concat!("swarm/", env!("CARGO_PKG_VERSION")))
             .local_address(cfg.local_addr.filter(|ip| !ip.is_unspecified()))
+            // Announces are minutes apart and trackers close idle connections (opentracker
+            // at once): a pooled connection would only be a stale one.
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(TrackerError::Http)?;
         Ok(HttpTracker {
