@@ -311,7 +311,12 @@ fn torrent_cmd(torrent: &Path, dir: PathBuf, mode: Mode, net: NetArgs) -> Result
         Vec::new()
     } else {
         let mut tiers = meta.tracker_tiers();
-        tiers.extend(net.trackers.iter().map(|t| vec![t.clone()]));
+        if meta.private && !net.trackers.is_empty() {
+            // BEP 27: a private torrent's peers come from its own trackers only.
+            tracing::warn!("private torrent: --tracker ignored, using the torrent's trackers");
+        } else {
+            tiers.extend(net.trackers.iter().map(|t| vec![t.clone()]));
+        }
         tiers
     };
     cfg.give_up_after = match (net.peer_timeout, peers.is_empty(), trackers.is_empty()) {
