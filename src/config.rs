@@ -14,8 +14,41 @@ pub struct Config {
     pub max_peers: usize,
     /// Outbound connection attempts in flight at once (keeps SYN bursts small).
     pub max_connecting: usize,
-    /// Peers unchoked for upload at once (libtorrent and Transmission: 8).
+    /// Regular upload slots; one optimistic slot comes on top (libtorrent and
+    /// Transmission: 8 in all; BEP 3's mainline client: 4 + 1). We keep 8: on fast links
+    /// fewer slots leave upload capacity idle while a slot's peer is slow to ask, and with
+    /// round-robin seeding more slots spread a seed's pieces wider.
     pub upload_slots: usize,
+    /// Rechokes an optimistic unchoke lasts: 3 × 10 s = 30 s (BEP 3, libtorrent: 30 s).
+    pub optimistic_rechokes: u32,
+    /// Peers connected for less than this are newcomers for the optimistic pick (mainline
+    /// BitTorrent: 1 minute)...
+    pub newcomer_age: Duration,
+    /// ...and are this many times likelier to get it (mainline: 3×).
+    pub newcomer_weight: u32,
+    /// A peer that has us unchoked, has what we want and sent no block for this long is
+    /// snubbed and loses its regular slot (mainline and libtorrent: 60 s).
+    pub snub_time: Duration,
+    /// Seeding: one turn of a slot ends after this many of our pieces' worth of bytes
+    /// (libtorrent's `seeding_piece_quota`: 20)...
+    pub seed_quota_pieces: u32,
+    /// ...or after this long, however little the peer took (libtorrent's round robin:
+    /// 1 minute; we use 30 s = 3 rechokes so a seed with many leechers rotates sooner).
+    pub seed_turn: Duration,
+    /// Blocks handed to a connection's writer at once, per peer: about one second of the
+    /// rate we send it at, within these bounds. Requests beyond it wait in the engine,
+    /// where a choke can still reject them (BEP 6) instead of sending them anyway. 16 blocks
+    /// (256 KiB) keep a new peer's pipe busy; 128 (2 MiB) are two of the writer's batches,
+    /// so the writer never waits for the driver at full loopback speed.
+    pub serve_window: (usize, usize),
+    /// Upload cap in bytes/s for the whole session (`None`: unlimited).
+    pub max_upload_rate: Option<u64>,
+    /// Download cap in bytes/s for the whole session (`None`: unlimited).
+    pub max_download_rate: Option<u64>,
+    /// Stop seeding once uploaded ÷ content size reaches this.
+    pub seed_ratio: Option<f64>,
+    /// Stop seeding after this long complete.
+    pub seed_time: Option<Duration>,
     /// Bytes of received-but-unwritten block data (libtorrent caps its store buffer at
     /// ~100 MiB; we keep RSS small). 8 MiB is ~13 ms of data at 600 MB/s, far above the
     /// ~0.15 ms a 256 KiB piece takes to hash and write; measured on 1 GiB from one local
@@ -68,6 +101,17 @@ impl Default for Config {
             max_peers: 50,
             max_connecting: 10,
             upload_slots: 8,
+            optimistic_rechokes: 3,
+            newcomer_age: Duration::from_secs(60),
+            newcomer_weight: 3,
+            snub_time: Duration::from_secs(60),
+            seed_quota_pieces: 20,
+            seed_turn: Duration::from_secs(30),
+            serve_window: (16, 128),
+            max_upload_rate: None,
+            max_download_rate: None,
+            seed_ratio: None,
+            seed_time: None,
             max_buffer: 8 << 20,
             initial_queue_depth: 4,
             min_queue_depth: 2,

@@ -15,6 +15,7 @@ use crate::engine::{Engine, Event, Stats};
 use crate::metainfo::Metainfo;
 use crate::net::conn::ConnCtx;
 use crate::net::driver::{Control, Driver, Outcome};
+use crate::net::limit::RateLimiter;
 use crate::snapshot::{Phase, Snapshot};
 use crate::store::{self, Storage, StoreConfig, StoreError};
 use crate::tracker::announcer::{self, AnnouncerConfig};
@@ -74,6 +75,8 @@ pub struct Summary {
     pub elapsed: Duration,
     pub complete: bool,
     pub stopped: bool,
+    /// How long it was complete before the session ended (seeding time).
+    pub seeded: Option<Duration>,
 }
 
 /// Run a job until it completes (fetch), or until `stop` turns true (seeding, Ctrl-C).
@@ -113,6 +116,7 @@ pub async fn run(
             elapsed: started.elapsed(),
             complete: false,
             stopped: true,
+            seeded: None,
         });
     };
     let resumed_bytes: u64 = have.iter_ones().map(|p| layout.piece_size(p) as u64).sum();
@@ -149,6 +153,14 @@ pub async fn run(
         idle_timeout: job.cfg.peer_idle_timeout,
         keepalive: job.cfg.keepalive_interval,
         local_addr: Some(job.bind),
+        up_limit: job
+            .cfg
+            .max_upload_rate
+            .map(|r| Arc::new(RateLimiter::new(r))),
+        down_limit: job
+            .cfg
+            .max_download_rate
+            .map(|r| Arc::new(RateLimiter::new(r))),
     });
     let mut engine = Engine::new(job.cfg.clone(), layout.clone(), have, Instant::now());
     if !job.peers.is_empty() {
@@ -215,8 +227,12 @@ pub async fn run(
     {
         tracing::warn!("store did not finish flushing within 30 s");
     }
-    let stats = snapshot.borrow().stats.clone();
+    let (stats, seeded) = {
+        let s = snapshot.borrow();
+        (s.stats.clone(), s.seeded)
+    };
     let summary = |complete, stopped| Summary {
+        seeded,
         stats: stats.clone(),
         resumed_bytes,
         elapsed: started.elapsed(),

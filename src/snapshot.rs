@@ -3,6 +3,7 @@
 //! the tracker fields).
 
 use crate::engine::Stats;
+use crate::types::Bitfield;
 
 /// Where a torrent is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -27,6 +28,10 @@ pub struct Snapshot {
     /// Bytes re-hashed so far while [`Phase::Checking`].
     pub checked_bytes: u64,
     pub stats: Stats,
+    /// Pieces verified (empty until the download starts).
+    pub have: Bitfield,
+    /// How long the torrent has been complete (time seeded, when the session serves on).
+    pub seeded: Option<std::time::Duration>,
     /// Our listen port, once bound.
     pub listen_port: Option<u16>,
     /// Trackers this torrent announces to.
@@ -44,6 +49,11 @@ impl Snapshot {
             return 1.0;
         }
         self.stats.verified_bytes as f64 / self.total_bytes as f64
+    }
+
+    /// Uploaded ÷ content size (the share ratio as `--seed-ratio` counts it).
+    pub fn ratio(&self) -> f64 {
+        self.stats.uploaded as f64 / self.total_bytes.max(1) as f64
     }
 
     /// Seconds left at the current download rate, if it can be estimated.

@@ -69,7 +69,7 @@ pub struct BlockRef {
 }
 
 /// A fixed-length set of piece indexes, stored MSB-first as on the wire.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Bitfield {
     bytes: Vec<u8>,
     len: u32,

@@ -586,3 +586,74 @@ fn ctrl_c_stops_a_seed_cleanly() {
     assert_eq!(status.code(), Some(0), "{status}: {stderr}");
     assert!(!stderr.contains("error"), "{stderr}");
 }
+
+#[test]
+fn seed_stops_by_itself_after_seed_time_and_fetch_seeds_until_the_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = 1024 * 1024;
+    let (torrent, data) = content_and_torrent(dir.path(), "limits.bin", len, 32 * 1024);
+    let src = dir.path().join("src");
+    // A seed capped at 4 MiB/s that stops after 2 s of seeding with nobody around.
+    let port = free_port(ip(2)).to_string();
+    let mut seed = ChildGuard::spawn(&[
+        "seed",
+        torrent.to_str().unwrap(),
+        "-d",
+        src.to_str().unwrap(),
+        "--bind",
+        "127.0.0.2",
+        "--port",
+        &port,
+        "--seed-time",
+        "2s",
+        "--max-upload-rate",
+        "4MiB",
+    ]);
+    let status = seed.wait(Duration::from_secs(20));
+    let stderr = seed.stderr();
+    assert_eq!(status.code(), Some(0), "{status}: {stderr}");
+    assert!(stderr.contains("; seeded 2s"), "{stderr}");
+
+    // A seed without limits; a fetch with --seed-ratio 0 stops as soon as it completes
+    // (the ratio is met at once), proving --seed-ratio implies seeding and ends it.
+    let (_seed, addr) = start_seed(&torrent, &src);
+    let out_dir = dir.path().join("out");
+    let out = fetch(
+        &torrent,
+        &out_dir,
+        &[
+            "--peer",
+            &addr.to_string(),
+            "--seed-ratio",
+            "0",
+            "--max-download-rate",
+            "8MiB",
+        ],
+    )
+    .timeout(Duration::from_secs(60))
+    .output()
+    .unwrap();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "fetch failed: {stderr}");
+    assert!(std::fs::read(out_dir.join("limits.bin")).unwrap() == data);
+    let line = complete_line(&stderr);
+    assert!(line.contains("(ratio 0.00)"), "{line}");
+}
+
+#[test]
+fn bad_rate_and_duration_flags_are_refused_clearly() {
+    for (flag, value) in [
+        ("--max-upload-rate", "2XiB"),
+        ("--max-download-rate", "fast"),
+        ("--seed-time", "1.5h"),
+        ("--seed-ratio", "-1"),
+    ] {
+        let out = swarm()
+            .args(["seed", "x.torrent", &format!("{flag}={value}")])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let stderr = stderr_of(&out);
+        assert!(stderr.contains(flag) && stderr.contains(value), "{stderr}");
+    }
+}

@@ -1,6 +1,7 @@
 //! The command line: parsing, the commands, progress display. `anyhow` lives here only.
 
 pub mod info;
+mod parse;
 mod progress;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -69,6 +70,19 @@ struct NetArgs {
     /// No progress bars and no summary line.
     #[arg(long, short)]
     quiet: bool,
+    /// Cap on upload for the whole session, bytes/s (e.g. 2MiB, 500KiB, 800kB).
+    #[arg(long, value_name = "RATE", value_parser = parse::parse_size)]
+    max_upload_rate: Option<u64>,
+    /// Cap on download for the whole session, bytes/s (e.g. 10MiB).
+    #[arg(long, value_name = "RATE", value_parser = parse::parse_size)]
+    max_download_rate: Option<u64>,
+    /// Stop seeding once uploaded ÷ content size reaches R (with `fetch`, implies --seed).
+    #[arg(long, value_name = "R", value_parser = parse::parse_ratio)]
+    seed_ratio: Option<f64>,
+    /// Stop seeding after this long complete, e.g. 90s, 30m, 2h (with `fetch`, implies
+    /// --seed). With --seed-ratio too, whichever comes first.
+    #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration)]
+    seed_time: Option<std::time::Duration>,
 }
 
 #[derive(Args, Debug)]
@@ -77,7 +91,8 @@ struct FetchArgs {
     /// Download directory.
     #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
     dir: PathBuf,
-    /// Keep seeding after the download completes, until Ctrl-C.
+    /// Keep seeding after the download completes, until Ctrl-C (or --seed-ratio /
+    /// --seed-time).
     #[arg(long)]
     seed: bool,
     #[command(flatten)]
@@ -152,7 +167,8 @@ pub fn run() -> Result<()> {
         Command::Info(a) => info_cmd(a),
         Command::Create(a) => create_cmd(a),
         Command::Fetch(a) => {
-            let mode = Mode::Fetch { seed: a.seed };
+            let seed = a.seed || a.net.seed_ratio.is_some() || a.net.seed_time.is_some();
+            let mode = Mode::Fetch { seed };
             torrent_cmd(&a.torrent, a.dir, mode, a.net)
         }
         Command::Seed(a) => torrent_cmd(&a.torrent, a.dir, Mode::Seed, a.net),
@@ -328,6 +344,10 @@ fn torrent_cmd(torrent: &Path, dir: PathBuf, mode: Mode, net: NetArgs) -> Result
     if mode == Mode::Seed {
         cfg.give_up_after = None;
     }
+    cfg.max_upload_rate = net.max_upload_rate;
+    cfg.max_download_rate = net.max_download_rate;
+    cfg.seed_ratio = net.seed_ratio;
+    cfg.seed_time = net.seed_time;
     let job = Job {
         meta: meta.clone(),
         dir,

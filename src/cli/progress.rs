@@ -104,23 +104,41 @@ impl Display {
         if self.quiet {
             return;
         }
-        let st = &s.stats;
-        let secs = s.elapsed.as_secs_f64().max(1e-3);
-        let state = if s.complete { "complete" } else { "incomplete" };
-        eprintln!(
-            "swarm: {state} {:?}: {} in {:.2} s ({:.1} MB/s); downloaded {} B, uploaded {} B, resumed {} B, wasted {} B, failed pieces {}, peers {}",
-            meta.name,
-            human_bytes(meta.total_length()),
-            secs,
-            st.downloaded as f64 / secs / 1e6,
-            st.downloaded,
-            st.uploaded,
-            s.resumed_bytes,
-            st.wasted,
-            st.failed_pieces,
-            st.peers_seen,
-        );
+        eprintln!("{}", summary_line(meta, s));
     }
+}
+
+/// `swarm: complete "name": …` — what happened, in one line.
+pub fn summary_line(meta: &Metainfo, s: &Summary) -> String {
+    let st = &s.stats;
+    let secs = s.elapsed.as_secs_f64().max(1e-3);
+    let state = if s.complete { "complete" } else { "incomplete" };
+    let ratio = st.uploaded as f64 / meta.total_length().max(1) as f64;
+    let seeded = s
+        .seeded
+        .filter(|d| !d.is_zero())
+        .map(|d| {
+            format!(
+                "; seeded {} to {} peer{}",
+                fmt_duration(d.as_secs()),
+                st.peers_served,
+                if st.peers_served == 1 { "" } else { "s" }
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "swarm: {state} {:?}: {} in {:.2} s ({:.1} MB/s); downloaded {} B, uploaded {} B (ratio {ratio:.2}), resumed {} B, wasted {} B, failed pieces {}, peers {}{seeded}",
+        meta.name,
+        human_bytes(meta.total_length()),
+        secs,
+        st.downloaded as f64 / secs / 1e6,
+        st.downloaded,
+        st.uploaded,
+        s.resumed_bytes,
+        st.wasted,
+        st.failed_pieces,
+        st.peers_seen,
+    )
 }
 
 impl Ui {
@@ -141,37 +159,57 @@ fn draw(bar: &ProgressBar, s: &Snapshot) {
             bar.set_position(s.checked_bytes);
             bar.set_message("checking existing data");
         }
-        Phase::Downloading | Phase::Done | Phase::Seeding => {
+        Phase::Seeding => {
+            bar.set_position(st.verified_bytes);
+            bar.set_message(seeding_line(s));
+        }
+        Phase::Downloading | Phase::Done => {
             bar.set_position(st.verified_bytes);
             let eta = match s.eta_secs() {
                 Some(0) => String::new(),
                 Some(t) => format!(" ETA {}", fmt_duration(t)),
                 None => " ETA -".to_string(),
             };
-            let what = if s.phase == Phase::Seeding {
-                "seeding "
-            } else {
-                ""
-            };
-            let trackers = if s.trackers_total == 0 {
-                String::new()
-            } else {
-                let err = s
-                    .tracker_error
-                    .as_deref()
-                    .map(|e| format!(" ({e})"))
-                    .unwrap_or_default();
-                format!(" trackers {}/{}{err}", s.trackers_ok, s.trackers_total)
-            };
             bar.set_message(format!(
-                "{what}↓ {}/s ↑ {}/s peers {}/{}{eta}{trackers}",
+                "↓ {}/s ↑ {}/s up {} ratio {:.2} peers {}/{}{eta}{}",
                 human_bytes(st.down_rate as u64),
                 human_bytes(st.up_rate as u64),
+                human_bytes(st.uploaded),
+                s.ratio(),
                 st.peers_connected,
                 st.peers_known.max(st.peers_connected),
+                trackers_note(s),
             ));
         }
     }
+}
+
+/// The bar's text while seeding: whom we serve, how fast, how much so far, for how long.
+fn seeding_line(s: &Snapshot) -> String {
+    let st = &s.stats;
+    format!(
+        "seeding {}: serving {} of {} peers ({} served) ↑ {}/s up {} ratio {:.2}{}",
+        fmt_duration(s.seeded.map_or(0, |d| d.as_secs())),
+        st.peers_unchoked,
+        st.peers_connected,
+        st.peers_served,
+        human_bytes(st.up_rate as u64),
+        human_bytes(st.uploaded),
+        s.ratio(),
+        trackers_note(s),
+    )
+}
+
+fn trackers_note(s: &Snapshot) -> String {
+    if s.trackers_total == 0 {
+        return String::new();
+    }
+    let err = s
+        .tracker_error
+        .as_deref()
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default();
+    format!(" trackers {}/{}{err}", s.trackers_ok, s.trackers_total)
 }
 
 fn fmt_duration(secs: u64) -> String {

@@ -1,12 +1,25 @@
-//! Who we upload to: a pure function from the peers' state to the set to unchoke.
+//! Who we upload to: pure decisions from the peers' state, the time and a seeded RNG.
 //!
-//! This is the seam for the full choker (tit-for-tat, optimistic unchoke, snubbing,
-//! seeding rotation). The policy here is deliberately simple: a fixed number of slots go
-//! to interested peers, ranked by what they give us while leeching (by how fast we send to
-//! them while seeding); a slot that frees up is filled at once rather than at the next
-//! rechoke, so a newcomer is served without waiting.
+//! - **Regular slots** (`slots`): while leeching, the interested peers that send to us
+//!   fastest (tit-for-tat, BEP 3). A peer that has us unchoked, has something we want, and
+//!   sent no block for `snub_time` is *snubbed* and gets no regular slot. While seeding
+//!   (nothing to trade) the slots go round-robin: a peer keeps its slot for one *turn*, until
+//!   it has received `seed_quota` bytes or held it for `seed_turn`, then peers that waited
+//!   longest come first; among peers in the middle of a turn the ones we send to fastest
+//!   rank first. So many leechers get pieces to trade and no fast one monopolises the seed.
+//! - **One optimistic slot** on top, kept for `optimistic_rechokes` rechokes and then
+//!   rotated: a weighted random pick among interested peers without a regular slot, peers
+//!   connected for less than `newcomer_age` weighing `newcomer_weight` times more (as
+//!   mainline BitTorrent did), so newcomers get their first pieces. If the optimistic peer
+//!   earns a regular slot, another peer becomes optimistic.
+//! - **Between rechokes** a slot that frees up is filled at once (`fill_free_slots`), so an
+//!   interested newcomer is served without waiting up to a rechoke interval.
+//!
+//! Invariant: at most `slots + 1` interested peers are unchoked at once.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
 
 use super::PeerKey;
 
@@ -21,95 +34,246 @@ pub struct Candidate {
     /// Bytes/s we send this peer.
     pub up_rate: f64,
     pub connected_at: Instant,
+    /// When the current unchoke began (unchoked) or the last one did (choked); `None`:
+    /// never unchoked.
+    pub unchoked_at: Option<Instant>,
+    /// Payload bytes sent to this peer since its current unchoke began.
+    pub sent_this_turn: u64,
+    /// It has us unchoked, has pieces we want, and sent no block for the snub time.
+    pub snubbed: bool,
 }
 
-/// Upload-slot policy.
+/// The choker's numbers (see `Config` for where each comes from).
+#[derive(Debug, Clone)]
+pub struct ChokerConfig {
+    /// Regular upload slots (the optimistic slot comes on top).
+    pub slots: usize,
+    /// Rechokes an optimistic unchoke lasts before it rotates.
+    pub optimistic_rechokes: u32,
+    /// Peers connected for less than this are newcomers...
+    pub newcomer_age: Duration,
+    /// ...and are this many times likelier to be picked as optimistic.
+    pub newcomer_weight: u32,
+    /// Seeding: bytes a peer may receive in one turn of its slot.
+    pub seed_quota: u64,
+    /// Seeding: longest turn of a slot, however little the peer took.
+    pub seed_turn: Duration,
+}
+
+/// Upload-slot policy and the little state it keeps (the optimistic peer).
 #[derive(Debug, Clone)]
 pub struct Choker {
-    slots: usize,
+    cfg: ChokerConfig,
+    optimistic: Option<PeerKey>,
+    /// Rechokes since `optimistic` was picked.
+    optimistic_age: u32,
 }
 
 impl Choker {
-    pub fn new(slots: usize) -> Self {
-        Choker { slots }
-    }
-
-    /// The full re-ranking (every rechoke interval): returns the peers that should be
-    /// unchoked; everyone else is choked.
-    pub fn rechoke(&self, cands: &[Candidate], seeding: bool) -> Vec<PeerKey> {
-        let mut interested: Vec<&Candidate> = cands.iter().filter(|c| c.interested).collect();
-        let rate = |c: &Candidate| if seeding { c.up_rate } else { c.down_rate };
-        // Fastest first; among equals, the longest-connected keeps its slot (stable).
-        interested.sort_by(|a, b| {
-            rate(b)
-                .total_cmp(&rate(a))
-                .then(b.unchoked.cmp(&a.unchoked))
-                .then(a.connected_at.cmp(&b.connected_at))
-                .then(a.key.cmp(&b.key))
-        });
-        interested
-            .into_iter()
-            .take(self.slots)
-            .map(|c| c.key)
-            .collect()
-    }
-
-    /// Between rechokes: interested peers to unchoke into free slots, oldest first.
-    pub fn fill_free_slots(&self, cands: &[Candidate]) -> Vec<PeerKey> {
-        let used = cands.iter().filter(|c| c.unchoked && c.interested).count();
-        let mut waiting: Vec<&Candidate> = cands
-            .iter()
-            .filter(|c| c.interested && !c.unchoked)
-            .collect();
-        waiting.sort_by_key(|c| (c.connected_at, c.key));
-        waiting
-            .into_iter()
-            .take(self.slots.saturating_sub(used))
-            .map(|c| c.key)
-            .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn cand(key: PeerKey, interested: bool, unchoked: bool, down: f64, t0: Instant) -> Candidate {
-        Candidate {
-            key,
-            interested,
-            unchoked,
-            down_rate: down,
-            up_rate: 0.0,
-            connected_at: t0 + Duration::from_secs(key),
+    pub fn new(cfg: ChokerConfig) -> Self {
+        Choker {
+            cfg,
+            optimistic: None,
+            optimistic_age: 0,
         }
     }
 
-    #[test]
-    fn rechoke_picks_fastest_interested_within_slots() {
-        let t0 = Instant::now();
-        let c = Choker::new(2);
-        let cands = vec![
-            cand(1, true, false, 10.0, t0),
-            cand(2, false, true, 99.0, t0),
-            cand(3, true, true, 50.0, t0),
-            cand(4, true, false, 20.0, t0),
-        ];
-        assert_eq!(c.rechoke(&cands, false), vec![3, 4]);
+    /// The current optimistic unchoke.
+    pub fn optimistic(&self) -> Option<PeerKey> {
+        self.optimistic
     }
 
-    #[test]
-    fn free_slots_go_to_oldest_waiting() {
-        let t0 = Instant::now();
-        let c = Choker::new(2);
-        let cands = vec![
-            cand(5, true, false, 0.0, t0),
-            cand(1, true, true, 0.0, t0),
-            cand(3, true, false, 0.0, t0),
-        ];
-        assert_eq!(c.fill_free_slots(&cands), vec![3]);
-        let full = vec![cand(1, true, true, 0.0, t0), cand(2, true, true, 0.0, t0)];
-        assert!(c.fill_free_slots(&full).is_empty());
+    /// The full re-ranking (every rechoke interval): the peers that should be unchoked
+    /// (regular slots first, the optimistic one last); everyone else is choked.
+    pub fn rechoke(
+        &mut self,
+        now: Instant,
+        cands: &[Candidate],
+        seeding: bool,
+        rng: &mut impl Rng,
+    ) -> Vec<PeerKey> {
+        let mut unchoke = if seeding {
+            self.rank_seeding(now, cands)
+        } else {
+            self.rank_leeching(cands)
+        };
+        unchoke.truncate(self.cfg.slots);
+        self.optimistic_age += 1;
+        let keep = self.optimistic.filter(|k| {
+            self.optimistic_age < self.cfg.optimistic_rechokes
+                && !unchoke.contains(k)
+                && cands.iter().any(|c| c.key == *k && c.interested)
+        });
+        let optimistic = match keep {
+            Some(k) => Some(k),
+            None => {
+                let outgoing = self.optimistic;
+                self.pick_optimistic(now, cands, &unchoke, outgoing, rng)
+            }
+        };
+        unchoke.extend(optimistic);
+        unchoke
+    }
+
+    /// Between rechokes: interested peers to unchoke into free slots (regular ones first,
+    /// then the optimistic slot if it is empty).
+    pub fn fill_free_slots(
+        &mut self,
+        now: Instant,
+        cands: &[Candidate],
+        seeding: bool,
+        rng: &mut impl Rng,
+    ) -> Vec<PeerKey> {
+        let opt_valid = self.optimistic.is_some_and(|k| {
+            cands
+                .iter()
+                .any(|c| c.key == k && c.interested && c.unchoked)
+        });
+        if !opt_valid {
+            self.optimistic = None;
+        }
+        let used = cands
+            .iter()
+            .filter(|c| c.unchoked && c.interested && Some(c.key) != self.optimistic)
+            .count();
+        let mut waiting: Vec<&Candidate> = cands
+            .iter()
+            .filter(|c| c.interested && !c.unchoked && (seeding || !c.snubbed))
+            .collect();
+        if seeding {
+            waiting.sort_by(|a, b| waited_longest(a, b));
+        } else {
+            waiting.sort_by(|a, b| faster_to_us(a, b));
+        }
+        let mut unchoke: Vec<PeerKey> = waiting
+            .into_iter()
+            .take(self.cfg.slots.saturating_sub(used))
+            .map(|c| c.key)
+            .collect();
+        if self.optimistic.is_none() {
+            let already: Vec<PeerKey> = cands
+                .iter()
+                .filter(|c| c.unchoked)
+                .map(|c| c.key)
+                .chain(unchoke.iter().copied())
+                .collect();
+            if let Some(k) = self.pick_optimistic(now, cands, &already, None, rng) {
+                unchoke.push(k);
+            }
+        }
+        unchoke
+    }
+
+    /// Leeching: interested, unsnubbed peers, fastest to us first; on a tie the one that
+    /// holds a slot keeps it, then the longest connected.
+    fn rank_leeching(&self, cands: &[Candidate]) -> Vec<PeerKey> {
+        let mut v: Vec<&Candidate> = cands
+            .iter()
+            .filter(|c| c.interested && !c.snubbed)
+            .collect();
+        v.sort_by(|a, b| faster_to_us(a, b));
+        v.into_iter().map(|c| c.key).collect()
+    }
+
+    /// Seeding: peers in the middle of their turn (fastest first), then those waiting
+    /// (longest wait first), then those whose turn is over (fastest first).
+    fn rank_seeding(&self, now: Instant, cands: &[Candidate]) -> Vec<PeerKey> {
+        let turn_over = |c: &Candidate| {
+            c.sent_this_turn >= self.cfg.seed_quota
+                || c.unchoked_at
+                    .is_some_and(|t| now.saturating_duration_since(t) >= self.cfg.seed_turn)
+        };
+        let group = |c: &Candidate| match (c.unchoked, turn_over(c)) {
+            (true, false) => 0,
+            (false, _) => 1,
+            (true, true) => 2,
+        };
+        let mut v: Vec<&Candidate> = cands.iter().filter(|c| c.interested).collect();
+        v.sort_by(|a, b| {
+            group(a).cmp(&group(b)).then_with(|| {
+                if group(a) == 1 {
+                    waited_longest(a, b)
+                } else {
+                    b.up_rate
+                        .total_cmp(&a.up_rate)
+                        .then(a.connected_at.cmp(&b.connected_at))
+                        .then(a.key.cmp(&b.key))
+                }
+            })
+        });
+        v.into_iter().map(|c| c.key).collect()
+    }
+
+    /// A weighted random pick among interested peers not in `taken`, avoiding `outgoing`
+    /// when anyone else qualifies. Sets the optimistic state.
+    fn pick_optimistic(
+        &mut self,
+        now: Instant,
+        cands: &[Candidate],
+        taken: &[PeerKey],
+        outgoing: Option<PeerKey>,
+        rng: &mut impl Rng,
+    ) -> Option<PeerKey> {
+        let eligible = |c: &Candidate| c.interested && !taken.contains(&c.key);
+        let weight = |c: &Candidate| {
+            let newcomer = now.saturating_duration_since(c.connected_at) < self.cfg.newcomer_age;
+            if newcomer {
+                self.cfg.newcomer_weight.max(1)
+            } else {
+                1
+            }
+        };
+        let mut pool: Vec<(PeerKey, u32)> = cands
+            .iter()
+            .filter(|c| eligible(c) && Some(c.key) != outgoing)
+            .map(|c| (c.key, weight(c)))
+            .collect();
+        if pool.is_empty() {
+            // Nobody else qualifies: the outgoing peer may stay.
+            pool = cands
+                .iter()
+                .filter(|c| eligible(c) && Some(c.key) == outgoing)
+                .map(|c| (c.key, 1))
+                .collect();
+        }
+        let total: u32 = pool.iter().map(|(_, w)| *w).sum();
+        self.optimistic_age = 0;
+        self.optimistic = if total == 0 {
+            None
+        } else {
+            let mut x = rng.gen_range(0..total);
+            pool.iter()
+                .find(|(_, w)| {
+                    if x < *w {
+                        true
+                    } else {
+                        x -= *w;
+                        false
+                    }
+                })
+                .map(|(k, _)| *k)
+        };
+        self.optimistic
     }
 }
+
+/// Fastest to us first; on a tie the unchoked one (keeps its slot), the longest connected.
+fn faster_to_us(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    b.down_rate
+        .total_cmp(&a.down_rate)
+        .then(b.unchoked.cmp(&a.unchoked))
+        .then(a.connected_at.cmp(&b.connected_at))
+        .then(a.key.cmp(&b.key))
+}
+
+/// Never unchoked first, then the one whose last unchoke is oldest, then the longest
+/// connected.
+fn waited_longest(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    a.unchoked_at
+        .cmp(&b.unchoked_at)
+        .then(a.connected_at.cmp(&b.connected_at))
+        .then(a.key.cmp(&b.key))
+}
+
+#[cfg(test)]
+mod tests;

@@ -270,7 +270,7 @@ impl Engine {
             self.drop_seed(now, key);
             return;
         }
-        self.update_interest(key);
+        self.update_interest(now, key);
         self.fill(now, key);
     }
 
@@ -285,18 +285,22 @@ impl Engine {
         if !self.picker.we_have(piece) {
             p.wanted += 1;
         }
-        self.update_interest(key);
+        self.update_interest(now, key);
         self.fill(now, key);
     }
 
     /// Send Interested / NotInterested when our interest in the peer changed.
-    pub(super) fn update_interest(&mut self, key: PeerKey) {
+    pub(super) fn update_interest(&mut self, now: Instant, key: PeerKey) {
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
         let want = p.wanted > 0;
         if want != p.am_interested {
             p.am_interested = want;
+            if want {
+                // It owes us data only from now on (the choker's snub clock).
+                p.last_received = now;
+            }
             let msg = if want {
                 Message::Interested
             } else {

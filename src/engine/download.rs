@@ -101,13 +101,20 @@ impl Engine {
             return false;
         }
         p.on_block(&self.cfg, now);
+        // The peer did send it (tit-for-tat counts it); our total counts only what we
+        // needed.
         p.down.add(len);
-        self.down.add(len);
+        // Duplicates requested in endgame may still be out even when endgame has ended
+        // since (a choke freed blocks): ask the picker, not the endgame flag.
+        let duplicated = self.picker.outstanding_requests(&block) > 1;
         let wanted = self.picker.on_block_received(&block);
-        if !wanted {
+        if wanted {
+            self.down.add(len);
+            if duplicated {
+                self.cancel_duplicates(key, &block);
+            }
+        } else {
             self.wasted += len;
-        } else if self.picker.is_endgame() {
-            self.cancel_duplicates(key, &block);
         }
         self.fill(now, key);
         wanted
@@ -203,13 +210,14 @@ impl Engine {
             };
             if p.has.get(piece) {
                 p.wanted = p.wanted.saturating_sub(1);
-                self.update_interest(key);
+                self.update_interest(now, key);
             } else {
                 self.send(key, Message::Have(piece));
             }
         }
         if self.picker.is_complete() && !self.complete_sent {
             self.complete_sent = true;
+            self.completed_at = Some(now);
             self.actions.push_back(Action::Complete);
             tracing::info!("download complete");
             // Seeds have nothing more for us and want nothing from us.

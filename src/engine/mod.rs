@@ -26,7 +26,7 @@ use crate::layout::Layout;
 use crate::types::{Bitfield, BlockRef, PeerId};
 use crate::wire::Message;
 
-use self::choker::Choker;
+use self::choker::{Choker, ChokerConfig};
 use self::connect::Known;
 use self::peer::{Peer, Rate};
 use self::picker::Picker;
@@ -124,6 +124,10 @@ pub struct Stats {
     pub peers_seen: usize,
     pub peers_known: usize,
     pub peers_banned: usize,
+    /// Interested peers we have unchoked now (being served).
+    pub peers_unchoked: usize,
+    /// Peers we sent at least one block, ever.
+    pub peers_served: usize,
 }
 
 /// One torrent's decision-making state.
@@ -149,6 +153,9 @@ pub struct Engine {
     last_rechoke: Instant,
     ever_connected: bool,
     peers_seen: usize,
+    peers_served: usize,
+    /// When every piece was verified (at start, for data already complete).
+    completed_at: Option<Instant>,
     complete_sent: bool,
     /// Scratch buffer for picks (reused, no allocation per pick).
     pick_buf: Vec<BlockRef>,
@@ -169,7 +176,16 @@ impl Engine {
         let verified_bytes = have.iter_ones().map(|p| layout.piece_size(p) as u64).sum();
         Engine {
             rng: StdRng::seed_from_u64(cfg.rng_seed),
-            choker: Choker::new(cfg.upload_slots),
+            choker: Choker::new(ChokerConfig {
+                slots: cfg.upload_slots,
+                optimistic_rechokes: cfg.optimistic_rechokes,
+                newcomer_age: cfg.newcomer_age,
+                newcomer_weight: cfg.newcomer_weight,
+                seed_quota: cfg.seed_quota_pieces as u64 * layout.piece_len() as u64,
+                seed_turn: cfg.seed_turn,
+            }),
+            completed_at: have.is_full().then_some(now),
+            peers_served: 0,
             cfg,
             layout,
             picker,
@@ -242,7 +258,33 @@ impl Engine {
             peers_seen: self.peers_seen,
             peers_known: self.known.len(),
             peers_banned: self.banned.len(),
+            peers_unchoked: self
+                .peers
+                .values()
+                .filter(|p| !p.am_choking && p.peer_interested)
+                .count(),
+            peers_served: self.peers_served,
         }
+    }
+
+    /// How long we have been complete (seeding, if the session keeps serving).
+    pub fn seeding_for(&self, now: Instant) -> Option<Duration> {
+        self.completed_at.map(|t| now.saturating_duration_since(t))
+    }
+
+    /// Whether a seeding limit (`seed_ratio` of uploaded ÷ content size, or `seed_time`
+    /// complete) has been reached; never before completion, never without a limit.
+    pub fn seed_goal_reached(&self, now: Instant) -> bool {
+        let Some(seeded) = self.seeding_for(now) else {
+            return false;
+        };
+        let size = self.layout.total_len().max(1) as f64;
+        let ratio_met = self
+            .cfg
+            .seed_ratio
+            .is_some_and(|r| self.up.total() as f64 / size >= r);
+        let time_met = self.cfg.seed_time.is_some_and(|t| seeded >= t);
+        ratio_met || time_met
     }
 
     pub fn handle(&mut self, now: Instant, event: Event) {
@@ -297,6 +339,9 @@ impl Engine {
             Message::Choke => self.peer_choked(now, key),
             Message::Unchoke => {
                 if let Some(p) = self.peers.get_mut(&key) {
+                    if p.peer_choking {
+                        p.last_received = now;
+                    }
                     p.peer_choking = false;
                     p.last_block = now;
                 }
@@ -315,7 +360,7 @@ impl Engine {
                 self.peer_bitfield(now, key, Bitfield::new(n));
             }
             Message::Request(block) => self.peer_request(now, key, block),
-            Message::Cancel(_) => {}
+            Message::Cancel(block) => self.peer_cancel(key, block),
             Message::Reject(block) => self.peer_rejected(now, key, block),
             Message::Piece { .. } => {}
             Message::Extended { id, payload } => {

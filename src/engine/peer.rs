@@ -4,7 +4,7 @@
 //! neither received nor given back to the picker; `wanted` is the number of pieces the
 //! peer has that we do not.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,13 @@ pub struct Peer {
     pub last_block: Instant,
     /// Serve actions issued and not yet reported served.
     pub serving: usize,
+    /// Requests accepted and not yet handed to the writer (at most the serve window is).
+    pub upload_queue: VecDeque<BlockRef>,
+    /// Payload bytes sent since our current (or last) unchoke of this peer.
+    pub sent_this_turn: u64,
+    /// Last block from this peer, or when it began to owe us one (it unchoked us, or we
+    /// became interested): the choker's snub clock.
+    pub last_received: Instant,
     /// Requests refused in a row because our queue for this peer was full.
     pub overflow: usize,
     /// The peer's advertised request queue limit (BEP 10 `reqq`).
@@ -125,6 +132,9 @@ impl Peer {
             up: Rate::default(),
             last_block: now,
             serving: 0,
+            upload_queue: VecDeque::new(),
+            sent_this_turn: 0,
+            last_received: now,
             overflow: 0,
             reqq: None,
             strikes: 0,
@@ -144,6 +154,7 @@ impl Peer {
     /// trip, as TCP does).
     pub fn on_block(&mut self, cfg: &Config, now: Instant) {
         self.last_block = now;
+        self.last_received = now;
         self.snubbed = false;
         if self.slow_start {
             self.depth = (self.depth + 1).min(self.depth_cap(cfg));

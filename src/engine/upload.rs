@@ -1,10 +1,21 @@
-//! Serving: interest from peers, the choker's decisions, and validating their requests.
+//! Serving: interest from peers, the choker's decisions, and validating and queueing their
+//! requests.
+//!
+//! Accepted requests wait in the peer's `upload_queue`; only a window of about one second
+//! of data (`Config::serve_window`) is handed to the connection's writer as `Serve`
+//! actions, refilled as `Served` reports come back. The writer serves what it was handed,
+//! in order, before any later message (a Choke included), so when we choke a peer:
+//! requests already handed over are served (they go out before the Choke), and those
+//! still queued here are dropped — with a Reject each for a fast-extension peer (BEP 6:
+//! a choke no longer voids requests implicitly, every request gets a Piece or a Reject).
+//! A Cancel removes a queued request (and is answered by a Reject for fast peers, as
+//! libtorrent does); one already handed to the writer is served anyway.
 
 use std::time::Instant;
 
 use super::choker::Candidate;
 use super::{Action, Engine, PeerKey};
-use crate::types::BlockRef;
+use crate::types::{BlockRef, BLOCK_SIZE};
 use crate::wire::Message;
 
 impl Engine {
@@ -22,7 +33,7 @@ impl Engine {
         self.fill_upload_slots(now);
     }
 
-    fn candidates(&self) -> Vec<Candidate> {
+    fn candidates(&self, now: Instant) -> Vec<Candidate> {
         self.peers
             .iter()
             .map(|(key, p)| Candidate {
@@ -32,37 +43,46 @@ impl Engine {
                 down_rate: p.down.get(),
                 up_rate: p.up.get(),
                 connected_at: p.connected_at,
+                unchoked_at: p.unchoked_at,
+                sent_this_turn: p.sent_this_turn,
+                snubbed: p.am_interested
+                    && !p.peer_choking
+                    && now.saturating_duration_since(p.last_received) >= self.cfg.snub_time,
             })
             .collect()
     }
 
     /// Unchoke waiting interested peers into free slots.
     pub(super) fn fill_upload_slots(&mut self, now: Instant) {
-        for key in self.choker.fill_free_slots(&self.candidates()) {
-            self.set_choke(key, false);
-            if let Some(p) = self.peers.get_mut(&key) {
-                p.unchoked_at = Some(now);
-            }
+        let seeding = self.picker.is_complete();
+        let cands = self.candidates(now);
+        for key in self
+            .choker
+            .fill_free_slots(now, &cands, seeding, &mut self.rng)
+        {
+            self.set_choke_at(now, key, false);
         }
     }
 
     /// Periodic re-ranking of the upload slots.
     pub(super) fn rechoke(&mut self, now: Instant) {
         let seeding = self.picker.is_complete();
-        let unchoke = self.choker.rechoke(&self.candidates(), seeding);
+        let cands = self.candidates(now);
+        let unchoke = self.choker.rechoke(now, &cands, seeding, &mut self.rng);
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {
-            let want_unchoked = unchoke.contains(&key);
-            let Some(p) = self.peers.get_mut(&key) else {
-                continue;
-            };
-            if p.am_choking == want_unchoked {
-                if want_unchoked {
-                    p.unchoked_at = Some(now);
-                }
-                self.set_choke(key, !want_unchoked);
+            self.set_choke_at(now, key, !unchoke.contains(&key));
+        }
+    }
+
+    fn set_choke_at(&mut self, now: Instant, key: PeerKey, choke: bool) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            if p.am_choking && !choke {
+                p.unchoked_at = Some(now);
+                p.sent_this_turn = 0;
             }
         }
+        self.set_choke(key, choke);
     }
 
     fn set_choke(&mut self, key: PeerKey, choke: bool) {
@@ -73,6 +93,12 @@ impl Engine {
             return;
         }
         p.am_choking = choke;
+        let dropped = if choke {
+            std::mem::take(&mut p.upload_queue)
+        } else {
+            Default::default()
+        };
+        let fast = p.fast;
         self.send(
             key,
             if choke {
@@ -81,9 +107,14 @@ impl Engine {
                 Message::Unchoke
             },
         );
+        if fast {
+            for block in dropped {
+                self.send(key, Message::Reject(block));
+            }
+        }
     }
 
-    /// A Request: serve it if it is in range, we have the piece, the peer is unchoked and
+    /// A Request: queue it if it is in range, we have the piece, the peer is unchoked and
     /// within its queue; otherwise Reject (BEP 6) or ignore (plain BEP 3).
     pub(super) fn peer_request(&mut self, now: Instant, key: PeerKey, block: BlockRef) {
         let Some(p) = self.peers.get_mut(&key) else {
@@ -97,11 +128,12 @@ impl Engine {
         // Our count of pending uploads lags the wire (a block counts until its write is
         // reported), so an honest peer can briefly exceed the `reqq` we advertised: the
         // hard limit is twice that.
-        let queue_full = p.serving >= self.cfg.our_reqq.saturating_mul(2);
+        let pending = p.serving + p.upload_queue.len();
+        let queue_full = pending >= self.cfg.our_reqq.saturating_mul(2);
         if !p.am_choking && !queue_full && self.picker.we_have(block.piece) {
-            p.serving += 1;
+            p.upload_queue.push_back(block);
             p.overflow = 0;
-            self.actions.push_back(Action::Serve { key, block });
+            self.release_uploads(key);
             return;
         }
         if queue_full {
@@ -117,11 +149,46 @@ impl Engine {
         }
     }
 
+    /// A Cancel: a request still queued here is dropped (and rejected for fast peers);
+    /// one already handed to the writer goes out anyway.
+    pub(super) fn peer_cancel(&mut self, key: PeerKey, block: BlockRef) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if let Some(i) = p.upload_queue.iter().position(|b| *b == block) {
+            p.upload_queue.remove(i);
+            if p.fast {
+                self.send(key, Message::Reject(block));
+            }
+        }
+    }
+
+    /// Hand queued requests to the writer up to about one second of this peer's rate.
+    fn release_uploads(&mut self, key: PeerKey) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let (lo, hi) = self.cfg.serve_window;
+        let window = ((p.up.get() / BLOCK_SIZE as f64).ceil() as usize).clamp(lo, hi.max(lo));
+        while p.serving < window {
+            let Some(block) = p.upload_queue.pop_front() else {
+                break;
+            };
+            p.serving += 1;
+            self.actions.push_back(Action::Serve { key, block });
+        }
+    }
+
     pub(super) fn served(&mut self, key: PeerKey, block: BlockRef) {
         self.up.add(block.len as u64);
         if let Some(p) = self.peers.get_mut(&key) {
+            if p.up.total() == 0 {
+                self.peers_served += 1;
+            }
             p.serving = p.serving.saturating_sub(1);
             p.up.add(block.len as u64);
+            p.sent_this_turn += block.len as u64;
         }
+        self.release_uploads(key);
     }
 }

@@ -3,6 +3,11 @@
 //!
 //! Back-pressure: before a Piece is passed on, the reader reserves its bytes in the
 //! store's budget; when the budget is spent the reader stops reading its socket.
+//!
+//! Rate limits (see [`super::limit`]): with a download cap the reader reads at most
+//! [`LIMITED_READ`] bytes at a time and acquires them before reading again; with an
+//! upload cap the writer acquires each Piece's bytes just before it writes it, and writes
+//! (and reports served) block by block instead of a whole batch at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
+use super::limit::RateLimiter;
 use crate::engine::PeerKey;
 use crate::store::{Reservation, StoreHandle};
 use crate::types::{BlockRef, InfoHash, PeerId};
@@ -30,6 +36,10 @@ const BATCH: usize = 64;
 /// Socket reads go into a buffer of at least this much free space (a few blocks).
 const READ_CHUNK: usize = 128 * 1024;
 
+/// Most bytes read at once under a download cap: one block and its header, so the cap is
+/// shared out in small, fair steps.
+pub const LIMITED_READ: u64 = 16 * 1024 + 13;
+
 /// What every connection of a torrent shares.
 pub struct ConnCtx {
     pub info_hash: InfoHash,
@@ -43,6 +53,10 @@ pub struct ConnCtx {
     pub keepalive: Duration,
     /// Dial from this address (the one we listen on), so peers see where to reach us.
     pub local_addr: Option<std::net::IpAddr>,
+    /// Session-wide upload cap (Piece bytes), if any.
+    pub up_limit: Option<Arc<RateLimiter>>,
+    /// Session-wide download cap (bytes read), if any.
+    pub down_limit: Option<Arc<RateLimiter>>,
 }
 
 /// From a connection task to the driver.
@@ -264,10 +278,21 @@ async fn read_loop(
         if buf.capacity() - buf.len() < READ_CHUNK / 2 {
             buf.reserve(READ_CHUNK);
         }
-        match timeout(ctx.idle_timeout, rd.read_buf(&mut buf)).await {
+        let read = match &ctx.down_limit {
+            None => timeout(ctx.idle_timeout, rd.read_buf(&mut buf)).await,
+            Some(_) => {
+                let mut limited = (&mut *rd).take(LIMITED_READ);
+                timeout(ctx.idle_timeout, limited.read_buf(&mut buf)).await
+            }
+        };
+        match read {
             Err(_) => return Err(ConnError::Timeout("peer idle")),
             Ok(Ok(0)) => return Err(ConnError::Eof),
-            Ok(Ok(_)) => {}
+            Ok(Ok(n)) => {
+                if let Some(limit) = &ctx.down_limit {
+                    limit.acquire(n as u64).await;
+                }
+            }
             Ok(Err(e)) => return Err(e.into()),
         }
     }
@@ -323,6 +348,11 @@ async fn write_loop(
                 ConnCmd::Send(msg) => wire::encode(&msg, &mut out),
                 ConnCmd::Serve(block) => {
                     let Some(bytes) = data.next() else { break };
+                    if let Some(limit) = &ctx.up_limit {
+                        // Send what is paid for, then wait for this block's turn.
+                        flush(key, &mut wr, &mut out, &mut segments, &mut served, &ctx).await?;
+                        limit.acquire(bytes.len() as u64 + 13).await;
+                    }
                     out.extend_from_slice(&wire::piece_header(
                         block.piece,
                         block.offset,
@@ -334,14 +364,30 @@ async fn write_loop(
                 }
             }
         }
-        if !out.is_empty() {
-            segments.push(out.split().freeze());
-        }
-        write_segments(&mut wr, &mut segments).await?;
-        for block in served.drain(..) {
-            let _ = ctx.events.send(PeerEvent::Served { key, block }).await;
-        }
+        flush(key, &mut wr, &mut out, &mut segments, &mut served, &ctx).await?;
     }
+}
+
+/// Write what is buffered and report the blocks in it as served.
+async fn flush(
+    key: PeerKey,
+    wr: &mut OwnedWriteHalf,
+    out: &mut BytesMut,
+    segments: &mut Vec<Bytes>,
+    served: &mut Vec<BlockRef>,
+    ctx: &ConnCtx,
+) -> Result<(), ConnError> {
+    if !out.is_empty() {
+        segments.push(out.split().freeze());
+    }
+    if segments.is_empty() {
+        return Ok(());
+    }
+    write_segments(wr, segments).await?;
+    for block in served.drain(..) {
+        let _ = ctx.events.send(PeerEvent::Served { key, block }).await;
+    }
+    Ok(())
 }
 
 /// Write every segment, as few `writev` calls as the kernel allows.

@@ -25,7 +25,7 @@ pub enum Control {
 /// How a driver run ended.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Every piece verified and `seed` was not asked for.
+    /// Every piece verified and `seed` was not asked for, or seeding reached its goal.
     Complete,
     /// Cancelled (Ctrl-C or the session's own stop).
     Stopped,
@@ -106,6 +106,10 @@ impl Driver {
                 Some(_) = st.tasks.join_next(), if !st.tasks.is_empty() => {}
             }
             self.run_actions(&mut st);
+            if self.seed && self.engine.seed_goal_reached(Instant::now()) {
+                tracing::info!("seeding goal reached (ratio or time)");
+                st.outcome.get_or_insert(Outcome::Complete);
+            }
             if let Some(outcome) = st.outcome.take() {
                 self.publish();
                 // Dropping every command sender ends the writers, and with them the
@@ -220,6 +224,7 @@ impl Driver {
     fn publish(&self) {
         let stats = self.engine.stats();
         let layout = self.engine.layout();
+        let seeded = self.engine.seeding_for(Instant::now());
         let phase = if self.engine.is_complete() {
             if self.seed {
                 Phase::Seeding
@@ -234,6 +239,10 @@ impl Driver {
             s.total_bytes = layout.total_len();
             s.pieces_total = layout.num_pieces();
             s.stats = stats;
+            s.seeded = seeded;
+            if s.have != *self.engine.have() {
+                s.have.clone_from(self.engine.have());
+            }
         });
     }
 }

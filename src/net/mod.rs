@@ -3,3 +3,4 @@
 
 pub mod conn;
 pub mod driver;
+pub mod limit;

@@ -409,6 +409,18 @@ impl Picker {
         true
     }
 
+    /// Requests outstanding for a block (0 when free, received or not in progress): more
+    /// than one means duplicates are out (endgame, even if endgame has ended since).
+    pub fn outstanding_requests(&self, b: &BlockRef) -> u8 {
+        let Some(n) = self.layout.block_index(b) else {
+            return 0;
+        };
+        match self.partials.get(&b.piece).map(|p| p.blocks[n as usize]) {
+            Some(RECEIVED) | None => 0,
+            Some(count) => count,
+        }
+    }
+
     /// A request ended without data (choke, reject, timeout, peer gone): one fewer
     /// outstanding request; the block is free again when none remain and it was not received.
     pub fn on_request_dropped(&mut self, b: &BlockRef) {
