@@ -365,18 +365,7 @@ fn torrent_cmd(torrent: &Path, dir: PathBuf, mode: Mode, net: NetArgs) -> Result
     let summary = rt.block_on(async move {
         let (snap_tx, snap_rx) = watch::channel(Snapshot::default());
         let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!("stopping (Ctrl-C)");
-                let _ = stop_tx.send(true);
-                // A second Ctrl-C exits at once.
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-            // Keep the sender alive for the whole run.
-            std::future::pending::<()>().await
-        });
+        tokio::spawn(stop_on_signal(stop_tx));
         let ui = display.spawn(snap_rx);
         let result = session::run(job, snap_tx, stop_rx).await;
         ui.finish().await;
@@ -432,17 +421,32 @@ fn tracker_cmd(a: TrackerArgs) -> Result<()> {
             println!("udp tracker on udp://{addr}/announce");
         }
         let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!("stopping (Ctrl-C)");
-                let _ = stop_tx.send(true);
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-            std::future::pending::<()>().await
-        });
+        tokio::spawn(stop_on_signal(stop_tx));
         server.run(stop_rx).await;
         Ok(())
     })
+}
+
+/// Ctrl-C or SIGTERM asks for a clean stop (`stop` turns true); a second one exits at once.
+/// The sender lives as long as the process, so `stop` never closes by itself.
+async fn stop_on_signal(stop: watch::Sender<bool>) {
+    async fn signal() {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    signal().await;
+    tracing::info!("stopping (signal)");
+    let _ = stop.send(true);
+    signal().await;
+    std::process::exit(130);
 }

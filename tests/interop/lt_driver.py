@@ -7,6 +7,11 @@ Run it with Debian's /usr/bin/python3 (python3-libtorrent imports only there):
   lt_driver.py leech TORRENT SAVE_DIR IP:PORT [--peer IP:PORT]... [--upload-limit BYTES/S] [--timeout S]
   lt_driver.py --print-info-hash TORRENT
 
+--peer-file FILE: a file of IP:PORT lines, polled (each loop, ~4 times a second) once the
+initial check is done; every new line is dialed at once and again every second (a
+leecher may refuse us while it still checks its files). Lets a long-lived seed dial a
+leecher that starts later (Transmission never dials loopback peers itself).
+
 Machine-readable lines on stdout (flushed at once):
   LISTEN <port>            once listening
   PROGRESS <fraction>      now and then
@@ -21,6 +26,7 @@ A tracker in the torrent (an opentracker on 127.0.0.1) is announced to as usual.
 """
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -90,6 +96,7 @@ def main():
     ap.add_argument("--peer", type=parse_addr, action="append", default=[])
     ap.add_argument("--upload-limit", type=int, default=0, help="bytes/s, 0 = none")
     ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--peer-file", default=None, help="file of IP:PORT lines to dial, polled")
     a = ap.parse_args()
 
     ip, port = a.listen
@@ -140,6 +147,10 @@ def main():
     last_progress = -1.0
     last_print = 0.0
     last_dial = time.monotonic()
+    peer_file_seen = set()
+    peer_file_peers = []
+    last_file_dial = time.monotonic()
+    peer_file_stamp = None
     code = 0
     while True:
         if stop["now"]:
@@ -161,6 +172,28 @@ def main():
             for peer in a.peer:
                 h.connect_peer(peer)
             peers_added = True
+        if peers_added and a.peer_file:
+            try:
+                fst = os.stat(a.peer_file)
+                stamp = (fst.st_mtime_ns, fst.st_size)
+            except OSError:
+                stamp = None
+            if stamp is not None and stamp != peer_file_stamp:
+                peer_file_stamp = stamp
+                with open(a.peer_file) as f:
+                    for line in f:
+                        line = line.strip()
+                        if line and line not in peer_file_seen:
+                            peer_file_seen.add(line)
+                            try:
+                                peer_file_peers.append(parse_addr(line))
+                                h.connect_peer(peer_file_peers[-1])
+                            except argparse.ArgumentTypeError as e:
+                                out("ERROR peer file: %s" % e)
+            if peer_file_peers and time.monotonic() - last_file_dial >= 1:
+                for peer in peer_file_peers[-4:]:
+                    h.connect_peer(peer)
+                last_file_dial = time.monotonic()
         now = time.monotonic()
         if st.progress != last_progress and now - last_print >= 0.5:
             out("PROGRESS %.4f" % st.progress)
