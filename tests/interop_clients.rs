@@ -133,6 +133,7 @@ fn swarm_leeches_from_aria2_over_opentracker_http() {
     let at = addr(2);
     let mut seed = aria2(&s.torrent, &s.content.dir, at, true);
     listening(&mut seed, at);
+    tracker.wait_registered(&s.info_hash, 1, 0);
     swarm_leech(
         &s,
         "swarm <- aria2 (opentracker http)",
@@ -156,6 +157,46 @@ fn aria2_leeches_from_swarm_over_opentracker_http() {
     let timer = Cell::start("aria2 <- swarm (opentracker http)", s.content.total);
     let leech = aria2(&s.torrent, &out, at, false);
     aria2_leech_finish(&s, leech, &out, timer);
+}
+
+/// The matrix over `swarm tracker` (our own tracker, as a process) with a client that is
+/// not swarm: aria2 must find swarm through it, and swarm aria2.
+fn setup_with_swarm_tracker(test: &str, seed: u64) -> Option<(Setup, SwarmTracker)> {
+    let s = setup(test, seed, &[])?;
+    let tracker = SwarmTracker::start();
+    let hash = swarm_create(
+        &s.content.path(),
+        &s.torrent,
+        Some(PIECE),
+        &[&tracker.http()],
+    );
+    assert_eq!(hash, s.info_hash, "the info-hash covers only the info dict");
+    Some((s, tracker))
+}
+
+#[test]
+fn aria2_leeches_from_swarm_over_swarm_tracker() {
+    let Some((s, _tracker)) = setup_with_swarm_tracker("aria2_from_swarm_swarm_tracker", 19) else {
+        return;
+    };
+    let _seed = swarm_seed(&s.torrent, &s.content.dir, addr(2), &[]);
+    let at = addr(1);
+    let out = out_dir(&s, "aria2-out");
+    let timer = Cell::start("aria2 <- swarm (swarm tracker http)", s.content.total);
+    let leech = aria2(&s.torrent, &out, at, false);
+    aria2_leech_finish(&s, leech, &out, timer);
+}
+
+#[test]
+fn swarm_leeches_from_aria2_over_swarm_tracker() {
+    let Some((s, tracker)) = setup_with_swarm_tracker("swarm_from_aria2_swarm_tracker", 20) else {
+        return;
+    };
+    let at = addr(2);
+    let mut seed = aria2(&s.torrent, &s.content.dir, at, true);
+    listening(&mut seed, at);
+    wait_registered_at(&tracker.http(), &s.info_hash, 1, 0);
+    swarm_leech(&s, "swarm <- aria2 (swarm tracker http)", &[]);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -727,6 +727,14 @@ impl Tracker {
     /// own schedule (Transmission a few seconds after start); a peer that announces first
     /// would otherwise learn nothing and rightly wait for the tracker's `min interval`.
     pub fn wait_registered(&self, info_hash: &str, seeders: u32, leechers: u32) {
+        wait_registered_at(&self.http(), info_hash, seeders, leechers);
+    }
+}
+
+/// Wait until the tracker at `url` lists at least `seeders` seeds and `leechers` leechers for
+/// `info_hash` (hex); see [`Tracker::wait_registered`].
+pub fn wait_registered_at(url: &str, info_hash: &str, seeders: u32, leechers: u32) {
+    {
         use swarm::tracker::client::{ClientConfig, Tracker as Client};
         let mut raw = [0u8; 20];
         for (i, b) in raw.iter_mut().enumerate() {
@@ -740,7 +748,7 @@ impl Tracker {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let stats = rt.block_on(async {
-                let mut c = Client::new(&self.http(), &ClientConfig::default()).ok()?;
+                let mut c = Client::new(url, &ClientConfig::default()).ok()?;
                 c.scrape(&hash).await.ok()
             });
             if let Some(st) = stats {
@@ -754,6 +762,29 @@ impl Tracker {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+}
+
+/// `swarm tracker` as its own process on 127.0.0.1 (HTTP and UDP on one port), killed on
+/// drop: the tracker swarm ships, proven with clients that are not swarm.
+pub struct SwarmTracker {
+    pub port: u16,
+    _proc: Proc,
+}
+
+impl SwarmTracker {
+    pub fn start() -> SwarmTracker {
+        let port = free_port_tcp_udp(ip(1));
+        let at = format!("127.0.0.1:{port}");
+        let mut c = swarm_cmd();
+        c.args(["tracker", "--http", &at, "--udp", &at]);
+        let mut proc = Proc::spawn("swarm tracker", &mut c);
+        wait_listening(&mut proc, SocketAddr::new(ip(1), port));
+        SwarmTracker { port, _proc: proc }
+    }
+
+    pub fn http(&self) -> String {
+        format!("http://127.0.0.1:{}/announce", self.port)
     }
 }
 
