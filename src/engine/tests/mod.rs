@@ -1,0 +1,108 @@
+//! Engine rules, one test each, driven by events on a hand-moved clock. This file holds
+//! the harness; the tests are split by concern.
+
+mod failures;
+mod peers;
+mod pipeline;
+mod upload;
+
+pub(super) use std::net::SocketAddr;
+pub(super) use std::time::{Duration, Instant};
+
+pub(super) use super::*;
+pub(super) use crate::types::BLOCK_SIZE;
+
+pub(super) const PIECE: u32 = 2 * BLOCK_SIZE;
+pub(super) const FAST: [u8; 8] = [0, 0, 0, 0, 0, 0x10, 0, 0x04];
+pub(super) const PLAIN: [u8; 8] = [0; 8];
+
+pub(super) struct T {
+    pub(super) e: Engine,
+    pub(super) now: Instant,
+}
+
+impl T {
+    /// `pieces` pieces of two blocks; `have` = pieces we start with.
+    pub(super) fn new(pieces: u32, have: &[u32]) -> T {
+        let layout = Layout::new(PIECE, &[pieces as u64 * PIECE as u64]).unwrap();
+        let mut bf = Bitfield::new(pieces);
+        for &p in have {
+            bf.set(p);
+        }
+        let cfg = Config {
+            rng_seed: 7,
+            ..Config::default()
+        };
+        let now = Instant::now();
+        T {
+            e: Engine::new(cfg, layout, bf, now),
+            now,
+        }
+    }
+
+    pub(super) fn addr(key: PeerKey) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, key as u8], 6881))
+    }
+
+    pub(super) fn connect(&mut self, key: PeerKey, reserved: [u8; 8]) -> Vec<Action> {
+        let mut id = [b'x'; 20];
+        id[19] = key as u8;
+        self.e.handle(
+            self.now,
+            Event::PeerConnected {
+                key,
+                addr: Self::addr(key),
+                peer_id: PeerId(id),
+                reserved,
+                outbound: false,
+            },
+        );
+        self.drain()
+    }
+
+    pub(super) fn msg(&mut self, key: PeerKey, msg: Message) -> Vec<Action> {
+        self.e.handle(self.now, Event::PeerMessage { key, msg });
+        self.drain()
+    }
+
+    pub(super) fn drain(&mut self) -> Vec<Action> {
+        std::iter::from_fn(|| self.e.poll_action()).collect()
+    }
+
+    pub(super) fn advance(&mut self, secs: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        for _ in 0..secs {
+            self.now += Duration::from_secs(1);
+            self.e.handle_timeout(self.now);
+            out.extend(self.drain());
+        }
+        out
+    }
+
+    /// A seed peer that has unchoked us; returns the requests it got.
+    pub(super) fn seed_peer(&mut self, key: PeerKey) -> Vec<BlockRef> {
+        self.connect(key, PLAIN);
+        let n = self.e.layout().num_pieces();
+        self.msg(key, Message::Bitfield(Bitfield::full(n)));
+        requests(&self.msg(key, Message::Unchoke), key)
+    }
+}
+
+pub(super) fn requests(actions: &[Action], key: PeerKey) -> Vec<BlockRef> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                key: k,
+                msg: Message::Request(b),
+            } if *k == key => Some(*b),
+            _ => None,
+        })
+        .collect()
+}
+
+pub(super) fn sent(actions: &[Action], key: PeerKey, msg: &Message) -> bool {
+    actions
+        .iter()
+        .any(|a| matches!(a, Action::Send { key: k, msg: m } if *k == key && m == msg))
+}

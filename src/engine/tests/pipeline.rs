@@ -1,0 +1,189 @@
+//! The request pipeline: interest, requests, choke, timeouts, verified pieces, endgame.
+
+use super::*;
+
+#[test]
+fn interested_then_requests_up_to_initial_depth() {
+    let mut t = T::new(8, &[]);
+    let a = t.connect(1, PLAIN);
+    assert!(a.is_empty(), "nothing to announce with no pieces: {a:?}");
+    let a = t.msg(1, Message::Bitfield(Bitfield::full(8)));
+    assert!(sent(&a, 1, &Message::Interested));
+    assert!(requests(&a, 1).is_empty(), "choked: no requests yet");
+    let reqs = requests(&t.msg(1, Message::Unchoke), 1);
+    assert_eq!(reqs.len(), 4, "slow start begins at 4");
+    for b in &reqs {
+        assert!(t.e.layout().block_index(b).is_some());
+    }
+}
+
+#[test]
+fn blocks_are_accepted_only_when_requested_and_queue_refills() {
+    let mut t = T::new(8, &[]);
+    let reqs = t.seed_peer(1);
+    assert!(t.e.block_received(t.now, 1, reqs[0]));
+    let refill = requests(&t.drain(), 1);
+    assert!(
+        !refill.is_empty(),
+        "a block in frees room (slow start grows too)"
+    );
+    assert!(
+        !t.e.block_received(t.now, 1, reqs[0]),
+        "duplicate is refused"
+    );
+    let stranger = BlockRef {
+        piece: 7,
+        offset: BLOCK_SIZE,
+        len: BLOCK_SIZE,
+    };
+    if !reqs.contains(&stranger) && !refill.contains(&stranger) {
+        assert!(
+            !t.e.block_received(t.now, 1, stranger),
+            "unrequested is refused"
+        );
+    }
+    assert_eq!(t.e.stats().downloaded, BLOCK_SIZE as u64);
+    assert!(t.e.stats().wasted >= BLOCK_SIZE as u64);
+}
+
+#[test]
+fn choke_gives_requests_back_to_other_peers() {
+    let mut t = T::new(2, &[]);
+    let first = t.seed_peer(1);
+    assert_eq!(first.len(), 4, "all 4 blocks of the torrent");
+    t.connect(2, PLAIN);
+    t.msg(2, Message::Bitfield(Bitfield::full(2)));
+    let none = requests(&t.msg(2, Message::Unchoke), 2);
+    assert!(
+        none.iter().all(|b| first.contains(b)),
+        "only endgame duplicates"
+    );
+    let a = t.msg(1, Message::Choke);
+    let mut again = requests(&a, 2);
+    again.extend(none);
+    again.sort();
+    let mut first = first;
+    first.sort();
+    again.dedup();
+    assert_eq!(again, first, "peer 2 now has every block requested");
+}
+
+#[test]
+fn disconnect_gives_requests_back() {
+    let mut t = T::new(2, &[]);
+    let first = t.seed_peer(1);
+    t.connect(2, PLAIN);
+    t.msg(2, Message::Bitfield(Bitfield::full(2)));
+    t.msg(2, Message::Unchoke);
+    t.e.handle(t.now, Event::PeerDisconnected { key: 1 });
+    let a = t.drain();
+    assert!(!requests(&a, 2).is_empty() || first.len() == 4);
+    assert!(
+        !t.e.block_received(t.now, 1, first[0]),
+        "gone peer's block is refused"
+    );
+}
+
+#[test]
+fn silent_peer_loses_its_requests_after_timeout() {
+    let mut t = T::new(2, &[]);
+    let reqs = t.seed_peer(1);
+    assert_eq!(reqs.len(), 4, "every block of the torrent");
+    let a = t.advance(21);
+    for b in &reqs {
+        assert!(sent(&a, 1, &Message::Cancel(*b)), "cancel {b:?}");
+    }
+    let snubbed = requests(&a, 1);
+    assert!(snubbed.len() <= 1, "a snubbed peer keeps one request");
+    t.connect(2, PLAIN);
+    t.msg(2, Message::Bitfield(Bitfield::full(2)));
+    let mut re = requests(&t.msg(2, Message::Unchoke), 2);
+    re.extend(snubbed);
+    assert!(
+        reqs.iter().all(|b| re.contains(b)),
+        "re-requested elsewhere"
+    );
+}
+
+#[test]
+fn verified_piece_sends_have_and_completion_ends_interest() {
+    let mut t = T::new(2, &[]);
+    let reqs = t.seed_peer(1);
+    t.connect(2, PLAIN);
+    t.msg(2, Message::Bitfield(Bitfield::new(2)));
+    for b in &reqs {
+        t.e.block_received(t.now, 1, *b);
+    }
+    t.drain();
+    t.e.handle(t.now, Event::PieceVerified { piece: 0 });
+    let a = t.drain();
+    assert!(sent(&a, 2, &Message::Have(0)));
+    assert!(!sent(&a, 1, &Message::Have(0)), "the seed has it already");
+    t.e.handle(t.now, Event::PieceVerified { piece: 1 });
+    let a = t.drain();
+    assert!(a.contains(&Action::Complete));
+    assert!(
+        a.contains(&Action::Disconnect {
+            key: 1,
+            reason: "both seeds"
+        }),
+        "{a:?}"
+    );
+    assert_eq!(t.e.stats().verified_bytes, 2 * PIECE as u64);
+}
+
+#[test]
+fn not_interested_when_peer_has_nothing_new() {
+    let mut t = T::new(2, &[0]);
+    t.connect(1, PLAIN);
+    let a = t.msg(1, Message::Have(0));
+    assert!(!sent(&a, 1, &Message::Interested));
+    let a = t.msg(1, Message::Have(1));
+    assert!(sent(&a, 1, &Message::Interested));
+    t.e.handle(t.now, Event::PieceVerified { piece: 1 });
+    assert!(sent(&t.drain(), 1, &Message::NotInterested));
+}
+
+#[test]
+fn later_bitfield_replaces_the_first() {
+    // aria2 sends full bitfields mid-connection.
+    let mut t = T::new(4, &[]);
+    t.connect(1, PLAIN);
+    let mut bf = Bitfield::new(4);
+    bf.set(0);
+    t.msg(1, Message::Bitfield(bf));
+    assert_eq!(t.e.picker.availability(0), 1);
+    let mut bf = Bitfield::new(4);
+    bf.set(3);
+    t.msg(1, Message::Bitfield(bf));
+    assert_eq!(t.e.picker.availability(0), 0);
+    assert_eq!(t.e.picker.availability(3), 1);
+}
+
+#[test]
+fn reject_returns_the_block() {
+    let mut t = T::new(1, &[]);
+    t.connect(1, FAST);
+    t.msg(1, Message::HaveAll);
+    let reqs = requests(&t.msg(1, Message::Unchoke), 1);
+    t.msg(1, Message::Reject(reqs[0]));
+    assert!(!t.e.block_received(t.now, 1, reqs[0]));
+}
+
+#[test]
+fn endgame_cancels_the_other_copy() {
+    let mut t = T::new(1, &[]);
+    let first = t.seed_peer(1);
+    assert_eq!(first.len(), 2);
+    t.connect(2, PLAIN);
+    t.msg(2, Message::Bitfield(Bitfield::full(1)));
+    let dup = requests(&t.msg(2, Message::Unchoke), 2);
+    assert!(!dup.is_empty(), "endgame duplicates the outstanding blocks");
+    assert!(t.e.block_received(t.now, 2, dup[0]));
+    let a = t.drain();
+    assert!(sent(&a, 1, &Message::Cancel(dup[0])), "{a:?}");
+    assert!(
+        !t.e.block_received(t.now, 1, dup[0]),
+        "cancelled copy is not taken"
+    );
+}
