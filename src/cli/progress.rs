@@ -117,7 +117,8 @@ pub fn summary_line(meta: &Metainfo, s: &Summary) -> String {
     let ratio = st.uploaded as f64 / meta.total_length().max(1) as f64;
     let seeded = s
         .seeded
-        .filter(|d| !d.is_zero())
+        // A fetch that ends on completion "seeds" for a moment: not worth a clause.
+        .filter(|d| d.as_secs() >= 1 || st.peers_served > 0)
         .map(|d| {
             format!(
                 "; seeded {} to {} peer{}",
