@@ -17,15 +17,7 @@ async fn one_seeder_one_leecher() {
     let seed = Running::seed(&meta, src.path(), ip(2)).await;
 
     let out = tempfile::tempdir().unwrap();
-    let leech = Running::start(
-        &meta,
-        out.path(),
-        Mode::Fetch { seed: false },
-        ip(1),
-        vec![seed.addr.unwrap()],
-        test_config(),
-    )
-    .await;
+    let leech = Running::fetch(&meta, out.path(), ip(1), vec![seed.addr.unwrap()]).await;
     let summary = leech.finish().await.expect("download failed");
     assert!(summary.complete);
     assert_eq!(summary.stats.downloaded, meta.total_length());
@@ -45,15 +37,7 @@ async fn three_seeders_one_leecher_all_contribute() {
     }
     let out = tempfile::tempdir().unwrap();
     let peers = seeds.iter().map(|s| s.addr.unwrap()).collect();
-    let leech = Running::start(
-        &meta,
-        out.path(),
-        Mode::Fetch { seed: false },
-        ip(1),
-        peers,
-        test_config(),
-    )
-    .await;
+    let leech = Running::fetch(&meta, out.path(), ip(1), peers).await;
     let summary = leech.finish().await.expect("download failed");
     assert!(summary.complete);
     assert_eq!(hash_tree(&meta, out.path()), hash_tree(&meta, src.path()));
@@ -82,15 +66,7 @@ async fn multi_file_unaligned_with_short_last_piece() {
     assert_ne!(meta.total_length() % meta.piece_length as u64, 0);
     let seed = Running::seed(&meta, src.path(), ip(2)).await;
     let out = tempfile::tempdir().unwrap();
-    let leech = Running::start(
-        &meta,
-        out.path(),
-        Mode::Fetch { seed: false },
-        ip(1),
-        vec![seed.addr.unwrap()],
-        test_config(),
-    )
-    .await;
+    let leech = Running::fetch(&meta, out.path(), ip(1), vec![seed.addr.unwrap()]).await;
     assert!(leech.finish().await.unwrap().complete);
     assert_eq!(hash_tree(&meta, out.path()), hash_tree(&meta, src.path()));
     assert!(out.path().join("album/a/empty").exists());
@@ -108,13 +84,11 @@ async fn liar_is_banned_and_output_is_correct() {
     let seed = Running::seed(&meta, src.path(), ip(2)).await;
     let out = tempfile::tempdir().unwrap();
     // The liar is listed first so it is surely asked for blocks.
-    let leech = Running::start(
+    let leech = Running::fetch(
         &meta,
         out.path(),
-        Mode::Fetch { seed: false },
         ip(1),
         vec![liar.addr, seed.addr.unwrap()],
-        test_config(),
     )
     .await;
     let summary = leech.finish().await.expect("download failed");
@@ -139,15 +113,7 @@ async fn stopped_download_resumes_without_refetching() {
     }
     let partial = FakePeer::start(&meta, data, quarter, Behaviour::Honest, ip(3)).await;
     let out = tempfile::tempdir().unwrap();
-    let mut first = Running::start(
-        &meta,
-        out.path(),
-        Mode::Fetch { seed: false },
-        ip(1),
-        vec![partial.addr],
-        test_config(),
-    )
-    .await;
+    let mut first = Running::fetch(&meta, out.path(), ip(1), vec![partial.addr]).await;
     let quarter_bytes = meta.total_length() / 4;
     first.wait_verified(quarter_bytes).await;
     let stopped = first.stop().await;
@@ -155,15 +121,7 @@ async fn stopped_download_resumes_without_refetching() {
     drop(partial);
 
     let seed = Running::seed(&meta, src.path(), ip(2)).await;
-    let second = Running::start(
-        &meta,
-        out.path(),
-        Mode::Fetch { seed: false },
-        ip(1),
-        vec![seed.addr.unwrap()],
-        test_config(),
-    )
-    .await;
+    let second = Running::fetch(&meta, out.path(), ip(1), vec![seed.addr.unwrap()]).await;
     let summary = second.finish().await.expect("resume failed");
     assert!(summary.complete);
     assert_eq!(summary.resumed_bytes, quarter_bytes);
@@ -258,15 +216,7 @@ async fn given_peers_are_dialled_before_the_first_tick() {
     let peer = listener.local_addr().unwrap();
     let t0 = tokio::time::Instant::now();
     let out = tempfile::tempdir().unwrap();
-    let leech = Running::start(
-        &meta,
-        out.path(),
-        Mode::Fetch { seed: false },
-        ip(1),
-        vec![peer],
-        test_config(),
-    )
-    .await;
+    let leech = Running::fetch(&meta, out.path(), ip(1), vec![peer]).await;
     let started = t0.elapsed();
     let (_sock, _) = tokio::time::timeout(TEST_TIMEOUT, listener.accept())
         .await

@@ -150,6 +150,17 @@ impl Running {
         }
     }
 
+    /// A plain `fetch` (no seeding afterwards) with the test configuration.
+    pub async fn fetch(
+        meta: &Arc<Metainfo>,
+        dir: &Path,
+        bind: IpAddr,
+        peers: Vec<SocketAddr>,
+    ) -> Running {
+        let mode = Mode::Fetch { seed: false };
+        Running::start(meta, dir, mode, bind, peers, test_config()).await
+    }
+
     pub async fn seed(meta: &Arc<Metainfo>, dir: &Path, bind: IpAddr) -> Running {
         let r = Running::start(meta, dir, Mode::Seed, bind, vec![], test_config()).await;
         assert!(r.addr.is_some(), "seed did not start");
