@@ -231,6 +231,11 @@ impl Engine {
                 self.drop_seed(now, key);
             }
             self.rechoke(now);
+        } else {
+            // A verified piece leaves the set in progress: room for the next one. With
+            // every block of the pieces in progress already in, nothing else would ask
+            // for it before the next tick.
+            self.fill_all(now);
         }
     }
 

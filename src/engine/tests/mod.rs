@@ -24,15 +24,22 @@ pub(super) struct T {
 impl T {
     /// `pieces` pieces of two blocks; `have` = pieces we start with.
     pub(super) fn new(pieces: u32, have: &[u32]) -> T {
+        Self::with_config(
+            pieces,
+            have,
+            Config {
+                rng_seed: 7,
+                ..Config::default()
+            },
+        )
+    }
+
+    pub(super) fn with_config(pieces: u32, have: &[u32], cfg: Config) -> T {
         let layout = Layout::new(PIECE, &[pieces as u64 * PIECE as u64]).unwrap();
         let mut bf = Bitfield::new(pieces);
         for &p in have {
             bf.set(p);
         }
-        let cfg = Config {
-            rng_seed: 7,
-            ..Config::default()
-        };
         let now = Instant::now();
         T {
             e: Engine::new(cfg, layout, bf, now),

@@ -132,6 +132,37 @@ fn verified_piece_sends_have_and_completion_ends_interest() {
     assert_eq!(t.e.stats().verified_bytes, 2 * PIECE as u64);
 }
 
+/// With every piece in progress fully received, only a verified piece makes room for the
+/// next: the queue must refill then, not at the next tick (a 1 s stall per window against
+/// a fast seeder that has answered every request).
+#[test]
+fn verified_piece_refills_the_queue_at_once() {
+    let cfg = Config {
+        rng_seed: 7,
+        max_buffer: 2 * PIECE as usize,
+        ..Config::default()
+    };
+    let mut t = T::with_config(8, &[], cfg);
+    let reqs = t.seed_peer(1);
+    assert_eq!(reqs.len(), 4, "two pieces of two blocks");
+    for b in &reqs {
+        assert!(t.e.block_received(t.now, 1, *b));
+    }
+    assert!(
+        requests(&t.drain(), 1).is_empty(),
+        "two pieces in progress at most: nothing more to ask yet"
+    );
+    t.e.handle(
+        t.now,
+        Event::PieceVerified {
+            piece: reqs[0].piece,
+        },
+    );
+    let more = requests(&t.drain(), 1);
+    assert!(!more.is_empty(), "room for another piece: ask at once");
+    assert!(more.iter().all(|b| !reqs.contains(b)));
+}
+
 #[test]
 fn not_interested_when_peer_has_nothing_new() {
     let mut t = T::new(2, &[0]);
