@@ -136,7 +136,7 @@ impl Layout {
 
     /// Index of a block within its piece, if `b` is exactly one of this layout's blocks.
     pub fn block_index(&self, b: &BlockRef) -> Option<u32> {
-        if b.offset % BLOCK_SIZE != 0 {
+        if !b.offset.is_multiple_of(BLOCK_SIZE) {
             return None;
         }
         let n = b.offset / BLOCK_SIZE;

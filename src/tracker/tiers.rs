@@ -133,7 +133,7 @@ impl Tiers {
     pub fn next_in_tier(&self, tier: usize, now: Instant) -> Option<TrackerId> {
         self.tier(tier).iter().copied().find(|id| {
             let e = &self.entries[id.0];
-            !e.disabled && e.retry_at.map_or(true, |t| t <= now)
+            !e.disabled && e.retry_at.is_none_or(|t| t <= now)
         })
     }
 

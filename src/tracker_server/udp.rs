@@ -233,7 +233,7 @@ fn announce(
 /// Scrape body: (seeders, completed, leechers) per info-hash, in request order.
 fn scrape(p: &[u8], reg: &Mutex<Registry>) -> Result<Vec<u8>, String> {
     let body = &p[16..];
-    if body.is_empty() || body.len() % 20 != 0 {
+    if body.is_empty() || !body.len().is_multiple_of(20) {
         return Err("scrape needs whole 20-byte info-hashes".to_string());
     }
     if body.len() / 20 > MAX_SCRAPE {

@@ -186,6 +186,25 @@ fn write_then_read_crosses_files() {
 }
 
 #[test]
+fn write_piece_takes_blocks_of_any_size_across_files() {
+    let fx = Fixture::new();
+    let s = fx.open(true).unwrap();
+    for p in 0..fx.layout.num_pieces() {
+        // Cuts that fall on, before and after file boundaries, and an empty block.
+        let data = Bytes::copy_from_slice(fx.piece(p));
+        let cuts = [0, 1, 1, 9999, 10001, 12345, data.len()];
+        let blocks: Vec<Bytes> = cuts
+            .windows(2)
+            .map(|w| data.slice(w[0].min(data.len())..w[1].min(data.len())))
+            .collect();
+        s.write_piece(p, &blocks).unwrap();
+    }
+    for i in 0..fx.files.len() {
+        assert_eq!(std::fs::read(fx.file_path(i)).unwrap(), fx.expected_file(i));
+    }
+}
+
+#[test]
 fn write_piece_rejects_wrong_size() {
     let fx = Fixture::new();
     let s = fx.open(true).unwrap();
