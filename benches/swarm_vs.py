@@ -786,9 +786,11 @@ Advanced\\AnnounceToAllTrackers=true
         self.make_workdir(a.size * (n + 1) // 2)
         self.make_content(a.size, a.piece_length, None)
         seed_port = free_port(SEED_IP)
-        seed = Proc("swarm-seed", [self.swarm, "seed", self.torrent, "-d", self.src_dir, "--bind", SEED_IP,
-                                   "--port", str(seed_port), "--no-trackers", "--peer-timeout", "0", "-v"],
-                    self.logs, timed=True)
+        seed_argv = [self.swarm, "seed", self.torrent, "-d", self.src_dir, "--bind", SEED_IP,
+                     "--port", str(seed_port), "--no-trackers", "--peer-timeout", "0", "-v"]
+        if not a.plain_seed:
+            seed_argv.append("--super-seed")
+        seed = Proc("swarm-seed", seed_argv, self.logs, timed=True)
         seed.wait_for(r"listening", 120, poll=0.02)
         addrs = []
         for i in range(n):
@@ -808,8 +810,8 @@ Advanced\\AnnounceToAllTrackers=true
             if not a.leave:
                 argv.append("--seed")
             leechers.append((Proc("leecher-%d" % i, argv, self.logs, timed=True), out))
-        say("swarm mode: 1 seed (%s) + %d leechers on 127.0.0.10-%d, %s%s" % (
-            seed_addr, n, 9 + n, human(self.size),
+        say("swarm mode: 1 %sseed (%s) + %d leechers on 127.0.0.10-%d, %s%s" % (
+            "" if a.plain_seed else "super-", seed_addr, n, 9 + n, human(self.size),
             "" if a.leave else ", leechers keep seeding (--seed) until all finish"))
         timeout = self.timeout() * 2
         deadline = time.monotonic() + timeout
@@ -903,6 +905,8 @@ def main():
                     help="swarm mode: one swarm seed + N swarm leechers (default N 8)")
     ap.add_argument("--leave", action="store_true",
                     help="swarm mode: leechers exit when done instead of seeding until all finish")
+    ap.add_argument("--plain-seed", action="store_true",
+                    help="swarm mode: the seed without --super-seed (BEP 16), for comparison")
     ap.add_argument("--keep", action="store_true", help="keep the workdir (and downloads)")
     ap.add_argument("--no-build", action="store_true", help="use the existing release binary")
     ap.add_argument("--no-warmup", action="store_true",

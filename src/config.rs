@@ -93,6 +93,9 @@ pub struct Config {
     pub reconnect_base: Duration,
     /// Threads hashing (recheck and verify): both cores on the reference machine.
     pub hash_threads: usize,
+    /// Super-seeding (BEP 16) when the torrent is complete from the start: offer peers
+    /// one piece at a time, the next only once the last was seen at another peer.
+    pub super_seed: bool,
     /// Seed of the engine's random choices; fixed seeds make simulations reproducible.
     pub rng_seed: u64,
 }
@@ -131,6 +134,7 @@ impl Default for Config {
             ban_strikes: 3,
             give_up_after: Some(Duration::from_secs(30)),
             reconnect_base: Duration::from_secs(1),
+            super_seed: false,
             hash_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),

@@ -93,6 +93,56 @@ fn libtorrent_leeches_from_swarm() {
     seed.stop_with("INT", std::time::Duration::from_secs(10));
 }
 
+/// BEP 16: two libtorrent leechers download everything from a super-seeding swarm seed
+/// that offers them one piece at a time, trading the rest between themselves; the seed
+/// sends well under the two copies a plain seed would.
+#[test]
+fn libtorrent_leechers_from_swarm_super_seed() {
+    let Some(tmp) = setup("libtorrent_leechers_from_swarm_super_seed") else {
+        return;
+    };
+    let content = Content::single(&tmp.path().join("src"), "first.bin", 8 * MIB + 77, 4);
+    let torrent = tmp.path().join("first.torrent");
+    swarm_create(&content.path(), &torrent, Some(64 * 1024), &[]);
+    let seed_at = addr(SEED_IP);
+    let mut seed = swarm_seed(&torrent, &content.dir, seed_at, &["--super-seed".into()]);
+    let (a_at, b_at) = (addr(1), addr(3));
+    let timer = Cell::start("2 libtorrent <- swarm super-seed", 2 * content.total);
+    let mut leechers: Vec<_> = [(a_at, b_at, "lt-a"), (b_at, a_at, "lt-b")]
+        .iter()
+        .map(|&(at, other, dir)| {
+            let out = tmp.path().join(dir);
+            let opts = LtOpts {
+                peers: vec![seed_at, other],
+                ..LtOpts::default()
+            };
+            (lt_start("leech", &torrent, &out, at, &opts), out)
+        })
+        .collect();
+    for (p, out) in leechers.iter_mut() {
+        let (_, down) = lt_leech_finish(p);
+        assert!(down >= content.total, "libtorrent downloaded {down} B");
+        content.assert_same_in(out, "libtorrent leecher");
+    }
+    timer.done();
+    seed.stop_with("INT", std::time::Duration::from_secs(10));
+    let line = summary_line(&seed.stderr());
+    let up = summary_field(&line, "uploaded ");
+    say(&format!(
+        "interop super-seed: seed uploaded {up} B = {:.2}x the content",
+        up as f64 / content.total as f64
+    ));
+    assert!(
+        up >= content.total,
+        "every piece comes from the seed once: {line}"
+    );
+    assert!(
+        up * 2 < 3 * content.total,
+        "the leechers should have traded: {line}\n{}",
+        seed.logs()
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // (c) mixed swarm: a slow libtorrent seed, a swarm leecher and a libtorrent leecher that
 // must trade with each other.

@@ -152,3 +152,37 @@ fn leechers_finish_after_the_seed_leaves() {
     let leech_up: u64 = r.leechers().map(|(_, n)| n.stats.uploaded).sum();
     assert!(leech_up > 0, "leechers must upload to each other");
 }
+
+/// BEP 16: a super-seed sends little more than one copy however many leechers there are
+/// (the `--swarm 8` benchmark target is 1.5×); a plain seed, for comparison, is printed.
+#[test]
+fn super_seed_sends_about_one_copy() {
+    let mut sc = one_seed(8, 32 * MIB, 256 * KIB as u32, 10 * MIB);
+    sc.seed = 11;
+    let plain = Sim::new(&sc).run();
+    plain.assert_all_complete();
+    sc.nodes[0].super_seed = true;
+    let r = Sim::new(&sc).run();
+    r.assert_all_complete();
+    let ratio = |r: &Report| r.nodes[0].stats.uploaded as f64 / sc.size as f64;
+    let last = |r: &Report| r.leechers().filter_map(|(_, n)| n.finished).max().unwrap();
+    eprintln!(
+        "1 seed + 8 leechers, 32 MiB, 10 MiB/s each: plain seed uploads {:.2}× (last done {:.2}s), \
+         super-seed {:.2}× (last done {:.2}s); ideal {:.2}s\n{}",
+        ratio(&plain),
+        last(&plain).as_secs_f64(),
+        ratio(&r),
+        last(&r).as_secs_f64(),
+        ideal(&sc).as_secs_f64(),
+        r.table()
+    );
+    for (_, n) in r.leechers() {
+        assert_eq!(n.stats.verified_bytes, sc.size);
+    }
+    assert!(
+        ratio(&r) <= 1.5,
+        "super-seed uploaded {:.2}×\n{}",
+        ratio(&r),
+        r.table()
+    );
+}

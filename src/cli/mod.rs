@@ -105,6 +105,11 @@ struct SeedArgs {
     /// Directory that holds the data.
     #[arg(short = 'd', long = "dir", value_name = "DIR", default_value = ".")]
     dir: PathBuf,
+    /// Super-seeding (BEP 16), for the first seed of new content: peers are offered one
+    /// piece at a time, the next once they have passed the last one on, so the seed sends
+    /// little more than one copy. Slower for a lone downloader; not for general use.
+    #[arg(long)]
+    super_seed: bool,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -169,9 +174,9 @@ pub fn run() -> Result<()> {
         Command::Fetch(a) => {
             let seed = a.seed || a.net.seed_ratio.is_some() || a.net.seed_time.is_some();
             let mode = Mode::Fetch { seed };
-            torrent_cmd(&a.torrent, a.dir, mode, a.net)
+            torrent_cmd(&a.torrent, a.dir, mode, a.net, false)
         }
-        Command::Seed(a) => torrent_cmd(&a.torrent, a.dir, Mode::Seed, a.net),
+        Command::Seed(a) => torrent_cmd(&a.torrent, a.dir, Mode::Seed, a.net, a.super_seed),
         Command::Tracker(a) => tracker_cmd(a),
     }
 }
@@ -315,7 +320,13 @@ fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>> {
     Ok(out)
 }
 
-fn torrent_cmd(torrent: &Path, dir: PathBuf, mode: Mode, net: NetArgs) -> Result<()> {
+fn torrent_cmd(
+    torrent: &Path,
+    dir: PathBuf,
+    mode: Mode,
+    net: NetArgs,
+    super_seed: bool,
+) -> Result<()> {
     let meta = Arc::new(load_torrent(torrent)?);
     let peers = resolve_peers(&net.peers)?;
     let mut cfg = Config::default();
@@ -344,6 +355,7 @@ fn torrent_cmd(torrent: &Path, dir: PathBuf, mode: Mode, net: NetArgs) -> Result
     if mode == Mode::Seed {
         cfg.give_up_after = None;
     }
+    cfg.super_seed = super_seed;
     cfg.max_upload_rate = net.max_upload_rate;
     cfg.max_download_rate = net.max_download_rate;
     cfg.seed_ratio = net.seed_ratio;

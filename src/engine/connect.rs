@@ -141,7 +141,13 @@ impl Engine {
             self.send(key, Message::Extended { id: 0, payload });
         }
         let have = self.picker.have();
-        if fast && have.is_full() {
+        if self.super_seeding() {
+            // BEP 16: we look like a peer with nothing, then offer pieces one by one.
+            if fast {
+                self.send(key, Message::HaveNone);
+            }
+            self.offer_pieces(now, key);
+        } else if fast && have.is_full() {
             self.send(key, Message::HaveAll);
         } else if fast && have.is_clear() {
             self.send(key, Message::HaveNone);
@@ -195,6 +201,7 @@ impl Engine {
         }
         self.fill_all(now);
         self.dial(now);
+        self.superseed_all(now);
     }
 
     /// Penalise the peers that sent a piece that failed its hash; ban repeat offenders.
@@ -272,6 +279,7 @@ impl Engine {
         }
         self.update_interest(now, key);
         self.fill(now, key);
+        self.offer_pieces(now, key);
     }
 
     pub(super) fn peer_have(&mut self, now: Instant, key: PeerKey, piece: u32) {
@@ -287,6 +295,7 @@ impl Engine {
         }
         self.update_interest(now, key);
         self.fill(now, key);
+        self.superseed_on_have(now, piece);
     }
 
     /// Send Interested / NotInterested when our interest in the peer changed.

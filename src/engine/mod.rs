@@ -12,6 +12,7 @@ mod connect;
 mod download;
 pub mod peer;
 pub mod picker;
+mod superseed;
 mod upload;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -30,6 +31,7 @@ use self::choker::{Choker, ChokerConfig};
 use self::connect::Known;
 use self::peer::{Peer, Rate};
 use self::picker::Picker;
+use self::superseed::SuperSeed;
 
 /// Identifies one connection for its whole life (never reused).
 pub type PeerKey = u64;
@@ -163,6 +165,8 @@ pub struct Engine {
     /// that picked it first, `None` until then): a failure with one contributor names
     /// the liar, where a shared one cannot.
     single_source: BTreeMap<u32, Option<PeerKey>>,
+    /// BEP 16 state, when super-seeding (configured, and complete from the start).
+    superseed: Option<SuperSeed>,
 }
 
 /// How often the engine wants [`Engine::handle_timeout`].
@@ -174,8 +178,12 @@ impl Engine {
         let max_partials = Self::max_partials(&cfg, &layout);
         let picker = Picker::new(&layout, &have, max_partials);
         let verified_bytes = have.iter_ones().map(|p| layout.piece_size(p) as u64).sum();
+        let mut rng = StdRng::seed_from_u64(cfg.rng_seed);
+        let superseed = (cfg.super_seed && have.is_full())
+            .then(|| SuperSeed::new(layout.num_pieces(), &mut rng));
         Engine {
-            rng: StdRng::seed_from_u64(cfg.rng_seed),
+            rng,
+            superseed,
             choker: Choker::new(ChokerConfig {
                 slots: cfg.upload_slots,
                 optimistic_rechokes: cfg.optimistic_rechokes,
@@ -301,7 +309,7 @@ impl Engine {
             } => self.peer_connected(now, key, addr, peer_id, reserved, outbound),
             Event::PeerMessage { key, msg } => self.peer_message(now, key, msg),
             Event::PeerDisconnected { key } => self.peer_gone(now, key),
-            Event::Served { key, block } => self.served(key, block),
+            Event::Served { key, block } => self.served(now, key, block),
             Event::PieceVerified { piece } => self.piece_verified(now, piece),
             Event::PieceFailed { piece, peers } => self.piece_failed(now, piece, &peers),
         }
@@ -327,6 +335,7 @@ impl Engine {
         self.dial(now);
         self.check_give_up(now);
         self.fill_all(now);
+        self.superseed_all(now);
     }
 
     fn peer_message(&mut self, now: Instant, key: PeerKey, msg: Message) {

@@ -99,6 +99,8 @@ pub struct Peer {
     pub connected_at: Instant,
     /// When we last unchoked this peer (for the choker's rotation).
     pub unchoked_at: Option<Instant>,
+    /// Pieces we offered it while super-seeding (BEP 16).
+    pub offers: Vec<super::superseed::Offer>,
 }
 
 impl Peer {
@@ -141,6 +143,7 @@ impl Peer {
             sole_failures: 0,
             connected_at: now,
             unchoked_at: None,
+            offers: Vec::new(),
         }
     }
 

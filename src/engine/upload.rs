@@ -117,6 +117,7 @@ impl Engine {
     /// A Request: queue it if it is in range, we have the piece, the peer is unchoked and
     /// within its queue; otherwise Reject (BEP 6) or ignore (plain BEP 3).
     pub(super) fn peer_request(&mut self, now: Instant, key: PeerKey, block: BlockRef) {
+        let servable = self.may_serve(key, block.piece);
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
@@ -130,7 +131,7 @@ impl Engine {
         // hard limit is twice that.
         let pending = p.serving + p.upload_queue.len();
         let queue_full = pending >= self.cfg.our_reqq.saturating_mul(2);
-        if !p.am_choking && !queue_full && self.picker.we_have(block.piece) {
+        if !p.am_choking && !queue_full && servable {
             p.upload_queue.push_back(block);
             p.overflow = 0;
             self.release_uploads(key);
@@ -179,7 +180,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn served(&mut self, key: PeerKey, block: BlockRef) {
+    pub(super) fn served(&mut self, now: Instant, key: PeerKey, block: BlockRef) {
         self.up.add(block.len as u64);
         if let Some(p) = self.peers.get_mut(&key) {
             if p.up.total() == 0 {
@@ -190,5 +191,6 @@ impl Engine {
             p.sent_this_turn += block.len as u64;
         }
         self.release_uploads(key);
+        self.superseed_on_served(now, key, &block);
     }
 }

@@ -61,6 +61,8 @@ pub struct NodeSpec {
     /// and the nodes that stay hold every piece between them (a distributed copy), so
     /// that the rest of the swarm can still finish without it.
     pub leave_after_upload: Option<u64>,
+    /// A seed that super-seeds (BEP 16).
+    pub super_seed: bool,
 }
 
 impl NodeSpec {
@@ -70,6 +72,7 @@ impl NodeSpec {
             upload,
             liar: false,
             leave_after_upload: None,
+            super_seed: false,
         }
     }
 
@@ -307,6 +310,7 @@ impl Sim {
             .map(|(i, spec)| {
                 let cfg = Config {
                     rng_seed: sc.seed * 1000 + i as u64,
+                    super_seed: spec.super_seed,
                     ..Config::default()
                 };
                 let have = if spec.seed {

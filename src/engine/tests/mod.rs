@@ -4,6 +4,7 @@
 mod failures;
 mod peers;
 mod pipeline;
+mod superseed;
 mod upload;
 
 pub(super) use std::net::SocketAddr;
