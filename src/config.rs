@@ -49,11 +49,12 @@ pub struct Config {
     pub seed_ratio: Option<f64>,
     /// Stop seeding after this long complete.
     pub seed_time: Option<Duration>,
-    /// Bytes of received-but-unwritten block data (libtorrent caps its store buffer at
-    /// ~100 MiB; we keep RSS small). 8 MiB is ~13 ms of data at 600 MB/s, far above the
-    /// ~0.15 ms a 256 KiB piece takes to hash and write; measured on 1 GiB from one local
-    /// seed: 16 MiB gave the same speed with ~35 MB peak RSS, 8 MiB ~25 MB (zero-copy blocks
-    /// keep their socket read buffers alive, so RSS is a multiple of this).
+    /// Bytes of received-but-unwritten block data; it also caps the data in flight (pieces
+    /// in progress × piece length). Zero-copy blocks keep their socket read buffers alive,
+    /// so RSS grows by about 1.5× this. Measured on 1 GiB from a local libtorrent seed
+    /// (`swarm-vs.sh`): 8 MiB gave 19-21 MiB peak RSS (27 MiB for 8 GiB), 4 MiB 14.6 MiB
+    /// (19.7 MiB for 8 GiB) at the same 1 GB/s. 4 MiB in flight carries 40 MB/s at 100 ms
+    /// round trip, 400 MB/s at 10 ms (libtorrent caps its store buffer at ~100 MiB).
     pub max_buffer: usize,
     /// First requests in flight per peer, before its rate is known (libtorrent: 4).
     pub initial_queue_depth: usize,
@@ -119,7 +120,7 @@ impl Default for Config {
             max_download_rate: None,
             seed_ratio: None,
             seed_time: None,
-            max_buffer: 8 << 20,
+            max_buffer: 4 << 20,
             initial_queue_depth: 4,
             min_queue_depth: 2,
             max_queue_depth: 2000,

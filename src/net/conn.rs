@@ -36,6 +36,10 @@ const BATCH: usize = 64;
 /// Socket reads go into a buffer of at least this much free space (a few blocks).
 const READ_CHUNK: usize = 128 * 1024;
 
+/// Free space below which the read buffer is replaced: one block frame (a Piece message
+/// with a 16 KiB block and its header).
+const READ_REFILL: usize = 16 * 1024 + 13;
+
 /// Most bytes read at once under a download cap: one block and its header, so the cap is
 /// shared out in small, fair steps.
 pub const LIMITED_READ: u64 = 16 * 1024 + 13;
@@ -250,7 +254,7 @@ async fn read_loop(
     mut buf: BytesMut,
     ctx: &ConnCtx,
 ) -> Result<(), ConnError> {
-    let mut dec = Decoder::new(ctx.num_pieces);
+    let mut dec = Decoder::new(ctx.num_pieces).grow_by(READ_CHUNK);
     loop {
         while let Some(msg) = dec.decode(&mut buf)? {
             let event = match msg {
@@ -275,7 +279,10 @@ async fn read_loop(
                 .await
                 .map_err(|_| ConnError::DriverGone)?;
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+        // A new buffer only when the current one cannot take a whole block frame: every
+        // buffer stays alive while any block cut from it waits for its piece, so buffers
+        // left half empty would hold memory nobody uses.
+        if buf.capacity() - buf.len() < READ_REFILL {
             buf.reserve(READ_CHUNK);
         }
         let read = match &ctx.down_limit {

@@ -37,6 +37,8 @@ pub struct Decoder {
     max_frame: usize,
     /// Bytes still to discard from an unknown-id frame whose tail has not arrived yet.
     skip: usize,
+    /// Least free space to make when a frame does not fit (see [`Decoder::grow_by`]).
+    grow_by: usize,
 }
 
 impl Decoder {
@@ -48,7 +50,16 @@ impl Decoder {
             num_pieces,
             max_frame,
             skip: 0,
+            grow_by: 0,
         }
+    }
+
+    /// When the buffer has no room for the rest of a frame, make room for at least `n`
+    /// bytes, not just that frame: the reader's next buffer is then a whole read chunk,
+    /// not a sliver that a second allocation soon replaces.
+    pub fn grow_by(mut self, n: usize) -> Self {
+        self.grow_by = n;
+        self
     }
 
     /// Largest length prefix accepted (the 4 prefix bytes themselves not counted).
@@ -98,7 +109,7 @@ impl Decoder {
             let frame = 4 + len;
             if buf.len() < frame {
                 // Bounded: `len <= max_frame` and the id allows this length.
-                buf.reserve(frame - buf.len());
+                buf.reserve((frame - buf.len()).max(self.grow_by));
                 return Ok(None);
             }
             if let Some(msg) = self.parse(msg_id, frame, buf)? {

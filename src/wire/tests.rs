@@ -122,6 +122,35 @@ fn two_frames_in_one_buffer() {
 }
 
 #[test]
+fn an_incomplete_frame_gets_room_for_at_least_grow_by() {
+    // The start of a Piece frame carrying a full block, in a buffer with no spare room.
+    let whole = enc(&[Message::Piece {
+        piece: 1,
+        offset: 0,
+        data: Bytes::from(vec![7u8; BLOCK_SIZE as usize]),
+    }]);
+    let mut buf = BytesMut::with_capacity(20);
+    buf.put_slice(&whole[..20]);
+    let mut dec = Decoder::new(PIECES).grow_by(128 * 1024);
+    assert_eq!(dec.decode(&mut buf), Ok(None));
+    assert!(
+        buf.capacity() - buf.len() >= 128 * 1024,
+        "{}",
+        buf.capacity()
+    );
+    buf.put_slice(&whole[20..]);
+    assert!(matches!(
+        dec.decode(&mut buf),
+        Ok(Some(Message::Piece { piece: 1, .. }))
+    ));
+    // Without it, room for the rest of the frame only.
+    let mut buf = BytesMut::with_capacity(20);
+    buf.put_slice(&whole[..20]);
+    assert_eq!(Decoder::new(PIECES).decode(&mut buf), Ok(None));
+    assert!(buf.capacity() - buf.len() >= whole.len() - 20);
+}
+
+#[test]
 fn unknown_ids_are_skipped() {
     let mut wire = frame(99, b"whatever this is");
     wire.extend(frame(21, &[0; 3000])); // e.g. BEP 52 hash request: not ours
