@@ -9,7 +9,8 @@ Modes
               downloads the whole file on 127.0.0.1 into a fresh directory, --runs times,
               the order reversed on every other run (ABBA) so drift hits all alike; then
               the start-up recheck speed of `swarm seed` on the complete file.
-  --swarm N   one `swarm seed` (127.0.0.2) and N `swarm fetch --seed` leechers
+  --swarm N   one `swarm seed --super-seed` (127.0.0.2; --plain-seed: without) and N
+              `swarm fetch --seed` leechers
               (127.0.0.10+i, fixed ports, each told about the seed and every other leecher)
               started together; prints each finishing time and the seed's upload / size.
 
