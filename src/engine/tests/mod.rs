@@ -96,17 +96,26 @@ impl T {
     }
 }
 
-pub(super) fn requests(actions: &[Action], key: PeerKey) -> Vec<BlockRef> {
+/// What `pick` takes from each message sent to `key`, in order.
+pub(super) fn sent_to<T>(
+    actions: &[Action],
+    key: PeerKey,
+    pick: impl Fn(&Message) -> Option<T>,
+) -> Vec<T> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send {
-                key: k,
-                msg: Message::Request(b),
-            } if *k == key => Some(*b),
+            Action::Send { key: k, msg } if *k == key => pick(msg),
             _ => None,
         })
         .collect()
+}
+
+pub(super) fn requests(actions: &[Action], key: PeerKey) -> Vec<BlockRef> {
+    sent_to(actions, key, |m| match m {
+        Message::Request(b) => Some(*b),
+        _ => None,
+    })
 }
 
 pub(super) fn sent(actions: &[Action], key: PeerKey, msg: &Message) -> bool {

@@ -17,16 +17,10 @@ fn super_seed(pieces: u32) -> T {
 }
 
 fn offers(actions: &[Action], key: PeerKey) -> Vec<u32> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Send {
-                key: k,
-                msg: Message::Have(p),
-            } if *k == key => Some(*p),
-            _ => None,
-        })
-        .collect()
+    sent_to(actions, key, |m| match m {
+        Message::Have(p) => Some(*p),
+        _ => None,
+    })
 }
 
 fn request(piece: u32) -> Message {
@@ -87,13 +81,19 @@ fn serves_only_offered_pieces() {
     );
 }
 
-#[test]
-fn next_offer_waits_until_the_piece_is_seen_elsewhere() {
+/// A super-seed of 8 pieces with two empty peers: what peer 1 was offered.
+fn two_peers() -> (T, Vec<u32>) {
     let mut t = super_seed(8);
     let o1 = offers(&t.connect(1, FAST), 1);
     t.msg(1, Message::HaveNone);
     t.connect(2, FAST);
     t.msg(2, Message::HaveNone);
+    (t, o1)
+}
+
+#[test]
+fn next_offer_waits_until_the_piece_is_seen_elsewhere() {
+    let (mut t, o1) = two_peers();
     // Peer 1 got its first offer; peer 2 lacks it: no new offer for peer 1 yet.
     let a = t.msg(1, Message::Have(o1[0]));
     assert!(offers(&a, 1).is_empty(), "{a:?}");
@@ -115,11 +115,7 @@ fn a_lone_peer_is_not_kept_waiting() {
 
 #[test]
 fn patience_runs_out() {
-    let mut t = super_seed(8);
-    let o = offers(&t.connect(1, FAST), 1);
-    t.msg(1, Message::HaveNone);
-    t.connect(2, FAST);
-    t.msg(2, Message::HaveNone);
+    let (mut t, o) = two_peers();
     t.msg(1, Message::Have(o[0]));
     let a = t.advance(PATIENCE.as_secs() - 1);
     assert!(offers(&a, 1).is_empty());

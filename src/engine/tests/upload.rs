@@ -116,16 +116,10 @@ fn serves(actions: &[Action], key: PeerKey) -> Vec<BlockRef> {
 }
 
 fn rejects(actions: &[Action], key: PeerKey) -> Vec<BlockRef> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Send {
-                key: k,
-                msg: Message::Reject(b),
-            } if *k == key => Some(*b),
-            _ => None,
-        })
-        .collect()
+    sent_to(actions, key, |m| match m {
+        Message::Reject(b) => Some(*b),
+        _ => None,
+    })
 }
 
 /// 64 pieces of two blocks, every block of them as a request.
