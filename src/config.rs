@@ -53,9 +53,14 @@ pub struct Config {
     /// in progress × piece length). Zero-copy blocks keep their socket read buffers alive,
     /// so RSS grows by about 1.5× this. Measured on 1 GiB from a local libtorrent seed
     /// (`swarm-vs.sh`): 8 MiB gave 19-21 MiB peak RSS (27 MiB for 8 GiB), 4 MiB 14.6 MiB
-    /// (19.7 MiB for 8 GiB) at the same 1 GB/s. 4 MiB in flight carries 40 MB/s at 100 ms
-    /// round trip, 400 MB/s at 10 ms (libtorrent caps its store buffer at ~100 MiB).
+    /// (19.7 MiB for 8 GiB) at the same 1 GB/s. This is the floor: when it holds back a
+    /// download from far peers (4 MiB in flight carries only 40 MB/s at a 100 ms round
+    /// trip) the engine grows it, up to `max_buffer_cap`.
     pub max_buffer: usize,
+    /// How far the buffer may grow when the links need more data in flight (download rate
+    /// × round trip, twice over; see `Engine::buffer`). Loopback and LAN transfers stay at
+    /// `max_buffer`.
+    pub max_buffer_cap: usize,
     /// First requests in flight per peer, before its rate is known (libtorrent: 4).
     pub initial_queue_depth: usize,
     /// Fewest requests kept in flight (libtorrent clamps at 2).
@@ -121,6 +126,7 @@ impl Default for Config {
             seed_ratio: None,
             seed_time: None,
             max_buffer: 4 << 20,
+            max_buffer_cap: 32 << 20,
             initial_queue_depth: 4,
             min_queue_depth: 2,
             max_queue_depth: 2000,

@@ -186,3 +186,30 @@ fn super_seed_sends_about_one_copy() {
         r.table()
     );
 }
+
+/// The buffer (pieces in progress, and the store's budget) grows when it holds back a
+/// download from far peers, and stays at its floor when the peers are near: one leecher,
+/// three seeds of 20 MiB/s each, 50 ms and 1 ms one way.
+#[test]
+fn buffer_grows_for_far_peers_only() {
+    let floor = swarm::config::Config::default().max_buffer as u64;
+    let run = |latency_ms: u64| {
+        let mut sc = one_seed(1, 128 * MIB, 256 * KIB as u32, 20 * MIB);
+        sc.latency = Duration::from_millis(latency_ms);
+        sc.nodes.push(NodeSpec::seed(20 * MIB));
+        sc.nodes.push(NodeSpec::seed(20 * MIB));
+        sc.seed = 9;
+        let r = Sim::new(&sc).run();
+        r.assert_all_complete();
+        let l = &r.nodes[1];
+        assert_eq!(l.stats.verified_bytes, sc.size);
+        eprintln!(
+            "{latency_ms} ms one way, 3 seeds x 20 MiB/s: 128 MiB in {:.2}s, buffer {} MiB",
+            l.finished.unwrap().as_secs_f64(),
+            l.stats.buffer >> 20
+        );
+        l.stats.buffer as u64
+    };
+    assert!(run(50) > floor, "far peers: the buffer should grow");
+    assert_eq!(run(1), floor, "near peers: the buffer stays at its floor");
+}

@@ -30,7 +30,8 @@ impl Engine {
             return;
         }
         // A peer that was idle starts its request clock now, not at its last block.
-        if p.in_flight.is_empty() {
+        let idle = p.in_flight.is_empty();
+        if idle {
             p.last_block = now;
         }
         let mut buf = std::mem::take(&mut self.pick_buf);
@@ -61,6 +62,9 @@ impl Engine {
             &|b| in_flight.contains_key(b),
             &mut buf,
         );
+        if let (true, Some(first)) = (idle, buf.first()) {
+            p.rtt_probe = Some((*first, now));
+        }
         for b in &buf {
             p.in_flight.insert(*b, now);
             if let Some(owner @ None) = self.single_source.get_mut(&b.piece) {
@@ -101,6 +105,13 @@ impl Engine {
             return false;
         }
         p.on_block(&self.cfg, now);
+        if let Some((probe, sent)) = p.rtt_probe {
+            if probe == block {
+                let sample = now.saturating_duration_since(sent);
+                p.rtt = Some(p.rtt.map_or(sample, |r| r.min(sample)));
+                p.rtt_probe = None;
+            }
+        }
         // The peer did send it (tit-for-tat counts it); our total counts only what we
         // needed.
         p.down.add(len);

@@ -105,6 +105,11 @@ pub enum Action {
     GiveUp {
         reason: String,
     },
+    /// Raise the store's budget to `bytes` in all: the links need more data in flight
+    /// (see [`Engine::buffer`]).
+    GrowBuffer {
+        bytes: usize,
+    },
 }
 
 /// Totals and rates for progress display and tracker announces.
@@ -130,6 +135,8 @@ pub struct Stats {
     pub peers_unchoked: usize,
     /// Peers we sent at least one block, ever.
     pub peers_served: usize,
+    /// Bytes the store may buffer now ([`Engine::buffer`]).
+    pub buffer: usize,
 }
 
 /// One torrent's decision-making state.
@@ -167,6 +174,9 @@ pub struct Engine {
     single_source: BTreeMap<u32, Option<PeerKey>>,
     /// BEP 16 state, when super-seeding (configured, and complete from the start).
     superseed: Option<SuperSeed>,
+    /// The store's budget now: [`Engine::store_budget`] at first, raised by
+    /// [`Engine::adapt_buffer`].
+    buffer: usize,
 }
 
 /// How often the engine wants [`Engine::handle_timeout`].
@@ -181,9 +191,11 @@ impl Engine {
         let mut rng = StdRng::seed_from_u64(cfg.rng_seed);
         let superseed = (cfg.super_seed && have.is_full())
             .then(|| SuperSeed::new(layout.num_pieces(), &mut rng));
+        let buffer = Self::store_budget(&cfg, &layout);
         Engine {
             rng,
             superseed,
+            buffer,
             choker: Choker::new(ChokerConfig {
                 slots: cfg.upload_slots,
                 optimistic_rechokes: cfg.optimistic_rechokes,
@@ -272,6 +284,7 @@ impl Engine {
                 .filter(|p| !p.am_choking && p.peer_interested)
                 .count(),
             peers_served: self.peers_served,
+            buffer: self.buffer,
         }
     }
 
@@ -334,8 +347,50 @@ impl Engine {
         }
         self.dial(now);
         self.check_give_up(now);
+        self.adapt_buffer();
         self.fill_all(now);
         self.superseed_all(now);
+    }
+
+    /// Bytes the store may buffer now, which also caps the data in flight (pieces in
+    /// progress × piece length).
+    pub fn buffer(&self) -> usize {
+        self.buffer
+    }
+
+    /// Grows the buffer when it, not the links, limits the download: the cap on pieces in
+    /// progress held requests back during the last tick, and the data the links keep on the
+    /// wire (each peer's download rate × its round trip, [`Peer::rtt`]) is a good part of
+    /// the buffer. On loopback that product is far below the floor (`max_buffer`) and
+    /// nothing changes, however often the cap binds (the store's hashing is what limits
+    /// there); a fast link to far peers grows it by half per tick until the cap stops
+    /// binding or `max_buffer_cap` is reached. It never shrinks.
+    fn adapt_buffer(&mut self) {
+        let capped = self.picker.take_capped();
+        if !capped || self.picker.is_complete() {
+            return;
+        }
+        let on_wire: f64 = self
+            .peers
+            .values()
+            .filter_map(|p| p.rtt.map(|rtt| p.down.get() * rtt.as_secs_f64()))
+            .sum();
+        tracing::trace!(on_wire, buffer = self.buffer, "buffer capped");
+        if on_wire < self.buffer as f64 / 8.0 {
+            return;
+        }
+        let target = (self.buffer + self.buffer / 2).min(self.cfg.max_buffer_cap);
+        let need = on_wire;
+        let piece_len = self.layout.piece_len().max(1) as usize;
+        let partials = (target / piece_len).max(self.picker.max_partials());
+        let bytes = (partials * piece_len).max(self.buffer);
+        if bytes <= self.buffer {
+            return;
+        }
+        tracing::debug!(from = self.buffer, to = bytes, need, "growing the buffer");
+        self.picker.set_max_partials(partials);
+        self.buffer = bytes;
+        self.actions.push_back(Action::GrowBuffer { bytes });
     }
 
     fn peer_message(&mut self, now: Instant, key: PeerKey, msg: Message) {

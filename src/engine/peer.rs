@@ -101,6 +101,12 @@ pub struct Peer {
     pub unchoked_at: Option<Instant>,
     /// Pieces we offered it while super-seeding (BEP 16).
     pub offers: Vec<super::superseed::Offer>,
+    /// Shortest time from a request to its block when no other request was ahead of it:
+    /// the round trip (with the peer's read), for sizing the buffer.
+    pub rtt: Option<Duration>,
+    /// The first request sent while the queue was empty, and when: the next round-trip
+    /// sample.
+    pub rtt_probe: Option<(BlockRef, Instant)>,
 }
 
 impl Peer {
@@ -144,6 +150,8 @@ impl Peer {
             connected_at: now,
             unchoked_at: None,
             offers: Vec::new(),
+            rtt: None,
+            rtt_probe: None,
         }
     }
 

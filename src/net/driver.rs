@@ -203,6 +203,7 @@ impl Driver {
                 Action::GiveUp { reason } => {
                     st.outcome.get_or_insert(Outcome::GiveUp(reason));
                 }
+                Action::GrowBuffer { bytes } => self.store.grow_budget(bytes),
             }
         }
     }

@@ -27,6 +27,7 @@
 //! fill with partial pieces that no one can finish.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -96,12 +97,13 @@ pub struct StoreHandle {
     tx: mpsc::UnboundedSender<Write>,
     storage: Arc<Storage>,
     budget: Arc<Semaphore>,
-    max_buffer: usize,
+    /// Permits the budget was created with plus every [`StoreHandle::grow_budget`].
+    capacity: Arc<AtomicUsize>,
 }
 
 impl StoreHandle {
     /// Waits until `len` bytes of buffer budget are free and takes them. Call BEFORE reading
-    /// the next Piece payload from a socket. `len` is clamped to `1..=max_buffer`.
+    /// the next Piece payload from a socket. `len` is clamped to `1..=` the budget.
     pub async fn reserve(&self, len: u32) -> Reservation {
         let n = self.permits(len);
         match self.budget.clone().acquire_many_owned(n).await {
@@ -118,7 +120,7 @@ impl StoreHandle {
     }
 
     fn permits(&self, len: u32) -> u32 {
-        (len as usize).clamp(1, self.max_buffer) as u32
+        (len as usize).clamp(1, self.capacity.load(Ordering::Relaxed)) as u32
     }
 
     /// Hands a received block to the store. Never blocks: the reservation already bounds
@@ -172,7 +174,17 @@ impl StoreHandle {
     /// Bytes of the budget currently held: reserved by connections, queued, buffered, or
     /// being hashed and written.
     pub fn buffered_bytes(&self) -> usize {
-        self.max_buffer - self.budget.available_permits()
+        self.capacity.load(Ordering::Relaxed) - self.budget.available_permits()
+    }
+
+    /// Raises the budget to `bytes` in all (never lowers it): the engine found that its
+    /// links need more data in flight than the budget lets it request.
+    pub fn grow_budget(&self, bytes: usize) {
+        let bytes = bytes.min(Semaphore::MAX_PERMITS);
+        let old = self.capacity.fetch_max(bytes, Ordering::Relaxed);
+        if bytes > old {
+            self.budget.add_permits(bytes - old);
+        }
     }
 }
 
@@ -199,7 +211,7 @@ pub fn spawn(
         tx,
         storage: storage.clone(),
         budget: Arc::new(Semaphore::new(max_buffer)),
-        max_buffer,
+        capacity: Arc::new(AtomicUsize::new(max_buffer)),
     };
     let task = Task {
         storage,

@@ -653,6 +653,9 @@ impl Sim {
             Action::GiveUp { reason } => {
                 self.nodes[node].gave_up = Some(reason);
             }
+            // The model has no store budget: the engine's own cap on pieces in progress
+            // (which grows with it) is what bounds the data in flight.
+            Action::GrowBuffer { .. } => {}
         }
     }
 

@@ -81,6 +81,9 @@ pub struct Picker {
     partial_order: Vec<u32>,
     free_in_partials: u64,
     max_partials: usize,
+    /// A pick wanted more than the pieces in progress had free while `max_partials` kept
+    /// it from starting another (read and reset by [`Picker::take_capped`]).
+    capped: bool,
     random_first: u32,
 }
 
@@ -103,6 +106,7 @@ impl Picker {
             partial_order: Vec::new(),
             free_in_partials: 0,
             max_partials: max_partials.max(1),
+            capped: false,
             random_first: RANDOM_FIRST_PIECES,
         }
     }
@@ -114,6 +118,16 @@ impl Picker {
 
     pub fn max_partials(&self) -> usize {
         self.max_partials
+    }
+
+    /// Whether the cap on pieces in progress held a pick back since the last call.
+    pub fn take_capped(&mut self) -> bool {
+        std::mem::take(&mut self.capped)
+    }
+
+    /// Raise (or lower) the cap on pieces in progress; pieces already started stay.
+    pub fn set_max_partials(&mut self, n: usize) {
+        self.max_partials = n.max(1);
     }
 
     // ---- availability ----
@@ -187,6 +201,9 @@ impl Picker {
             }
         }
         // 2. Start new pieces, within the partials budget.
+        if out.len() < want_total && self.partials.len() >= self.max_partials {
+            self.capped = true;
+        }
         if out.len() < want_total && self.partials.len() < self.max_partials {
             if self.have.count_ones() < self.random_first {
                 self.pick_new_random(peer_has, want_total, rng, in_flight_here, out);

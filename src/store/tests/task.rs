@@ -248,3 +248,21 @@ async fn dropping_the_handles_flushes_complete_pieces() {
     }
     assert_eq!(count, n);
 }
+
+#[tokio::test]
+async fn the_budget_grows_and_never_shrinks() {
+    let fx = Fixture::new();
+    let n = fx.layout.num_pieces();
+    let run = start(&fx, Bitfield::new(n), 64 * 1024);
+    let h = &run.handle;
+    let held = h.try_reserve(64 * 1024).expect("the whole budget");
+    assert!(h.try_reserve(1).is_none(), "spent");
+    h.grow_budget(96 * 1024);
+    let more = h.try_reserve(32 * 1024).expect("the grown part");
+    assert!(h.try_reserve(1).is_none());
+    assert_eq!(h.buffered_bytes(), 96 * 1024);
+    h.grow_budget(16 * 1024); // lower: ignored
+    drop((held, more));
+    assert_eq!(h.buffered_bytes(), 0);
+    assert!(h.try_reserve(96 * 1024).is_some());
+}
