@@ -4,23 +4,27 @@
 use std::time::Instant;
 
 use super::{Action, Engine, PeerKey};
-use crate::types::BlockRef;
+use crate::types::{BlockRef, BLOCK_SIZE};
 use crate::wire::Message;
 
 /// Requests a peer may have in flight during endgame (libtorrent keeps duplicates to the
 /// last few blocks too); 4 blocks is 64 KiB, a few round trips on any link.
 const ENDGAME_QUEUE: usize = 4;
 
+/// Fewest requests a peer's share ([`Engine::request_share`]) allows.
+const MIN_SHARE: usize = 4;
+
 impl Engine {
     /// Top up one peer's request queue to its current depth.
     pub(super) fn fill(&mut self, now: Instant, key: PeerKey) {
+        let share = self.request_share(key);
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
         if p.peer_choking || !p.am_interested {
             return;
         }
-        let mut want = p.depth.saturating_sub(p.in_flight.len());
+        let mut want = p.depth.min(share).saturating_sub(p.in_flight.len());
         if self.picker.is_endgame() {
             // Every missing block is already requested: duplicates only trickle out, as
             // each peer's queue drains, so a deep queue does not double the tail.
@@ -78,6 +82,32 @@ impl Engine {
             });
         }
         self.pick_buf = buf;
+    }
+
+    /// Most requests `key` may have in flight while other peers serve us too: its share,
+    /// by download rate, of the blocks the pieces in progress hold. Without it the peer
+    /// that asks most often (the fastest) fills its deep queue with every free block and
+    /// the others idle: with three equal seeds 1 ms away, the simulation got one seed's
+    /// rate. A floor of a quarter of an equal share (and [`MIN_SHARE`]) lets a new or
+    /// slow peer show what it can do. Unlimited with one peer serving.
+    fn request_share(&self, key: PeerKey) -> usize {
+        let serving = || {
+            self.peers
+                .values()
+                .filter(|p| !p.peer_choking && p.am_interested)
+        };
+        let n = serving().count();
+        if n <= 1 {
+            return usize::MAX;
+        }
+        let Some(me) = self.peers.get(&key) else {
+            return 0;
+        };
+        let total: f64 = serving().map(|p| p.down.get()).sum();
+        let floor = total / (4.0 * n as f64) + BLOCK_SIZE as f64;
+        let blocks = self.picker.max_partials() * self.layout.max_blocks_per_piece() as usize;
+        let share = blocks as f64 * (me.down.get() + floor) / (total + floor * n as f64);
+        (share.ceil() as usize).max(MIN_SHARE)
     }
 
     /// Top up every peer (after blocks went back to the picker).

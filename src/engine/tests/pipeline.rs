@@ -163,6 +163,43 @@ fn verified_piece_refills_the_queue_at_once() {
     assert!(more.iter().all(|b| !reqs.contains(b)));
 }
 
+/// Two peers serving us share the blocks of the pieces in progress: the one asked first
+/// (with a deep queue) does not keep them all.
+#[test]
+fn peers_serving_at_once_share_the_pieces_in_progress() {
+    let cfg = Config {
+        rng_seed: 7,
+        max_buffer: 8 * PIECE as usize, // 8 pieces of 2 blocks in progress at most
+        initial_queue_depth: 100,
+        ..Config::default()
+    };
+    let mut t = T::with_config(64, &[], cfg);
+    let first = t.seed_peer(1);
+    assert_eq!(
+        first.len(),
+        16,
+        "alone, it may take every block in progress"
+    );
+    t.connect(2, PLAIN);
+    t.msg(2, Message::Bitfield(Bitfield::full(64)));
+    assert!(
+        requests(&t.msg(2, Message::Unchoke), 2).is_empty(),
+        "nothing free yet"
+    );
+    for b in &first {
+        t.e.block_received(t.now, 1, *b);
+    }
+    let mut pieces: Vec<u32> = first.iter().map(|b| b.piece).collect();
+    pieces.dedup();
+    for piece in pieces {
+        t.e.handle(t.now, Event::PieceVerified { piece });
+    }
+    let a = t.drain();
+    let (one, two) = (requests(&a, 1).len(), requests(&a, 2).len());
+    assert!(one <= 8, "peer 1 is held to about half: {one}");
+    assert!(two >= 4, "peer 2 gets its share: {two}");
+}
+
 #[test]
 fn not_interested_when_peer_has_nothing_new() {
     let mut t = T::new(2, &[0]);
