@@ -360,8 +360,8 @@ impl Engine {
 
     /// Grows the buffer when it, not the links, limits the download: the cap on pieces in
     /// progress held requests back during the last tick, and the data the links keep on the
-    /// wire (each peer's download rate × its round trip, [`Peer::rtt`]) is a good part of
-    /// the buffer. On loopback that product is far below the floor (`max_buffer`) and
+    /// wire (each peer's download rate × its round trip, [`Peer::rtt`]) is at least an
+    /// eighth of the buffer. On loopback that is ~0.1 MB, under an eighth of the floor, and
     /// nothing changes, however often the cap binds (the store's hashing is what limits
     /// there); a fast link to far peers grows it by half per tick until the cap stops
     /// binding or `max_buffer_cap` is reached. It never shrinks.
@@ -380,14 +380,18 @@ impl Engine {
             return;
         }
         let target = (self.buffer + self.buffer / 2).min(self.cfg.max_buffer_cap);
-        let need = on_wire;
         let piece_len = self.layout.piece_len().max(1) as usize;
         let partials = (target / piece_len).max(self.picker.max_partials());
         let bytes = (partials * piece_len).max(self.buffer);
         if bytes <= self.buffer {
             return;
         }
-        tracing::debug!(from = self.buffer, to = bytes, need, "growing the buffer");
+        tracing::debug!(
+            from = self.buffer,
+            to = bytes,
+            on_wire,
+            "growing the buffer"
+        );
         self.picker.set_max_partials(partials);
         self.buffer = bytes;
         self.actions.push_back(Action::GrowBuffer { bytes });
