@@ -41,6 +41,23 @@ fn never(_: &BlockRef) -> bool {
     false
 }
 
+/// One pick of up to `n` blocks for a peer, then every request dropped again, so the
+/// picker is back where it was for the next iteration.
+fn pick_and_drop(
+    picker: &mut Picker,
+    peer: &Bitfield,
+    n: usize,
+    rng: &mut StdRng,
+    out: &mut Vec<BlockRef>,
+) -> usize {
+    out.clear();
+    picker.pick(peer, n, rng, &never, out);
+    for b in out.iter() {
+        picker.on_request_dropped(b);
+    }
+    out.len()
+}
+
 fn bench(c: &mut Criterion) {
     let (mut picker, peers, mut rng) = setup(64);
     let mut out = Vec::with_capacity(64);
@@ -48,12 +65,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("pick 1 + drop (100k pieces, 200 peers)", |bch| {
         bch.iter(|| {
             i = (i + 1) % PEERS;
-            out.clear();
-            picker.pick(&peers[i], 1, &mut rng, &never, &mut out);
-            for b in &out {
-                picker.on_request_dropped(b);
-            }
-            black_box(out.len())
+            black_box(pick_and_drop(&mut picker, &peers[i], 1, &mut rng, &mut out))
         })
     });
 
@@ -61,12 +73,13 @@ fn bench(c: &mut Criterion) {
     c.bench_function("pick queue of 64 + drop (100k pieces, 200 peers)", |bch| {
         bch.iter(|| {
             i = (i + 1) % PEERS;
-            out.clear();
-            picker.pick(&peers[i], 64, &mut rng, &never, &mut out);
-            for b in &out {
-                picker.on_request_dropped(b);
-            }
-            black_box(out.len())
+            black_box(pick_and_drop(
+                &mut picker,
+                &peers[i],
+                64,
+                &mut rng,
+                &mut out,
+            ))
         })
     });
 
@@ -80,12 +93,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("pick 1 + drop past 63 busy partials", |bch| {
         bch.iter(|| {
             i = (i + 1) % PEERS;
-            out.clear();
-            picker.pick(&peers[i], 1, &mut rng, &never, &mut out);
-            for b in &out {
-                picker.on_request_dropped(b);
-            }
-            black_box(out.len())
+            black_box(pick_and_drop(&mut picker, &peers[i], 1, &mut rng, &mut out))
         })
     });
 

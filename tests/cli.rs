@@ -447,6 +447,20 @@ fn seed_and_fetch_processes_then_resume_then_quiet() {
     assert!(std::fs::read(quiet_dir.join("movie.bin")).unwrap() == data);
 }
 
+/// `swarm seed` on data it must refuse: it fails with one error line, returned.
+fn seed_refusal(torrent: &Path, dir: &Path) -> String {
+    let out = swarm()
+        .arg("seed")
+        .arg(torrent)
+        .arg("-d")
+        .arg(dir)
+        .args(["--bind", "127.0.0.2", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_one_error_line(&stderr_of(&out)).to_string()
+}
+
 #[test]
 fn seed_refuses_corrupt_data() {
     let dir = tempfile::tempdir().unwrap();
@@ -457,17 +471,7 @@ fn seed_refuses_corrupt_data() {
         data[p * piece + 100] ^= 0xff;
     }
     std::fs::write(dir.path().join("src/data.bin"), &data).unwrap();
-    let out = swarm()
-        .arg("seed")
-        .arg(&torrent)
-        .arg("-d")
-        .arg(dir.path().join("src"))
-        .args(["--bind", "127.0.0.2", "--port", "0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = stderr_of(&out);
-    let line = assert_one_error_line(&stderr);
+    let line = seed_refusal(&torrent, &dir.path().join("src"));
     assert!(
         line.contains("incomplete: 5 of 8 pieces verified"),
         "{line}"
@@ -480,17 +484,7 @@ fn seed_refuses_missing_data() {
     let (torrent, _) = content_and_torrent(dir.path(), "data.bin", 100_000, 16 * 1024);
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let out = swarm()
-        .arg("seed")
-        .arg(&torrent)
-        .arg("-d")
-        .arg(&empty)
-        .args(["--bind", "127.0.0.2", "--port", "0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = stderr_of(&out);
-    let line = assert_one_error_line(&stderr);
+    let line = seed_refusal(&torrent, &empty);
     assert!(line.contains("missing file"), "{line}");
     assert!(
         line.contains(&empty.join("data.bin").display().to_string()),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::peer::Peer;
 use super::{Action, Engine, PeerKey};
 use crate::types::{Bitfield, PeerId};
-use crate::wire::Message;
+use crate::wire::{extended_bit, fast_bit, Message};
 
 /// An address we may dial.
 #[derive(Debug, Clone)]
@@ -132,8 +132,8 @@ impl Engine {
             now,
         );
         // Our handshake (`Handshake::new`) always sets both bits, so the peer's decide.
-        p.fast = reserved[7] & 0x04 != 0;
-        p.extended = reserved[5] & 0x10 != 0;
+        p.fast = fast_bit(&reserved);
+        p.extended = extended_bit(&reserved);
         let (fast, extended) = (p.fast, p.extended);
         self.peers.insert(key, p);
         if extended {

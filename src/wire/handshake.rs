@@ -21,6 +21,16 @@ const FAST_BIT: u8 = 0x04;
 const DHT_BYTE: usize = 7;
 const DHT_BIT: u8 = 0x01;
 
+/// Whether `reserved` (a handshake's reserved bytes) sets the BEP 6 fast-extension bit.
+pub fn fast_bit(reserved: &[u8; 8]) -> bool {
+    reserved[FAST_BYTE] & FAST_BIT != 0
+}
+
+/// Whether `reserved` sets the BEP 10 extension-protocol bit.
+pub fn extended_bit(reserved: &[u8; 8]) -> bool {
+    reserved[EXTENDED_BYTE] & EXTENDED_BIT != 0
+}
+
 /// One side's handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Handshake {
@@ -91,12 +101,12 @@ impl Handshake {
 
     /// BEP 6 fast extension.
     pub fn supports_fast(&self) -> bool {
-        self.reserved[FAST_BYTE] & FAST_BIT != 0
+        fast_bit(&self.reserved)
     }
 
     /// BEP 10 extension protocol.
     pub fn supports_extended(&self) -> bool {
-        self.reserved[EXTENDED_BYTE] & EXTENDED_BIT != 0
+        extended_bit(&self.reserved)
     }
 
     /// BEP 5 DHT (the peer will accept a `Port` message).

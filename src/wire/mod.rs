@@ -27,7 +27,7 @@ mod message;
 mod tests;
 
 pub use decoder::{Decoder, MAX_EXTENDED_FRAME};
-pub use handshake::{Handshake, PROTOCOL};
+pub use handshake::{extended_bit, fast_bit, Handshake, PROTOCOL};
 pub use message::{encode, piece_header, Message};
 
 use crate::types::BitfieldError;

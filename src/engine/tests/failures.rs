@@ -6,25 +6,11 @@ use super::*;
 fn liar_is_banned_and_cannot_return() {
     let mut t = T::new(4, &[]);
     t.seed_peer(1);
-    t.e.handle(
-        t.now,
-        Event::PieceFailed {
-            piece: 0,
-            peers: vec![1],
-        },
-    );
     assert!(!t
-        .drain()
+        .failed(0, &[1])
         .iter()
         .any(|a| matches!(a, Action::Disconnect { .. })));
-    t.e.handle(
-        t.now,
-        Event::PieceFailed {
-            piece: 1,
-            peers: vec![1],
-        },
-    );
-    let a = t.drain();
+    let a = t.failed(1, &[1]);
     assert!(a.contains(&Action::Disconnect {
         key: 1,
         reason: "sent corrupt data"
@@ -62,31 +48,14 @@ fn shared_failures_alone_never_ban_an_honest_co_contributor() {
     let mut t = T::new(8, &[]);
     t.seed_peer(1); // honest
     t.seed_peer(2); // liar
-    for piece in 0..3 {
-        t.e.handle(
-            t.now,
-            Event::PieceFailed {
-                piece,
-                peers: vec![1, 2],
-            },
-        );
-    }
+    let a: Vec<Action> = (0..3).flat_map(|piece| t.failed(piece, &[1, 2])).collect();
     assert!(
-        !t.drain()
-            .iter()
-            .any(|a| matches!(a, Action::Disconnect { .. })),
+        !a.iter().any(|a| matches!(a, Action::Disconnect { .. })),
         "no one is proven to lie yet"
     );
     assert_eq!(t.e.stats().peers_banned, 0);
     // The liar alone sends a bad piece: now it is banned, and only it.
-    t.e.handle(
-        t.now,
-        Event::PieceFailed {
-            piece: 3,
-            peers: vec![2],
-        },
-    );
-    let a = t.drain();
+    let a = t.failed(3, &[2]);
     assert!(a.contains(&Action::Disconnect {
         key: 2,
         reason: "sent corrupt data"
@@ -115,14 +84,7 @@ fn failed_piece_is_redownloaded_from_one_peer_only() {
     assert_eq!(requests(&t.msg(2, Message::Unchoke), 2), vec![r1[1]]);
     assert!(t.e.block_received(t.now, 2, r1[1]));
     t.drain();
-    t.e.handle(
-        t.now,
-        Event::PieceFailed {
-            piece: 0,
-            peers: vec![1, 2],
-        },
-    );
-    let a = t.drain();
+    let a = t.failed(0, &[1, 2]);
     assert_eq!(requests(&a, 1).len(), 2, "peer 1 re-fetches it all: {a:?}");
     assert!(
         requests(&a, 2).is_empty(),
@@ -144,14 +106,7 @@ fn requests_outstanding_when_a_piece_fails_are_cancelled() {
     t.drain();
     // The store failed the piece (say a sibling connection's block was bad) while reqs[1]
     // is still out: it is cancelled, and its late data is refused.
-    t.e.handle(
-        t.now,
-        Event::PieceFailed {
-            piece: 0,
-            peers: vec![1],
-        },
-    );
-    let a = t.drain();
+    let a = t.failed(0, &[1]);
     assert!(sent(&a, 1, &Message::Cancel(reqs[1])), "{a:?}");
     let again = requests(&a, 1);
     assert_eq!(again.len(), 2, "the piece is fetched anew: {a:?}");

@@ -73,6 +73,19 @@ impl T {
         self.drain()
     }
 
+    /// The store verified `piece`; what the engine did about it.
+    pub(super) fn verified(&mut self, piece: u32) -> Vec<Action> {
+        self.e.handle(self.now, Event::PieceVerified { piece });
+        self.drain()
+    }
+
+    /// The store failed `piece`, whose blocks came from `peers`; what the engine did.
+    pub(super) fn failed(&mut self, piece: u32, peers: &[PeerKey]) -> Vec<Action> {
+        let peers = peers.to_vec();
+        self.e.handle(self.now, Event::PieceFailed { piece, peers });
+        self.drain()
+    }
+
     pub(super) fn drain(&mut self) -> Vec<Action> {
         std::iter::from_fn(|| self.e.poll_action()).collect()
     }

@@ -115,12 +115,10 @@ fn verified_piece_sends_have_and_completion_ends_interest() {
         t.e.block_received(t.now, 1, *b);
     }
     t.drain();
-    t.e.handle(t.now, Event::PieceVerified { piece: 0 });
-    let a = t.drain();
+    let a = t.verified(0);
     assert!(sent(&a, 2, &Message::Have(0)));
     assert!(!sent(&a, 1, &Message::Have(0)), "the seed has it already");
-    t.e.handle(t.now, Event::PieceVerified { piece: 1 });
-    let a = t.drain();
+    let a = t.verified(1);
     assert!(a.contains(&Action::Complete));
     assert!(
         a.contains(&Action::Disconnect {
@@ -152,13 +150,7 @@ fn verified_piece_refills_the_queue_at_once() {
         requests(&t.drain(), 1).is_empty(),
         "two pieces in progress at most: nothing more to ask yet"
     );
-    t.e.handle(
-        t.now,
-        Event::PieceVerified {
-            piece: reqs[0].piece,
-        },
-    );
-    let more = requests(&t.drain(), 1);
+    let more = requests(&t.verified(reqs[0].piece), 1);
     assert!(!more.is_empty(), "room for another piece: ask at once");
     assert!(more.iter().all(|b| !reqs.contains(b)));
 }
@@ -191,10 +183,7 @@ fn peers_serving_at_once_share_the_pieces_in_progress() {
     }
     let mut pieces: Vec<u32> = first.iter().map(|b| b.piece).collect();
     pieces.dedup();
-    for piece in pieces {
-        t.e.handle(t.now, Event::PieceVerified { piece });
-    }
-    let a = t.drain();
+    let a: Vec<Action> = pieces.into_iter().flat_map(|p| t.verified(p)).collect();
     let (one, two) = (requests(&a, 1).len(), requests(&a, 2).len());
     assert!(one <= 8, "peer 1 is held to about half: {one}");
     assert!(two >= 4, "peer 2 gets its share: {two}");
@@ -208,8 +197,7 @@ fn not_interested_when_peer_has_nothing_new() {
     assert!(!sent(&a, 1, &Message::Interested));
     let a = t.msg(1, Message::Have(1));
     assert!(sent(&a, 1, &Message::Interested));
-    t.e.handle(t.now, Event::PieceVerified { piece: 1 });
-    assert!(sent(&t.drain(), 1, &Message::NotInterested));
+    assert!(sent(&t.verified(1), 1, &Message::NotInterested));
 }
 
 #[test]
