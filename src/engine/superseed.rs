@@ -105,15 +105,15 @@ impl Engine {
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
-        for o in p.offers.iter_mut() {
-            if o.piece == block.piece {
-                o.served += block.len as u64;
-                if o.served >= size && o.had_at.is_none() {
-                    o.had_at = Some(now);
-                }
-            }
+        let Some(o) = p.offers.iter_mut().find(|o| o.piece == block.piece) else {
+            return;
+        };
+        o.served += block.len as u64;
+        if o.served >= size && o.had_at.is_none() {
+            o.had_at = Some(now);
+            // Only now can this offer have spread (per block would be upload hot-path work).
+            self.offer_pieces(now, key);
         }
-        self.offer_pieces(now, key);
     }
 
     /// Re-examine every peer's offers (a peer left, or time passed).
@@ -157,9 +157,6 @@ impl Engine {
             let Some(piece) = self.next_offer(key) else {
                 break;
             };
-            if let Some(ss) = self.superseed.as_mut() {
-                ss.offered[piece as usize] += 1;
-            }
             let p = self.peers.get_mut(&key).expect("checked above");
             p.offers.push(Offer {
                 piece,
@@ -184,24 +181,27 @@ impl Engine {
         elsewhere || !someone_lacks || now.saturating_duration_since(had_at) >= PATIENCE
     }
 
-    /// The piece to offer `key` next: one never offered if any is left, else the one
-    /// offered least and held by fewest; never one the peer has or was offered already.
+    /// The piece to offer `key` next, counted as offered: one never offered if any is
+    /// left, else the one offered least and held by fewest; never one the peer has or was
+    /// offered already.
     fn next_offer(&mut self, key: PeerKey) -> Option<u32> {
         let p = &self.peers[&key];
         let ss = self.superseed.as_mut()?;
         let taken = |piece: u32| p.has.get(piece) || p.offers.iter().any(|o| o.piece == piece);
         // Fresh pieces the peer already has stay fresh for the others.
-        if let Some(i) = ss.fresh.iter().rposition(|&piece| !taken(piece)) {
-            return Some(ss.fresh.swap_remove(i));
-        }
-        let n = ss.offered.len();
-        if n == 0 {
-            return None;
-        }
-        let start = self.rng.gen_range(0..n);
-        (0..n)
-            .map(|i| ((start + i) % n) as u32)
-            .filter(|&piece| !taken(piece))
-            .min_by_key(|&piece| (ss.offered[piece as usize], self.picker.availability(piece)))
+        let piece = if let Some(i) = ss.fresh.iter().rposition(|&piece| !taken(piece)) {
+            ss.fresh.swap_remove(i)
+        } else {
+            let n = ss.offered.len();
+            let start = self.rng.gen_range(0..n.max(1));
+            (0..n)
+                .map(|i| ((start + i) % n) as u32)
+                .filter(|&piece| !taken(piece))
+                .min_by_key(|&piece| {
+                    (ss.offered[piece as usize], self.picker.availability(piece))
+                })?
+        };
+        ss.offered[piece as usize] += 1;
+        Some(piece)
     }
 }
