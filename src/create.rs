@@ -39,7 +39,7 @@ pub struct CreateOptions {
 /// Why a torrent could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
-    #[error("{path}: {source}")]
+    #[error("reading {}", path.display())]
     Io {
         path: PathBuf,
         #[source]
@@ -57,7 +57,7 @@ pub enum CreateError {
     UnsafeName { path: PathBuf, reason: &'static str },
     #[error("piece length {0} must be a power of two of at least 16 KiB")]
     InvalidPieceLength(u32),
-    #[error("{0}")]
+    #[error(transparent)]
     Layout(#[from] LayoutError),
 }
 

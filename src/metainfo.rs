@@ -36,9 +36,9 @@ pub const MAX_PATH_DEPTH: usize = 256;
 /// Why a `.torrent` was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum MetainfoError {
-    #[error("not valid bencode: {0}")]
+    #[error("not valid bencode")]
     Bencode(#[from] BencodeError),
-    #[error("malformed torrent: {0}")]
+    #[error("malformed torrent")]
     Schema(#[source] serde_bencode::Error),
     #[error("missing field `{0}`")]
     MissingField(&'static str),
@@ -72,7 +72,7 @@ pub enum MetainfoError {
     DuplicatePath { path: String },
     #[error("path {path:?} is both a file and a directory")]
     PathConflict { path: String },
-    #[error("bad piece geometry: {0}")]
+    #[error("bad piece geometry")]
     Layout(#[from] LayoutError),
 }
 

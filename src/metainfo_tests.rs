@@ -203,6 +203,16 @@ fn field_validation() {
 }
 
 #[test]
+fn an_error_names_its_cause_once_in_the_chain() {
+    let err = Metainfo::from_bytes(b"li1ee").unwrap_err();
+    assert_eq!(err.to_string(), "not valid bencode");
+    assert_eq!(
+        crate::error::error_chain(&err),
+        "not valid bencode: top-level value is not a dictionary"
+    );
+}
+
+#[test]
 fn optional_fields_are_lenient() {
     let m = Metainfo::from_bytes(&torrent(1, |root, info| {
         set(info, b"private", Value::Int(1));

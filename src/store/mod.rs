@@ -40,7 +40,7 @@ pub use task::{spawn, Reservation, StoreClosed, StoreConfig, StoreEvent, StoreHa
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// An I/O call failed; `op` says what we were doing ("reading", "writing", ...).
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         path: PathBuf,
         op: &'static str,

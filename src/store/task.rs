@@ -36,6 +36,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 
 use super::{hash_blocks, Storage, StoreError};
+use crate::error::error_chain;
 use crate::types::{Bitfield, BlockRef};
 
 /// Tuning of the store task.
@@ -401,7 +402,7 @@ impl Task {
                 StoreEvent::Failed { piece, peers }
             }
             Outcome::WriteFailed(e) => {
-                tracing::error!(piece, error = %e, "disk write failed; store stops");
+                tracing::error!(piece, error = %error_chain(&e), "disk write failed; store stops");
                 self.fatal = true;
                 rx.close();
                 // Drop every queued and buffered block so waiting connections are released.

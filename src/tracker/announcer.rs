@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 use super::client::{ClientConfig, Tracker, HTTP_TIMEOUT};
 use super::tiers::{Tiers, TrackerId};
 use super::{AnnounceParams, AnnounceResponse, Event, TrackerError};
+use crate::error::error_chain;
 use crate::snapshot::{Phase, Snapshot};
 use crate::types::{InfoHash, PeerId};
 
@@ -270,7 +271,11 @@ impl Announcer {
         match Tracker::new(self.tiers.url(id), &self.client_cfg) {
             Ok(c) => Some(c),
             Err(e) => {
-                tracing::warn!(url = self.tiers.url(id), error = %e, "tracker disabled");
+                tracing::warn!(
+                    url = self.tiers.url(id),
+                    error = %error_chain(&e),
+                    "tracker disabled"
+                );
                 self.set_error(id, &e);
                 self.tiers.disable(id);
                 None
@@ -380,7 +385,7 @@ impl Announcer {
                 tracing::info!(
                     url,
                     event = ?done.event,
-                    error = %e,
+                    error = %error_chain(&e),
                     retry_in = delay.as_secs(),
                     "announce failed"
                 );
@@ -394,7 +399,7 @@ impl Announcer {
 
     fn set_error(&mut self, id: TrackerId, e: &TrackerError) {
         self.error_from = Some(id);
-        let text = format!("{}: {e}", self.tiers.url(id));
+        let text = format!("{}: {}", self.tiers.url(id), error_chain(e));
         self.snapshot.send_modify(|s| s.tracker_error = Some(text));
         self.publish(false);
     }
@@ -438,7 +443,9 @@ impl Announcer {
                 }
                 match tokio::time::timeout(timeout, client.announce(&params)).await {
                     Ok(Ok(_)) => tracing::info!(url, event = ?Event::Stopped, "announce"),
-                    Ok(Err(e)) => tracing::info!(url, error = %e, "stopped announce failed"),
+                    Ok(Err(e)) => {
+                        tracing::info!(url, error = %error_chain(&e), "stopped announce failed")
+                    }
                     Err(_) => tracing::info!(url, "stopped announce timed out"),
                 }
             });

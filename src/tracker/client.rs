@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::udp::{self, Family};
 use super::{http, AnnounceParams, AnnounceResponse, ScrapeStats, TrackerError, MAX_BODY};
+use crate::error::error_chain;
 use crate::types::InfoHash;
 
 /// HTTP request timeout, connect to last byte (libtorrent's `tracker_receive_timeout` is 10 s,
@@ -366,7 +367,7 @@ async fn recv_until<T>(
         match parse(&buf[..n]) {
             Ok(v) => return Ok(v),
             Err(e @ TrackerError::Failure(_)) => return Err(e),
-            Err(e) => tracing::debug!(error = %e, len = n, "ignoring UDP datagram"),
+            Err(e) => tracing::debug!(error = %error_chain(&e), len = n, "ignoring UDP datagram"),
         }
     }
 }

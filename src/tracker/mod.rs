@@ -115,7 +115,7 @@ pub enum TrackerError {
     InvalidUrl { url: String, reason: &'static str },
     #[error("tracker has no scrape URL")]
     NoScrape,
-    #[error("response is not bencode: {0}")]
+    #[error("response is not bencode")]
     Bencode(#[from] BencodeError),
     #[error("malformed response: {0}")]
     Malformed(&'static str),
@@ -125,29 +125,14 @@ pub enum TrackerError {
     BodyTooLarge,
     #[error("HTTP status {0}")]
     HttpStatus(u16),
-    #[error("HTTP request failed: {}", chain(.0))]
+    #[error("HTTP request failed")]
     Http(#[source] reqwest::Error),
     #[error("cannot resolve {0}")]
     Resolve(String),
-    #[error("network error: {0}")]
+    #[error("network error")]
     Io(#[from] std::io::Error),
     #[error("timed out")]
     Timeout,
-}
-
-/// An error and its sources on one line (`a: b: c`), for errors whose own text is vague.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(cause) = src {
-        let text = cause.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        src = cause.source();
-    }
-    s
 }
 
 /// Tracker text as a bounded, printable string.

@@ -171,7 +171,7 @@ async fn write_error_is_fatal_and_stops_the_store() {
         StoreEvent::Fatal(e) => e,
         other => panic!("unexpected {other:?}"),
     };
-    let msg = err.to_string();
+    let msg = crate::error::error_chain(&err);
     let path = fx.file_path(2).display().to_string();
     assert!(
         msg.starts_with(&format!("opening for writing {path}: ")),

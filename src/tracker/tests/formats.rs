@@ -72,6 +72,16 @@ fn http_failure_reason_is_an_error_with_the_text() {
 }
 
 #[test]
+fn http_bencode_error_shows_its_cause_once() {
+    let e = http::parse_announce(b"d5:peers").unwrap_err();
+    assert!(matches!(e, TrackerError::Bencode(_)), "{e:?}");
+    assert_eq!(e.to_string(), "response is not bencode");
+    let line = crate::error::error_chain(&e);
+    assert!(line.starts_with("response is not bencode: "), "{line}");
+    assert_eq!(line.matches("not bencode").count(), 1, "{line}");
+}
+
+#[test]
 fn http_warning_and_tracker_id() {
     let r = http::parse_announce(fixture!("http_warning.bencode")).unwrap();
     assert_eq!(r.warning.as_deref(), Some("announce interval too short"));
