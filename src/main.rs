@@ -10,10 +10,10 @@ fn main() {
 
 /// glibc gives every thread that allocates its own malloc arena. Block buffers are
 /// allocated by whichever tokio worker reads the socket and freed by whichever writes the
-/// piece, so each worker's arena grows to hold most of the store budget on its own: peak
-/// RSS for a 1 GiB download was 23–27 MiB with two workers, 19–20 MiB with one arena.
-/// The arena lock is not contended at our rate of allocation (a few thousand large read
-/// buffers per GiB, measured: no change in CPU time).
+/// piece, so each worker's arena grows to hold most of the store budget on its own and
+/// peak RSS grows with the number of workers; one arena holds the budget once. Its lock is
+/// not contended at our rate of allocation (a few thousand large read buffers per GiB), so
+/// it costs no CPU time. See PERFORMANCE.md, "What was found, and changed", item 10.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn one_malloc_arena() {
     // SAFETY: `mallopt` only sets an allocator parameter; it runs first thing in `main`,

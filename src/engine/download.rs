@@ -87,9 +87,10 @@ impl Engine {
     /// Most requests `key` may have in flight while other peers serve us too: its share,
     /// by download rate, of the blocks the pieces in progress hold. Without it the peer
     /// that asks most often (the fastest) fills its deep queue with every free block and
-    /// the others idle: with three equal seeds 1 ms away, the simulation got one seed's
-    /// rate. A floor of a quarter of an equal share (and [`MIN_SHARE`]) lets a new or
-    /// slow peer show what it can do. Unlimited with one peer serving.
+    /// the others idle, so several equal seeds deliver no more than one would (see
+    /// PERFORMANCE.md, "What was found, and changed", item 15). A floor of a quarter of an
+    /// equal share (and [`MIN_SHARE`]) lets a new or slow peer show what it can do.
+    /// Unlimited with one peer serving.
     fn request_share(&self, key: PeerKey) -> usize {
         let serving = || {
             self.peers

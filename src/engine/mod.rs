@@ -361,10 +361,11 @@ impl Engine {
     /// Grows the buffer when it, not the links, limits the download: the cap on pieces in
     /// progress held requests back during the last tick, and the data the links keep on the
     /// wire (each peer's download rate × its round trip, [`Peer::rtt`]) is at least an
-    /// eighth of the buffer. On loopback that is ~0.1 MB, under an eighth of the floor, and
-    /// nothing changes, however often the cap binds (the store's hashing is what limits
-    /// there); a fast link to far peers grows it by half per tick until the cap stops
-    /// binding or `max_buffer_cap` is reached. It never shrinks.
+    /// eighth of the buffer. On loopback that product is tiny, far under an eighth of the
+    /// floor, and nothing changes, however often the cap binds (the store's hashing is what
+    /// limits there); a fast link to far peers grows it by half per tick until the cap stops
+    /// binding or `max_buffer_cap` is reached. It never shrinks. See PERFORMANCE.md, "What
+    /// was found, and changed", item 14.
     fn adapt_buffer(&mut self) {
         let capped = self.picker.take_capped();
         if !capped || self.picker.is_complete() {

@@ -19,10 +19,11 @@ use super::{Engine, PeerKey};
 use crate::types::BlockRef;
 use crate::wire::Message;
 
-/// Pieces offered to one peer at once. BEP 16 offers one; libtorrent keeps two. Measured
-/// with 8 leechers (`swarm-vs.sh --swarm 8`, 256 MiB): one gave 1.08-1.10× the content
-/// uploaded in 2.4 s, two 1.14-1.34× in 2.2-2.35 s; in the simulation one gave 1.03×,
-/// two 1.62× (and was slower).
+/// Pieces offered to one peer at once. BEP 16 offers one; libtorrent keeps two. We keep
+/// one: the point of super-seeding is to upload little more than one copy, and with two
+/// offers several leechers fetch the same pieces from the seed, which then uploads clearly
+/// more for little or no gain in time. See PERFORMANCE.md, "What was found, and changed",
+/// item 13.
 pub(super) const OFFERS_PER_PEER: usize = 1;
 
 /// How long a peer that has its offered piece waits for another peer to show it before
