@@ -20,6 +20,7 @@
 //!
 //! The store knows nothing of peers beyond an opaque `u64` key, nor of the wire protocol.
 
+mod extents;
 mod files;
 mod recheck;
 mod task;
@@ -32,7 +33,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
-pub use files::Storage;
+pub use files::{FileStamp, Storage};
 pub use recheck::recheck;
 pub use task::{spawn, Reservation, StoreClosed, StoreConfig, StoreEvent, StoreHandle};
 
