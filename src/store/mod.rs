@@ -34,7 +34,7 @@ use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
 pub use files::{FileStamp, Storage};
-pub use recheck::recheck;
+pub use recheck::{recheck, recheck_pieces};
 pub use task::{spawn, Reservation, StoreClosed, StoreConfig, StoreEvent, StoreHandle};
 
 /// Everything that can go wrong in the store. Disk errors carry the path they concern.
@@ -70,6 +70,9 @@ pub enum StoreError {
     /// The blocks handed to `write_piece` do not add up to the piece's size.
     #[error("piece {piece} is {expected} bytes but {got} bytes were given")]
     WrongPieceSize { piece: u32, expected: u32, got: u64 },
+    /// A piece index past the torrent's last piece was asked for.
+    #[error("piece {piece} does not exist (the torrent has {pieces})")]
+    NoSuchPiece { piece: u32, pieces: u32 },
     /// A recheck was cancelled before it finished.
     #[error("recheck cancelled")]
     Cancelled,

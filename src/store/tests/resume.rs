@@ -1,9 +1,11 @@
-//! The store's building blocks for resume data: file stamps, sync, finding pieces with data.
+//! The store's building blocks for resume data: file stamps, sync, finding pieces with data,
+//! and rechecking a subset of pieces.
 
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::{replace_root_with_file, write_all, Fixture, PIECE};
-use crate::store::{FileStamp, StoreError};
+use crate::store::{recheck, recheck_pieces, FileStamp, StoreError};
 use crate::types::Bitfield;
 
 #[test]
@@ -145,4 +147,88 @@ fn pieces_with_data_sees_what_write_piece_wrote() {
     write_all(&fx, &s, [2, 16, 30]);
     // Piece 16 starts where file 0 ends: all of file 1 and the start of file 2.
     assert_eq!(s.pieces_with_data(&none), vec![2, 16, 30]);
+}
+
+fn progress_of(run: impl FnOnce(&AtomicU64) -> Bitfield) -> (Vec<u32>, u64) {
+    let progress = AtomicU64::new(0);
+    let have = run(&progress);
+    (have.iter_ones().collect(), progress.load(Ordering::Relaxed))
+}
+
+#[test]
+fn recheck_pieces_checks_only_the_listed_pieces() {
+    let fx = Fixture::new();
+    let s = fx.open(true).unwrap();
+    write_all(&fx, &s, [0, 2]);
+    let s = fx.open(true).unwrap();
+    let no = AtomicBool::new(false);
+    // Unsorted, with a duplicate: piece 2 is present, 1 and 3 are not; 0 is not asked.
+    let (have, progress) =
+        progress_of(|p| recheck_pieces(&s, &fx.hashes, &[2, 1, 3, 2], 2, p, &no).unwrap());
+    assert_eq!(have, vec![2]);
+    let sizes: u64 = [1, 2, 3]
+        .map(|p| fx.layout.piece_size(p) as u64)
+        .iter()
+        .sum();
+    assert_eq!(progress, sizes);
+    let (have, progress) = progress_of(|p| recheck_pieces(&s, &fx.hashes, &[], 2, p, &no).unwrap());
+    assert_eq!((have, progress), (vec![], 0));
+    let (all, progress) =
+        progress_of(|p| recheck_pieces(&s, &fx.hashes, &[3, 2, 1, 0], 3, p, &no).unwrap());
+    assert_eq!(all, vec![0, 2]);
+    assert_eq!(progress, fx.layout.total_len());
+    assert!(matches!(
+        recheck_pieces(&s, &fx.hashes, &[1, 4], 2, &AtomicU64::new(0), &no),
+        Err(StoreError::NoSuchPiece {
+            piece: 4,
+            pieces: 4
+        })
+    ));
+    assert!(matches!(
+        recheck_pieces(
+            &s,
+            &fx.hashes,
+            &[1],
+            2,
+            &AtomicU64::new(0),
+            &AtomicBool::new(true)
+        ),
+        Err(StoreError::Cancelled)
+    ));
+}
+
+#[test]
+fn recheck_pieces_equals_recheck_restricted_to_the_subset() {
+    // Small pieces, many per read, runs merged across files; some pieces missing on disk.
+    let fx = Fixture::with(4096, &[100_000, 3, 250_000, 0, 77_777]);
+    let s = fx.open(true).unwrap();
+    let n = fx.layout.num_pieces();
+    write_all(&fx, &s, (0..n).filter(|p| p % 7 != 3));
+    // Absent data is not present: cut file 4 short.
+    let f4 = std::fs::OpenOptions::new()
+        .write(true)
+        .open(fx.file_path(4))
+        .unwrap();
+    f4.set_len(1000).unwrap();
+    let s = fx.open(true).unwrap();
+    let no = AtomicBool::new(false);
+    let full = recheck(&s, &fx.hashes, 2, &AtomicU64::new(0), &no).unwrap();
+    assert!(!full.get(n - 1), "the cut file's pieces are gone");
+    let subsets: Vec<Vec<u32>> = vec![
+        (0..n).filter(|p| p % 5 < 3).collect(),
+        (0..n).rev().step_by(4).collect(),
+        (n - 30..n).collect(),
+        vec![3, 10, 17],
+    ];
+    for subset in subsets {
+        for threads in [1, 2, 3, 8] {
+            let (have, progress) =
+                progress_of(|p| recheck_pieces(&s, &fx.hashes, &subset, threads, p, &no).unwrap());
+            let mut want: Vec<u32> = subset.iter().copied().filter(|&p| full.get(p)).collect();
+            want.sort_unstable();
+            assert_eq!(have, want, "{threads} threads");
+            let sizes: u64 = subset.iter().map(|&p| fx.layout.piece_size(p) as u64).sum();
+            assert_eq!(progress, sizes);
+        }
+    }
 }
