@@ -12,6 +12,7 @@ pub mod metainfo;
 pub mod net;
 pub mod session;
 pub mod snapshot;
+pub mod state;
 pub mod store;
 pub mod tracker;
 pub mod tracker_server;

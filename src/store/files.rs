@@ -7,18 +7,23 @@
 //!   with thousands of files do not exhaust descriptors. The cache lock is held only to look
 //!   up or insert a handle, never across a syscall that touches file data or opens a file.
 //! - All data I/O is positioned (`pread`/`pwritev`), so threads share handles without seeking.
+//! - A file is marked dirty after every successful write to it and cleared only just before
+//!   [`Storage::sync_all`] fsyncs it (re-marked if that fails), so a sync covers at least every
+//!   write that completed before it began.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use super::StoreError;
+use super::{extents, StoreError};
 use crate::layout::Layout;
+use crate::types::Bitfield;
 
 /// Open-file cache size: far below the usual 1024-descriptor soft limit, leaving room for
 /// sockets, yet enough that a torrent's working set of files rarely thrashes.
@@ -33,6 +38,30 @@ pub struct Storage {
     data_lens: Vec<u64>,
     layout: Layout,
     cache: Mutex<FileCache>,
+    /// Per file: written since the last [`Storage::sync_all`] (or since open).
+    dirty: Vec<AtomicBool>,
+}
+
+/// What a file looked like: its size and modification time, to the nanosecond as the
+/// filesystem keeps it. Equal stamps are how a resume record recognises files it describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub size: u64,
+    /// Seconds since the Unix epoch (negative before 1970).
+    pub mtime_secs: i64,
+    /// Always below 1,000,000,000.
+    pub mtime_nanos: u32,
+}
+
+impl FileStamp {
+    pub fn of(meta: &fs::Metadata) -> FileStamp {
+        FileStamp {
+            size: meta.len(),
+            mtime_secs: meta.mtime(),
+            // The kernel keeps it in [0, 1e9); clamp rather than trust that blindly.
+            mtime_nanos: meta.mtime_nsec().clamp(0, 999_999_999) as u32,
+        }
+    }
 }
 
 /// Slices per `pwritev` call: well under every system's `IOV_MAX` (1024 on Linux).
@@ -74,6 +103,7 @@ impl Storage {
         }
         tracing::debug!(root = %root.display(), files = paths.len(), create, "storage opened");
         Ok(Storage {
+            dirty: paths.iter().map(|_| AtomicBool::new(false)).collect(),
             paths,
             data_lens,
             layout,
@@ -115,7 +145,8 @@ impl Storage {
     /// Positioned writes of a (verified) piece given as its blocks in order. The blocks may
     /// have any sizes, but must add up to the piece's size exactly.
     ///
-    /// No fsync: durability of the newest pieces is left to the OS; a resume rechecks.
+    /// No fsync: durability is [`Storage::sync_all`]'s job, called before resume data that
+    /// names the piece is saved.
     pub fn write_piece(&self, piece: u32, blocks: &[Bytes]) -> Result<(), StoreError> {
         let size = self.layout.piece_size(piece);
         let got: u64 = blocks.iter().map(|b| b.len() as u64).sum();
@@ -139,8 +170,77 @@ impl Storage {
             let file = self.file(span.file, true)?;
             let slices = span_slices(blocks, span.piece_offset as u64, span.len as u64);
             write_all_vectored_at(&file, slices, span.file_offset)
-                .map_err(|e| self.io(span.file, "writing", e))
+                .map_err(|e| self.io(span.file, "writing", e))?;
+            // After the write, so a concurrent sync_all that cleared the flag before the
+            // write landed leaves it set for the next one.
+            self.dirty[span.file].store(true, Ordering::Release);
+            Ok(())
         })
+    }
+
+    /// Makes every write so far durable: `fsync` (data and size) of each file written since
+    /// open or the last sync. Files never written are skipped; a written file deleted since
+    /// has nothing left to make durable. On error the file stays marked for the next try.
+    pub fn sync_all(&self) -> Result<(), StoreError> {
+        for (i, dirty) in self.dirty.iter().enumerate() {
+            if !dirty.swap(false, Ordering::AcqRel) {
+                continue;
+            }
+            // `file` holds the cache lock only for the lookup, never across the fsync. Any
+            // descriptor of the file will do: fsync flushes the inode, not the descriptor.
+            let synced = match self.file(i, false) {
+                Ok(f) => f.sync_all().map_err(|e| self.io(i, "syncing", e)),
+                Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = synced {
+                dirty.store(true, Ordering::Release);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Size and mtime of each file of the torrent, in order; `None` for a file that cannot
+    /// be inspected (missing, or no permission), which no resume record can match.
+    pub fn stamps(&self) -> Vec<Option<FileStamp>> {
+        self.paths
+            .iter()
+            .map(|p| fs::metadata(p).ok().map(|m| FileStamp::of(&m)))
+            .collect()
+    }
+
+    /// Pieces outside `skip` that have some bytes in a data extent of their files (found with
+    /// `lseek(SEEK_DATA/SEEK_HOLE)`, one walk per file), ascending. Pieces lying wholly in holes
+    /// or in missing files hold nothing a recheck could verify and are left out.
+    ///
+    /// Conservative where it cannot tell: a filesystem without `SEEK_DATA` counts as data up
+    /// to the file's length, and a file that cannot be opened (other than missing) as data
+    /// everywhere, so the recheck that follows finds out. Bytes past what existed at open
+    /// ([`Storage::data_len`]) count as no data, as they do for recheck.
+    pub fn pieces_with_data(&self, skip: &Bitfield) -> Vec<u32> {
+        let mut hit = Bitfield::new(self.layout.num_pieces());
+        for (i, path) in self.paths.iter().enumerate() {
+            let len = self.data_lens[i];
+            if len == 0 {
+                continue;
+            }
+            // A fresh read-only descriptor: the walk moves the file offset and must not
+            // churn the cache of handles that downloads and uploads are using.
+            let found = match File::open(path) {
+                Ok(f) => extents::data_extents(&f, len),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    let path = path.display();
+                    tracing::debug!(%path, error = %e, "cannot look for data; assuming some");
+                    std::iter::once(0..len).collect()
+                }
+            };
+            extents::mark_pieces(&self.layout, i, &found, &mut hit);
+        }
+        hit.iter_ones().filter(|&p| !skip.get(p)).collect()
     }
 
     /// Reads into `buf` from `offset` of file `file` until `buf` is full or the file ends;
@@ -169,6 +269,14 @@ impl Storage {
             }
         }
         Ok(done)
+    }
+
+    /// Files written since the last sync.
+    #[cfg(test)]
+    pub(super) fn dirty_files(&self) -> Vec<usize> {
+        (0..self.dirty.len())
+            .filter(|&i| self.dirty[i].load(Ordering::Acquire))
+            .collect()
     }
 
     /// Handles currently in the open-file cache.

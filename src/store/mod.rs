@@ -20,6 +20,7 @@
 //!
 //! The store knows nothing of peers beyond an opaque `u64` key, nor of the wire protocol.
 
+mod extents;
 mod files;
 mod recheck;
 mod task;
@@ -32,8 +33,8 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
-pub use files::Storage;
-pub use recheck::recheck;
+pub use files::{FileStamp, Storage};
+pub use recheck::{recheck, recheck_pieces};
 pub use task::{spawn, Reservation, StoreClosed, StoreConfig, StoreEvent, StoreHandle};
 
 /// Everything that can go wrong in the store. Disk errors carry the path they concern.
@@ -69,6 +70,9 @@ pub enum StoreError {
     /// The blocks handed to `write_piece` do not add up to the piece's size.
     #[error("piece {piece} is {expected} bytes but {got} bytes were given")]
     WrongPieceSize { piece: u32, expected: u32, got: u64 },
+    /// A piece index past the torrent's last piece was asked for.
+    #[error("piece {piece} does not exist (the torrent has {pieces})")]
+    NoSuchPiece { piece: u32, pieces: u32 },
     /// A recheck was cancelled before it finished.
     #[error("recheck cancelled")]
     Cancelled,

@@ -1,15 +1,18 @@
 //! Resume: hash what is already on disk and report which pieces are present.
 //!
-//! Each of `threads` threads takes a contiguous range of pieces and walks it with large
-//! sequential reads (whole pieces, about [`READ_BUF`] bytes at a time, adjacent file runs
-//! merged into one `pread`), hashing piece by piece straight from the buffer.
+//! Each of `threads` threads takes an equal share of the pieces to check (one contiguous
+//! range for a full [`recheck`]; runs of contiguous pieces for [`recheck_pieces`]) and walks
+//! each run with large sequential reads (whole pieces, about [`READ_BUF`] bytes at a time,
+//! adjacent file runs merged into one `pread`), hashing piece by piece straight from the
+//! buffer.
 //!
 //! Invariants: absent data (a missing file, a file shorter than the layout says) only means
 //! the pieces touching it are not present, never an error; any other I/O error aborts the
 //! whole recheck. `progress` grows by each piece's size once that piece has been judged, so
-//! it ends at the torrent's total length.
+//! it ends at the total size of the pieces checked (the torrent's length for [`recheck`]).
 
 use std::ops::Range;
+use std::slice;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use sha1::{Digest, Sha1};
@@ -32,20 +35,76 @@ pub fn recheck(
     cancel: &AtomicBool,
 ) -> Result<Bitfield, StoreError> {
     let n = storage.layout().num_pieces();
-    let threads = threads.clamp(1, n.max(1) as usize) as u32;
-    let per_thread = n.div_ceil(threads);
-    // Set when any thread fails, so the others stop early.
-    let abort = AtomicBool::new(false);
+    let all = 0..n;
+    check_runs(
+        storage,
+        hashes,
+        slice::from_ref(&all),
+        threads,
+        progress,
+        cancel,
+    )
+}
+
+/// Like [`recheck`], but hashes only `pieces` (any order, duplicates ignored); every other
+/// piece is reported absent. Contiguous pieces are read together, as [`recheck`] reads, so
+/// a list of long runs costs what those runs cost in a full recheck. `progress` grows by the
+/// size of each listed piece. An index past the last piece is [`StoreError::NoSuchPiece`].
+pub fn recheck_pieces(
+    storage: &Storage,
+    hashes: &[[u8; 20]],
+    pieces: &[u32],
+    threads: usize,
+    progress: &AtomicU64,
+    cancel: &AtomicBool,
+) -> Result<Bitfield, StoreError> {
+    let n = storage.layout().num_pieces();
+    if let Some(&piece) = pieces.iter().find(|&&p| p >= n) {
+        return Err(StoreError::NoSuchPiece { piece, pieces: n });
+    }
+    let mut sorted = pieces.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut runs: Vec<Range<u32>> = Vec::new();
+    for p in sorted {
+        match runs.last_mut() {
+            Some(r) if r.end == p => r.end += 1,
+            _ => runs.push(p..p + 1),
+        }
+    }
+    check_runs(storage, hashes, &runs, threads, progress, cancel)
+}
+
+/// Hashes the pieces of `runs` (sorted, disjoint, non-empty) on up to `threads` threads,
+/// each taking an equal share of the pieces as a list of runs.
+fn check_runs(
+    storage: &Storage,
+    hashes: &[[u8; 20]],
+    runs: &[Range<u32>],
+    threads: usize,
+    progress: &AtomicU64,
+    cancel: &AtomicBool,
+) -> Result<Bitfield, StoreError> {
+    let n = storage.layout().num_pieces();
+    let total: u32 = runs.iter().map(|r| r.end - r.start).sum();
+    let threads = threads.clamp(1, total.max(1) as usize) as u32;
+    let shares = split(runs, total.div_ceil(threads));
+    let cx = Ctx {
+        storage,
+        hashes,
+        progress,
+        cancel,
+        abort: AtomicBool::new(false),
+    };
     let results: Vec<Result<Vec<u32>, StoreError>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let start = (t * per_thread).min(n);
-                let end = (start + per_thread).min(n);
-                let abort = &abort;
+        let workers: Vec<_> = shares
+            .iter()
+            .map(|share| {
+                let cx = &cx;
                 s.spawn(move || {
-                    let r = check_range(storage, hashes, start..end, progress, cancel, abort);
+                    let r = cx.check_share(share);
                     if r.is_err() {
-                        abort.store(true, Ordering::Relaxed);
+                        cx.abort.store(true, Ordering::Relaxed);
                     }
                     r
                 })
@@ -71,10 +130,34 @@ pub fn recheck(
     match first_err {
         Some(e) => Err(e),
         None => {
-            tracing::info!(pieces = n, have = have.count_ones(), "recheck done");
+            tracing::info!(pieces = total, have = have.count_ones(), "recheck done");
             Ok(have)
         }
     }
+}
+
+/// Cuts `runs` into consecutive shares of `per_share` pieces (the last may be smaller).
+fn split(runs: &[Range<u32>], per_share: u32) -> Vec<Vec<Range<u32>>> {
+    let mut shares = Vec::new();
+    let mut share = Vec::new();
+    let mut room = per_share;
+    for r in runs {
+        let mut r = r.clone();
+        while !r.is_empty() {
+            let take = room.min(r.end - r.start);
+            share.push(r.start..r.start + take);
+            r.start += take;
+            room -= take;
+            if room == 0 {
+                shares.push(std::mem::take(&mut share));
+                room = per_share;
+            }
+        }
+    }
+    if !share.is_empty() {
+        shares.push(share);
+    }
+    shares
 }
 
 /// A run of bytes that lies in one file and lands contiguously in the read buffer.
@@ -86,75 +169,101 @@ struct Run {
     len: usize,
 }
 
-fn check_range(
-    storage: &Storage,
-    hashes: &[[u8; 20]],
-    pieces: Range<u32>,
-    progress: &AtomicU64,
-    cancel: &AtomicBool,
-    abort: &AtomicBool,
-) -> Result<Vec<u32>, StoreError> {
-    let layout = storage.layout();
-    let piece_len = layout.piece_len() as usize;
-    let per_buf = (READ_BUF / piece_len).max(1) as u32;
-    let range_bytes = layout.piece_start(pieces.end).min(layout.total_len())
-        - layout.piece_start(pieces.start).min(layout.total_len());
-    let buf_len = (per_buf as u64 * piece_len as u64).min(range_bytes) as usize;
-    let mut buf = vec![0u8; buf_len];
-    let mut found = Vec::new();
-    // Buffer ranges that could not be read (missing file or past its end).
-    let mut holes: Vec<Range<usize>> = Vec::new();
-    let mut p = pieces.start;
-    while p < pieces.end {
-        if cancel.load(Ordering::Relaxed) || abort.load(Ordering::Relaxed) {
-            return Err(StoreError::Cancelled);
+/// What every recheck thread shares.
+struct Ctx<'a> {
+    storage: &'a Storage,
+    hashes: &'a [[u8; 20]],
+    progress: &'a AtomicU64,
+    cancel: &'a AtomicBool,
+    /// Set when any thread fails, so the others stop early.
+    abort: AtomicBool,
+}
+
+impl Ctx<'_> {
+    /// One thread's work: each run of its share in turn, through one buffer.
+    fn check_share(&self, share: &[Range<u32>]) -> Result<Vec<u32>, StoreError> {
+        let layout = self.storage.layout();
+        let piece_len = layout.piece_len() as u64;
+        let per_buf = (READ_BUF as u64 / piece_len).max(1);
+        let run_bytes = |r: &Range<u32>| {
+            layout.piece_start(r.end).min(layout.total_len())
+                - layout.piece_start(r.start).min(layout.total_len())
+        };
+        let longest = share.iter().map(run_bytes).max().unwrap_or(0);
+        let mut buf = vec![0u8; (per_buf * piece_len).min(longest) as usize];
+        let mut found = Vec::new();
+        for r in share {
+            self.check_range(r.clone(), &mut buf, &mut found)?;
         }
-        let chunk = p..(p + per_buf).min(pieces.end);
-        holes.clear();
-        let mut run: Option<Run> = None;
-        for q in chunk.clone() {
-            for span in layout.piece_spans(q) {
-                let next = Run {
-                    file: span.file,
-                    file_offset: span.file_offset,
-                    buf_offset: (q - p) as usize * piece_len + span.piece_offset as usize,
-                    len: span.len as usize,
-                };
-                match &mut run {
-                    Some(r)
-                        if r.file == next.file
-                            && r.file_offset + r.len as u64 == next.file_offset
-                            && r.buf_offset + r.len == next.buf_offset =>
-                    {
-                        r.len += next.len
-                    }
-                    _ => {
-                        if let Some(r) = run.replace(next) {
-                            read_run(storage, r, &mut buf, &mut holes)?;
+        Ok(found)
+    }
+
+    /// Hashes the contiguous `pieces` about [`READ_BUF`] bytes at a time; `buf` holds at least
+    /// that many pieces' bytes, or the whole range if that is less. Matches go to `found`.
+    fn check_range(
+        &self,
+        pieces: Range<u32>,
+        buf: &mut [u8],
+        found: &mut Vec<u32>,
+    ) -> Result<(), StoreError> {
+        let (storage, hashes, progress) = (self.storage, self.hashes, self.progress);
+        let layout = storage.layout();
+        let piece_len = layout.piece_len() as usize;
+        let per_buf = (READ_BUF / piece_len).max(1) as u32;
+        // Buffer ranges that could not be read (missing file or past its end).
+        let mut holes: Vec<Range<usize>> = Vec::new();
+        let mut p = pieces.start;
+        while p < pieces.end {
+            if self.cancel.load(Ordering::Relaxed) || self.abort.load(Ordering::Relaxed) {
+                return Err(StoreError::Cancelled);
+            }
+            let chunk = p..(p + per_buf).min(pieces.end);
+            holes.clear();
+            let mut run: Option<Run> = None;
+            for q in chunk.clone() {
+                for span in layout.piece_spans(q) {
+                    let next = Run {
+                        file: span.file,
+                        file_offset: span.file_offset,
+                        buf_offset: (q - p) as usize * piece_len + span.piece_offset as usize,
+                        len: span.len as usize,
+                    };
+                    match &mut run {
+                        Some(r)
+                            if r.file == next.file
+                                && r.file_offset + r.len as u64 == next.file_offset
+                                && r.buf_offset + r.len == next.buf_offset =>
+                        {
+                            r.len += next.len
+                        }
+                        _ => {
+                            if let Some(r) = run.replace(next) {
+                                read_run(storage, r, buf, &mut holes)?;
+                            }
                         }
                     }
                 }
             }
-        }
-        if let Some(r) = run {
-            read_run(storage, r, &mut buf, &mut holes)?;
-        }
-        for q in chunk.clone() {
-            let lo = (q - p) as usize * piece_len;
-            let size = layout.piece_size(q) as usize;
-            let hi = lo + size;
-            let absent = holes.iter().any(|h| h.start < hi && lo < h.end);
-            if !absent {
-                let digest: [u8; 20] = Sha1::digest(&buf[lo..hi]).into();
-                if hashes.get(q as usize) == Some(&digest) {
-                    found.push(q);
-                }
+            if let Some(r) = run {
+                read_run(storage, r, buf, &mut holes)?;
             }
-            progress.fetch_add(size as u64, Ordering::Relaxed);
+            for q in chunk.clone() {
+                let lo = (q - p) as usize * piece_len;
+                let size = layout.piece_size(q) as usize;
+                let hi = lo + size;
+                let absent = holes.iter().any(|h| h.start < hi && lo < h.end);
+                if !absent {
+                    let digest: [u8; 20] = Sha1::digest(&buf[lo..hi]).into();
+                    if hashes.get(q as usize) == Some(&digest) {
+                        found.push(q);
+                    }
+                }
+                progress.fetch_add(size as u64, Ordering::Relaxed);
+            }
+            p = chunk.end;
         }
-        p = chunk.end;
+        Ok(())
     }
-    Ok(found)
 }
 
 fn read_run(
