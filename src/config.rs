@@ -1,15 +1,81 @@
 //! Tunables with their defaults. Every number says where it comes from; `cli` is the only
-//! place that reads the environment or flags and turns them into a [`Config`].
+//! place that reads the environment or flags and turns them into these.
+//!
+//! Two owners, two configs: [`SessionConfig`] is what the whole process shares (the listen
+//! port, rate limits, hashing threads, connection timeouts, the state directory), and
+//! [`TorrentConfig`] is what one torrent's engine is tuned by.
 
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Everything a session can be tuned by. Plain data; `Default` gives the shipped values.
+/// What the whole process shares. Plain data; `Default` gives the shipped values.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct SessionConfig {
     /// Listen port; 6881 is the historical BitTorrent default (BEP 3 era clients use 6881-6889).
     pub listen_port: u16,
     /// When the listen port is taken, fall back to a free port chosen by the OS.
     pub port_fallback: bool,
+    /// Address to listen and dial from (all interfaces, as other clients do).
+    pub bind: IpAddr,
+    /// Upload cap in bytes/s for the whole session, all torrents together (`None`: unlimited).
+    pub max_upload_rate: Option<u64>,
+    /// Download cap in bytes/s for the whole session (`None`: unlimited).
+    pub max_download_rate: Option<u64>,
+    /// Threads hashing (recheck and verify), shared by every torrent: both cores on the
+    /// reference machine.
+    pub hash_threads: usize,
+    /// Torrents rechecking their data at once (libtorrent's `active_checking`: 1). Each
+    /// recheck already uses every hashing thread; more at once only seeks the disk harder.
+    pub max_checking: usize,
+    /// TCP connect limit (rqbit: 2 s is too short for real networks; 5 s is a middle).
+    pub connect_timeout: Duration,
+    /// Handshake must complete within this (libtorrent: 10 s).
+    pub handshake_timeout: Duration,
+    /// Incoming connections still in their handshake at once; more are closed at once, so a
+    /// flood of half-open connections costs a bounded amount of memory.
+    pub max_half_open: usize,
+    /// A peer silent this long is dropped (libtorrent: 120 s; BEP 3 keep-alives are ~2 min).
+    pub peer_idle_timeout: Duration,
+    /// We send a keep-alive after this much silence (under the 120 s timeouts above).
+    pub keepalive_interval: Duration,
+    /// Where resume data lives (`None`: nothing is remembered; every start rechecks).
+    pub state_dir: Option<PathBuf>,
+    /// How often resume data is written while something changed (libtorrent's
+    /// `save_resume_data` interval is left to the client; qBittorrent: 60 min, Transmission:
+    /// on stop only). 30 s bounds what a crash costs to one recheck of what came since.
+    pub resume_interval: Duration,
+    /// How long `stopped` announces may take on exit (short: the user is waiting).
+    pub stop_announce_timeout: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            listen_port: 6881,
+            port_fallback: true,
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            max_upload_rate: None,
+            max_download_rate: None,
+            hash_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            max_checking: 1,
+            connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            max_half_open: 256,
+            peer_idle_timeout: Duration::from_secs(120),
+            keepalive_interval: Duration::from_secs(90),
+            state_dir: None,
+            resume_interval: Duration::from_secs(30),
+            stop_announce_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What one torrent's engine is tuned by. Plain data; `Default` gives the shipped values.
+#[derive(Debug, Clone)]
+pub struct TorrentConfig {
     /// Connected peers per torrent (Transmission: 50 per torrent).
     pub max_peers: usize,
     /// Outbound connection attempts in flight at once (keeps SYN bursts small).
@@ -41,21 +107,17 @@ pub struct Config {
     /// (256 KiB) keep a new peer's pipe busy; 128 (2 MiB) are two of the writer's batches,
     /// so the writer never waits for the driver at full loopback speed.
     pub serve_window: (usize, usize),
-    /// Upload cap in bytes/s for the whole session (`None`: unlimited).
-    pub max_upload_rate: Option<u64>,
-    /// Download cap in bytes/s for the whole session (`None`: unlimited).
-    pub max_download_rate: Option<u64>,
     /// Stop seeding once uploaded ÷ content size reaches this.
     pub seed_ratio: Option<f64>,
     /// Stop seeding after this long complete.
     pub seed_time: Option<Duration>,
     /// Bytes of received-but-unwritten block data; it also caps the data in flight (pieces
     /// in progress × piece length). Zero-copy blocks keep their socket read buffers alive,
-    /// so RSS grows by about 1.5× this. Measured on 1 GiB from a local libtorrent seed
-    /// (`swarm-vs.sh`): 8 MiB gave 19-21 MiB peak RSS (27 MiB for 8 GiB), 4 MiB 14.6 MiB
-    /// (19.7 MiB for 8 GiB) at the same 1 GB/s. This is the floor: when it holds back a
-    /// download from far peers (4 MiB in flight carries only 40 MB/s at a 100 ms round
-    /// trip) the engine grows it, up to `max_buffer_cap`.
+    /// so RSS grows by about 1.5× this. The floor is the smallest buffer that still keeps
+    /// a loopback download at full speed, so memory stays small (PERFORMANCE.md, "What was
+    /// found, and changed", items 5 and 12). When it holds back a download from far peers (4 MiB in
+    /// flight carries only 40 MB/s at a 100 ms round trip) the engine grows it, up to
+    /// `max_buffer_cap`.
     pub max_buffer: usize,
     /// How far the buffer may grow when the links need more data in flight (download rate
     /// × round trip, twice over; see `Engine::buffer`). Loopback and LAN transfers stay at
@@ -67,9 +129,9 @@ pub struct Config {
     pub min_queue_depth: usize,
     /// Most requests in flight per peer; the peer's `reqq` caps it further (Transmission
     /// advertises 500). libtorrent clamps its own queue at 500, but its seeds advertise
-    /// `reqq` 2000 and answer with latency: with a 500 cap, 1 GiB from a libtorrent seeder
-    /// took 12–57 s in `benches/swarm-vs.sh` (10–60 MB/s, queue always full); with 2000 the
-    /// median was 1.70 s (630 MB/s). The 3-seconds-of-data rule still sets the depth.
+    /// `reqq` 2000 and answer with latency, so we allow up to that and let the
+    /// 3-seconds-of-data rule set the actual depth (PERFORMANCE.md, "What was found, and
+    /// changed", items 7 and 8).
     pub max_queue_depth: usize,
     /// Seconds of a peer's data kept requested (libtorrent: 3 s).
     pub queue_seconds: f64,
@@ -78,14 +140,6 @@ pub struct Config {
     /// A peer that sent nothing for this long while we wait on requests loses them to
     /// others (libtorrent: piece timeout 20 s).
     pub request_timeout: Duration,
-    /// TCP connect limit (rqbit: 2 s is too short for real networks; 5 s is a middle).
-    pub connect_timeout: Duration,
-    /// Handshake must complete within this (libtorrent: 10 s).
-    pub handshake_timeout: Duration,
-    /// A peer silent this long is dropped (libtorrent: 120 s; BEP 3 keep-alives are ~2 min).
-    pub peer_idle_timeout: Duration,
-    /// We send a keep-alive after this much silence (under the 120 s timeouts above).
-    pub keepalive_interval: Duration,
     /// How often the choker re-ranks peers (Transmission: 10 s; libtorrent: 15 s).
     pub rechoke_interval: Duration,
     /// Hash-failure strikes before a peer's IP is banned (a sole contributor of a bad
@@ -97,8 +151,6 @@ pub struct Config {
     pub give_up_after: Option<Duration>,
     /// Retry delay after a failed connection to a known peer, doubled per failure.
     pub reconnect_base: Duration,
-    /// Threads hashing (recheck and verify): both cores on the reference machine.
-    pub hash_threads: usize,
     /// Super-seeding (BEP 16) when the torrent is complete from the start: offer peers
     /// one piece at a time, the next only once the last was seen at another peer.
     pub super_seed: bool,
@@ -106,11 +158,9 @@ pub struct Config {
     pub rng_seed: u64,
 }
 
-impl Default for Config {
+impl Default for TorrentConfig {
     fn default() -> Self {
-        Config {
-            listen_port: 6881,
-            port_fallback: true,
+        TorrentConfig {
             max_peers: 50,
             max_connecting: 10,
             upload_slots: 8,
@@ -121,8 +171,6 @@ impl Default for Config {
             seed_quota_pieces: 20,
             seed_turn: Duration::from_secs(30),
             serve_window: (16, 128),
-            max_upload_rate: None,
-            max_download_rate: None,
             seed_ratio: None,
             seed_time: None,
             max_buffer: 4 << 20,
@@ -133,18 +181,11 @@ impl Default for Config {
             queue_seconds: 3.0,
             our_reqq: 500,
             request_timeout: Duration::from_secs(20),
-            connect_timeout: Duration::from_secs(5),
-            handshake_timeout: Duration::from_secs(10),
-            peer_idle_timeout: Duration::from_secs(120),
-            keepalive_interval: Duration::from_secs(90),
             rechoke_interval: Duration::from_secs(10),
             ban_strikes: 3,
             give_up_after: Some(Duration::from_secs(30)),
             reconnect_base: Duration::from_secs(1),
             super_seed: false,
-            hash_threads: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
             rng_seed: rand::random(),
         }
     }

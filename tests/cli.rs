@@ -29,11 +29,23 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Where a command's state goes when a test forgets `--state-dir`: never the user's.
+fn fallback_state() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-state")
+}
+
 /// `swarm` with a deadline and no inherited log settings.
 fn swarm() -> Command {
     let mut cmd = Command::cargo_bin("swarm").unwrap();
-    cmd.timeout(CMD_TIMEOUT).env_remove("RUST_LOG");
+    cmd.timeout(CMD_TIMEOUT)
+        .env_remove("RUST_LOG")
+        .env("XDG_STATE_HOME", fallback_state());
     cmd
+}
+
+/// The state directory a test gives the process working in `dir`: beside it.
+fn state_for(dir: &Path) -> String {
+    dir.with_extension("state").to_str().unwrap().to_owned()
 }
 
 fn stderr_of(out: &std::process::Output) -> String {
@@ -59,6 +71,7 @@ impl ChildGuard {
         let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("swarm"))
             .args(args)
             .env_remove("RUST_LOG")
+            .env("XDG_STATE_HOME", fallback_state())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -390,6 +403,8 @@ fn start_seed(torrent: &Path, dir: &Path) -> (ChildGuard, SocketAddr) {
         "127.0.0.2",
         "--port",
         &addr.port().to_string(),
+        "--state-dir",
+        &state_for(dir),
     ]);
     wait_listening(&mut seed, addr);
     (seed, addr)
@@ -402,6 +417,7 @@ fn fetch(torrent: &Path, out: &Path, extra: &[&str]) -> Command {
         .arg("-o")
         .arg(out)
         .args(["--bind", "127.0.0.1", "--port", "0", "--no-trackers"])
+        .args(["--state-dir", &state_for(out)])
         .args(extra);
     cmd
 }
@@ -455,6 +471,7 @@ fn seed_refusal(torrent: &Path, dir: &Path) -> String {
         .arg("-d")
         .arg(dir)
         .args(["--bind", "127.0.0.2", "--port", "0"])
+        .args(["--state-dir", &state_for(dir)])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -557,6 +574,8 @@ fn ctrl_c_stops_a_fetch_that_waits_for_peers() {
         "127.0.0.9:1",
         "--peer-timeout",
         "0",
+        "--state-dir",
+        &state_for(&out),
     ]);
     wait_listening(&mut child, addr);
     child.interrupt();
@@ -602,6 +621,8 @@ fn seed_stops_by_itself_after_seed_time_and_fetch_seeds_until_the_ratio() {
         "2s",
         "--max-upload-rate",
         "4MiB",
+        "--state-dir",
+        &state_for(&src),
     ]);
     let status = seed.wait(Duration::from_secs(20));
     let stderr = seed.stderr();

@@ -227,5 +227,5 @@ async fn given_peers_are_dialled_before_the_first_tick() {
         dialled - started < std::time::Duration::from_millis(500),
         "dialled {dialled:?} after start (listening at {started:?}): waited for a tick"
     );
-    let _ = leech.stop.send(true);
+    drop(leech);
 }

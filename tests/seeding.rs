@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use swarm::config::Config;
 use swarm::metainfo::Metainfo;
 use swarm::session::{Mode, Summary};
 use swarm::types::Bitfield;
@@ -18,11 +17,10 @@ use tempfile::TempDir;
 
 const MIB: u64 = 1024 * 1024;
 
-fn capped(rate: Option<u64>) -> Config {
-    Config {
-        max_upload_rate: rate,
-        ..test_config()
-    }
+fn capped(rate: Option<u64>) -> TestConfig {
+    let mut cfg = test_config();
+    cfg.session.max_upload_rate = rate;
+    cfg
 }
 
 /// `n` leechers on 127.0.0.10.., each told about the seeder and the leechers before it
@@ -31,7 +29,7 @@ async fn start_leechers(
     meta: &Arc<Metainfo>,
     seed: &Running,
     n: usize,
-    cfg: Config,
+    cfg: TestConfig,
 ) -> Vec<(Running, TempDir)> {
     let mut out: Vec<(Running, TempDir)> = Vec::new();
     for i in 0..n {

@@ -192,7 +192,7 @@ fn super_seed_sends_about_one_copy() {
 /// three seeds of 20 MiB/s each, 50 ms and 1 ms one way.
 #[test]
 fn buffer_grows_for_far_peers_only() {
-    let floor = swarm::config::Config::default().max_buffer as u64;
+    let floor = swarm::config::TorrentConfig::default().max_buffer as u64;
     let run = |latency_ms: u64| {
         let mut sc = one_seed(1, 128 * MIB, 256 * KIB as u32, 20 * MIB);
         sc.latency = Duration::from_millis(latency_ms);

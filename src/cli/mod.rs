@@ -4,19 +4,20 @@ pub mod info;
 mod parse;
 mod progress;
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{SessionConfig, TorrentConfig};
 use crate::create::{create_torrent, CreateOptions};
 use crate::metainfo::{Metainfo, MAX_TORRENT_FILE};
-use crate::session::{self, Job, Mode};
-use crate::snapshot::Snapshot;
+use crate::session::{Mode, Session, Sources, TorrentSpec};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,9 +35,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Download a torrent's content (and keep seeding with --seed).
+    /// Download torrents' content, all in one process on one port (and keep seeding with
+    /// --seed).
     Fetch(FetchArgs),
-    /// Verify complete data and serve it to peers until Ctrl-C.
+    /// Verify complete data and serve it to peers until Ctrl-C (several torrents at once).
     Seed(SeedArgs),
     /// Make a .torrent from a file or directory.
     Create(CreateArgs),
@@ -83,11 +85,20 @@ struct NetArgs {
     /// --seed). With --seed-ratio too, whichever comes first.
     #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration)]
     seed_time: Option<std::time::Duration>,
+    /// Where resume data is kept [default: $XDG_STATE_HOME/swarm, else
+    /// ~/.local/state/swarm].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Ignore resume data: re-hash all data on disk before starting.
+    #[arg(long)]
+    recheck: bool,
 }
 
 #[derive(Args, Debug)]
 struct FetchArgs {
-    torrent: PathBuf,
+    /// The .torrent files to download (each into DIR, as its own name says).
+    #[arg(required = true, value_name = "TORRENT")]
+    torrents: Vec<PathBuf>,
     /// Download directory.
     #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
     dir: PathBuf,
@@ -101,8 +112,12 @@ struct FetchArgs {
 
 #[derive(Args, Debug)]
 struct SeedArgs {
-    torrent: PathBuf,
-    /// Directory that holds the data.
+    /// The .torrent files to seed; a torrent whose data is missing or wrong is reported
+    /// and skipped.
+    #[arg(required = true, value_name = "TORRENT")]
+    torrents: Vec<PathBuf>,
+    /// Directory that holds the data (each torrent's content under it, as `fetch -o DIR`
+    /// leaves it).
     #[arg(short = 'd', long = "dir", value_name = "DIR", default_value = ".")]
     dir: PathBuf,
     /// Super-seeding (BEP 16), for the first seed of new content: peers are offered one
@@ -174,9 +189,9 @@ pub fn run() -> Result<()> {
         Command::Fetch(a) => {
             let seed = a.seed || a.net.seed_ratio.is_some() || a.net.seed_time.is_some();
             let mode = Mode::Fetch { seed };
-            torrent_cmd(&a.torrent, a.dir, mode, a.net, false)
+            torrent_cmd(&a.torrents, a.dir, mode, a.net, false)
         }
-        Command::Seed(a) => torrent_cmd(&a.torrent, a.dir, Mode::Seed, a.net, a.super_seed),
+        Command::Seed(a) => torrent_cmd(&a.torrents, a.dir, Mode::Seed, a.net, a.super_seed),
         Command::Tracker(a) => tracker_cmd(a),
     }
 }
@@ -261,11 +276,11 @@ fn scrape_all(meta: &Metainfo) -> Result<Vec<(String, ScrapeResult)>> {
                     Ok(mut t) => {
                         let limit = std::time::Duration::from_secs(15);
                         match tokio::time::timeout(limit, t.scrape(&info_hash)).await {
-                            Ok(r) => r.map_err(|e| e.to_string()),
+                            Ok(r) => r.map_err(|e| crate::error::error_chain(&e)),
                             Err(_) => Err("timed out".to_string()),
                         }
                     }
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(crate::error::error_chain(&e)),
                 };
                 (i, url, r)
             });
@@ -320,94 +335,179 @@ fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>> {
     Ok(out)
 }
 
+/// Runs `fetch` or `seed` for every torrent given, in one session on one port.
 fn torrent_cmd(
-    torrent: &Path,
+    paths: &[PathBuf],
     dir: PathBuf,
     mode: Mode,
     net: NetArgs,
     super_seed: bool,
 ) -> Result<()> {
-    let meta = Arc::new(load_torrent(torrent)?);
-    let peers = resolve_peers(&net.peers)?;
-    let mut cfg = Config::default();
-    if let Some(port) = net.port {
-        cfg.listen_port = port;
-        cfg.port_fallback = false;
-    }
-    let trackers = if net.no_trackers {
-        Vec::new()
-    } else {
-        let mut tiers = meta.tracker_tiers();
-        if meta.private && !net.trackers.is_empty() {
-            // BEP 27: a private torrent's peers come from its own trackers only.
-            tracing::warn!("private torrent: --tracker ignored, using the torrent's trackers");
-        } else {
-            tiers.extend(net.trackers.iter().map(|t| vec![t.clone()]));
+    let mut metas = Vec::with_capacity(paths.len());
+    let mut seen = HashSet::new();
+    for path in paths {
+        let meta = load_torrent(path)?;
+        if !seen.insert(meta.info_hash) {
+            bail!(
+                "{} is given twice (info-hash {})",
+                path.display(),
+                meta.info_hash
+            );
         }
-        tiers
-    };
-    cfg.give_up_after = match (net.peer_timeout, peers.is_empty(), trackers.is_empty()) {
-        // Trackers keep finding peers, and without --peer nobody comes unless they dial
-        // us: only a --peer-only download gives up.
-        (0, _, _) | (_, true, _) | (_, _, false) => None,
-        (secs, false, true) => Some(std::time::Duration::from_secs(secs)),
-    };
-    if mode == Mode::Seed {
-        cfg.give_up_after = None;
+        metas.push(Arc::new(meta));
     }
-    cfg.super_seed = super_seed;
-    cfg.max_upload_rate = net.max_upload_rate;
-    cfg.max_download_rate = net.max_download_rate;
-    cfg.seed_ratio = net.seed_ratio;
-    cfg.seed_time = net.seed_time;
-    let job = Job {
-        meta: meta.clone(),
-        dir,
-        peers,
-        trackers,
-        mode,
-        bind: net.bind.unwrap_or(session::DEFAULT_BIND),
-        cfg,
+    let sources = Sources {
+        peers: resolve_peers(&net.peers)?,
+        extra_trackers: net.trackers.clone(),
+        no_trackers: net.no_trackers,
+        peer_timeout: (net.peer_timeout > 0).then(|| Duration::from_secs(net.peer_timeout)),
+    };
+    let mut scfg = SessionConfig {
+        max_upload_rate: net.max_upload_rate,
+        max_download_rate: net.max_download_rate,
+        state_dir: net.state_dir.clone().or_else(|| {
+            crate::state::default_root(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
+        }),
+        ..SessionConfig::default()
+    };
+    if let Some(port) = net.port {
+        scfg.listen_port = port;
+        scfg.port_fallback = false;
+    }
+    if let Some(bind) = net.bind {
+        scfg.bind = bind;
+    }
+    if scfg.state_dir.is_none() {
+        tracing::warn!("no state directory (set --state-dir or HOME): every start rechecks");
+    }
+    let tcfg = TorrentConfig {
+        super_seed,
+        seed_ratio: net.seed_ratio,
+        seed_time: net.seed_time,
+        ..TorrentConfig::default()
     };
     let display = progress::Display::new(net.quiet);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let summary = rt.block_on(async move {
-        let (snap_tx, snap_rx) = watch::channel(Snapshot::default());
-        let (stop_tx, stop_rx) = watch::channel(false);
+    let results = rt.block_on(async move {
+        let session = Session::start(scfg).await.context("starting the session")?;
+        let mut handles = Vec::with_capacity(metas.len());
+        for meta in &metas {
+            let spec = TorrentSpec {
+                meta: meta.clone(),
+                dir: dir.clone(),
+                mode,
+                sources: sources.clone(),
+                recheck: net.recheck,
+                cfg: tcfg.clone(),
+            };
+            handles.push(session.add(spec).await?);
+        }
+        let (stop_tx, mut stop_rx) = watch::channel(false);
         tokio::spawn(stop_on_signal(stop_tx));
-        let ui = display.spawn(snap_rx);
-        let result = session::run(job, snap_tx, stop_rx).await;
+        let ui = display.spawn(handles.iter().map(|h| h.snapshot.clone()).collect());
+        let mut waits = tokio::task::JoinSet::new();
+        // With several torrents, one that cannot be seeded is reported at once (the others
+        // go on); a lone torrent's failure is the command's error.
+        let tell = !net.quiet && metas.len() > 1;
+        for (i, h) in handles.into_iter().enumerate() {
+            let (mut h, meta) = (h, metas[i].clone());
+            waits.spawn(async move {
+                let r = h.finished().await;
+                if let (Some(Err(e)), Mode::Seed, true) = (r.as_deref(), mode, tell) {
+                    progress::print_line(&format!(
+                        "swarm: cannot seed {:?}: {}",
+                        meta.name,
+                        crate::error::error_chain(e)
+                    ));
+                }
+                (i, r)
+            });
+        }
+        let mut results = vec![None; metas.len()];
+        loop {
+            tokio::select! {
+                done = waits.join_next() => match done {
+                    Some(Ok((i, r))) => results[i] = r,
+                    Some(Err(_)) => {}
+                    None => break,
+                },
+                // Ctrl-C: every torrent stops cleanly (below); their waits then end.
+                _ = stop_rx.changed() => break,
+            }
+        }
+        session.shutdown().await;
+        while let Some(done) = waits.join_next().await {
+            if let Ok((i, r)) = done {
+                results[i] = r;
+            }
+        }
         ui.finish().await;
-        result
-    });
-    let summary = summary.map_err(anyhow::Error::from)?;
-    display.summary(&meta, &summary);
-    if !summary.complete && matches!(mode, Mode::Fetch { .. }) {
-        bail!(
-            "stopped before the download completed (verified pieces are kept; run again to resume)"
-        );
-    }
-    Ok(())
+        anyhow::Ok((metas, results))
+    })?;
+    report(mode, &display, results)
 }
 
-/// The error chain joined with `: ` (as `{:#}` does), skipping a cause whose text the
-/// previous message already ends with: several error types both show their source in
-/// their own message and return it from `source()`, which printed it twice.
-pub fn error_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.is_empty() {
-            line = text;
-        } else if !line.ends_with(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
+/// Prints each torrent's summary and turns the results into the exit status.
+fn report(
+    mode: Mode,
+    display: &progress::Display,
+    (metas, results): (Vec<Arc<Metainfo>>, Vec<Option<Arc<TorrentResult>>>),
+) -> Result<()> {
+    // (name, why) of each torrent that did not do its job.
+    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut seeded = 0;
+    for (meta, r) in metas.iter().zip(&results) {
+        let name = format!("{:?}", meta.name);
+        match r.as_deref() {
+            Some(Ok(summary)) => {
+                display.summary(meta, summary);
+                if mode == Mode::Seed || summary.complete {
+                    seeded += 1;
+                }
+                if !summary.complete && matches!(mode, Mode::Fetch { .. }) {
+                    let why = "stopped before the download completed (verified pieces are kept; run again to resume)";
+                    failed.push((name, why.to_string()));
+                }
+            }
+            Some(Err(e)) => failed.push((name, crate::error::error_chain(e))),
+            None => failed.push((name, "removed".to_string())),
         }
     }
-    line
+    let all = || {
+        failed
+            .iter()
+            .map(|(n, why)| format!("{n}: {why}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match mode {
+        // Seeding goes on with what can be seeded; only seeding nothing is a failure.
+        Mode::Seed if seeded > 0 => Ok(()),
+        Mode::Fetch { .. } if failed.is_empty() => Ok(()),
+        // One torrent: its reason is the error.
+        _ if metas.len() == 1 => bail!("{}", failed[0].1),
+        Mode::Seed => bail!(
+            "none of the {} torrents could be seeded: {}",
+            metas.len(),
+            all()
+        ),
+        Mode::Fetch { .. } => bail!(
+            "{} of {} torrents did not complete: {}",
+            failed.len(),
+            metas.len(),
+            all()
+        ),
+    }
+}
+
+type TorrentResult = std::result::Result<crate::session::Summary, crate::session::TorrentError>;
+
+/// The error chain joined with `: `, as `{:#}` prints it.
+pub fn error_line(e: &anyhow::Error) -> String {
+    format!("{e:#}")
 }
 
 fn tracker_cmd(a: TrackerArgs) -> Result<()> {

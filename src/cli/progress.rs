@@ -68,32 +68,53 @@ impl Display {
         }
     }
 
-    pub fn spawn(&self, mut rx: watch::Receiver<Snapshot>) -> Ui {
-        if !self.bars {
+    /// One bar per torrent, and a total line under them when there are several.
+    pub fn spawn(&self, mut rxs: Vec<watch::Receiver<Snapshot>>) -> Ui {
+        if !self.bars || rxs.is_empty() {
             return Ui { task: None };
         }
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
-            let bar = multi().add(ProgressBar::new(1));
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:.bold} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {percent:>3}% {msg}",
-                )
-                .expect("static template")
-                .progress_chars("=> "),
-            );
+            let style = ProgressStyle::with_template(
+                "{prefix:.bold} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {percent:>3}% {msg}",
+            )
+            .expect("static template")
+            .progress_chars("=> ");
+            let bars: Vec<ProgressBar> = rxs
+                .iter()
+                .map(|_| {
+                    let bar = multi().add(ProgressBar::new(1));
+                    bar.set_style(style.clone());
+                    bar
+                })
+                .collect();
+            let total = (rxs.len() > 1).then(|| {
+                let bar = multi().add(ProgressBar::new(1));
+                bar.set_style(style.clone());
+                bar.set_prefix("total");
+                bar
+            });
             let mut tick = tokio::time::interval(Duration::from_millis(250));
-            loop {
+            let mut done = false;
+            while !done {
                 tokio::select! {
                     _ = tick.tick() => {}
-                    _ = &mut done_rx => break,
+                    _ = &mut done_rx => done = true,
                 }
-                let s = rx.borrow_and_update().clone();
-                draw(&bar, &s);
+                let snaps: Vec<Snapshot> = rxs
+                    .iter_mut()
+                    .map(|rx| rx.borrow_and_update().clone())
+                    .collect();
+                for (bar, s) in bars.iter().zip(&snaps) {
+                    draw(bar, s);
+                }
+                if let Some(bar) = &total {
+                    draw_total(bar, &snaps);
+                }
             }
-            let s = rx.borrow().clone();
-            draw(&bar, &s);
-            bar.finish();
+            for bar in bars.iter().chain(&total) {
+                bar.finish();
+            }
         });
         Ui {
             task: Some((task, done_tx)),
@@ -109,12 +130,18 @@ impl Display {
     }
 }
 
-/// `swarm: complete "name": …` — what happened, in one line.
+/// Prints a line above the bars (or to stderr when there are none).
+pub fn print_line(line: &str) {
+    let _ = LogWriter.write_all(format!("{line}\n").as_bytes());
+}
+
+/// `swarm: complete "name": …` — what happened, in one line. Uploaded bytes and ratio count
+/// earlier runs too (resume data), as the ratio goal does.
 pub fn summary_line(meta: &Metainfo, s: &Summary) -> String {
     let st = &s.stats;
     let secs = s.elapsed.as_secs_f64().max(1e-3);
     let state = if s.complete { "complete" } else { "incomplete" };
-    let ratio = st.uploaded as f64 / meta.total_length().max(1) as f64;
+    let ratio = (s.before.uploaded + st.uploaded) as f64 / meta.total_length().max(1) as f64;
     let seeded = s
         .seeded
         // A fetch that ends on completion "seeds" for a moment: not worth a clause.
@@ -152,6 +179,26 @@ impl Ui {
     }
 }
 
+/// The total line: bytes verified of all torrents, rates summed, torrents done.
+fn draw_total(bar: &ProgressBar, snaps: &[Snapshot]) {
+    let total: u64 = snaps.iter().map(|s| s.total_bytes).sum();
+    let verified: u64 = snaps.iter().map(|s| s.stats.verified_bytes).sum();
+    let down: f64 = snaps.iter().map(|s| s.stats.down_rate).sum();
+    let up: f64 = snaps.iter().map(|s| s.stats.up_rate).sum();
+    let done = snaps
+        .iter()
+        .filter(|s| matches!(s.phase, Phase::Seeding | Phase::Done))
+        .count();
+    bar.set_length(total.max(1));
+    bar.set_position(verified);
+    bar.set_message(format!(
+        "↓ {}/s ↑ {}/s {done}/{} torrents complete",
+        human_bytes(down as u64),
+        human_bytes(up as u64),
+        snaps.len()
+    ));
+}
+
 fn draw(bar: &ProgressBar, s: &Snapshot) {
     bar.set_prefix(s.name.clone());
     bar.set_length(s.total_bytes.max(1));
@@ -176,7 +223,7 @@ fn draw(bar: &ProgressBar, s: &Snapshot) {
                 "↓ {}/s ↑ {}/s up {} ratio {:.2} peers {}/{}{eta}{}",
                 human_bytes(st.down_rate as u64),
                 human_bytes(st.up_rate as u64),
-                human_bytes(st.uploaded),
+                human_bytes(s.totals().uploaded),
                 s.ratio(),
                 st.peers_connected,
                 st.peers_known.max(st.peers_connected),
@@ -191,12 +238,12 @@ fn seeding_line(s: &Snapshot) -> String {
     let st = &s.stats;
     format!(
         "seeding {}: serving {} of {} peers ({} served) ↑ {}/s up {} ratio {:.2}{}",
-        fmt_duration(s.seeded.map_or(0, |d| d.as_secs())),
+        fmt_duration(s.totals().seeded.as_secs()),
         st.peers_unchoked,
         st.peers_connected,
         st.peers_served,
         human_bytes(st.up_rate as u64),
-        human_bytes(st.uploaded),
+        human_bytes(s.totals().uploaded),
         s.ratio(),
         trackers_note(s),
     )

@@ -43,7 +43,7 @@ pub struct Candidate {
     pub snubbed: bool,
 }
 
-/// The choker's numbers (see `Config` for where each comes from).
+/// The choker's numbers (see `TorrentConfig` for where each comes from).
 #[derive(Debug, Clone)]
 pub struct ChokerConfig {
     /// Regular upload slots (the optimistic slot comes on top).

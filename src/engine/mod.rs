@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::config::Config;
+use crate::config::TorrentConfig;
 use crate::layout::Layout;
+use crate::snapshot::{Stats, Totals};
 use crate::types::{Bitfield, BlockRef, PeerId};
 use crate::wire::Message;
 
@@ -112,36 +113,9 @@ pub enum Action {
     },
 }
 
-/// Totals and rates for progress display and tracker announces.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Stats {
-    /// Payload bytes received that we wanted.
-    pub downloaded: u64,
-    /// Payload bytes sent.
-    pub uploaded: u64,
-    /// Bytes received that we did not need (duplicates, unrequested, failed pieces).
-    pub wasted: u64,
-    pub failed_pieces: u32,
-    pub verified_bytes: u64,
-    pub pieces_have: u32,
-    pub down_rate: f64,
-    pub up_rate: f64,
-    pub peers_connected: usize,
-    /// Connections that completed a handshake and were admitted, ever.
-    pub peers_seen: usize,
-    pub peers_known: usize,
-    pub peers_banned: usize,
-    /// Interested peers we have unchoked now (being served).
-    pub peers_unchoked: usize,
-    /// Peers we sent at least one block, ever.
-    pub peers_served: usize,
-    /// Bytes the store may buffer now ([`Engine::buffer`]).
-    pub buffer: usize,
-}
-
 /// One torrent's decision-making state.
 pub struct Engine {
-    cfg: Config,
+    cfg: TorrentConfig,
     layout: Layout,
     picker: Picker,
     peers: BTreeMap<PeerKey, Peer>,
@@ -177,6 +151,9 @@ pub struct Engine {
     /// The store's budget now: [`Engine::store_budget`] at first, raised by
     /// [`Engine::adapt_buffer`].
     buffer: usize,
+    /// What earlier runs of this torrent uploaded and seeded (resume data): seeding goals
+    /// count them too.
+    before: Totals,
 }
 
 /// How often the engine wants [`Engine::handle_timeout`].
@@ -184,7 +161,7 @@ const TICK: Duration = Duration::from_secs(1);
 
 impl Engine {
     /// `have`: pieces already verified on disk.
-    pub fn new(cfg: Config, layout: Layout, have: Bitfield, now: Instant) -> Self {
+    pub fn new(cfg: TorrentConfig, layout: Layout, have: Bitfield, now: Instant) -> Self {
         let max_partials = Self::max_partials(&cfg, &layout);
         let picker = Picker::new(&layout, &have, max_partials);
         let verified_bytes = have.iter_ones().map(|p| layout.piece_size(p) as u64).sum();
@@ -227,18 +204,24 @@ impl Engine {
             complete_sent: false,
             pick_buf: Vec::new(),
             single_source: BTreeMap::new(),
+            before: Totals::default(),
         }
+    }
+
+    /// Counts what earlier runs of this torrent did towards the seeding goals.
+    pub fn carry_over(&mut self, before: Totals) {
+        self.before = before;
     }
 
     /// Pieces in progress at once: what fits in the store's buffer, at least two. The
     /// store must be given [`Engine::store_budget`] bytes so those pieces always fit
     /// (otherwise half-received pieces could hold the whole budget and deadlock).
-    pub fn max_partials(cfg: &Config, layout: &Layout) -> usize {
+    pub fn max_partials(cfg: &TorrentConfig, layout: &Layout) -> usize {
         (cfg.max_buffer / layout.piece_len().max(1) as usize).max(2)
     }
 
     /// Bytes the store must be able to buffer for [`Engine::max_partials`] pieces.
-    pub fn store_budget(cfg: &Config, layout: &Layout) -> usize {
+    pub fn store_budget(cfg: &TorrentConfig, layout: &Layout) -> usize {
         cfg.max_buffer
             .max(Self::max_partials(cfg, layout) * layout.piece_len() as usize)
     }
@@ -294,16 +277,19 @@ impl Engine {
     }
 
     /// Whether a seeding limit (`seed_ratio` of uploaded ÷ content size, or `seed_time`
-    /// complete) has been reached; never before completion, never without a limit.
+    /// complete, both counting earlier runs) has been reached; never before completion in
+    /// this run, never without a limit.
     pub fn seed_goal_reached(&self, now: Instant) -> bool {
         let Some(seeded) = self.seeding_for(now) else {
             return false;
         };
         let size = self.layout.total_len().max(1) as f64;
+        let uploaded = self.before.uploaded + self.up.total();
         let ratio_met = self
             .cfg
             .seed_ratio
-            .is_some_and(|r| self.up.total() as f64 / size >= r);
+            .is_some_and(|r| uploaded as f64 / size >= r);
+        let seeded = self.before.seeded + seeded;
         let time_met = self.cfg.seed_time.is_some_and(|t| seeded >= t);
         ratio_met || time_met
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::TorrentConfig;
 use crate::types::{Bitfield, BlockRef, PeerId, BLOCK_SIZE};
 
 /// Bytes per second, smoothed over a few ticks (exponential moving average).
@@ -115,7 +115,7 @@ impl Peer {
         peer_id: PeerId,
         outbound: bool,
         num_pieces: u32,
-        cfg: &Config,
+        cfg: &TorrentConfig,
         now: Instant,
     ) -> Self {
         Peer {
@@ -156,14 +156,14 @@ impl Peer {
     }
 
     /// Most requests this peer accepts from us.
-    pub fn depth_cap(&self, cfg: &Config) -> usize {
+    pub fn depth_cap(&self, cfg: &TorrentConfig) -> usize {
         let cap = cfg.max_queue_depth;
         self.reqq.map_or(cap, |r| r.min(cap)).max(1)
     }
 
     /// A block arrived: slow start grows the queue by one per block (doubling per round
     /// trip, as TCP does).
-    pub fn on_block(&mut self, cfg: &Config, now: Instant) {
+    pub fn on_block(&mut self, cfg: &TorrentConfig, now: Instant) {
         self.last_block = now;
         self.last_received = now;
         self.snubbed = false;
@@ -174,7 +174,7 @@ impl Peer {
 
     /// Once a second: update rates and the queue depth. Slow start ends when the rate
     /// stops growing; after that the depth follows `queue_seconds` of the measured rate.
-    pub fn tick(&mut self, cfg: &Config, elapsed: Duration) {
+    pub fn tick(&mut self, cfg: &TorrentConfig, elapsed: Duration) {
         self.down.tick(elapsed);
         self.up.tick(elapsed);
         let rate = self.down.get();
@@ -205,7 +205,7 @@ mod tests {
             PeerId([0; 20]),
             true,
             10,
-            &Config::default(),
+            &TorrentConfig::default(),
             now,
         )
     }
@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn slow_start_grows_then_follows_rate() {
-        let cfg = Config::default();
+        let cfg = TorrentConfig::default();
         let now = Instant::now();
         let mut p = peer(now);
         assert_eq!(p.depth, 4);
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn depth_respects_reqq_and_cap() {
-        let cfg = Config::default();
+        let cfg = TorrentConfig::default();
         let now = Instant::now();
         let mut p = peer(now);
         p.reqq = Some(16);

@@ -2,7 +2,7 @@
 //! requests.
 //!
 //! Accepted requests wait in the peer's `upload_queue`; only a window of about one second
-//! of data (`Config::serve_window`) is handed to the connection's writer as `Serve`
+//! of data (`TorrentConfig::serve_window`) is handed to the connection's writer as `Serve`
 //! actions, refilled as `Served` reports come back. The writer serves what it was handed,
 //! in order, before any later message (a Choke included), so when we choke a peer:
 //! requests already handed over are served (they go out before the Choke), and those

@@ -19,6 +19,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
+use tracing::Instrument;
 
 use super::limit::RateLimiter;
 use crate::engine::PeerKey;
@@ -109,11 +110,11 @@ pub enum ConnCmd {
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
-    #[error("i/o: {0}")]
+    #[error("i/o")]
     Io(#[from] std::io::Error),
     #[error("timed out ({0})")]
     Timeout(&'static str),
-    #[error("protocol: {0}")]
+    #[error("protocol")]
     Wire(#[from] wire::WireError),
     #[error("peer is serving another torrent")]
     WrongInfoHash,
@@ -121,10 +122,37 @@ pub enum ConnError {
     SelfConnection,
     #[error("connection closed by peer")]
     Eof,
-    #[error("reading a block to upload: {0}")]
+    #[error("reading a block to upload")]
     Store(#[from] crate::store::StoreError),
     #[error("driver went away")]
     DriverGone,
+}
+
+/// An incoming connection whose handshake the session has read and routed to this
+/// torrent by its info-hash: our handshake is still to be sent.
+pub struct Incoming {
+    pub stream: TcpStream,
+    pub addr: SocketAddr,
+    pub handshake: Handshake,
+    /// Whatever the peer sent after its handshake.
+    pub buf: BytesMut,
+}
+
+/// Reads a peer's handshake from a fresh incoming connection (the caller bounds it in
+/// time). Bytes after it stay in `buf`.
+pub async fn read_handshake(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<Handshake, ConnError> {
+    loop {
+        if let Some(h) = Handshake::decode(buf)? {
+            buf.advance(Handshake::LEN);
+            return Ok(h);
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(ConnError::Eof);
+        }
+    }
 }
 
 /// Dial `addr` and run the connection until it ends.
@@ -132,17 +160,36 @@ pub async fn dial(key: PeerKey, addr: SocketAddr, ctx: Arc<ConnCtx>) {
     let stream = match timeout(ctx.connect_timeout, connect(addr, ctx.local_addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            tracing::debug!(%addr, error = %e, "connect failed");
+            tracing::debug!(error = %e, "connect failed");
             let _ = ctx.events.send(PeerEvent::ConnectFailed { addr }).await;
             return;
         }
         Err(_) => {
-            tracing::debug!(%addr, "connect timed out");
+            tracing::debug!("connect timed out");
             let _ = ctx.events.send(PeerEvent::ConnectFailed { addr }).await;
             return;
         }
     };
-    run(key, stream, addr, true, ctx).await;
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let (mut rd, mut wr) = stream.into_split();
+    let hs = timeout(
+        ctx.handshake_timeout,
+        dial_handshake(&mut rd, &mut wr, &mut buf, &ctx),
+    )
+    .await
+    .unwrap_or(Err(ConnError::Timeout("handshake")));
+    match hs {
+        Ok(theirs) => established(key, rd, wr, buf, addr, theirs, true, ctx).await,
+        Err(e) => {
+            tracing::debug!(error = %e, "handshake failed");
+            let ev = match e {
+                ConnError::SelfConnection => PeerEvent::DialedSelf { addr },
+                _ => PeerEvent::ConnectFailed { addr },
+            };
+            let _ = ctx.events.send(ev).await;
+        }
+    }
 }
 
 async fn connect(addr: SocketAddr, local: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
@@ -156,77 +203,41 @@ async fn connect(addr: SocketAddr, local: Option<std::net::IpAddr>) -> std::io::
     socket.connect(addr).await
 }
 
-/// Run an accepted connection until it ends.
-pub async fn accept(key: PeerKey, stream: TcpStream, addr: SocketAddr, ctx: Arc<ConnCtx>) {
-    run(key, stream, addr, false, ctx).await;
-}
-
-async fn run(key: PeerKey, stream: TcpStream, addr: SocketAddr, outbound: bool, ctx: Arc<ConnCtx>) {
-    let _ = stream.set_nodelay(true);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let (mut rd, wr) = stream.into_split();
-    let mut wr = wr;
-    let hs = timeout(
-        ctx.handshake_timeout,
-        handshake(&mut rd, &mut wr, &mut buf, outbound, &ctx),
-    )
-    .await
-    .unwrap_or(Err(ConnError::Timeout("handshake")));
-    let theirs = match hs {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::debug!(%addr, error = %e, "handshake failed");
-            if outbound {
-                let ev = match e {
-                    ConnError::SelfConnection => PeerEvent::DialedSelf { addr },
-                    _ => PeerEvent::ConnectFailed { addr },
-                };
-                let _ = ctx.events.send(ev).await;
-            }
-            return;
-        }
-    };
-    let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
-    let connected = PeerEvent::Connected {
-        key,
+/// Run a routed incoming connection until it ends: answer its handshake, then serve it.
+pub async fn accept(key: PeerKey, incoming: Incoming, ctx: Arc<ConnCtx>) {
+    let Incoming {
+        stream,
         addr,
-        peer_id: theirs.peer_id,
-        reserved: theirs.reserved,
-        outbound,
-        cmds: cmd_tx,
-    };
-    if ctx.events.send(connected).await.is_err() {
+        handshake: theirs,
+        mut buf,
+    } = incoming;
+    if theirs.peer_id == ctx.our_id {
+        tracing::debug!("incoming connection from ourselves");
         return;
     }
-    tracing::debug!(%addr, key, outbound, "peer connected");
-    let mut writer = tokio::spawn(write_loop(key, wr, cmd_rx, ctx.clone()));
-    let result = tokio::select! {
-        r = read_loop(key, &mut rd, buf, &ctx) => r,
-        w = &mut writer => match w {
-            Ok(r) => r,
-            Err(_) => Err(ConnError::DriverGone),
-        },
-    };
-    writer.abort();
-    let reason = match result {
-        Ok(()) => "closed".to_string(),
-        Err(e) => e.to_string(),
-    };
-    tracing::debug!(%addr, key, %reason, "peer disconnected");
-    let _ = ctx.events.send(PeerEvent::Closed { key, reason }).await;
+    let _ = stream.set_nodelay(true);
+    if buf.capacity() < READ_CHUNK {
+        buf.reserve(READ_CHUNK);
+    }
+    let (rd, mut wr) = stream.into_split();
+    let ours = Handshake::new(ctx.info_hash, ctx.our_id).to_bytes();
+    match timeout(ctx.handshake_timeout, wr.write_all(&ours)).await {
+        Ok(Ok(())) => established(key, rd, wr, buf, addr, theirs, false, ctx).await,
+        Ok(Err(e)) => tracing::debug!(error = %e, "sending our handshake failed"),
+        Err(_) => tracing::debug!("sending our handshake timed out"),
+    }
 }
 
-async fn handshake(
+/// The handshake of a connection we dialled: ours first, then theirs, which must name
+/// our torrent and not be ourselves.
+async fn dial_handshake(
     rd: &mut OwnedReadHalf,
     wr: &mut OwnedWriteHalf,
     buf: &mut BytesMut,
-    outbound: bool,
     ctx: &ConnCtx,
 ) -> Result<Handshake, ConnError> {
-    let ours = Handshake::new(ctx.info_hash, ctx.our_id);
-    if outbound {
-        wr.write_all(&ours.to_bytes()).await?;
-    }
+    wr.write_all(&Handshake::new(ctx.info_hash, ctx.our_id).to_bytes())
+        .await?;
     let theirs = loop {
         if let Some(h) = Handshake::decode(buf)? {
             buf.advance(Handshake::LEN);
@@ -242,10 +253,51 @@ async fn handshake(
     if theirs.peer_id == ctx.our_id {
         return Err(ConnError::SelfConnection);
     }
-    if !outbound {
-        wr.write_all(&ours.to_bytes()).await?;
-    }
     Ok(theirs)
+}
+
+/// A connection past its handshake: announce it to the driver, then run its reader and
+/// writer until either ends.
+#[allow(clippy::too_many_arguments)]
+async fn established(
+    key: PeerKey,
+    mut rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    buf: BytesMut,
+    addr: SocketAddr,
+    theirs: Handshake,
+    outbound: bool,
+    ctx: Arc<ConnCtx>,
+) {
+    let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
+    let connected = PeerEvent::Connected {
+        key,
+        addr,
+        peer_id: theirs.peer_id,
+        reserved: theirs.reserved,
+        outbound,
+        cmds: cmd_tx,
+    };
+    if ctx.events.send(connected).await.is_err() {
+        return;
+    }
+    tracing::debug!(key, outbound, "peer connected");
+    let mut writer =
+        tokio::spawn(write_loop(key, wr, cmd_rx, ctx.clone()).instrument(tracing::Span::current()));
+    let result = tokio::select! {
+        r = read_loop(key, &mut rd, buf, &ctx) => r,
+        w = &mut writer => match w {
+            Ok(r) => r,
+            Err(_) => Err(ConnError::DriverGone),
+        },
+    };
+    writer.abort();
+    let reason = match result {
+        Ok(()) => "closed".to_string(),
+        Err(e) => crate::error::error_chain(&e),
+    };
+    tracing::debug!(key, %reason, "peer disconnected");
+    let _ = ctx.events.send(PeerEvent::Closed { key, reason }).await;
 }
 
 async fn read_loop(

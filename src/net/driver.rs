@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
-use super::conn::{self, ConnCmd, ConnCtx, PeerEvent};
+use super::conn::{self, ConnCmd, ConnCtx, Incoming, PeerEvent};
 use crate::engine::{Action, Engine, Event, PeerKey};
 use crate::snapshot::{Phase, Snapshot};
 use crate::store::{StoreError, StoreEvent, StoreHandle};
@@ -40,7 +40,8 @@ pub struct Driver {
     pub events: mpsc::Receiver<PeerEvent>,
     pub store: StoreHandle,
     pub store_events: mpsc::Receiver<StoreEvent>,
-    pub listener: Option<TcpListener>,
+    /// Incoming connections the session routed to this torrent (handshake read).
+    pub incoming: mpsc::Receiver<Incoming>,
     pub control: mpsc::Receiver<Control>,
     pub snapshot: watch::Sender<Snapshot>,
     /// Keep running after completion (seeding).
@@ -91,12 +92,11 @@ impl Driver {
                         self.engine.handle(Instant::now(), Event::AddPeers(addrs))
                     }
                 },
-                accepted = accept(&self.listener) => {
-                    if let Ok((stream, addr)) = accepted {
-                        let key = st.next_key;
-                        st.next_key += 1;
-                        st.tasks.spawn(conn::accept(key, stream, addr, self.ctx.clone()));
-                    }
+                Some(incoming) = self.incoming.recv() => {
+                    let key = st.next_key;
+                    st.next_key += 1;
+                    let span = tracing::info_span!("peer", addr = %incoming.addr);
+                    st.tasks.spawn(conn::accept(key, incoming, self.ctx.clone()).instrument(span));
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     self.engine.handle_timeout(Instant::now());
@@ -186,7 +186,9 @@ impl Driver {
                 Action::Connect { addr } => {
                     let key = st.next_key;
                     st.next_key += 1;
-                    st.tasks.spawn(conn::dial(key, addr, self.ctx.clone()));
+                    let span = tracing::info_span!("peer", %addr);
+                    st.tasks
+                        .spawn(conn::dial(key, addr, self.ctx.clone()).instrument(span));
                 }
                 Action::Send { key, msg } => self.send_to_conn(st, key, ConnCmd::Send(msg)),
                 Action::Serve { key, block } => self.send_to_conn(st, key, ConnCmd::Serve(block)),
@@ -245,14 +247,5 @@ impl Driver {
                 s.have.clone_from(self.engine.have());
             }
         });
-    }
-}
-
-async fn accept(
-    listener: &Option<TcpListener>,
-) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
-    match listener {
-        Some(l) => l.accept().await,
-        None => std::future::pending().await,
     }
 }

@@ -27,7 +27,6 @@
 //! them on the next start.
 
 use crate::bencode::{self, Value};
-use crate::layout::Layout;
 use crate::types::{Bitfield, BitfieldError, InfoHash};
 
 pub use crate::store::FileStamp;
@@ -361,35 +360,6 @@ pub fn judge(record: &ResumeRecord, on_disk: &[Option<FileStamp>]) -> Result<(),
         }
     }
     Ok(())
-}
-
-/// The recorded pieces that lie only in files still exactly as recorded: the per-file form of
-/// [`judge`]. After a kill -9 mid-download the files written since the last save have new
-/// mtimes and `judge` refuses the whole record; the pieces of the other files are still
-/// good. (A verified piece is never written again, so our own later writes cannot have
-/// changed the recorded pieces of a touched file either, but an edit by someone else would
-/// look the same; those pieces are left to the recheck.)
-///
-/// Empty when the record does not fit `layout` (piece or file count) or `on_disk`.
-pub fn trusted_pieces(
-    record: &ResumeRecord,
-    on_disk: &[Option<FileStamp>],
-    layout: &Layout,
-) -> Bitfield {
-    let n = layout.num_pieces();
-    let files = layout.num_files();
-    if record.pieces.len() != n || record.files.len() != files || on_disk.len() != files {
-        return Bitfield::new(n);
-    }
-    let mut trusted = record.pieces.clone();
-    for (file, (recorded, now)) in record.files.iter().zip(on_disk).enumerate() {
-        if now.as_ref() != Some(recorded) {
-            for p in layout.file_pieces(file).into_iter().flatten() {
-                trusted.clear(p);
-            }
-        }
-    }
-    trusted
 }
 
 #[cfg(test)]

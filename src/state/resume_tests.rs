@@ -2,7 +2,6 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::bencode::Value;
-use crate::layout::Layout;
 
 const IH: InfoHash = InfoHash([7; 20]);
 
@@ -344,35 +343,6 @@ fn judge_trusts_only_exact_matches() {
             on_disk: 2
         })
     );
-}
-
-#[test]
-fn trusted_pieces_drop_only_the_pieces_of_changed_files() {
-    // Files of 10, 25 and 5 bytes, pieces of 16: piece 0 = files 0+1, 1 = file 1,
-    // 2 = files 1+2.
-    let layout = Layout::new(16, &[10, 25, 5]).unwrap();
-    let r = ResumeRecord {
-        info_hash: IH,
-        pieces: Bitfield::full(3),
-        files: vec![stamp(10, 1, 0), stamp(25, 2, 0), stamp(5, 3, 0)],
-        uploaded: 0,
-        downloaded: 0,
-        seeding_secs: 0,
-    };
-    let same: Vec<Option<FileStamp>> = r.files.iter().copied().map(Some).collect();
-    let ones = |b: Bitfield| b.iter_ones().collect::<Vec<_>>();
-    assert_eq!(ones(trusted_pieces(&r, &same, &layout)), vec![0, 1, 2]);
-    let mut touched = same.clone();
-    touched[0] = Some(stamp(10, 1, 1));
-    assert_eq!(ones(trusted_pieces(&r, &touched, &layout)), vec![1, 2]);
-    touched[2] = None;
-    assert_eq!(ones(trusted_pieces(&r, &touched, &layout)), vec![1]);
-    touched[1] = Some(stamp(26, 2, 0));
-    assert!(trusted_pieces(&r, &touched, &layout).is_clear());
-    // A record that does not fit the torrent trusts nothing.
-    let other = Layout::new(16, &[10, 25, 5, 0]).unwrap();
-    assert!(trusted_pieces(&r, &same, &other).is_clear());
-    assert!(trusted_pieces(&r, &same[..2], &layout).is_clear());
 }
 
 fn arb_record() -> impl Strategy<Value = ResumeRecord> {

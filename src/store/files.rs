@@ -7,9 +7,9 @@
 //!   with thousands of files do not exhaust descriptors. The cache lock is held only to look
 //!   up or insert a handle, never across a syscall that touches file data or opens a file.
 //! - All data I/O is positioned (`pread`/`pwritev`), so threads share handles without seeking.
-//! - A file is marked dirty after every successful write to it and cleared only just before
-//!   [`Storage::sync_all`] fsyncs it (re-marked if that fails), so a sync covers at least every
-//!   write that completed before it began.
+//! - A file is marked dirty when it held data at open and after every successful write to
+//!   it, and cleared only just before [`Storage::sync_all`] fsyncs it (re-marked if that
+//!   fails), so a sync covers at least every write that completed before it began.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -103,7 +103,9 @@ impl Storage {
         }
         tracing::debug!(root = %root.display(), files = paths.len(), create, "storage opened");
         Ok(Storage {
-            dirty: paths.iter().map(|_| AtomicBool::new(false)).collect(),
+            // Data that was there at open may still be only in the page cache (an earlier
+            // process was killed): the first sync covers it too.
+            dirty: data_lens.iter().map(|&n| AtomicBool::new(n > 0)).collect(),
             paths,
             data_lens,
             layout,
@@ -178,8 +180,8 @@ impl Storage {
         })
     }
 
-    /// Makes every write so far durable: `fsync` (data and size) of each file written since
-    /// open or the last sync. Files never written are skipped; a written file deleted since
+    /// Makes every write so far durable: `fsync` (data and size) of each file that held data
+    /// at open or was written since open or the last sync. Files never written are skipped; a written file deleted since
     /// has nothing left to make durable. On error the file stays marked for the next try.
     pub fn sync_all(&self) -> Result<(), StoreError> {
         for (i, dirty) in self.dirty.iter().enumerate() {

@@ -12,15 +12,17 @@
 //!   unbounded command channel holds at most `max_buffer` bytes of block data, and at most
 //!   `max_buffer` messages (every reservation is at least one byte).
 //! - A piece is written only after its SHA-1 matched; a mismatched piece is dropped whole.
-//! - Hashing and writing run on blocking threads, at most `hash_threads` pieces at a time;
-//!   the task itself only moves `Bytes` handles around.
+//! - Hashing and writing run on blocking threads, at most `hash_threads` pieces at a time
+//!   for this store, and at most the pool's permits across every store sharing
+//!   [`StoreConfig::pool`]; the task itself only moves `Bytes` handles around.
 //! - After a write error ([`StoreEvent::Fatal`]) the store accepts no more blocks
 //!   (`write_block` returns [`StoreClosed`]); pieces already hashing finish, and data already
 //!   verified on disk is untouched.
 //!
 //! Shutdown: the task ends when every [`StoreHandle`] has been dropped, after it has
 //! hashed and written every complete piece it holds (partial pieces are discarded). Await
-//! the `JoinHandle` from [`spawn`] to know the flush is done.
+//! the `JoinHandle` from [`spawn`] to know the flush is done; it returns the pieces
+//! verified on disk by then (what resume data may record, once the files are synced).
 //!
 //! Caller's duty: buffered partial pieces only leave the buffer by completing, so the engine
 //! must keep (pieces in progress) × (piece length) within `max_buffer`, or the buffer can
@@ -47,6 +49,9 @@ pub struct StoreConfig {
     pub max_buffer: usize,
     /// Pieces hashed (and written) in parallel; 0 is treated as 1.
     pub hash_threads: usize,
+    /// Hashing slots shared with other stores (the session's pool), if any: a job waits
+    /// for a permit before it takes a blocking thread.
+    pub pool: Option<Arc<Semaphore>>,
 }
 
 /// What the store tells the driver.
@@ -197,7 +202,7 @@ pub fn spawn(
     have: Bitfield,
     config: StoreConfig,
     events: mpsc::Sender<StoreEvent>,
-) -> (StoreHandle, JoinHandle<()>) {
+) -> (StoreHandle, JoinHandle<Bitfield>) {
     let piece_len = storage.layout().piece_len() as usize;
     let max_buffer = config.max_buffer.clamp(piece_len, Semaphore::MAX_PERMITS);
     if max_buffer != config.max_buffer {
@@ -219,6 +224,7 @@ pub fn spawn(
         hashes,
         have,
         hash_threads: config.hash_threads.max(1),
+        pool: config.pool,
         partial: HashMap::new(),
         ready: VecDeque::new(),
         busy: HashMap::new(),
@@ -255,6 +261,7 @@ struct Task {
     hashes: Arc<Vec<[u8; 20]>>,
     have: Bitfield,
     hash_threads: usize,
+    pool: Option<Arc<Semaphore>>,
     partial: HashMap<u32, Partial>,
     /// Complete pieces waiting for a hashing slot, with their blocks in order.
     ready: VecDeque<(u32, Vec<Bytes>)>,
@@ -266,7 +273,7 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Write>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Write>) -> Bitfield {
         let mut open = true;
         loop {
             self.start_jobs();
@@ -291,6 +298,7 @@ impl Task {
             dropped_partial = self.partial.len(),
             "store task finished"
         );
+        self.have
     }
 
     fn on_write(&mut self, w: Write) {
@@ -364,7 +372,7 @@ impl Task {
             };
             let storage = self.storage.clone();
             let expected = self.hashes.get(piece as usize).copied();
-            self.jobs.spawn_blocking(move || {
+            let job = move || {
                 if Some(hash_blocks(&blocks)) != expected {
                     return (piece, Outcome::Mismatch);
                 }
@@ -372,7 +380,23 @@ impl Task {
                     Ok(()) => (piece, Outcome::Verified),
                     Err(e) => (piece, Outcome::WriteFailed(e)),
                 }
-            });
+            };
+            match self.pool.clone() {
+                None => {
+                    self.jobs.spawn_blocking(job);
+                }
+                Some(pool) => {
+                    self.jobs.spawn(async move {
+                        // The pool is never closed; without a permit the job still runs.
+                        let _permit = pool.acquire_owned().await.ok();
+                        match tokio::task::spawn_blocking(job).await {
+                            Ok(done) => done,
+                            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                            Err(_) => (piece, Outcome::WriteFailed(StoreError::ShuttingDown)),
+                        }
+                    });
+                }
+            }
         }
     }
 

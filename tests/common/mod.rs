@@ -15,10 +15,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use swarm::config::Config;
+use swarm::config::{SessionConfig, TorrentConfig};
 use swarm::create::{create_torrent, CreateOptions};
 use swarm::metainfo::Metainfo;
-use swarm::session::{self, Job, Mode, SessionError, Summary};
+use swarm::session::{Mode, Session, Sources, Summary, TorrentHandle, TorrentSpec};
 use swarm::snapshot::Snapshot;
 use swarm::types::{Bitfield, PeerId};
 use swarm::wire::{self, Decoder, Handshake, Message};
@@ -78,21 +78,33 @@ pub fn hash_tree(meta: &Metainfo, dir: &Path) -> Vec<Option<[u8; 20]>> {
         .collect()
 }
 
-pub fn test_config() -> Config {
-    Config {
-        listen_port: 0,
-        port_fallback: false,
-        give_up_after: Some(Duration::from_secs(30)),
-        hash_threads: 2,
-        ..Config::default()
+/// A session's and a torrent's configuration, as a test sets them.
+#[derive(Clone)]
+pub struct TestConfig {
+    pub session: SessionConfig,
+    pub torrent: TorrentConfig,
+    /// With `--peer`-style peers and no trackers, give up after this long without one.
+    pub peer_timeout: Option<Duration>,
+}
+
+pub fn test_config() -> TestConfig {
+    TestConfig {
+        session: SessionConfig {
+            listen_port: 0,
+            port_fallback: false,
+            hash_threads: 2,
+            ..SessionConfig::default()
+        },
+        torrent: TorrentConfig::default(),
+        peer_timeout: Some(Duration::from_secs(30)),
     }
 }
 
-/// An in-process session on a loopback address.
+/// An in-process session on a loopback address, running one torrent.
 pub struct Running {
-    pub task: JoinHandle<Result<Summary, SessionError>>,
+    pub session: Session,
+    pub handle: TorrentHandle,
     pub snapshot: watch::Receiver<Snapshot>,
-    pub stop: watch::Sender<bool>,
     pub addr: Option<SocketAddr>,
 }
 
@@ -103,7 +115,7 @@ impl Running {
         mode: Mode,
         bind: IpAddr,
         peers: Vec<SocketAddr>,
-        cfg: Config,
+        cfg: TestConfig,
     ) -> Running {
         Running::start_with_trackers(meta, dir, mode, bind, peers, vec![], cfg).await
     }
@@ -115,38 +127,57 @@ impl Running {
         bind: IpAddr,
         peers: Vec<SocketAddr>,
         trackers: Vec<Vec<String>>,
-        cfg: Config,
+        cfg: TestConfig,
     ) -> Running {
-        let job = Job {
-            meta: meta.clone(),
-            dir: dir.to_path_buf(),
+        let session = Session::start(SessionConfig {
+            bind,
+            ..cfg.session
+        })
+        .await
+        .expect("session did not start");
+        let spec = spec(
+            meta,
+            dir,
+            mode,
             peers,
             trackers,
-            mode,
-            bind,
-            cfg,
-        };
-        let (snap_tx, mut snapshot) = watch::channel(Snapshot::default());
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(session::run(job, snap_tx, stop_rx));
-        // Wait until it listens (or ends, e.g. refusing incomplete data).
-        let port = tokio::time::timeout(TEST_TIMEOUT, async {
+            &cfg.torrent,
+            cfg.peer_timeout,
+        );
+        let handle = session.add(spec).await.expect("torrent not added");
+        Running::wait_listening(session, handle).await
+    }
+
+    /// Wait until the torrent is past its check (or has ended, e.g. refusing incomplete
+    /// data): then it takes connections.
+    async fn wait_listening(session: Session, handle: TorrentHandle) -> Running {
+        let mut snapshot = handle.snapshot.clone();
+        let mut status = handle.status.clone();
+        let ready = tokio::time::timeout(TEST_TIMEOUT, async {
             loop {
-                if let Some(p) = snapshot.borrow_and_update().listen_port {
-                    return Some(p);
+                if snapshot.borrow_and_update().phase != swarm::snapshot::Phase::Checking {
+                    return true;
                 }
-                if snapshot.changed().await.is_err() {
-                    return None;
+                if matches!(
+                    *status.borrow_and_update(),
+                    swarm::session::Status::Finished(_)
+                ) {
+                    return false;
+                }
+                tokio::select! {
+                    _ = snapshot.changed() => {}
+                    _ = status.changed() => {}
                 }
             }
         })
         .await
-        .expect("session did not start listening in time");
+        .expect("torrent did not start in time");
+        let addr = ready.then(|| session.local_addr());
         Running {
-            task,
-            snapshot,
-            stop,
-            addr: port.map(|p| SocketAddr::new(bind, p)),
+            session,
+            snapshot: handle.snapshot.clone(),
+            handle,
+            addr,
         }
     }
 
@@ -167,16 +198,35 @@ impl Running {
         r
     }
 
-    pub async fn finish(self) -> Result<Summary, SessionError> {
-        tokio::time::timeout(TEST_TIMEOUT, self.task)
+    /// Waits for the torrent's run to end, then shuts the session down. The error is the
+    /// torrent's, with its causes.
+    pub async fn finish(mut self) -> Result<Summary, String> {
+        let r = tokio::time::timeout(TEST_TIMEOUT, self.handle.finished())
             .await
             .expect("session did not finish in time")
-            .expect("session panicked")
+            .expect("torrent was removed");
+        self.session.shutdown().await;
+        match &*r {
+            Ok(s) => Ok(s.clone()),
+            Err(e) => Err(swarm::error::error_chain(e)),
+        }
     }
 
+    /// Stops the session cleanly and returns the torrent's summary.
     pub async fn stop(self) -> Summary {
-        let _ = self.stop.send(true);
-        self.finish().await.expect("session failed")
+        let Running {
+            session,
+            mut handle,
+            ..
+        } = self;
+        tokio::time::timeout(TEST_TIMEOUT, session.shutdown())
+            .await
+            .expect("session did not stop in time");
+        let r = handle.finished().await.expect("torrent was removed");
+        match &*r {
+            Ok(s) => s.clone(),
+            Err(e) => panic!("session failed: {e:?}"),
+        }
     }
 
     /// Wait until at least `bytes` are verified.
@@ -191,6 +241,31 @@ impl Running {
         })
         .await
         .expect("not verified in time");
+    }
+}
+
+/// A torrent to add, as the tests run them: `trackers` replace the torrent's own.
+pub fn spec(
+    meta: &Arc<Metainfo>,
+    dir: &Path,
+    mode: Mode,
+    peers: Vec<SocketAddr>,
+    trackers: Vec<Vec<String>>,
+    cfg: &TorrentConfig,
+    peer_timeout: Option<Duration>,
+) -> TorrentSpec {
+    TorrentSpec {
+        meta: meta.clone(),
+        dir: dir.to_path_buf(),
+        mode,
+        sources: Sources {
+            peers,
+            extra_trackers: trackers.into_iter().flatten().collect(),
+            no_trackers: false,
+            peer_timeout,
+        },
+        recheck: false,
+        cfg: cfg.clone(),
     }
 }
 
@@ -210,6 +285,17 @@ pub struct FakePeer {
     task: JoinHandle<()>,
 }
 
+/// One torrent a [`FakePeer`] speaks for.
+#[derive(Clone)]
+pub struct FakeTorrent {
+    pub meta: Arc<Metainfo>,
+    /// The torrent's content concatenated.
+    pub data: Arc<Vec<u8>>,
+    /// Pieces it claims.
+    pub has: Bitfield,
+    pub behaviour: Behaviour,
+}
+
 impl FakePeer {
     /// `data`: the torrent's content concatenated; `has`: pieces it claims.
     pub async fn start(
@@ -219,20 +305,28 @@ impl FakePeer {
         behaviour: Behaviour,
         bind: IpAddr,
     ) -> FakePeer {
+        let t = FakeTorrent {
+            meta: meta.clone(),
+            data,
+            has,
+            behaviour,
+        };
+        FakePeer::start_multi(vec![t], bind).await
+    }
+
+    /// A peer for several torrents on one port, each with its own behaviour; a handshake
+    /// for any other info-hash is closed.
+    pub async fn start_multi(torrents: Vec<FakeTorrent>, bind: IpAddr) -> FakePeer {
         let listener = TcpListener::bind(SocketAddr::new(bind, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let meta = meta.clone();
+        let torrents = Arc::new(torrents);
         let task = tokio::spawn(async move {
             while let Ok(Ok((sock, _))) =
                 tokio::time::timeout(TEST_TIMEOUT, listener.accept()).await
             {
-                let (meta, data, has) = (meta.clone(), data.clone(), has.clone());
+                let torrents = torrents.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(
-                        TEST_TIMEOUT,
-                        serve(sock, &meta, &data, &has, behaviour),
-                    )
-                    .await;
+                    let _ = tokio::time::timeout(TEST_TIMEOUT, serve(sock, &torrents)).await;
                 });
             }
         });
@@ -246,13 +340,7 @@ impl Drop for FakePeer {
     }
 }
 
-async fn serve(
-    mut sock: tokio::net::TcpStream,
-    meta: &Metainfo,
-    data: &[u8],
-    has: &Bitfield,
-    behaviour: Behaviour,
-) -> std::io::Result<()> {
+async fn serve(mut sock: tokio::net::TcpStream, torrents: &[FakeTorrent]) -> std::io::Result<()> {
     let mut buf = BytesMut::new();
     while buf.len() < Handshake::LEN {
         if sock.read_buf(&mut buf).await? == 0 {
@@ -260,6 +348,13 @@ async fn serve(
         }
     }
     let theirs = Handshake::decode(&buf).ok().flatten().expect("handshake");
+    let Some(t) = torrents
+        .iter()
+        .find(|t| t.meta.info_hash == theirs.info_hash)
+    else {
+        return Ok(());
+    };
+    let (meta, data, has, behaviour) = (&t.meta, &t.data, &t.has, t.behaviour);
     let _ = buf.split_to(Handshake::LEN);
     let mut ours = Handshake::new(theirs.info_hash, PeerId(*b"-FK0001-fakefakefake"));
     ours.reserved = [0; 8];

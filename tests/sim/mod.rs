@@ -33,9 +33,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use swarm::config::Config;
-use swarm::engine::{Action, Engine, Event, PeerKey, Stats};
+use swarm::config::TorrentConfig;
+use swarm::engine::{Action, Engine, Event, PeerKey};
 use swarm::layout::Layout;
+use swarm::snapshot::Stats;
 use swarm::types::{Bitfield, BlockRef, PeerId};
 use swarm::wire::Message;
 
@@ -101,7 +102,7 @@ pub struct Scenario {
     pub nodes: Vec<NodeSpec>,
     /// Virtual time after which the run stops, finished or not.
     pub time_limit: Duration,
-    /// Base of every node's `Config::rng_seed` (node `i` gets `seed * 1000 + i`).
+    /// Base of every node's `TorrentConfig::rng_seed` (node `i` gets `seed * 1000 + i`).
     pub seed: u64,
 }
 
@@ -308,10 +309,10 @@ impl Sim {
             .iter()
             .enumerate()
             .map(|(i, spec)| {
-                let cfg = Config {
+                let cfg = TorrentConfig {
                     rng_seed: sc.seed * 1000 + i as u64,
                     super_seed: spec.super_seed,
-                    ..Config::default()
+                    ..TorrentConfig::default()
                 };
                 let have = if spec.seed {
                     Bitfield::full(n)

@@ -28,14 +28,14 @@ impl T {
         Self::with_config(
             pieces,
             have,
-            Config {
+            TorrentConfig {
                 rng_seed: 7,
-                ..Config::default()
+                ..TorrentConfig::default()
             },
         )
     }
 
-    pub(super) fn with_config(pieces: u32, have: &[u32], cfg: Config) -> T {
+    pub(super) fn with_config(pieces: u32, have: &[u32], cfg: TorrentConfig) -> T {
         let layout = Layout::new(PIECE, &[pieces as u64 * PIECE as u64]).unwrap();
         let mut bf = Bitfield::new(pieces);
         for &p in have {

@@ -135,10 +135,10 @@ fn verified_piece_sends_have_and_completion_ends_interest() {
 /// a fast seeder that has answered every request).
 #[test]
 fn verified_piece_refills_the_queue_at_once() {
-    let cfg = Config {
+    let cfg = TorrentConfig {
         rng_seed: 7,
         max_buffer: 2 * PIECE as usize,
-        ..Config::default()
+        ..TorrentConfig::default()
     };
     let mut t = T::with_config(8, &[], cfg);
     let reqs = t.seed_peer(1);
@@ -159,11 +159,11 @@ fn verified_piece_refills_the_queue_at_once() {
 /// (with a deep queue) does not keep them all.
 #[test]
 fn peers_serving_at_once_share_the_pieces_in_progress() {
-    let cfg = Config {
+    let cfg = TorrentConfig {
         rng_seed: 7,
         max_buffer: 8 * PIECE as usize, // 8 pieces of 2 blocks in progress at most
         initial_queue_depth: 100,
-        ..Config::default()
+        ..TorrentConfig::default()
     };
     let mut t = T::with_config(64, &[], cfg);
     let first = t.seed_peer(1);

@@ -8,10 +8,10 @@ fn super_seed(pieces: u32) -> T {
     T::with_config(
         pieces,
         &all,
-        Config {
+        TorrentConfig {
             rng_seed: 7,
             super_seed: true,
-            ..Config::default()
+            ..TorrentConfig::default()
         },
     )
 }

@@ -57,7 +57,7 @@ fn upload_queue_tolerates_lag_but_drops_a_flood() {
     let mut t = T::new(4, &[0, 1, 2, 3]);
     t.connect(1, FAST);
     t.msg(1, Message::Interested);
-    let reqq = Config::default().our_reqq;
+    let reqq = TorrentConfig::default().our_reqq;
     let b = BlockRef {
         piece: 0,
         offset: 0,
@@ -87,7 +87,7 @@ fn upload_queue_tolerates_lag_but_drops_a_flood() {
             .count();
     }
     assert_eq!(rejected, 0);
-    assert_eq!(served, Config::default().serve_window.0);
+    assert_eq!(served, TorrentConfig::default().serve_window.0);
     // Now the queue is full: refusals, and after reqq of them in a row, a disconnect.
     assert!(sent(&t.msg(1, Message::Request(b)), 1, &Message::Reject(b)));
     let mut dropped = false;
@@ -145,7 +145,7 @@ fn uploads_beyond_the_serve_window_wait_and_follow_served_reports() {
     for b in all_blocks(64) {
         handed.extend(serves(&t.msg(1, Message::Request(b)), 1));
     }
-    let window = Config::default().serve_window.0;
+    let window = TorrentConfig::default().serve_window.0;
     assert_eq!(handed.len(), window, "only the window goes to the writer");
     // Each Served report releases one more, in request order.
     t.e.handle(
@@ -172,7 +172,7 @@ fn choking_a_fast_peer_rejects_its_queued_requests() {
         t.msg(1, Message::Request(*b));
         t.msg(2, Message::Request(*b));
     }
-    let window = Config::default().serve_window.0;
+    let window = TorrentConfig::default().serve_window.0;
     // Both lose interest: each is choked. The writer still sends what it was handed (it
     // goes out before the Choke); the fast peer gets a Reject for every other request, in
     // order, after the Choke; the plain peer's are dropped silently (BEP 3: void).
@@ -218,7 +218,7 @@ fn cancel_drops_a_queued_request_with_a_reject_for_fast_peers() {
     for b in &blocks {
         t.msg(1, Message::Request(*b));
     }
-    let window = Config::default().serve_window.0;
+    let window = TorrentConfig::default().serve_window.0;
     let queued = blocks[window + 3];
     assert_eq!(rejects(&t.msg(1, Message::Cancel(queued)), 1), vec![queued]);
     // Already handed to the writer: it goes out; nothing to say.

@@ -16,7 +16,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 struct Running {
     handle: StoreHandle,
     events: mpsc::Receiver<StoreEvent>,
-    join: tokio::task::JoinHandle<()>,
+    join: tokio::task::JoinHandle<Bitfield>,
 }
 
 fn start(fx: &Fixture, have: Bitfield, max_buffer: usize) -> Running {
@@ -25,6 +25,7 @@ fn start(fx: &Fixture, have: Bitfield, max_buffer: usize) -> Running {
     let config = StoreConfig {
         max_buffer,
         hash_threads: 2,
+        pool: None,
     };
     let (handle, join) = spawn(storage, Arc::new(fx.hashes.clone()), have, config, tx);
     Running {

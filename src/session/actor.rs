@@ -1,0 +1,352 @@
+//! The session task: sole owner of the torrent table. It accepts incoming connections,
+//! reads their handshakes (each in its own task, bounded in time and in number), routes each
+//! to the torrent its info-hash names, and starts, pauses, resumes and removes torrents.
+//!
+//! Invariants:
+//! - A torrent has at most one run at a time; a run's end is matched to its entry by a
+//!   generation number, so a late end of an old run never touches a newer one.
+//! - An incoming connection reaches a torrent only after a complete, valid handshake
+//!   naming a running torrent; anything else is closed and counted.
+//! - At most `max_half_open` incoming connections are in their handshake at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::{Cmd, SessionError, SessionStats, Shared, Status, TorrentError, TorrentHandle};
+use super::{Summary, TorrentSpec};
+use crate::net::conn::{self, Incoming};
+use crate::snapshot::Snapshot;
+use crate::types::InfoHash;
+
+/// Routed connections queued per torrent before its driver takes them; more are closed.
+const INCOMING_QUEUE: usize = 64;
+
+/// After a failed `accept` (e.g. out of descriptors), wait this long before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What to do when a torrent's run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// Publish its result as `Finished`.
+    Finish,
+    /// Keep it, `Paused`.
+    Pause,
+    /// Forget it.
+    Remove,
+    /// Start it again (resumed while its pause was under way).
+    Restart,
+}
+
+struct Run {
+    gen: u64,
+    stop: watch::Sender<bool>,
+    incoming: mpsc::Sender<Incoming>,
+}
+
+struct Entry {
+    spec: Arc<TorrentSpec>,
+    snapshot: watch::Sender<Snapshot>,
+    status: watch::Sender<Status>,
+    run: Option<Run>,
+    after: After,
+}
+
+type RunEnd = (InfoHash, u64, Result<Summary, TorrentError>);
+
+struct Actor {
+    shared: Arc<Shared>,
+    torrents: HashMap<InfoHash, Entry>,
+    runs: JoinSet<RunEnd>,
+    handshakes: JoinSet<Option<Incoming>>,
+    next_gen: u64,
+    stats: SessionStats,
+}
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    mut cmds: mpsc::Receiver<Cmd>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut a = Actor {
+        shared,
+        torrents: HashMap::new(),
+        runs: JoinSet::new(),
+        handshakes: JoinSet::new(),
+        next_gen: 0,
+        stats: SessionStats::default(),
+    };
+    let mut backoff: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            cmd = cmds.recv() => match cmd {
+                Some(cmd) => a.command(cmd),
+                // Every handle is gone: nobody can stop us any more, so stop now.
+                None => break,
+            },
+            r = stop.changed() => if r.is_err() || *stop.borrow() { break },
+            accepted = listener.accept(), if backoff.is_none() => match accepted {
+                Ok((stream, addr)) => a.accepted(stream, addr),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    backoff = Some(tokio::time::Instant::now() + ACCEPT_BACKOFF);
+                }
+            },
+            _ = sleep_until(backoff), if backoff.is_some() => backoff = None,
+            Some(done) = a.handshakes.join_next(), if !a.handshakes.is_empty() => {
+                match done {
+                    Ok(Some(incoming)) => a.route(incoming),
+                    _ => a.stats.bad_handshakes += 1,
+                }
+            }
+            Some(done) = a.runs.join_next(), if !a.runs.is_empty() => {
+                if let Ok(end) = done {
+                    a.run_ended(end);
+                }
+            }
+        }
+    }
+    drop(listener);
+    a.handshakes.abort_all();
+    a.shutdown().await;
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Actor {
+    fn command(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Add(spec, reply) => {
+                let _ = reply.send(self.add(*spec));
+            }
+            Cmd::Pause(ih, reply) => {
+                let _ = reply.send(self.stop_run(&ih, After::Pause));
+            }
+            Cmd::Resume(ih, reply) => {
+                let _ = reply.send(self.resume(&ih));
+            }
+            Cmd::Remove(ih, reply) => {
+                let found = self.torrents.contains_key(&ih);
+                if found && !self.stop_run(&ih, After::Remove) {
+                    self.forget(&ih);
+                }
+                let _ = reply.send(found);
+            }
+            Cmd::Stats(reply) => {
+                let _ = reply.send(self.stats);
+            }
+        }
+    }
+
+    fn add(&mut self, spec: TorrentSpec) -> Result<TorrentHandle, SessionError> {
+        let info_hash = spec.meta.info_hash;
+        if self.torrents.contains_key(&info_hash) {
+            return Err(SessionError::Duplicate(info_hash));
+        }
+        let (snapshot, snapshot_rx) = watch::channel(Snapshot {
+            name: spec.meta.name.clone(),
+            listen_port: Some(self.shared.port),
+            ..Snapshot::default()
+        });
+        let (status, status_rx) = watch::channel(Status::Running);
+        self.torrents.insert(
+            info_hash,
+            Entry {
+                spec: Arc::new(spec),
+                snapshot,
+                status,
+                run: None,
+                after: After::Finish,
+            },
+        );
+        self.start(&info_hash);
+        Ok(TorrentHandle {
+            info_hash,
+            snapshot: snapshot_rx,
+            status: status_rx,
+        })
+    }
+
+    /// Starts a new run of a torrent that has none.
+    fn start(&mut self, info_hash: &InfoHash) {
+        let Some(entry) = self.torrents.get_mut(info_hash) else {
+            return;
+        };
+        if entry.run.is_some() {
+            return;
+        }
+        self.next_gen += 1;
+        let gen = self.next_gen;
+        let (stop, stop_rx) = watch::channel(false);
+        let (incoming, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
+        let span = tracing::info_span!("torrent", name = %entry.spec.meta.name);
+        let run = super::torrent::run(
+            self.shared.clone(),
+            entry.spec.clone(),
+            entry.snapshot.clone(),
+            incoming_rx,
+            stop_rx,
+        );
+        let ih = *info_hash;
+        self.runs
+            .spawn(async move { (ih, gen, run.await) }.instrument(span));
+        entry.run = Some(Run {
+            gen,
+            stop,
+            incoming,
+        });
+        entry.after = After::Finish;
+        entry.status.send_replace(Status::Running);
+    }
+
+    /// Asks a torrent's run to stop, with what to do once it has. False if it has no run.
+    fn stop_run(&mut self, info_hash: &InfoHash, after: After) -> bool {
+        let Some(entry) = self.torrents.get_mut(info_hash) else {
+            return false;
+        };
+        let Some(run) = &entry.run else {
+            return false;
+        };
+        let _ = run.stop.send(true);
+        entry.after = after;
+        true
+    }
+
+    fn resume(&mut self, info_hash: &InfoHash) -> bool {
+        match self.torrents.get_mut(info_hash) {
+            None => false,
+            Some(entry) if entry.run.is_some() => {
+                // Still pausing: run again once it has stopped.
+                if entry.after == After::Pause {
+                    entry.after = After::Restart;
+                }
+                entry.after != After::Remove
+            }
+            Some(_) => {
+                self.start(info_hash);
+                true
+            }
+        }
+    }
+
+    fn run_ended(&mut self, (info_hash, gen, result): RunEnd) {
+        let Some(entry) = self.torrents.get_mut(&info_hash) else {
+            return;
+        };
+        if entry.run.as_ref().map(|r| r.gen) != Some(gen) {
+            return;
+        }
+        entry.run = None;
+        match entry.after {
+            After::Finish => {
+                if let Err(e) = &result {
+                    tracing::info!(
+                        name = %entry.spec.meta.name,
+                        error = %crate::error::error_chain(e),
+                        "torrent stopped"
+                    );
+                }
+                entry
+                    .status
+                    .send_replace(Status::Finished(Arc::new(result)));
+            }
+            After::Pause => match result {
+                Ok(_) => {
+                    entry.status.send_replace(Status::Paused);
+                }
+                Err(e) => {
+                    entry
+                        .status
+                        .send_replace(Status::Finished(Arc::new(Err(e))));
+                }
+            },
+            After::Remove => self.forget(&info_hash),
+            After::Restart => self.start(&info_hash),
+        }
+    }
+
+    /// Drops a torrent that has no run, and its resume data.
+    fn forget(&mut self, info_hash: &InfoHash) {
+        if let Some(entry) = self.torrents.remove(info_hash) {
+            entry.status.send_replace(Status::Removed);
+            if let Some(state) = &self.shared.state {
+                super::resume::forget(state, info_hash);
+            }
+        }
+    }
+
+    fn accepted(&mut self, mut stream: tokio::net::TcpStream, addr: std::net::SocketAddr) {
+        if self.handshakes.len() >= self.shared.cfg.max_half_open {
+            self.stats.half_open_refused += 1;
+            tracing::debug!(%addr, "too many connections in their handshake; closing");
+            return;
+        }
+        let limit = self.shared.cfg.handshake_timeout;
+        self.handshakes.spawn(async move {
+            let mut buf = BytesMut::with_capacity(1024);
+            let read = tokio::time::timeout(limit, conn::read_handshake(&mut stream, &mut buf));
+            match read.await {
+                Ok(Ok(handshake)) => Some(Incoming {
+                    stream,
+                    addr,
+                    handshake,
+                    buf,
+                }),
+                Ok(Err(e)) => {
+                    tracing::debug!(%addr, error = %crate::error::error_chain(&e), "bad incoming handshake");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!(%addr, "incoming handshake timed out");
+                    None
+                }
+            }
+        });
+    }
+
+    fn route(&mut self, incoming: Incoming) {
+        let ih = incoming.handshake.info_hash;
+        let run = self.torrents.get(&ih).and_then(|e| e.run.as_ref());
+        match run {
+            Some(run) => match run.incoming.try_send(incoming) {
+                Ok(()) => self.stats.routed += 1,
+                Err(_) => tracing::debug!(info_hash = %ih, "torrent is not taking connections"),
+            },
+            None => {
+                self.stats.unknown_info_hash += 1;
+                tracing::debug!(addr = %incoming.addr, info_hash = %ih, "unknown info-hash; closing");
+            }
+        }
+    }
+
+    /// Stops every run and waits for all of them (each writes its resume data and tells
+    /// its trackers), publishing each result.
+    async fn shutdown(mut self) {
+        for entry in self.torrents.values_mut() {
+            if let Some(run) = &entry.run {
+                let _ = run.stop.send(true);
+                // A pause or restart under way ends as a stop, like every other run.
+                if entry.after != After::Remove {
+                    entry.after = After::Finish;
+                }
+            }
+        }
+        while let Some(done) = self.runs.join_next().await {
+            if let Ok(end) = done {
+                self.run_ended(end);
+            }
+        }
+    }
+}

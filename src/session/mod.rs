@@ -1,0 +1,316 @@
+//! The process layer: one [`Session`] per process, one torrent task per torrent.
+//!
+//! The session owns what every torrent shares: the TCP listener (one port for all) and the
+//! handshake router, the peer id, the upload and download rate limiters, the hashing pool,
+//! the recheck queue and the state directory. Each torrent owns its store task, engine
+//! driver, announcer, resume writer, `watch<Snapshot>` and its own stop, so one torrent is
+//! added, paused, resumed or removed while the others run.
+//!
+//! Ownership: the session task (`actor.rs`) is the only owner of the torrent table; the
+//! [`Session`] handle talks to it with messages, never a lock. A torrent never reaches into
+//! another: incoming connections reach it through the router, by info-hash.
+//!
+//! Files: `actor.rs` (the session task and router), `torrent.rs` (one torrent's run),
+//! `plan.rs` (per-torrent policy: trackers, give-up), `resume.rs` (resume data).
+
+mod actor;
+mod plan;
+mod resume;
+mod torrent;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::config::{SessionConfig, TorrentConfig};
+use crate::metainfo::Metainfo;
+use crate::net::limit::RateLimiter;
+use crate::snapshot::{Snapshot, Stats, Totals};
+use crate::state::StateDir;
+use crate::store::StoreError;
+use crate::types::{InfoHash, PeerId};
+
+pub use plan::{give_up_after, tracker_tiers};
+
+/// What to do with a torrent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Create missing files, download what is missing; `seed` keeps serving afterwards.
+    Fetch { seed: bool },
+    /// The data must already be complete; serve it until stopped.
+    Seed,
+}
+
+/// Where a torrent's peers come from besides incoming connections.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Addresses to dial (`--peer`).
+    pub peers: Vec<SocketAddr>,
+    /// Trackers added to the torrent's own, each its own tier (`--tracker`); ignored for a
+    /// private torrent (BEP 27).
+    pub extra_trackers: Vec<String>,
+    /// Announce to no tracker at all (`--no-trackers`).
+    pub no_trackers: bool,
+    /// With peers from `peers` alone, give up when none connected within this long
+    /// (`None`: wait forever).
+    pub peer_timeout: Option<Duration>,
+}
+
+/// One torrent to add to a session.
+#[derive(Debug, Clone)]
+pub struct TorrentSpec {
+    pub meta: Arc<Metainfo>,
+    /// The download directory (the torrent's paths are joined under it).
+    pub dir: PathBuf,
+    pub mode: Mode,
+    pub sources: Sources,
+    /// Ignore resume data and re-hash everything (`--recheck`).
+    pub recheck: bool,
+    pub cfg: TorrentConfig,
+}
+
+/// Why a torrent could not run, or stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum TorrentError {
+    #[error("storage")]
+    Store(#[from] StoreError),
+    #[error("data in {dir} is incomplete: {have} of {total} pieces verified")]
+    Incomplete { dir: PathBuf, have: u32, total: u32 },
+    #[error("{0}")]
+    GaveUp(String),
+    #[error("a background task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// Why the session could not start or answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state directory")]
+    State(#[from] crate::state::StateError),
+    #[error("torrent {0} is already in the session")]
+    Duplicate(InfoHash),
+    #[error("the session has stopped")]
+    Gone,
+}
+
+/// How a torrent's run ended, for the summary line.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// This run's figures.
+    pub stats: Stats,
+    /// Earlier runs' totals (from resume data).
+    pub before: Totals,
+    /// Bytes that were already verified on disk at start.
+    pub resumed_bytes: u64,
+    pub elapsed: Duration,
+    pub complete: bool,
+    pub stopped: bool,
+    /// How long it was complete in this run (seeding time).
+    pub seeded: Option<Duration>,
+}
+
+/// Where a torrent is, as the session sees it.
+#[derive(Debug, Clone)]
+pub enum Status {
+    /// Checking, downloading or seeding.
+    Running,
+    /// Stopped by [`Session::pause`]; [`Session::resume`] starts it again.
+    Paused,
+    /// Its run ended: complete, stopped (shutdown) or failed.
+    Finished(Arc<Result<Summary, TorrentError>>),
+    /// Taken out of the session by [`Session::remove`].
+    Removed,
+}
+
+/// A torrent in the session, as seen from outside.
+#[derive(Debug, Clone)]
+pub struct TorrentHandle {
+    pub info_hash: InfoHash,
+    pub snapshot: watch::Receiver<Snapshot>,
+    pub status: watch::Receiver<Status>,
+}
+
+impl TorrentHandle {
+    /// Waits until the torrent's run ends (not for a pause). `None` when it was removed.
+    pub async fn finished(&mut self) -> Option<Arc<Result<Summary, TorrentError>>> {
+        loop {
+            match &*self.status.borrow_and_update() {
+                Status::Finished(r) => return Some(r.clone()),
+                Status::Removed => return None,
+                Status::Running | Status::Paused => {}
+            }
+            if self.status.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+/// Counters of the session's own work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Incoming connections handed to a torrent.
+    pub routed: u64,
+    /// Incoming handshakes naming a torrent we do not run (or that is paused): closed.
+    pub unknown_info_hash: u64,
+    /// Incoming connections closed because too many were still in their handshake.
+    pub half_open_refused: u64,
+    /// Incoming connections that sent no valid handshake in time.
+    pub bad_handshakes: u64,
+}
+
+/// What every torrent of the session shares.
+pub(crate) struct Shared {
+    pub cfg: SessionConfig,
+    pub peer_id: PeerId,
+    pub port: u16,
+    pub up_limit: Option<Arc<RateLimiter>>,
+    pub down_limit: Option<Arc<RateLimiter>>,
+    /// Hashing slots of every store together.
+    pub hash_pool: Arc<Semaphore>,
+    /// Torrents rechecking at once.
+    pub checking: Arc<Semaphore>,
+    pub state: Option<StateDir>,
+}
+
+/// Requests to the session task.
+enum Cmd {
+    Add(
+        Box<TorrentSpec>,
+        oneshot::Sender<Result<TorrentHandle, SessionError>>,
+    ),
+    Pause(InfoHash, oneshot::Sender<bool>),
+    Resume(InfoHash, oneshot::Sender<bool>),
+    Remove(InfoHash, oneshot::Sender<bool>),
+    Stats(oneshot::Sender<SessionStats>),
+}
+
+/// The process's session: a handle to the session task.
+pub struct Session {
+    cmds: mpsc::Sender<Cmd>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    addr: SocketAddr,
+    peer_id: PeerId,
+}
+
+impl Session {
+    /// Binds the listen port, opens the state directory and starts the session task.
+    pub async fn start(cfg: SessionConfig) -> Result<Session, SessionError> {
+        let listener = listen(&cfg).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| SessionError::Listen {
+                addr: SocketAddr::new(cfg.bind, cfg.listen_port),
+                source,
+            })?;
+        let state = cfg.state_dir.as_deref().map(StateDir::open).transpose()?;
+        let peer_id = PeerId::generate(rand::random());
+        tracing::info!(port = addr.port(), "listening");
+        let shared = Arc::new(Shared {
+            peer_id,
+            port: addr.port(),
+            up_limit: cfg.max_upload_rate.map(|r| Arc::new(RateLimiter::new(r))),
+            down_limit: cfg.max_download_rate.map(|r| Arc::new(RateLimiter::new(r))),
+            hash_pool: Arc::new(Semaphore::new(cfg.hash_threads.max(1))),
+            checking: Arc::new(Semaphore::new(cfg.max_checking.max(1))),
+            state,
+            cfg,
+        });
+        let (cmds, cmd_rx) = mpsc::channel(64);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(actor::run(shared, listener, cmd_rx, stop_rx));
+        Ok(Session {
+            cmds,
+            stop,
+            task,
+            addr,
+            peer_id,
+        })
+    }
+
+    /// The address every torrent listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Adds a torrent and starts it (checking, then downloading or seeding).
+    pub async fn add(&self, spec: TorrentSpec) -> Result<TorrentHandle, SessionError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Cmd::Add(Box::new(spec), tx)).await?;
+        rx.await.map_err(|_| SessionError::Gone)?
+    }
+
+    /// Stops a torrent (its peers closed, resume data written, `stopped` announced) but
+    /// keeps it in the session. False if there is no such running torrent.
+    pub async fn pause(&self, info_hash: InfoHash) -> bool {
+        self.ask(|tx| Cmd::Pause(info_hash, tx))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Starts a paused or finished torrent again. False if there is no such torrent.
+    pub async fn resume(&self, info_hash: InfoHash) -> bool {
+        self.ask(|tx| Cmd::Resume(info_hash, tx))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Stops a torrent and forgets it (its resume data too; its files stay).
+    pub async fn remove(&self, info_hash: InfoHash) -> bool {
+        self.ask(|tx| Cmd::Remove(info_hash, tx))
+            .await
+            .unwrap_or(false)
+    }
+
+    pub async fn stats(&self) -> SessionStats {
+        self.ask(Cmd::Stats).await.unwrap_or_default()
+    }
+
+    /// Stops every torrent cleanly (resume data written, `stopped` announced) and ends the
+    /// session task. Each torrent's status becomes `Finished`.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    async fn send(&self, cmd: Cmd) -> Result<(), SessionError> {
+        self.cmds.send(cmd).await.map_err(|_| SessionError::Gone)
+    }
+
+    async fn ask<T>(&self, cmd: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.send(cmd(tx)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// Bind the listen port, falling back to one the OS picks when it is taken.
+async fn listen(cfg: &SessionConfig) -> Result<TcpListener, SessionError> {
+    let addr = SocketAddr::new(cfg.bind, cfg.listen_port);
+    match TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if cfg.port_fallback && cfg.listen_port != 0 => {
+            tracing::info!(%addr, error = %e, "listen port taken; using a free one");
+            TcpListener::bind(SocketAddr::new(cfg.bind, 0))
+                .await
+                .map_err(|source| SessionError::Listen { addr, source })
+        }
+        Err(source) => Err(SessionError::Listen { addr, source }),
+    }
+}

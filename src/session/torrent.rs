@@ -1,0 +1,369 @@
+//! One run of one torrent: open its files, decide what is verified (resume data or a
+//! recheck), then run the store task, the engine's driver, the announcer and the resume
+//! writer until it completes or is stopped; then flush, record and report.
+//!
+//! It owns everything it starts and ends all of it before returning: a stopped or failed
+//! torrent leaves no task behind, and its last resume record covers every piece written.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+use super::resume::{self, Recorder, Start};
+use super::{plan, Mode, Shared, Summary, TorrentError, TorrentSpec};
+use crate::engine::{Engine, Event};
+use crate::net::conn::{ConnCtx, Incoming};
+use crate::net::driver::{Control, Driver, Outcome};
+use crate::snapshot::{Phase, Snapshot, Totals};
+use crate::store::{self, FileStamp, Storage, StoreConfig};
+use crate::tracker::announcer::{self, AnnouncerConfig};
+use crate::tracker::client;
+use crate::types::Bitfield;
+
+/// How long the store may take to flush what it holds when a run ends.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the torrent until it completes (fetch), or until `stop` turns true.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    spec: Arc<TorrentSpec>,
+    snapshot: watch::Sender<Snapshot>,
+    incoming: mpsc::Receiver<Incoming>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Summary, TorrentError> {
+    let started = Instant::now();
+    let meta = spec.meta.clone();
+    let layout = meta.layout.clone();
+    snapshot.send_modify(|s| {
+        *s = Snapshot {
+            name: meta.name.clone(),
+            phase: Phase::Checking,
+            total_bytes: layout.total_len(),
+            pieces_total: layout.num_pieces(),
+            listen_port: Some(shared.port),
+            ..Snapshot::default()
+        }
+    });
+    let (storage, start) = open(&shared, &spec).await?;
+    let storage = Arc::new(storage);
+    let hashes = Arc::new(meta.piece_hashes.clone());
+    let Some((have, before, trusted)) =
+        verified_pieces(&shared, &storage, &hashes, start, &snapshot, &mut stop).await?
+    else {
+        return Ok(stopped_while_checking(started));
+    };
+    snapshot.send_modify(|s| s.before = before);
+    let resumed_bytes: u64 = have.iter_ones().map(|p| layout.piece_size(p) as u64).sum();
+    if spec.mode == Mode::Seed && !have.is_full() {
+        return Err(TorrentError::Incomplete {
+            dir: spec.dir.clone(),
+            have: have.count_ones(),
+            total: have.len(),
+        });
+    }
+    let recorder = shared
+        .state
+        .as_ref()
+        .map(|state| Arc::new(Recorder::new(state, &meta, storage.clone())));
+    if let (Some(r), false) = (&recorder, trusted) {
+        // What the check found is worth remembering at once: the next start skips it.
+        r.write_async(have.clone(), before).await;
+    }
+
+    let seed = matches!(spec.mode, Mode::Seed | Mode::Fetch { seed: true });
+    let trackers = plan::tracker_tiers(&meta, &spec.sources);
+    let mut cfg = spec.cfg.clone();
+    cfg.give_up_after = plan::give_up_after(spec.mode, &spec.sources, !trackers.is_empty());
+
+    let (store_tx, store_rx) = mpsc::channel(1024);
+    let store_cfg = StoreConfig {
+        max_buffer: Engine::store_budget(&cfg, &layout),
+        hash_threads: shared.cfg.hash_threads,
+        pool: Some(shared.hash_pool.clone()),
+    };
+    let (store, store_task) =
+        store::spawn(storage.clone(), hashes, have.clone(), store_cfg, store_tx);
+    let (events_tx, events_rx) = mpsc::channel(1024);
+    let ctx = Arc::new(ConnCtx {
+        info_hash: meta.info_hash,
+        our_id: shared.peer_id,
+        num_pieces: layout.num_pieces(),
+        events: events_tx,
+        store: store.clone(),
+        connect_timeout: shared.cfg.connect_timeout,
+        handshake_timeout: shared.cfg.handshake_timeout,
+        idle_timeout: shared.cfg.peer_idle_timeout,
+        keepalive: shared.cfg.keepalive_interval,
+        local_addr: Some(shared.cfg.bind),
+        up_limit: shared.up_limit.clone(),
+        down_limit: shared.down_limit.clone(),
+    });
+    let mut engine = Engine::new(cfg, layout.clone(), have, Instant::now());
+    engine.carry_over(before);
+    if !spec.sources.peers.is_empty() {
+        engine.handle(Instant::now(), Event::AddPeers(spec.sources.peers.clone()));
+    }
+    let (control_tx, control_rx) = mpsc::channel::<Control>(16);
+    let announcer = (!trackers.is_empty()).then(|| {
+        let cfg = AnnouncerConfig {
+            info_hash: meta.info_hash,
+            peer_id: shared.peer_id,
+            port: shared.port,
+            tiers: trackers,
+            numwant: announcer::DEFAULT_NUMWANT,
+            key: rand::random(),
+            udp_retry_base: client::UDP_RETRY_BASE,
+            udp_max_tries: client::UDP_MAX_TRIES,
+            stop_timeout: shared.cfg.stop_announce_timeout,
+            local_addr: Some(shared.cfg.bind),
+        };
+        Announcing::start(cfg, &snapshot, control_tx)
+    });
+    let (writer_stop, writer_stop_rx) = watch::channel(false);
+    let writer = recorder.clone().map(|r| {
+        let task = resume::keep_writing(
+            r,
+            shared.cfg.resume_interval,
+            snapshot.subscribe(),
+            writer_stop_rx,
+        );
+        tokio::spawn(task.in_current_span())
+    });
+    let driver = Driver {
+        engine,
+        ctx,
+        events: events_rx,
+        store,
+        store_events: store_rx,
+        incoming,
+        control: control_rx,
+        snapshot: snapshot.clone(),
+        seed,
+    };
+    let outcome = driver.run(stop).await;
+
+    if let Some(a) = announcer {
+        a.stop(shared.cfg.stop_announce_timeout).await;
+    }
+    let _ = writer_stop.send(true);
+    if let Some(w) = writer {
+        let _ = w.await;
+    }
+    // Every store handle is gone with the driver and its connections: the store task
+    // finishes the pieces it is hashing or writing, then returns what is on disk.
+    let on_disk = match tokio::time::timeout(FLUSH_TIMEOUT, store_task).await {
+        Ok(Ok(have)) => Some(have),
+        Ok(Err(e)) => return Err(TorrentError::Task(e)),
+        Err(_) => {
+            tracing::warn!("store did not finish flushing within 30 s");
+            None
+        }
+    };
+    let (stats, seeded, totals) = {
+        let s = snapshot.borrow();
+        (s.stats.clone(), s.seeded, s.totals())
+    };
+    if let (Some(r), Some(have)) = (&recorder, on_disk) {
+        r.write_async(have, totals).await;
+    }
+    let summary = |complete, stopped| Summary {
+        seeded,
+        stats: stats.clone(),
+        before,
+        resumed_bytes,
+        elapsed: started.elapsed(),
+        complete,
+        stopped,
+    };
+    match outcome {
+        Outcome::Complete => Ok(summary(true, false)),
+        Outcome::Stopped => {
+            let complete = stats.verified_bytes == layout.total_len();
+            Ok(summary(complete, true))
+        }
+        Outcome::GiveUp(reason) => Err(TorrentError::GaveUp(reason)),
+        Outcome::Fatal(e) => Err(TorrentError::Store(e)),
+    }
+}
+
+fn stopped_while_checking(started: Instant) -> Summary {
+    Summary {
+        stats: Default::default(),
+        before: Totals::default(),
+        resumed_bytes: 0,
+        elapsed: started.elapsed(),
+        complete: false,
+        stopped: true,
+        seeded: None,
+    }
+}
+
+/// Opens the torrent's files (creating them for a download) and reads its resume record,
+/// judged against the files as they were before we touched them.
+async fn open(shared: &Shared, spec: &TorrentSpec) -> Result<(Storage, Start), TorrentError> {
+    let meta = spec.meta.clone();
+    let dir = spec.dir.clone();
+    let create = matches!(spec.mode, Mode::Fetch { .. });
+    let state = shared.state.clone();
+    let force = spec.recheck;
+    let job = tokio::task::spawn_blocking(move || {
+        let files: Vec<(PathBuf, u64)> = meta
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.length))
+            .collect();
+        let stamps: Vec<Option<FileStamp>> = files
+            .iter()
+            .map(|(p, _)| {
+                std::fs::metadata(dir.join(p))
+                    .ok()
+                    .map(|m| FileStamp::of(&m))
+            })
+            .collect();
+        let start = resume::load(state.as_ref(), &meta, &stamps, force);
+        let storage = Storage::open(&dir, &files, meta.layout.clone(), create)?;
+        Ok::<_, TorrentError>((storage, start))
+    });
+    job.await.map_err(TorrentError::Task)?
+}
+
+/// The pieces verified on disk, earlier runs' totals, and whether resume data was trusted.
+/// `None` when stopped meanwhile.
+async fn verified_pieces(
+    shared: &Shared,
+    storage: &Arc<Storage>,
+    hashes: &Arc<Vec<[u8; 20]>>,
+    start: Start,
+    snapshot: &watch::Sender<Snapshot>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Option<(Bitfield, Totals, bool)>, TorrentError> {
+    match start {
+        Start::Trusted { have, before } => {
+            // Pieces written after the record was made, if any, are hashed; nothing else.
+            let extra = {
+                let (storage, skip) = (storage.clone(), have.clone());
+                tokio::task::spawn_blocking(move || storage.pieces_with_data(&skip))
+                    .await
+                    .map_err(TorrentError::Task)?
+            };
+            tracing::info!(
+                pieces = have.count_ones(),
+                checking = extra.len(),
+                "resume data trusted"
+            );
+            if extra.is_empty() {
+                return Ok(Some((have, before, true)));
+            }
+            let Some(found) = check(shared, storage, hashes, Some(extra), snapshot, stop).await?
+            else {
+                return Ok(None);
+            };
+            let mut have = have;
+            found.iter_ones().for_each(|p| {
+                have.set(p);
+            });
+            // Not trusted as it stands: a new record with what was found is due.
+            Ok(Some((have, before, false)))
+        }
+        Start::Recheck { why, before } => {
+            tracing::info!(reason = %why, "checking all data");
+            Ok(check(shared, storage, hashes, None, snapshot, stop)
+                .await?
+                .map(|have| (have, before, false)))
+        }
+    }
+}
+
+/// Re-hashes `pieces` (all when `None`) on the session's hashing threads, one torrent at a
+/// time, showing progress. `None` when stopped meanwhile.
+async fn check(
+    shared: &Shared,
+    storage: &Arc<Storage>,
+    hashes: &Arc<Vec<[u8; 20]>>,
+    pieces: Option<Vec<u32>>,
+    snapshot: &watch::Sender<Snapshot>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Option<Bitfield>, TorrentError> {
+    let _turn = tokio::select! {
+        permit = shared.checking.clone().acquire_owned() => permit.ok(),
+        _ = stop.changed() => return Ok(None),
+    };
+    let progress = Arc::new(AtomicU64::new(0));
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut task = {
+        let (storage, hashes) = (storage.clone(), hashes.clone());
+        let (progress, cancel) = (progress.clone(), cancel.clone());
+        let threads = shared.cfg.hash_threads;
+        tokio::task::spawn_blocking(move || match pieces {
+            None => store::recheck(&storage, &hashes, threads, &progress, &cancel),
+            Some(p) => store::recheck_pieces(&storage, &hashes, &p, threads, &progress, &cancel),
+        })
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            r = &mut task => {
+                let r = r.map_err(TorrentError::Task)?;
+                if stopping {
+                    return Ok(None);
+                }
+                let have = r?;
+                snapshot.send_modify(|s| s.checked_bytes = s.total_bytes);
+                return Ok(Some(have));
+            }
+            _ = tick.tick() => {
+                let done = progress.load(Ordering::Relaxed);
+                snapshot.send_modify(|s| s.checked_bytes = done);
+            }
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                cancel.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The announcer task and its stop switch.
+struct Announcing {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Announcing {
+    fn start(
+        cfg: AnnouncerConfig,
+        snapshot: &watch::Sender<Snapshot>,
+        control: mpsc::Sender<Control>,
+    ) -> Announcing {
+        let (stop, stop_rx) = watch::channel(false);
+        let (peers_tx, mut peers_rx) = mpsc::channel::<Vec<std::net::SocketAddr>>(16);
+        let task = tokio::spawn(
+            announcer::run(cfg, snapshot.clone(), peers_tx, stop_rx).in_current_span(),
+        );
+        // Tracker peers join the driver's control queue.
+        tokio::spawn(async move {
+            while let Some(addrs) = peers_rx.recv().await {
+                if control.send(Control::AddPeers(addrs)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Announcing { stop, task }
+    }
+
+    /// Tells the trackers we are leaving (`completed` first if it is still owed).
+    async fn stop(self, limit: Duration) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(limit + Duration::from_secs(1), self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("trackers did not acknowledge stopping in time");
+        }
+    }
+}
