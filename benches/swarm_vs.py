@@ -351,6 +351,10 @@ class Bench:
         if r.returncode != 0:
             die("cargo build --release failed")
 
+    def state_dir(self, name):
+        """A swarm process's own resume-data directory (never the user's)."""
+        return os.path.join(self.states, name)
+
     def make_workdir(self, size):
         base = os.environ.get("TMPDIR") or "/tmp"
         # source + one download at a time + slack
@@ -360,6 +364,7 @@ class Bench:
             die("%s has %.1f GiB free, need %.1f GiB (set TMPDIR)" % (base, free / GIB, need / GIB))
         self.work = tempfile.mkdtemp(prefix="swarm-vs-", dir=base)
         self.logs = os.path.join(self.work, "logs")
+        self.states = os.path.join(self.work, "state")
         os.makedirs(self.logs)
         say("workdir %s" % self.work)
 
@@ -421,11 +426,12 @@ class Bench:
             p.wait_for(r"^SEEDING", 600, which="out", poll=0.05)
         else:
             argv = [self.swarm, "seed", self.torrent, "-d", self.src_dir, "--bind", SEED_IP,
-                    "--port", str(port), "--peer-timeout", "0", "-v"]
+                    "--port", str(port), "--peer-timeout", "0", "-v",
+                    "--state-dir", self.state_dir("seed")]
             if not self.tracker_port:
                 argv.append("--no-trackers")
             p = Proc("seed-swarm", argv, self.logs)
-            p.wait_for(r"listening", 600, poll=0.05)
+            p.wait_for(r"ready", 600, poll=0.05)
         self.seed = p
         say("seeder: %s on %s" % (a.seeder, self.seed_addr))
         if self.tracker_port:
@@ -464,7 +470,8 @@ class Bench:
         # Not --quiet: with stderr not a terminal swarm prints just one summary line, which
         # the CSV keeps (wasted bytes, failed pieces).
         p = Proc("swarm-%d" % run, [self.swarm, "fetch", self.torrent, "-o", out, "--bind", LEECH_IP,
-                                    "--port", str(port), "--peer", self.seed_addr, "--no-trackers"],
+                                    "--port", str(port), "--peer", self.seed_addr, "--no-trackers",
+                                    "--state-dir", self.state_dir("swarm-%d" % run)],
                  self.logs, timed=True)
         rc = p.wait_exit(self.timeout())
         t = time.monotonic()
@@ -541,7 +548,8 @@ class Bench:
             helper = Proc("tr-helper-seed-%d" % run, [
                 self.swarm, "seed", self.torrent, "-d", self.src_dir, "--bind", HELPER_IP,
                 "--port", "0", "--no-trackers", "--peer", "%s:%d" % (LEECH_IP, port),
-                "--peer-timeout", "0", "--quiet"], self.logs)
+                "--peer-timeout", "0", "--quiet", "--state-dir", self.state_dir("tr-helper")],
+                self.logs)
         deadline = time.monotonic() + self.timeout()
         while not os.path.exists(marker):
             if not p.alive():
@@ -767,7 +775,8 @@ Advanced\\AnnounceToAllTrackers=true
         for i in range(max(1, self.a.runs)):
             p = Proc("recheck-%d" % i, [self.swarm, "seed", self.torrent, "-d", self.src_dir,
                                         "--bind", RECHECK_IP, "--port", "0", "--no-trackers",
-                                        "--peer-timeout", "0", "-v"], self.logs)
+                                        "--peer-timeout", "0", "-v", "--recheck",
+                                        "--state-dir", self.state_dir("recheck")], self.logs)
             t = p.wait_for(r"recheck done", 300, poll=0.002)
             times.append(t - p.start)
             p.stop(signal.SIGINT, 10)
@@ -788,11 +797,12 @@ Advanced\\AnnounceToAllTrackers=true
         self.make_content(a.size, a.piece_length, None)
         seed_port = free_port(SEED_IP)
         seed_argv = [self.swarm, "seed", self.torrent, "-d", self.src_dir, "--bind", SEED_IP,
-                     "--port", str(seed_port), "--no-trackers", "--peer-timeout", "0", "-v"]
+                     "--port", str(seed_port), "--no-trackers", "--peer-timeout", "0", "-v",
+                     "--state-dir", self.state_dir("swarm-seed")]
         if not a.plain_seed:
             seed_argv.append("--super-seed")
         seed = Proc("swarm-seed", seed_argv, self.logs, timed=True)
-        seed.wait_for(r"listening", 120, poll=0.02)
+        seed.wait_for(r"ready", 120, poll=0.02)
         addrs = []
         for i in range(n):
             ip = "127.0.0.%d" % (10 + i)
@@ -804,7 +814,8 @@ Advanced\\AnnounceToAllTrackers=true
             out = os.path.join(self.work, "dl-%d" % i)
             os.makedirs(out)
             argv = [self.swarm, "fetch", self.torrent, "-o", out, "--bind", ip, "--port", str(port),
-                    "--no-trackers", "--peer", seed_addr, "-v"]
+                    "--no-trackers", "--peer", seed_addr, "-v",
+                    "--state-dir", self.state_dir("leecher-%d" % i)]
             for j, (ip2, port2) in enumerate(addrs):
                 if j != i:
                     argv += ["--peer", "%s:%d" % (ip2, port2)]

@@ -353,3 +353,138 @@ fn mktorrent_multi_file_downloads_from_libtorrent() {
         tmp.path(),
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// (e) one swarm seed process, three torrents on one port
+
+/// The `swarm: complete "NAME": ...` line of a multi-torrent process's stderr.
+fn summary_line_of(stderr: &str, name: &str) -> String {
+    let prefix = format!("swarm: complete {name:?}:");
+    stderr
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in {stderr:?}"))
+        .to_owned()
+}
+
+/// Open a connection to `at`, send a handshake for an info-hash nobody serves, and assert
+/// the peer closes it without a byte in answer.
+fn assert_unknown_hash_refused(at: std::net::SocketAddr) {
+    use std::io::{Read, Write};
+    let mut hs = Vec::with_capacity(68);
+    hs.push(19u8);
+    hs.extend_from_slice(b"BitTorrent protocol");
+    hs.extend_from_slice(&[0u8; 8]);
+    hs.extend_from_slice(&random_bytes(20, 0x5eed_0bad)); // unknown info-hash
+    hs.extend_from_slice(b"-XX0000-unknownhash!"); // peer id
+    assert_eq!(hs.len(), 68);
+    let mut s = std::net::TcpStream::connect_timeout(&at, START_TIMEOUT).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    s.write_all(&hs).expect("sending the handshake");
+    let mut buf = [0u8; 68];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!(
+            "the seed answered a handshake for an unknown info-hash with {n} bytes: {:?}",
+            &buf[..n]
+        ),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            panic!("the seed kept a connection for an unknown info-hash open for 5 s")
+        }
+        // Reset: closed with unread data, also a refusal.
+        Err(_) => {}
+    }
+}
+
+/// One `swarm seed` process serves three torrents on one port: two `swarm fetch` processes
+/// and a libtorrent leecher each download a different one, at the same time, after a
+/// handshake for an unknown info-hash was refused.
+#[test]
+fn one_swarm_seed_serves_three_torrents() {
+    let Some(tmp) = setup("one_swarm_seed_serves_three_torrents") else {
+        return;
+    };
+    let src = tmp.path().join("src");
+    let contents = [
+        Content::single(&src, "alpha.bin", 3 * MIB + 101, 11),
+        Content::tree(
+            &src,
+            "beta",
+            &[("one.bin", 2 * MIB + 7), ("sub/two.bin", 2 * MIB - 3)],
+            12,
+        ),
+        Content::single(&src, "gamma.bin", 5 * MIB - 55, 13),
+    ];
+    let torrents: Vec<_> = contents
+        .iter()
+        .map(|c| {
+            let t = tmp.path().join(format!("{}.torrent", c.name));
+            swarm_create(&c.path(), &t, Some(64 * 1024), &[]);
+            t
+        })
+        .collect();
+    let total: u64 = contents.iter().map(|c| c.total).sum();
+    let seed_at = addr(SEED_IP);
+    let refs: Vec<&Path> = torrents.iter().map(|t| t.as_path()).collect();
+    let mut seed = swarm_seed_many(&refs, &src, seed_at, &[]);
+
+    assert_unknown_hash_refused(seed_at);
+
+    let timer = Cell::start(
+        "swarm, swarm, libtorrent <- one swarm seed, 3 torrents",
+        total,
+    );
+    let peer = ["--peer".to_string(), seed_at.to_string()];
+    let mut fetches: Vec<_> = (0..2)
+        .map(|i| {
+            let out = tmp.path().join(format!("swarm-out-{i}"));
+            (swarm_fetch(&torrents[i], &out, 0, &peer), out)
+        })
+        .collect();
+    let lt_out = tmp.path().join("lt-out");
+    let mut leech = lt_start(
+        "leech",
+        &torrents[2],
+        &lt_out,
+        addr(1),
+        &LtOpts {
+            peers: vec![seed_at],
+            ..LtOpts::default()
+        },
+    );
+    for (i, (fetch, out)) in fetches.iter_mut().enumerate() {
+        let line = swarm_finish(fetch);
+        contents[i].assert_same_in(out, "swarm");
+        assert_eq!(
+            summary_field(&line, "downloaded "),
+            contents[i].total,
+            "{line}"
+        );
+    }
+    let (_, down) = lt_leech_finish(&mut leech);
+    timer.done();
+    contents[2].assert_same_in(&lt_out, "libtorrent");
+    assert!(
+        down >= contents[2].total,
+        "libtorrent downloaded only {down} B"
+    );
+
+    seed.stop_with("INT", std::time::Duration::from_secs(10));
+    let stderr = seed.stderr();
+    for c in &contents {
+        let line = summary_line_of(&stderr, &c.name);
+        let up = summary_field(&line, "uploaded ");
+        assert!(
+            up >= c.total,
+            "the seed uploaded only {up} B of {}: {line}\n{}",
+            c.name,
+            seed.logs()
+        );
+    }
+}

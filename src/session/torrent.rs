@@ -57,6 +57,12 @@ pub(super) async fn run(
         return Ok(stopped_while_checking(started));
     };
     snapshot.send_modify(|s| s.before = before);
+    tracing::info!(
+        pieces = have.count_ones(),
+        of = have.len(),
+        complete = have.is_full(),
+        "ready"
+    );
     let resumed_bytes: u64 = have.iter_ones().map(|p| layout.piece_size(p) as u64).sum();
     if spec.mode == Mode::Seed && !have.is_full() {
         return Err(TorrentError::Incomplete {
@@ -73,6 +79,7 @@ pub(super) async fn run(
         // What the check found is worth remembering at once: the next start skips it.
         r.write_async(have.clone(), before).await;
     }
+    storage.close_files();
 
     let seed = matches!(spec.mode, Mode::Seed | Mode::Fetch { seed: true });
     let trackers = plan::tracker_tiers(&meta, &spec.sources);

@@ -132,6 +132,8 @@ pub struct Proc {
     stderr_log: Arc<Mutex<String>>,
     readers: Vec<JoinHandle<()>>,
     pending: VecDeque<String>,
+    /// A swarm process's own `--state-dir`, removed when the process is dropped.
+    state: Option<tempfile::TempDir>,
 }
 
 impl Proc {
@@ -177,7 +179,26 @@ impl Proc {
             stderr_log,
             readers: vec![r1, r2],
             pending: VecDeque::new(),
+            state: None,
         }
+    }
+
+    /// Spawn a `swarm fetch`/`swarm seed` command with `--state-dir` set to a fresh
+    /// temporary directory that lives as long as the returned `Proc`.
+    pub fn spawn_with_state(name: &str, cmd: &mut Command) -> Proc {
+        let state = tempfile::Builder::new()
+            .prefix("swarm-state-")
+            .tempdir()
+            .expect("creating a state dir");
+        cmd.arg("--state-dir").arg(state.path());
+        let mut p = Proc::spawn(name, cmd);
+        p.state = Some(state);
+        p
+    }
+
+    /// The `--state-dir` this process was given, if started with [`Proc::spawn_with_state`].
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.state.as_ref().map(|d| d.path())
     }
 
     pub fn pid(&self) -> u32 {
@@ -468,9 +489,16 @@ pub fn swarm_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_swarm"))
 }
 
+/// Where a swarm process keeps state when a caller forgets `--state-dir`: never the
+/// user's home.
+pub fn fallback_state() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-state")
+}
+
 pub fn swarm_cmd() -> Command {
     let mut c = Command::new(swarm_bin());
-    c.env_remove("RUST_LOG");
+    c.env_remove("RUST_LOG")
+        .env("XDG_STATE_HOME", fallback_state());
     c
 }
 
@@ -519,7 +547,8 @@ pub fn swarm_info_hash(torrent: &Path) -> String {
     v["info_hash"].as_str().expect("info_hash").to_owned()
 }
 
-/// `swarm fetch T -o OUT --bind 127.0.0.1 --port PORT [extra...]` as a guarded process.
+/// `swarm fetch T -o OUT --bind 127.0.0.1 --port PORT --state-dir (fresh) [extra...]` as a
+/// guarded process.
 pub fn swarm_fetch(torrent: &Path, out: &Path, port: u16, extra: &[String]) -> Proc {
     let mut c = swarm_cmd();
     // -v: announces and peer lifecycle on stderr, shown when a cell fails.
@@ -530,15 +559,22 @@ pub fn swarm_fetch(torrent: &Path, out: &Path, port: u16, extra: &[String]) -> P
         .arg(out)
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .args(extra);
-    Proc::spawn("swarm fetch", &mut c)
+    Proc::spawn_with_state("swarm fetch", &mut c)
 }
 
-/// `swarm seed T -d DIR --bind IP --port P [extra...]`, waited for until it listens.
+/// `swarm seed T -d DIR --bind IP --port P --state-dir (fresh) [extra...]`, waited for
+/// until it listens.
 pub fn swarm_seed(torrent: &Path, dir: &Path, at: SocketAddr, extra: &[String]) -> Proc {
+    swarm_seed_many(&[torrent], dir, at, extra)
+}
+
+/// `swarm seed T1 T2 ... -d DIR --bind IP --port P --state-dir (fresh) [extra...]`: one
+/// process seeding several torrents on one port, waited for until it listens.
+pub fn swarm_seed_many(torrents: &[&Path], dir: &Path, at: SocketAddr, extra: &[String]) -> Proc {
     let mut c = swarm_cmd();
     c.arg("-v")
         .arg("seed")
-        .arg(torrent)
+        .args(torrents)
         .arg("-d")
         .arg(dir)
         .args([
@@ -548,7 +584,7 @@ pub fn swarm_seed(torrent: &Path, dir: &Path, at: SocketAddr, extra: &[String]) 
             &at.port().to_string(),
         ])
         .args(extra);
-    let mut p = Proc::spawn("swarm seed", &mut c);
+    let mut p = Proc::spawn_with_state("swarm seed", &mut c);
     wait_listening(&mut p, at);
     p
 }
