@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use swarm::config::SessionConfig;
 use swarm::metainfo::Metainfo;
-use swarm::session::{Mode, Session, Status, TorrentHandle};
+use swarm::session::{Mode, Session, Status, Summary, TorrentHandle};
 use swarm::snapshot::Phase;
 use swarm::state::StateDir;
 use swarm::types::{Bitfield, InfoHash, PeerId};
@@ -68,6 +68,18 @@ async fn wait_phase(h: &mut TorrentHandle, want: Phase) {
     })
     .await
     .expect("torrent did not reach its phase in time");
+}
+
+/// The summary of the torrent's run, once it ends; panics (with the cause) if it failed.
+async fn summary(h: &mut TorrentHandle) -> Summary {
+    let r = tokio::time::timeout(TEST_TIMEOUT, h.finished())
+        .await
+        .expect("the torrent did not finish in time")
+        .expect("the torrent was removed");
+    match &*r {
+        Ok(s) => s.clone(),
+        Err(e) => panic!("torrent failed: {}", swarm::error::error_chain(e)),
+    }
 }
 
 async fn wait_status(h: &mut TorrentHandle, want: fn(&Status) -> bool) {
@@ -130,8 +142,7 @@ async fn one_session_seeds_three_torrents_on_one_port() {
     assert!(stats.routed >= 3, "{stats:?}");
     seeder.shutdown().await;
     for mut h in seeds {
-        let r = h.finished().await.unwrap();
-        let s = r.as_ref().as_ref().expect("seed failed");
+        let s = summary(&mut h).await;
         assert_eq!(
             s.stats.uploaded, s.stats.verified_bytes,
             "each torrent served once"
@@ -173,9 +184,7 @@ async fn two_downloads_one_with_a_liar_both_complete() {
     )
     .await;
     let mut hb = add(&leecher, &b, out.path(), Mode::Fetch { seed: false }, peers).await;
-    let ra = ha.finished().await.unwrap();
-    let rb = hb.finished().await.unwrap();
-    let (sa, sb) = (ra.as_ref().as_ref().unwrap(), rb.as_ref().as_ref().unwrap());
+    let (sa, sb) = (summary(&mut ha).await, summary(&mut hb).await);
     assert!(sa.complete && sb.complete);
     assert_eq!(sa.stats.failed_pieces, 0, "A had no liar");
     assert!(sb.stats.failed_pieces > 0, "B's liar was never asked");
@@ -321,15 +330,7 @@ async fn a_shortened_file_is_rechecked_and_downloaded_again() {
         peers.clone(),
     )
     .await;
-    assert!(
-        h.finished()
-            .await
-            .unwrap()
-            .as_ref()
-            .as_ref()
-            .unwrap()
-            .complete
-    );
+    assert!(summary(&mut h).await.complete);
     leecher.shutdown().await;
     // Someone cuts the file in half: the record no longer matches, the missing half is
     // fetched again, and nothing wrong is trusted.
@@ -348,8 +349,7 @@ async fn a_shortened_file_is_rechecked_and_downloaded_again() {
         peers,
     )
     .await;
-    let r = h.finished().await.unwrap();
-    let s = r.as_ref().as_ref().unwrap();
+    let s = summary(&mut h).await;
     assert!(s.complete);
     assert_eq!(s.resumed_bytes, meta.total_length() / 2);
     assert_eq!(
@@ -391,8 +391,7 @@ async fn a_stopped_download_resumes_from_its_record() {
     let seed = Running::seed(&meta, src.path(), ip(2)).await;
     let s = session(ip(1), Some(state.path())).await;
     let mut h = add(&s, &meta, out.path(), mode, vec![seed.addr.unwrap()]).await;
-    let r = h.finished().await.unwrap();
-    let sum = r.as_ref().as_ref().unwrap();
+    let sum = summary(&mut h).await;
     assert_eq!(checked(&h), 0, "the record was not trusted");
     assert_eq!(sum.resumed_bytes, half);
     assert_eq!(sum.stats.downloaded, meta.total_length() - half);
@@ -428,11 +427,8 @@ async fn the_ratio_goal_counts_earlier_runs() {
         None,
     );
     let mut h = s.add(spec).await.unwrap();
-    let r = tokio::time::timeout(TEST_TIMEOUT, h.finished())
-        .await
-        .expect("the goal was not counted as met")
-        .unwrap();
-    let sum = r.as_ref().as_ref().unwrap();
+    // Not met, it would seed on until the test's timeout.
+    let sum = summary(&mut h).await;
     assert!(sum.complete && !sum.stopped);
     assert_eq!(sum.stats.uploaded, 0);
     assert_eq!(sum.before.uploaded, meta.total_length());
