@@ -35,8 +35,6 @@ use crate::state::StateDir;
 use crate::store::StoreError;
 use crate::types::{InfoHash, PeerId};
 
-pub use plan::{give_up_after, tracker_tiers};
-
 /// What to do with a torrent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

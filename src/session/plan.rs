@@ -9,7 +9,7 @@ use crate::metainfo::Metainfo;
 /// The tiers a torrent announces to: its own (`announce-list`, or `announce`), then each
 /// extra tracker as a tier of its own. A private torrent (BEP 27) gets its peers from its
 /// own trackers only, so extras are ignored (with a warning).
-pub fn tracker_tiers(meta: &Metainfo, sources: &Sources) -> Vec<Vec<String>> {
+pub(super) fn tracker_tiers(meta: &Metainfo, sources: &Sources) -> Vec<Vec<String>> {
     if sources.no_trackers {
         return Vec::new();
     }
@@ -25,7 +25,7 @@ pub fn tracker_tiers(meta: &Metainfo, sources: &Sources) -> Vec<Vec<String>> {
 /// When a torrent stops trying: only a download whose peers come from `--peer` alone gives
 /// up, after `peer_timeout` without any connection. Trackers keep finding peers, a seed
 /// waits for leechers, and without `--peer` nobody comes unless they dial us.
-pub fn give_up_after(mode: Mode, sources: &Sources, has_trackers: bool) -> Option<Duration> {
+pub(super) fn give_up_after(mode: Mode, sources: &Sources, has_trackers: bool) -> Option<Duration> {
     match mode {
         Mode::Seed => None,
         Mode::Fetch { .. } if sources.peers.is_empty() || has_trackers => None,

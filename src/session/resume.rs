@@ -128,7 +128,9 @@ impl Recorder {
     /// start rechecks).
     pub async fn write_async(self: &Arc<Self>, have: Bitfield, totals: Totals) {
         let me = self.clone();
-        let done = tokio::task::spawn_blocking(move || me.write(&have, totals)).await;
+        let span = tracing::Span::current();
+        let done = tokio::task::spawn_blocking(move || span.in_scope(|| me.write(&have, totals)));
+        let done = done.await;
         match done {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %error_chain(&e), "resume data not written"),

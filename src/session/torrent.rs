@@ -19,7 +19,7 @@ use crate::engine::{Engine, Event};
 use crate::net::conn::{ConnCtx, Incoming};
 use crate::net::driver::{Control, Driver, Outcome};
 use crate::snapshot::{Phase, Snapshot, Totals};
-use crate::store::{self, FileStamp, Storage, StoreConfig};
+use crate::store::{self, Storage, StoreConfig};
 use crate::tracker::announcer::{self, AnnouncerConfig};
 use crate::tracker::client;
 use crate::types::Bitfield;
@@ -75,8 +75,9 @@ pub(super) async fn run(
         .state
         .as_ref()
         .map(|state| Arc::new(Recorder::new(state, &meta, storage.clone())));
-    if let (Some(r), false) = (&recorder, trusted) {
+    if let (Some(r), false, false) = (&recorder, trusted, have.is_clear()) {
         // What the check found is worth remembering at once: the next start skips it.
+        // (Nothing found costs nothing to find again.)
         r.write_async(have.clone(), before).await;
     }
     storage.close_files();
@@ -223,16 +224,8 @@ async fn open(shared: &Shared, spec: &TorrentSpec) -> Result<(Storage, Start), T
             .iter()
             .map(|f| (f.path.clone(), f.length))
             .collect();
-        let stamps: Vec<Option<FileStamp>> = files
-            .iter()
-            .map(|(p, _)| {
-                std::fs::metadata(dir.join(p))
-                    .ok()
-                    .map(|m| FileStamp::of(&m))
-            })
-            .collect();
-        let start = resume::load(state.as_ref(), &meta, &stamps, force);
         let storage = Storage::open(&dir, &files, meta.layout.clone(), create)?;
+        let start = resume::load(state.as_ref(), &meta, storage.stamps_at_open(), force);
         Ok::<_, TorrentError>((storage, start))
     });
     job.await.map_err(TorrentError::Task)?

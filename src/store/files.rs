@@ -36,6 +36,8 @@ pub struct Storage {
     /// Bytes of each file that existed before `open` (0 for a file it created). Recheck
     /// treats anything past this as absent: a file we just made holds no data worth hashing.
     data_lens: Vec<u64>,
+    /// Each file as it was before `open` touched it (`None`: it did not exist).
+    opened: Vec<Option<FileStamp>>,
     layout: Layout,
     cache: Mutex<FileCache>,
     /// Per file: written since the last [`Storage::sync_all`] (or since open).
@@ -89,6 +91,7 @@ impl Storage {
         }
         let mut paths = Vec::with_capacity(files.len());
         let mut data_lens = Vec::with_capacity(files.len());
+        let mut opened = Vec::with_capacity(files.len());
         for (i, (rel, len)) in files.iter().enumerate() {
             let path = safe_join(root, rel)?;
             if *len != layout.file_len(i) {
@@ -98,7 +101,9 @@ impl Storage {
                     expected: layout.file_len(i),
                 });
             }
-            data_lens.push(prepare_file(&path, *len, create)?);
+            let (data_len, stamp) = prepare_file(&path, *len, create)?;
+            data_lens.push(data_len);
+            opened.push(stamp);
             paths.push(path);
         }
         tracing::debug!(root = %root.display(), files = paths.len(), create, "storage opened");
@@ -108,9 +113,16 @@ impl Storage {
             dirty: data_lens.iter().map(|&n| AtomicBool::new(n > 0)).collect(),
             paths,
             data_lens,
+            opened,
             layout,
             cache: Mutex::new(FileCache::default()),
         })
+    }
+
+    /// Each file's size and mtime as they were before [`Storage::open`] created or extended
+    /// anything: what a resume record made earlier must match.
+    pub fn stamps_at_open(&self) -> &[Option<FileStamp>] {
+        &self.opened
     }
 
     /// Bytes of `file` that existed before this storage was opened.
@@ -356,22 +368,26 @@ fn safe_join(root: &Path, rel: &Path) -> Result<PathBuf, StoreError> {
 }
 
 /// Makes sure `path` exists with at least `len` bytes (when `create`), keeping existing data.
-/// Returns how many bytes of it existed before (capped at `len`).
-fn prepare_file(path: &Path, len: u64, create: bool) -> Result<u64, StoreError> {
+/// Returns how many bytes of it existed before (capped at `len`), and its stamp before.
+fn prepare_file(
+    path: &Path,
+    len: u64,
+    create: bool,
+) -> Result<(u64, Option<FileStamp>), StoreError> {
     let io = |op, source| StoreError::Io {
         path: path.to_path_buf(),
         op,
         source,
     };
     match fs::metadata(path) {
-        Ok(m) if m.len() >= len || !create => Ok(m.len().min(len)),
+        Ok(m) if m.len() >= len || !create => Ok((m.len().min(len), Some(FileStamp::of(&m)))),
         Ok(m) => {
             let f = OpenOptions::new()
                 .write(true)
                 .open(path)
                 .map_err(|e| io("opening for writing", e))?;
             f.set_len(len).map_err(|e| io("extending", e))?;
-            Ok(m.len())
+            Ok((m.len(), Some(FileStamp::of(&m))))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if !create {
@@ -393,7 +409,7 @@ fn prepare_file(path: &Path, len: u64, create: bool) -> Result<u64, StoreError> 
                 .open(path)
                 .map_err(|e| io("creating", e))?;
             f.set_len(len).map_err(|e| io("extending", e))?;
-            Ok(0)
+            Ok((0, None))
         }
         Err(e) => Err(io("inspecting", e)),
     }
