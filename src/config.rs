@@ -80,11 +80,36 @@ pub struct TorrentConfig {
     pub max_peers: usize,
     /// Outbound connection attempts in flight at once (keeps SYN bursts small).
     pub max_connecting: usize,
+    /// Connections from one IP address (libtorrent allows 1 unless told otherwise; a few
+    /// let peers behind one NAT share a torrent, and one host can never hold many slots).
+    pub max_peers_per_ip: usize,
+    /// Slots inbound connections may never take, so we can always dial (libtorrent keeps
+    /// a share of its connection limit for outgoing attempts too).
+    pub outbound_reserve: usize,
+    /// A peer useless for this long (and connected this long) may be evicted for a
+    /// newcomer or by turnover: long enough for a new peer to send its bitfield, be
+    /// unchoked and deliver (a rechoke interval and then some).
+    pub eviction_grace: Duration,
+    /// How often a downloading torrent with every slot taken drops useless peers to try
+    /// others (libtorrent's `peer_turnover_interval` is 300 s for 200 peers; 30 s for 50).
+    pub turnover_interval: Duration,
+    /// Peers dropped per turnover at most (libtorrent's `peer_turnover`: 4 % of the
+    /// limit; we take 4 of 50, 8 %, because our limit is a quarter of libtorrent's).
+    pub turnover_count: usize,
+    /// Addresses remembered to dial, per torrent (libtorrent's `max_peerlist_size`: 3,000;
+    /// a tracker reply carries 50-200, so 2,000 is many replies' worth).
+    pub max_known_peers: usize,
+    /// Failed attempts in a row after which an address from a tracker is forgotten
+    /// (libtorrent's `max_failcount`: 3); addresses given with `--peer` are kept.
+    pub forget_after_failures: u32,
     /// Regular upload slots; one optimistic slot comes on top (libtorrent and
     /// Transmission: 8 in all; BEP 3's mainline client: 4 + 1). We keep 8: on fast links
     /// fewer slots leave upload capacity idle while a slot's peer is slow to ask, and with
     /// round-robin seeding more slots spread a seed's pieces wider.
     pub upload_slots: usize,
+    /// Seeding: a turn in which the peer took nothing for this long is over (a peer that
+    /// is unchoked and never asks holds a slot for nothing): one rechoke interval.
+    pub idle_turn: Duration,
     /// Rechokes an optimistic unchoke lasts: 3 × 10 s = 30 s (BEP 3, libtorrent: 30 s).
     pub optimistic_rechokes: u32,
     /// Peers connected for less than this are newcomers for the optimistic pick (mainline
@@ -163,7 +188,15 @@ impl Default for TorrentConfig {
         TorrentConfig {
             max_peers: 50,
             max_connecting: 10,
+            max_peers_per_ip: 4,
+            outbound_reserve: 5,
+            eviction_grace: Duration::from_secs(30),
+            turnover_interval: Duration::from_secs(30),
+            turnover_count: 4,
+            max_known_peers: 2000,
+            forget_after_failures: 3,
             upload_slots: 8,
+            idle_turn: Duration::from_secs(10),
             optimistic_rechokes: 3,
             newcomer_age: Duration::from_secs(60),
             newcomer_weight: 3,

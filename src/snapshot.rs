@@ -28,6 +28,8 @@ pub struct Stats {
     pub peers_seen: usize,
     pub peers_known: usize,
     pub peers_banned: usize,
+    /// Peers dropped to free their slot for a newcomer or a dial, ever.
+    pub peers_evicted: u64,
     /// Interested peers we have unchoked now (being served).
     pub peers_unchoked: usize,
     /// Peers we sent at least one block, ever.

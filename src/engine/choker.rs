@@ -6,7 +6,8 @@
 //!   (nothing to trade) the slots go round-robin: a peer keeps its slot for one *turn*, until
 //!   it has received `seed_quota` bytes or held it for `seed_turn`, then peers that waited
 //!   longest come first; among peers in the middle of a turn the ones we send to fastest
-//!   rank first. So many leechers get pieces to trade and no fast one monopolises the seed.
+//!   rank first. A turn in which the peer took nothing for `idle_turn` is over too, so a
+//!   peer that says Interested and never asks cannot sit on a slot. So many leechers get pieces to trade and no fast one monopolises the seed.
 //! - **One optimistic slot** on top, kept for `optimistic_rechokes` rechokes and then
 //!   rotated: a weighted random pick among interested peers without a regular slot, peers
 //!   connected for less than `newcomer_age` weighing `newcomer_weight` times more (as
@@ -58,6 +59,8 @@ pub struct ChokerConfig {
     pub seed_quota: u64,
     /// Seeding: longest turn of a slot, however little the peer took.
     pub seed_turn: Duration,
+    /// Seeding: a turn in which the peer took nothing for this long is over.
+    pub idle_turn: Duration,
 }
 
 /// Upload-slot policy and the little state it keeps (the optimistic peer).
@@ -178,10 +181,14 @@ impl Choker {
     /// Seeding: peers in the middle of their turn (fastest first), then those waiting
     /// (longest wait first), then those whose turn is over (fastest first).
     fn rank_seeding(&self, now: Instant, cands: &[Candidate]) -> Vec<PeerKey> {
+        let held_for = |c: &Candidate, d: Duration| {
+            c.unchoked_at
+                .is_some_and(|t| now.saturating_duration_since(t) >= d)
+        };
         let turn_over = |c: &Candidate| {
             c.sent_this_turn >= self.cfg.seed_quota
-                || c.unchoked_at
-                    .is_some_and(|t| now.saturating_duration_since(t) >= self.cfg.seed_turn)
+                || held_for(c, self.cfg.seed_turn)
+                || (c.sent_this_turn == 0 && held_for(c, self.cfg.idle_turn))
         };
         let group = |c: &Candidate| match (c.unchoked, turn_over(c)) {
             (true, false) => 0,

@@ -1,30 +1,18 @@
-//! Whom we talk to: known addresses, dialing with back-off, admitting and dropping peers,
-//! bans.
+//! Whom we talk to: dialing from the known-peer list, admitting peers into connection
+//! slots (with eviction, see `slots`), dropping them, bans, and giving up.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::known::PeerSource;
 use super::peer::Peer;
 use super::{Action, Engine, PeerKey};
 use crate::types::{Bitfield, PeerId};
 use crate::wire::{extended_bit, fast_bit, Message};
 
-/// An address we may dial.
-#[derive(Debug, Clone)]
-pub(super) struct Known {
-    state: KnownState,
-    /// It had every piece when we did too: not worth dialing while we are complete.
-    seed: bool,
-    failures: u32,
-    next_attempt: Instant,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KnownState {
-    Idle,
-    Connecting,
-    Connected,
-}
+/// A connection this old counts as contact for the give-up rule, even before it delivered
+/// anything (a peer that handshakes and then drops us again and again is no contact).
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 
 /// Our BEP 10 handshake: no extensions yet, our request queue and client name.
 fn extended_handshake(reqq: usize) -> bytes::Bytes {
@@ -33,61 +21,48 @@ fn extended_handshake(reqq: usize) -> bytes::Bytes {
 }
 
 impl Engine {
-    pub(super) fn add_peers(&mut self, now: Instant, addrs: Vec<SocketAddr>) {
+    pub(super) fn add_peers(&mut self, now: Instant, addrs: Vec<SocketAddr>, source: PeerSource) {
+        let before = self.list.dropped();
         for addr in addrs {
-            if self.banned.contains(&addr.ip())
-                || addr.port() == 0
-                || self.ourselves.contains(&addr)
-            {
-                continue;
-            }
-            self.known.entry(addr).or_insert(Known {
-                state: KnownState::Idle,
-                seed: false,
-                failures: 0,
-                next_attempt: now,
-            });
+            self.list.add(now, addr, source, &mut self.rng);
+        }
+        let dropped = self.list.dropped() - before;
+        if dropped > 0 {
+            tracing::debug!(
+                dropped,
+                known = self.list.len(),
+                "known-peer list full of untried addresses; newcomers dropped"
+            );
         }
         self.dial(now);
     }
 
-    /// Start connection attempts while there is room.
+    /// Start connection attempts while there is room, best-ranked addresses first.
     /// Seeds dial too (leechers learnt from a tracker wait for us, and some clients never
     /// dial loopback peers), skipping addresses known to be seeds themselves.
     pub(super) fn dial(&mut self, now: Instant) {
+        let connecting = self.list.connecting();
+        let room = self
+            .cfg
+            .max_peers
+            .saturating_sub(self.peers.len() + connecting)
+            .min(self.cfg.max_connecting.saturating_sub(connecting));
         let complete = self.is_complete();
-        let mut connecting = self
-            .known
-            .values()
-            .filter(|k| k.state == KnownState::Connecting)
-            .count();
-        for (addr, k) in self.known.iter_mut() {
-            if self.peers.len() + connecting >= self.cfg.max_peers
-                || connecting >= self.cfg.max_connecting
-            {
-                break;
-            }
-            if k.state == KnownState::Idle && k.next_attempt <= now && !(complete && k.seed) {
-                k.state = KnownState::Connecting;
-                connecting += 1;
-                self.actions.push_back(Action::Connect { addr: *addr });
-            }
+        for addr in self.list.take_dials(now, complete, room) {
+            self.actions.push_back(Action::Connect { addr });
         }
     }
 
     pub(super) fn dialed_self(&mut self, now: Instant, addr: SocketAddr) {
-        self.known.remove(&addr);
-        self.ourselves.insert(addr);
+        self.list.ourselves(addr);
         self.dial(now);
     }
 
+    /// A dial failed: back off that address and use the freed attempt at once, so dead
+    /// addresses that fail fast cost no waiting.
     pub(super) fn connect_failed(&mut self, now: Instant, addr: SocketAddr) {
-        if let Some(k) = self.known.get_mut(&addr) {
-            k.state = KnownState::Idle;
-            k.failures = k.failures.saturating_add(1);
-            let backoff = self.cfg.reconnect_base * 2u32.saturating_pow(k.failures.min(6));
-            k.next_attempt = now + backoff.min(Duration::from_secs(60));
-        }
+        self.list.failed(now, &addr);
+        self.dial(now);
     }
 
     pub(super) fn peer_connected(
@@ -100,24 +75,28 @@ impl Engine {
         outbound: bool,
     ) {
         if outbound {
-            if let Some(k) = self.known.get_mut(&addr) {
-                k.state = KnownState::Connected;
-                k.failures = 0;
-            }
+            self.list.connected(&addr);
         }
-        let refuse = if self.banned.contains(&addr.ip()) {
+        let same_ip = self
+            .peers
+            .values()
+            .filter(|p| p.addr.ip() == addr.ip())
+            .count();
+        let refuse = if self.list.is_banned(&addr.ip()) {
             Some("banned")
-        } else if self.peers.len() >= self.cfg.max_peers {
-            Some("too many peers")
         } else if self.peers.values().any(|p| p.peer_id == peer_id) {
             Some("already connected to this peer id")
+        } else if same_ip >= self.cfg.max_peers_per_ip {
+            Some("too many connections from this IP")
+        } else if !self.make_slot(now, outbound) {
+            Some("too many peers")
         } else {
             None
         };
         if let Some(reason) = refuse {
             self.actions.push_back(Action::Disconnect { key, reason });
             if outbound {
-                self.connect_failed(now, addr);
+                self.list.failed(now, &addr);
             }
             return;
         }
@@ -160,9 +139,7 @@ impl Engine {
     /// We are complete and so is this peer: part, and do not dial it again.
     pub(super) fn drop_seed(&mut self, now: Instant, key: PeerKey) {
         if let Some(p) = self.peers.get(&key) {
-            if let Some(k) = self.known.get_mut(&p.addr) {
-                k.seed = true;
-            }
+            self.list.mark_seed(&p.addr);
         }
         self.drop_peer(now, key, "both seeds");
     }
@@ -176,11 +153,23 @@ impl Engine {
     }
 
     /// Forget a peer: its availability leaves the picker, its requests go back, its
-    /// upload slot frees up.
+    /// upload slot frees up, and the room it leaves is used (slots refilled, dials made).
     pub(super) fn peer_gone(&mut self, now: Instant, key: PeerKey) {
-        let Some(p) = self.peers.remove(&key) else {
+        let Some(p) = self.remove_peer(now, key) else {
             return;
         };
+        if !p.am_choking {
+            self.fill_upload_slots(now);
+        }
+        self.fill_all(now);
+        self.dial(now);
+        self.superseed_all(now);
+    }
+
+    /// The accounting half of [`Engine::peer_gone`]: the peer's state leaves the picker,
+    /// the single-source map and the dial list; nothing is refilled.
+    pub(super) fn remove_peer(&mut self, now: Instant, key: PeerKey) -> Option<Peer> {
+        let p = self.peers.remove(&key)?;
         if p.seed {
             self.picker.remove_seed();
         } else {
@@ -191,17 +180,10 @@ impl Engine {
         }
         self.release_single_source(key);
         if p.outbound {
-            if let Some(k) = self.known.get_mut(&p.addr) {
-                k.state = KnownState::Idle;
-                k.next_attempt = now + self.cfg.reconnect_base;
-            }
+            self.list
+                .disconnected(now, &p.addr, self.cfg.reconnect_base);
         }
-        if !p.am_choking {
-            self.fill_upload_slots(now);
-        }
-        self.fill_all(now);
-        self.dial(now);
-        self.superseed_all(now);
+        Some(p)
     }
 
     /// Penalise the peers that sent a piece that failed its hash; ban repeat offenders.
@@ -225,32 +207,43 @@ impl Engine {
         }
         for (key, addr) in to_ban {
             tracing::info!(peer = %addr, "banning peer that sent corrupt data");
-            self.banned.insert(addr.ip());
-            self.known.retain(|a, _| a.ip() != addr.ip());
+            self.list.ban(addr.ip());
             self.drop_peer(now, key, "sent corrupt data");
         }
     }
 
-    /// With `--peer` only, a download that never reached anyone ends instead of hanging.
+    /// With `--peer` only, a download that has had no contact with any peer for
+    /// `give_up_after` ends instead of hanging: none was reachable, or the ones it had left
+    /// (a peer that handshakes and drops us again and again is no contact; one connected
+    /// for [`STABLE_CONNECTION`] or that sent us a block is).
     pub(super) fn check_give_up(&mut self, now: Instant) {
         let Some(limit) = self.cfg.give_up_after else {
             return;
         };
-        if !self.ever_connected
-            && !self.complete_sent
-            && !self.is_complete()
-            && now.duration_since(self.started) >= limit
-        {
-            self.cfg.give_up_after = None;
-            let tried = self.known.len();
-            self.actions.push_back(Action::GiveUp {
-                reason: format!(
-                    "no peer reachable within {} s ({tried} address{} tried)",
-                    limit.as_secs(),
-                    if tried == 1 { "" } else { "es" }
-                ),
-            });
+        let contact = self.peers.values().any(|p| {
+            now.saturating_duration_since(p.connected_at) >= STABLE_CONNECTION || p.down.total() > 0
+        });
+        if contact {
+            self.last_contact = now;
         }
+        if self.complete_sent
+            || self.is_complete()
+            || now.saturating_duration_since(self.last_contact) < limit
+        {
+            return;
+        }
+        self.cfg.give_up_after = None;
+        let secs = limit.as_secs();
+        let reason = if self.ever_connected {
+            format!("no usable peer for {secs} s (peers connected, then dropped us or left)")
+        } else {
+            let tried = self.list.dialled();
+            format!(
+                "no peer reachable within {secs} s ({tried} connection attempt{})",
+                if tried == 1 { "" } else { "s" }
+            )
+        };
+        self.actions.push_back(Action::GiveUp { reason });
     }
 
     /// A peer's full bitfield (first, or a later replacement as aria2 sends).

@@ -10,13 +10,15 @@
 pub mod choker;
 mod connect;
 mod download;
+mod known;
 pub mod peer;
 pub mod picker;
+mod slots;
 mod superseed;
 mod upload;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -29,10 +31,12 @@ use crate::types::{Bitfield, BlockRef, PeerId};
 use crate::wire::Message;
 
 use self::choker::{Choker, ChokerConfig};
-use self::connect::Known;
+use self::known::{ListConfig, PeerList};
 use self::peer::{Peer, Rate};
 use self::picker::Picker;
 use self::superseed::SuperSeed;
+
+pub use self::known::{is_dialable, PeerSource};
 
 /// Identifies one connection for its whole life (never reused).
 pub type PeerKey = u64;
@@ -40,8 +44,11 @@ pub type PeerKey = u64;
 /// Something that happened at the edges.
 #[derive(Debug)]
 pub enum Event {
-    /// Addresses to try (from `--peer`, a tracker, ...).
-    AddPeers(Vec<SocketAddr>),
+    /// Addresses to try, and where they came from.
+    AddPeers {
+        addrs: Vec<SocketAddr>,
+        source: PeerSource,
+    },
     /// An outbound connection attempt failed before the handshake completed.
     ConnectFailed {
         addr: SocketAddr,
@@ -119,10 +126,8 @@ pub struct Engine {
     layout: Layout,
     picker: Picker,
     peers: BTreeMap<PeerKey, Peer>,
-    known: BTreeMap<SocketAddr, Known>,
-    banned: HashSet<IpAddr>,
-    /// Our own addresses as seen by dialing them.
-    ourselves: HashSet<SocketAddr>,
+    /// Addresses to dial, bans, our own addresses.
+    list: PeerList,
     choker: Choker,
     actions: VecDeque<Action>,
     rng: StdRng,
@@ -131,9 +136,13 @@ pub struct Engine {
     wasted: u64,
     failed_pieces: u32,
     verified_bytes: u64,
-    started: Instant,
     last_tick: Instant,
     last_rechoke: Instant,
+    last_turnover: Instant,
+    /// Last time some peer was contact for the give-up rule (start, at first).
+    last_contact: Instant,
+    /// Peers dropped to free their slot (eviction and turnover).
+    evicted: u64,
     ever_connected: bool,
     peers_seen: usize,
     peers_served: usize,
@@ -169,6 +178,11 @@ impl Engine {
         let superseed = (cfg.super_seed && have.is_full())
             .then(|| SuperSeed::new(layout.num_pieces(), &mut rng));
         let buffer = Self::store_budget(&cfg, &layout);
+        let list = PeerList::new(ListConfig {
+            cap: cfg.max_known_peers,
+            forget_after: cfg.forget_after_failures,
+            reconnect_base: cfg.reconnect_base,
+        });
         Engine {
             rng,
             superseed,
@@ -180,6 +194,7 @@ impl Engine {
                 newcomer_weight: cfg.newcomer_weight,
                 seed_quota: cfg.seed_quota_pieces as u64 * layout.piece_len() as u64,
                 seed_turn: cfg.seed_turn,
+                idle_turn: cfg.idle_turn,
             }),
             completed_at: have.is_full().then_some(now),
             peers_served: 0,
@@ -187,18 +202,18 @@ impl Engine {
             layout,
             picker,
             peers: BTreeMap::new(),
-            known: BTreeMap::new(),
-            banned: HashSet::new(),
-            ourselves: HashSet::new(),
+            list,
             actions: VecDeque::new(),
             down: Rate::default(),
             up: Rate::default(),
             wasted: 0,
             failed_pieces: 0,
             verified_bytes,
-            started: now,
             last_tick: now,
             last_rechoke: now,
+            last_turnover: now,
+            last_contact: now,
+            evicted: 0,
             ever_connected: false,
             peers_seen: 0,
             complete_sent: false,
@@ -259,8 +274,9 @@ impl Engine {
             up_rate: self.up.get(),
             peers_connected: self.peers.len(),
             peers_seen: self.peers_seen,
-            peers_known: self.known.len(),
-            peers_banned: self.banned.len(),
+            peers_known: self.list.len(),
+            peers_banned: self.list.banned_count(),
+            peers_evicted: self.evicted,
             peers_unchoked: self
                 .peers
                 .values()
@@ -296,7 +312,7 @@ impl Engine {
 
     pub fn handle(&mut self, now: Instant, event: Event) {
         match event {
-            Event::AddPeers(addrs) => self.add_peers(now, addrs),
+            Event::AddPeers { addrs, source } => self.add_peers(now, addrs, source),
             Event::ConnectFailed { addr } => self.connect_failed(now, addr),
             Event::DialedSelf { addr } => self.dialed_self(now, addr),
             Event::PeerConnected {
@@ -331,6 +347,7 @@ impl Engine {
             self.last_rechoke = now;
             self.rechoke(now);
         }
+        self.turnover(now);
         self.dial(now);
         self.check_give_up(now);
         self.adapt_buffer();
@@ -385,8 +402,11 @@ impl Engine {
     }
 
     fn peer_message(&mut self, now: Instant, key: PeerKey, msg: Message) {
-        if !self.peers.contains_key(&key) {
+        let Some(p) = self.peers.get_mut(&key) else {
             return;
+        };
+        if msg != Message::KeepAlive {
+            p.last_message = now;
         }
         match msg {
             Message::KeepAlive | Message::Port(_) | Message::Suggest(_) => {}
@@ -396,6 +416,10 @@ impl Engine {
                 if let Some(p) = self.peers.get_mut(&key) {
                     if p.peer_choking {
                         p.last_received = now;
+                        if p.am_interested {
+                            // It offers what we want: useful, as long as it delivers.
+                            p.last_useful = now;
+                        }
                     }
                     p.peer_choking = false;
                     p.last_block = now;

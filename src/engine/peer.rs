@@ -97,6 +97,11 @@ pub struct Peer {
     /// Bad pieces this peer alone sent (proof it lies, where a shared failure is not).
     pub sole_failures: u32,
     pub connected_at: Instant,
+    /// When it last sent us a block, took one, was given an upload turn, or offered us
+    /// pieces we want (see `slots`): what eviction ranks peers by.
+    pub last_useful: Instant,
+    /// Its last message other than a keep-alive (a silent peer is judged useless).
+    pub last_message: Instant,
     /// When we last unchoked this peer (for the choker's rotation).
     pub unchoked_at: Option<Instant>,
     /// Pieces we offered it while super-seeding (BEP 16).
@@ -148,6 +153,8 @@ impl Peer {
             strikes: 0,
             sole_failures: 0,
             connected_at: now,
+            last_useful: now,
+            last_message: now,
             unchoked_at: None,
             offers: Vec::new(),
             rtt: None,
@@ -166,6 +173,7 @@ impl Peer {
     pub fn on_block(&mut self, cfg: &TorrentConfig, now: Instant) {
         self.last_block = now;
         self.last_received = now;
+        self.last_useful = now;
         self.snubbed = false;
         if self.slow_start {
             self.depth = (self.depth + 1).min(self.depth_cap(cfg));

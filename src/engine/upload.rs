@@ -79,6 +79,7 @@ impl Engine {
         if let Some(p) = self.peers.get_mut(&key) {
             if p.am_choking && !choke {
                 p.unchoked_at = Some(now);
+                p.last_useful = now;
                 p.sent_this_turn = 0;
             }
         }
@@ -187,6 +188,7 @@ impl Engine {
                 self.peers_served += 1;
             }
             p.serving = p.serving.saturating_sub(1);
+            p.last_useful = now;
             p.up.add(block.len as u64);
             p.sent_this_turn += block.len as u64;
         }

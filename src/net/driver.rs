@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::conn::{self, ConnCmd, ConnCtx, Incoming, PeerEvent};
-use crate::engine::{Action, Engine, Event, PeerKey};
+use crate::engine::{Action, Engine, Event, PeerKey, PeerSource};
 use crate::snapshot::{Phase, Snapshot};
 use crate::store::{StoreError, StoreEvent, StoreHandle};
 
@@ -89,7 +89,10 @@ impl Driver {
                 },
                 Some(c) = self.control.recv() => match c {
                     Control::AddPeers(addrs) => {
-                        self.engine.handle(Instant::now(), Event::AddPeers(addrs))
+                        self.engine.handle(
+                            Instant::now(),
+                            Event::AddPeers { addrs, source: PeerSource::Tracker },
+                        )
                     }
                 },
                 Some(incoming) = self.incoming.recv() => {

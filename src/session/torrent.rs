@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use super::resume::{self, Recorder, Start};
 use super::{plan, Mode, Shared, Summary, TorrentError, TorrentSpec};
-use crate::engine::{Engine, Event};
+use crate::engine::{Engine, Event, PeerSource};
 use crate::net::conn::{ConnCtx, Incoming};
 use crate::net::driver::{Control, Driver, Outcome};
 use crate::snapshot::{Phase, Snapshot, Totals};
@@ -113,7 +113,13 @@ pub(super) async fn run(
     let mut engine = Engine::new(cfg, layout.clone(), have, Instant::now());
     engine.carry_over(before);
     if !spec.sources.peers.is_empty() {
-        engine.handle(Instant::now(), Event::AddPeers(spec.sources.peers.clone()));
+        engine.handle(
+            Instant::now(),
+            Event::AddPeers {
+                addrs: spec.sources.peers.clone(),
+                source: PeerSource::Manual,
+            },
+        );
     }
     let (control_tx, control_rx) = mpsc::channel::<Control>(16);
     let announcer = (!trackers.is_empty()).then(|| {

@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use swarm::config::TorrentConfig;
-use swarm::engine::{Action, Engine, Event, PeerKey};
+use swarm::engine::{Action, Engine, Event, PeerKey, PeerSource};
 use swarm::layout::Layout;
 use swarm::snapshot::Stats;
 use swarm::types::{Bitfield, BlockRef, PeerId};
@@ -357,7 +357,13 @@ impl Sim {
         for i in 0..sim.nodes.len() {
             let earlier: Vec<SocketAddr> = (0..i).map(node_addr).collect();
             if !earlier.is_empty() {
-                sim.nodes[i].engine.handle(t0, Event::AddPeers(earlier));
+                sim.nodes[i].engine.handle(
+                    t0,
+                    Event::AddPeers {
+                        addrs: earlier,
+                        source: PeerSource::Tracker,
+                    },
+                );
             }
             sim.after(i);
         }

@@ -18,6 +18,7 @@ fn cfg(slots: usize) -> ChokerConfig {
         newcomer_weight: 3,
         seed_quota: 4 * MIB,
         seed_turn: Duration::from_secs(30),
+        idle_turn: Duration::from_secs(10),
     }
 }
 

@@ -4,6 +4,7 @@
 mod failures;
 mod peers;
 mod pipeline;
+mod slots;
 mod superseed;
 mod upload;
 
@@ -66,6 +67,12 @@ impl T {
             },
         );
         self.drain()
+    }
+
+    /// Addresses from a tracker.
+    pub(super) fn add(&mut self, addrs: Vec<SocketAddr>) {
+        let source = PeerSource::Tracker;
+        self.e.handle(self.now, Event::AddPeers { addrs, source });
     }
 
     pub(super) fn msg(&mut self, key: PeerKey, msg: Message) -> Vec<Action> {

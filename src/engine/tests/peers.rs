@@ -25,7 +25,7 @@ fn fast_peer_gets_have_none_and_extended_handshake() {
 fn dials_known_peers_and_backs_off_after_failure() {
     let mut t = T::new(4, &[]);
     let addr: SocketAddr = "127.0.0.5:7000".parse().unwrap();
-    t.e.handle(t.now, Event::AddPeers(vec![addr, addr]));
+    t.add(vec![addr, addr]);
     assert_eq!(t.drain(), vec![Action::Connect { addr }]);
     t.e.handle(t.now, Event::ConnectFailed { addr });
     assert!(t.drain().is_empty());
@@ -39,7 +39,7 @@ fn dials_known_peers_and_backs_off_after_failure() {
 fn gives_up_when_nobody_connects() {
     let mut t = T::new(4, &[]);
     let addr: SocketAddr = "127.0.0.5:7000".parse().unwrap();
-    t.e.handle(t.now, Event::AddPeers(vec![addr]));
+    t.add(vec![addr]);
     t.e.handle(t.now, Event::ConnectFailed { addr });
     let a = t.advance(31);
     assert!(a.iter().any(|a| matches!(a, Action::GiveUp { .. })));
@@ -65,10 +65,10 @@ fn reqq_from_extended_handshake_caps_the_queue() {
 fn an_address_that_is_ourselves_is_never_dialled_again() {
     let mut t = T::new(4, &[]);
     let addr: SocketAddr = "127.0.0.1:6881".parse().unwrap();
-    t.e.handle(t.now, Event::AddPeers(vec![addr]));
+    t.add(vec![addr]);
     assert_eq!(t.drain(), vec![Action::Connect { addr }]);
     t.e.handle(t.now, Event::DialedSelf { addr });
-    t.e.handle(t.now, Event::AddPeers(vec![addr]));
+    t.add(vec![addr]);
     let mut a = t.drain();
     a.extend(t.advance(120));
     assert!(!a.contains(&Action::Connect { addr }), "{a:?}");
@@ -81,7 +81,7 @@ fn an_address_that_is_ourselves_is_never_dialled_again() {
 fn a_seed_dials_the_peers_it_is_given() {
     let mut t = T::new(2, &[0, 1]);
     let addr: SocketAddr = "127.0.0.5:7000".parse().unwrap();
-    t.e.handle(t.now, Event::AddPeers(vec![addr]));
+    t.add(vec![addr]);
     assert_eq!(t.drain(), vec![Action::Connect { addr }]);
 }
 
@@ -90,7 +90,7 @@ fn a_seed_dials_the_peers_it_is_given() {
 fn a_seed_does_not_redial_another_seed() {
     let mut t = T::new(2, &[0, 1]);
     let addr: SocketAddr = "127.0.0.5:7000".parse().unwrap();
-    t.e.handle(t.now, Event::AddPeers(vec![addr]));
+    t.add(vec![addr]);
     assert_eq!(t.drain(), vec![Action::Connect { addr }]);
     t.e.handle(
         t.now,

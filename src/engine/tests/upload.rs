@@ -245,6 +245,7 @@ fn a_peer_that_stops_sending_loses_its_slot_to_others() {
         newcomer_weight: 1,
         seed_quota: u64::MAX,
         seed_turn: Duration::MAX,
+        idle_turn: Duration::MAX,
     });
     let mut half = Bitfield::new(64);
     for i in 0..32 {
