@@ -276,6 +276,8 @@ pub enum Behaviour {
     Honest,
     /// Claims every piece and answers every request with garbage.
     Liar,
+    /// Claims its pieces and never unchokes anyone (a slot squatter).
+    NeverUnchoke,
 }
 
 /// A scripted peer speaking the real wire protocol: accepts connections on its own
@@ -367,7 +369,9 @@ async fn serve(mut sock: tokio::net::TcpStream, torrents: &[FakeTorrent]) -> std
         while let Some(msg) = dec.decode(&mut buf).expect("valid messages from swarm") {
             out.clear();
             match msg {
-                Message::Interested => wire::encode(&Message::Unchoke, &mut out),
+                Message::Interested if behaviour != Behaviour::NeverUnchoke => {
+                    wire::encode(&Message::Unchoke, &mut out)
+                }
                 Message::Request(b) => {
                     let start = meta.layout.piece_start(b.piece) as usize + b.offset as usize;
                     let mut block = data[start..start + b.len as usize].to_vec();
