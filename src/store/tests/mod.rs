@@ -2,6 +2,7 @@
 //! (including an empty file) and whose last piece and block are short.
 
 mod resume;
+mod stream;
 mod task;
 
 use std::path::{Path, PathBuf};
