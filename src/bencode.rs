@@ -137,6 +137,21 @@ pub fn decode_prefix(input: &[u8]) -> Result<(Value<'_>, usize), BencodeError> {
     Ok((v, p.pos))
 }
 
+/// Bytes an error message quotes at most from hostile input: enough to recognise a key or
+/// path, never a 20 MB key echoed whole into a log or terminal.
+pub const EXCERPT_MAX: usize = 64;
+
+/// `bytes` as text for an error message: lossy UTF-8 of at most [`EXCERPT_MAX`] bytes, with
+/// "…" when cut.
+pub fn excerpt(bytes: &[u8]) -> String {
+    if bytes.len() <= EXCERPT_MAX {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    let mut s = String::from_utf8_lossy(&bytes[..EXCERPT_MAX]).into_owned();
+    s.push('…');
+    s
+}
+
 /// The raw bytes of the value stored under `key` in the top-level dictionary `input`
 /// (`None` when the key is absent). The whole input is validated as by [`decode`].
 pub fn dict_value_span<'a>(input: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8]>, BencodeError> {
@@ -283,9 +298,7 @@ impl<'a> Parser<'a> {
         if !sorted {
             keys.sort_unstable();
             if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
-                return Err(BencodeError::DuplicateKey {
-                    key: String::from_utf8_lossy(w[0]).into_owned(),
-                });
+                return Err(BencodeError::DuplicateKey { key: excerpt(w[0]) });
             }
         }
         Ok(())

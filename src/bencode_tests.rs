@@ -254,3 +254,23 @@ proptest! {
         prop_assert_eq!(dict_value_span(&bytes, b"info"), Ok(Some(&inner[..])));
     }
 }
+
+#[test]
+fn a_huge_duplicate_key_is_quoted_only_in_part() {
+    // Issue 11: a duplicate 20 MB key was echoed whole in the error.
+    let key = vec![b'k'; 1 << 20];
+    let mut input = b"d".to_vec();
+    for v in [b"i1e", b"i2e"] {
+        input.extend_from_slice(format!("{}:", key.len()).as_bytes());
+        input.extend_from_slice(&key);
+        input.extend_from_slice(v);
+    }
+    input.push(b'e');
+    let err = decode(&input).unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.len() < 200, "{} bytes", shown.len());
+    assert!(shown.contains(&"k".repeat(EXCERPT_MAX)), "{shown}");
+    assert!(shown.contains('…'), "{shown}");
+    assert_eq!(excerpt(b"short"), "short");
+    assert_eq!(excerpt(&[b'x'; EXCERPT_MAX]), "x".repeat(EXCERPT_MAX));
+}

@@ -6,6 +6,16 @@
 
 use crate::types::{BlockRef, BLOCK_SIZE};
 
+/// Whether the store hashes pieces of `piece_len` as a stream instead of buffering them
+/// whole: when two of them (one being hashed and written while the next arrives) would
+/// not fit in `budget_cap`, the most the store's buffer may ever grow to. Below that, whole
+/// pieces are buffered, hashed, then written (unverified data never reaches the disk);
+/// above it, memory stays within the configured budget whatever the piece length. The
+/// engine (pieces in progress, the store's budget) and the store follow this one rule.
+pub fn streamed(piece_len: u32, budget_cap: usize) -> bool {
+    2 * piece_len as u64 > budget_cap as u64
+}
+
 /// Why a geometry is impossible.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LayoutError {
@@ -300,6 +310,17 @@ mod tests {
             len: BLOCK_SIZE + 1
         }));
         assert!(!l.is_valid_request(&BlockRef { len: 0, ..ok }));
+    }
+
+    #[test]
+    fn pieces_stream_when_two_do_not_fit_the_cap() {
+        assert!(!streamed(16 << 20, 32 << 20));
+        assert!(streamed((16 << 20) + 1, 32 << 20));
+        assert!(streamed(64 << 20, 32 << 20));
+        assert!(!streamed(256 << 10, 4 << 20));
+        // No overflow at the extremes.
+        assert!(streamed(u32::MAX, u32::MAX as usize));
+        assert!(!streamed(u32::MAX, usize::MAX));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! whole input (so serde_bencode, which recurses without limit, only ever sees well-formed,
 //! shallow, duplicate-free input), then serde_bencode fills the typed fields.
 //!
-//! Invariants of a [`Metainfo`]: piece length > 0; `piece_hashes.len() == num_pieces`;
+//! Invariants of a [`Metainfo`]: 0 < piece length ≤ [`MAX_PIECE_LEN`]; `piece_hashes.len() == num_pieces`;
 //! total length > 0; every `files[].path` is relative, made only of normal components
 //! ([`check_component`]), unique, and never both a file and a directory; `layout` matches
 //! `files` and `piece_length`. Optional descriptive fields (`announce`, `comment`, ...) that
@@ -25,6 +25,12 @@ use sha1::{Digest, Sha1};
 use crate::bencode::{self, BencodeError};
 use crate::layout::{Layout, LayoutError};
 use crate::types::InfoHash;
+
+/// Largest piece length accepted: 64 MiB. Real torrents use 16 KiB to 16 MiB (libtorrent's
+/// creator tops out at 16 MiB, BEP 52 recommends at most a few MiB); this leaves four times
+/// that headroom while keeping any piece a bounded amount of work for the store, which
+/// hashes pieces larger than its buffer share incrementally instead of holding them whole.
+pub const MAX_PIECE_LEN: u32 = 64 << 20;
 
 /// Largest `.torrent` file the CLI will read (the biggest real ones are a few MiB).
 pub const MAX_TORRENT_FILE: u64 = 50 << 20;
@@ -46,11 +52,13 @@ pub enum MetainfoError {
     PieceLengthZero,
     #[error("piece length {0} is out of range")]
     PieceLengthOutOfRange(i64),
+    #[error("piece length {got} is more than the limit of {max} bytes")]
+    PieceLengthTooLarge { got: i64, max: u32 },
     #[error("`pieces` is {0} bytes, not a multiple of 20")]
     PiecesNotMultipleOf20(usize),
     #[error("torrent needs {expected} piece hashes but has {got}")]
     PieceCountMismatch { expected: u64, got: u64 },
-    #[error("file {path:?} has negative length {length}")]
+    #[error("file {:?} has negative length {length}", bencode::excerpt(path.as_bytes()))]
     NegativeLength { path: String, length: i64 },
     #[error("torrent lists no files")]
     NoFiles,
@@ -60,17 +68,17 @@ pub enum MetainfoError {
     Empty,
     #[error("{count} files is more than the limit of {max}")]
     TooManyFiles { count: usize, max: usize },
-    #[error("path {path:?} is {depth} components deep (limit {max})")]
+    #[error("path {:?} is {depth} components deep (limit {max})", bencode::excerpt(path.as_bytes()))]
     PathTooDeep {
         path: String,
         depth: usize,
         max: usize,
     },
-    #[error("unsafe path {path:?}: {reason}")]
+    #[error("unsafe path {:?}: {reason}", bencode::excerpt(path.as_bytes()))]
     UnsafePath { path: String, reason: &'static str },
-    #[error("path {path:?} appears twice")]
+    #[error("path {:?} appears twice", bencode::excerpt(path.as_bytes()))]
     DuplicatePath { path: String },
-    #[error("path {path:?} is both a file and a directory")]
+    #[error("path {:?} is both a file and a directory", bencode::excerpt(path.as_bytes()))]
     PathConflict { path: String },
     #[error("bad piece geometry")]
     Layout(#[from] LayoutError),
@@ -125,6 +133,13 @@ impl Metainfo {
         let piece_length = match info.piece_length {
             None => return Err(MetainfoError::MissingField("piece length")),
             Some(0) => return Err(MetainfoError::PieceLengthZero),
+            Some(n) if n < 0 => return Err(MetainfoError::PieceLengthOutOfRange(n)),
+            Some(n) if n > i64::from(MAX_PIECE_LEN) => {
+                return Err(MetainfoError::PieceLengthTooLarge {
+                    got: n,
+                    max: MAX_PIECE_LEN,
+                })
+            }
             Some(n) => u32::try_from(n).map_err(|_| MetainfoError::PieceLengthOutOfRange(n))?,
         };
         let pieces = info.pieces.ok_or(MetainfoError::MissingField("pieces"))?;

@@ -150,8 +150,14 @@ fn field_validation() {
     ));
     assert!(matches!(
         err(|i| set(i, b"piece length", Value::Int(1 << 32))),
-        MetainfoError::PieceLengthOutOfRange(_)
+        MetainfoError::PieceLengthTooLarge { .. }
     ));
+    // Issue 11: pieces up to 2^32 - 1 used to be accepted and buffered whole.
+    let too_large = err(|i| set(i, b"piece length", Value::Int(i64::from(MAX_PIECE_LEN) + 1)));
+    assert_eq!(
+        too_large.to_string(),
+        "piece length 67108865 is more than the limit of 67108864 bytes"
+    );
     assert!(matches!(
         err(|i| set(i, b"pieces", Value::Bytes(&[0; 59]))),
         MetainfoError::PiecesNotMultipleOf20(59)
@@ -267,4 +273,24 @@ fn info_hash_is_over_raw_bytes() {
     let m = Metainfo::from_bytes(&bytes).unwrap();
     let span = bencode::dict_value_span(&bytes, b"info").unwrap().unwrap();
     assert_eq!(m.info_hash.0, <[u8; 20]>::from(Sha1::digest(span)));
+}
+
+#[test]
+fn the_largest_piece_length_is_accepted() {
+    let m = Metainfo::from_bytes(&torrent(100, |_, info| {
+        set(info, b"piece length", Value::Int(i64::from(MAX_PIECE_LEN)));
+        set(info, b"pieces", Value::Bytes(&[7; 20]));
+    }))
+    .unwrap();
+    assert_eq!(m.piece_length, MAX_PIECE_LEN);
+}
+
+#[test]
+fn long_paths_are_quoted_only_in_part() {
+    let long: &'static str = "p".repeat(100_000).leak();
+    let path: &'static [&'static str] = vec![long].leak();
+    let e = multi(&[(path, 1), (path, 1)]).unwrap_err();
+    let shown = e.to_string();
+    assert!(matches!(e, MetainfoError::DuplicatePath { .. }));
+    assert!(shown.len() < 200 && shown.contains('…'), "{shown}");
 }

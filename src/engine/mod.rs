@@ -230,13 +230,22 @@ impl Engine {
 
     /// Pieces in progress at once: what fits in the store's buffer, at least two. The
     /// store must be given [`Engine::store_budget`] bytes so those pieces always fit
-    /// (otherwise half-received pieces could hold the whole budget and deadlock).
+    /// (otherwise half-received pieces could hold the whole budget and deadlock). Pieces
+    /// the store streams ([`crate::layout::streamed`]: two would not fit `max_buffer_cap`)
+    /// hold no buffer while in progress, so two are in progress whatever their length.
     pub fn max_partials(cfg: &TorrentConfig, layout: &Layout) -> usize {
+        if crate::layout::streamed(layout.piece_len(), cfg.max_buffer.max(cfg.max_buffer_cap)) {
+            return 2;
+        }
         (cfg.max_buffer / layout.piece_len().max(1) as usize).max(2)
     }
 
-    /// Bytes the store must be able to buffer for [`Engine::max_partials`] pieces.
+    /// Bytes the store must be able to buffer for [`Engine::max_partials`] pieces: at most
+    /// `max(max_buffer, max_buffer_cap)` for any piece length, since longer pieces stream.
     pub fn store_budget(cfg: &TorrentConfig, layout: &Layout) -> usize {
+        if crate::layout::streamed(layout.piece_len(), cfg.max_buffer.max(cfg.max_buffer_cap)) {
+            return cfg.max_buffer;
+        }
         cfg.max_buffer
             .max(Self::max_partials(cfg, layout) * layout.piece_len() as usize)
     }

@@ -90,6 +90,7 @@ pub(super) async fn run(
     let (store_tx, store_rx) = mpsc::channel(1024);
     let store_cfg = StoreConfig {
         max_buffer: Engine::store_budget(&cfg, &layout),
+        budget_cap: cfg.max_buffer_cap,
         hash_threads: shared.cfg.hash_threads,
         pool: Some(shared.hash_pool.clone()),
     };

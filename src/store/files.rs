@@ -3,15 +3,20 @@
 //! Invariants:
 //! - Every path is `root` joined with a relative path made only of normal components, checked
 //!   once in [`Storage::open`]; nothing is ever opened outside `root`.
-//! - At most [`MAX_OPEN_FILES`] files are open at once (an LRU of `Arc<File>`), so torrents
-//!   with thousands of files do not exhaust descriptors. The cache lock is held only to look
-//!   up or insert a handle, never across a syscall that touches file data or opens a file.
+//! - At most [`max_open_files`] files are open at once (an LRU of `Arc<File>`, sized under
+//!   the process's `RLIMIT_NOFILE`), so torrents with thousands of files do not exhaust
+//!   descriptors; an open that still fails with EMFILE/ENFILE evicts handles and retries
+//!   instead of failing the torrent. The cache lock is held only to look up or insert a
+//!   handle, never across a syscall that touches file data or opens a file.
+//! - Nothing is created or opened by [`Storage::open`], which only `stat`s: a file (and its
+//!   directories) is created, sparse at its full length, when the first write reaches it;
+//!   an empty file when the piece at its position is first written. A torrent of a million
+//!   files contacts peers at once and holds descriptors only for files in use.
 //! - All data I/O is positioned (`pread`/`pwritev`), so threads share handles without seeking.
 //! - A file is marked dirty when it held data at open and after every successful write to
 //!   it, and cleared only just before [`Storage::sync_all`] fsyncs it (re-marked if that
 //!   fails), so a sync covers at least every write that completed before it began.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -21,13 +26,10 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use super::pool::{max_open_files, FileCache};
 use super::{extents, StoreError};
 use crate::layout::Layout;
 use crate::types::Bitfield;
-
-/// Open-file cache size: far below the usual 1024-descriptor soft limit, leaving room for
-/// sockets, yet enough that a torrent's working set of files rarely thrashes.
-pub const MAX_OPEN_FILES: usize = 128;
 
 /// The files of one torrent under a root directory. `Send + Sync`; share as `Arc<Storage>`.
 #[derive(Debug)]
@@ -42,6 +44,12 @@ pub struct Storage {
     cache: Mutex<FileCache>,
     /// Per file: written since the last [`Storage::sync_all`] (or since open).
     dirty: Vec<AtomicBool>,
+    /// Per file: known to exist at its full length (it did at open, or a write made it so).
+    sized: Vec<AtomicBool>,
+    /// Empty files by the piece whose writing creates them, sorted by piece.
+    empties: Vec<(u32, usize)>,
+    /// Whether writes may create files (a download); a seed only writes files that exist.
+    create: bool,
 }
 
 /// What a file looked like: its size and modification time, to the nanosecond as the
@@ -70,10 +78,11 @@ impl FileStamp {
 const MAX_IOV: usize = 512;
 
 impl Storage {
-    /// Checks every path, then (with `create`) creates the directory tree and any missing or
-    /// short file (sparse, `set_len` to its length; existing data is kept). Without `create`,
-    /// a missing file is [`StoreError::Missing`]; a short file is accepted (recheck will find
-    /// the pieces it lacks).
+    /// Checks every path and `stat`s every file; creates and opens nothing. With `create`,
+    /// writes later create missing files and directories, and extend short files (sparse,
+    /// `set_len` to the full length; existing data is kept). Without `create`, a missing file
+    /// is [`StoreError::Missing`]; a short file is accepted (recheck will find the pieces it
+    /// lacks).
     ///
     /// `files` are relative paths, already sanitised by the caller; this still rejects any
     /// absolute or `..` component with [`StoreError::UnsafePath`].
@@ -92,6 +101,8 @@ impl Storage {
         let mut paths = Vec::with_capacity(files.len());
         let mut data_lens = Vec::with_capacity(files.len());
         let mut opened = Vec::with_capacity(files.len());
+        let mut sized = Vec::with_capacity(files.len());
+        let mut empties = Vec::new();
         for (i, (rel, len)) in files.iter().enumerate() {
             let path = safe_join(root, rel)?;
             if *len != layout.file_len(i) {
@@ -101,7 +112,13 @@ impl Storage {
                     expected: layout.file_len(i),
                 });
             }
-            let (data_len, stamp) = prepare_file(&path, *len, create)?;
+            let (data_len, stamp) = inspect_file(&path, *len, create)?;
+            sized.push(AtomicBool::new(stamp.is_some_and(|s| s.size >= *len)));
+            if *len == 0 && stamp.is_none() {
+                let last = layout.num_pieces().saturating_sub(1) as u64;
+                let piece = (layout.file_start(i) / u64::from(layout.piece_len())).min(last);
+                empties.push((piece as u32, i));
+            }
             data_lens.push(data_len);
             opened.push(stamp);
             paths.push(path);
@@ -115,7 +132,10 @@ impl Storage {
             data_lens,
             opened,
             layout,
-            cache: Mutex::new(FileCache::default()),
+            cache: Mutex::new(FileCache::new(max_open_files())),
+            sized,
+            empties,
+            create,
         })
     }
 
@@ -178,18 +198,37 @@ impl Storage {
                 got,
             });
         }
+        self.write_at(piece, 0, blocks)
+    }
+
+    /// Positioned writes of `blocks`, laid end to end, at `offset` of `piece`; the caller
+    /// has checked that they lie inside the piece. Used directly for pieces the store
+    /// streams (written before they are verified).
+    pub(super) fn write_at(
+        &self,
+        piece: u32,
+        offset: u32,
+        blocks: &[Bytes],
+    ) -> Result<(), StoreError> {
+        let len: u64 = blocks.iter().map(|b| b.len() as u64).sum();
+        self.create_empties(piece)?;
         // One vectored positioned write per file span instead of one write per block, and
         // no gathering copy: the blocks go to the kernel straight from the socket buffers.
-        self.layout.piece_spans(piece).iter().try_for_each(|span| {
-            let file = self.file(span.file, true)?;
-            let slices = span_slices(blocks, span.piece_offset as u64, span.len as u64);
-            write_all_vectored_at(&file, slices, span.file_offset)
-                .map_err(|e| self.io(span.file, "writing", e))?;
-            // After the write, so a concurrent sync_all that cleared the flag before the
-            // write landed leaves it set for the next one.
-            self.dirty[span.file].store(true, Ordering::Release);
-            Ok(())
-        })
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        self.layout
+            .spans(piece, offset, len)
+            .iter()
+            .try_for_each(|span| {
+                let file = self.file(span.file, true)?;
+                let at = u64::from(span.piece_offset - offset);
+                let slices = span_slices(blocks, at, span.len as u64);
+                write_all_vectored_at(&file, slices, span.file_offset)
+                    .map_err(|e| self.io(span.file, "writing", e))?;
+                // After the write, so a concurrent sync_all that cleared the flag before the
+                // write landed leaves it set for the next one.
+                self.dirty[span.file].store(true, Ordering::Release);
+                Ok(())
+            })
     }
 
     /// Makes every write so far durable: `fsync` (data and size) of each file that held data
@@ -293,17 +332,31 @@ impl Storage {
             .collect()
     }
 
+    /// Creates the empty files that sit at `piece` (once; a download only).
+    fn create_empties(&self, piece: u32) -> Result<(), StoreError> {
+        let from = self.empties.partition_point(|&(p, _)| p < piece);
+        for &(_, file) in self.empties[from..]
+            .iter()
+            .take_while(|&&(p, _)| p == piece)
+        {
+            if !self.sized[file].load(Ordering::Acquire) {
+                drop(self.file(file, true)?);
+            }
+        }
+        Ok(())
+    }
+
     /// Closes every cached handle (each reopens on its next use): a torrent that goes idle
     /// after its check then holds no descriptor, so a session of thousands of torrents
     /// does not hold one per torrent.
     pub fn close_files(&self) {
-        self.lock().open.clear();
+        self.lock().clear();
     }
 
     /// Handles currently in the open-file cache.
     #[cfg(test)]
     pub(super) fn open_handles(&self) -> usize {
-        self.lock().open.len()
+        self.lock().len()
     }
 
     fn io(&self, file: usize, op: &'static str, source: io::Error) -> StoreError {
@@ -325,11 +378,29 @@ impl Storage {
         // stall other threads' cached lookups. A racing thread may open the same file; the
         // later insert simply replaces the earlier handle.
         let path = &self.paths[file];
-        let rw = OpenOptions::new().read(true).write(true).open(path);
+        let create = write && self.create && !self.sized[file].load(Ordering::Acquire);
+        let rw = self.retry_emfile(|| {
+            let mut o = OpenOptions::new();
+            o.read(true).write(true);
+            if create {
+                o.create(true);
+            }
+            match o.open(path) {
+                Err(e) if create && e.kind() == io::ErrorKind::NotFound => {
+                    if let Some(dir) = path.parent() {
+                        fs::create_dir_all(dir)?;
+                    }
+                    o.open(path)
+                }
+                r => r,
+            }
+        });
         let (handle, writable) = match rw {
             Ok(f) => (f, true),
             Err(e) if !write && e.kind() == io::ErrorKind::PermissionDenied => {
-                let f = File::open(path).map_err(|e| self.io(file, "opening", e))?;
+                let f = self
+                    .retry_emfile(|| File::open(path))
+                    .map_err(|e| self.io(file, "opening", e))?;
                 (f, false)
             }
             Err(e) => {
@@ -341,9 +412,42 @@ impl Storage {
                 return Err(self.io(file, op, e));
             }
         };
+        if create {
+            // First write to this file by us: give it its full (sparse) length once, so
+            // its size is right however the download ends.
+            let len = self.layout.file_len(file);
+            let short = handle.metadata().map(|m| m.len() < len);
+            if short.map_err(|e| self.io(file, "inspecting", e))? {
+                handle
+                    .set_len(len)
+                    .map_err(|e| self.io(file, "extending", e))?;
+            }
+            self.sized[file].store(true, Ordering::Release);
+        }
         let handle = Arc::new(handle);
         self.lock().insert(file, handle.clone(), writable);
         Ok(handle)
+    }
+
+    /// Runs `open`; when it fails for want of descriptors (EMFILE, ENFILE), closes some of
+    /// our cached handles and tries again, a few times: another torrent or a burst of
+    /// sockets took the room, and a smaller cache is better than a failed torrent.
+    fn retry_emfile<T>(&self, mut open: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+        let mut tries = 0;
+        loop {
+            match open() {
+                Err(e) if is_out_of_descriptors(&e) && tries < 4 => {
+                    tries += 1;
+                    let closed = self.lock().evict_oldest_share(2);
+                    tracing::debug!(closed, error = %e, "out of descriptors; closed cached files");
+                    if closed == 0 {
+                        // Nothing of ours to close: give other owners a moment.
+                        std::thread::sleep(std::time::Duration::from_millis(10 << tries));
+                    }
+                }
+                r => return r,
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FileCache> {
@@ -367,101 +471,28 @@ fn safe_join(root: &Path, rel: &Path) -> Result<PathBuf, StoreError> {
     Ok(path)
 }
 
-/// Makes sure `path` exists with at least `len` bytes (when `create`), keeping existing data.
-/// Returns how many bytes of it existed before (capped at `len`), and its stamp before.
-fn prepare_file(
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// `stat`s `path`: how many bytes of it exist (capped at `len`) and its stamp. Missing is
+/// fine with `create` (nothing exists yet), [`StoreError::Missing`] without.
+fn inspect_file(
     path: &Path,
     len: u64,
     create: bool,
 ) -> Result<(u64, Option<FileStamp>), StoreError> {
-    let io = |op, source| StoreError::Io {
-        path: path.to_path_buf(),
-        op,
-        source,
-    };
     match fs::metadata(path) {
-        Ok(m) if m.len() >= len || !create => Ok((m.len().min(len), Some(FileStamp::of(&m)))),
-        Ok(m) => {
-            let f = OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(|e| io("opening for writing", e))?;
-            f.set_len(len).map_err(|e| io("extending", e))?;
-            Ok((m.len(), Some(FileStamp::of(&m))))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if !create {
-                return Err(StoreError::Missing {
-                    path: path.to_path_buf(),
-                });
-            }
-            if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir).map_err(|e| StoreError::Io {
-                    path: dir.to_path_buf(),
-                    op: "creating directory",
-                    source: e,
-                })?;
-            }
-            let f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(|e| io("creating", e))?;
-            f.set_len(len).map_err(|e| io("extending", e))?;
-            Ok((0, None))
-        }
-        Err(e) => Err(io("inspecting", e)),
-    }
-}
-
-/// A small LRU of open handles, keyed by file index.
-#[derive(Debug, Default)]
-struct FileCache {
-    open: HashMap<usize, Cached>,
-    tick: u64,
-}
-
-#[derive(Debug)]
-struct Cached {
-    file: Arc<File>,
-    writable: bool,
-    last_use: u64,
-}
-
-impl FileCache {
-    fn get(&mut self, file: usize, write: bool) -> Option<Arc<File>> {
-        self.tick += 1;
-        let c = self.open.get_mut(&file)?;
-        if write && !c.writable {
-            return None;
-        }
-        c.last_use = self.tick;
-        Some(c.file.clone())
-    }
-
-    fn insert(&mut self, file: usize, handle: Arc<File>, writable: bool) {
-        self.tick += 1;
-        if !self.open.contains_key(&file) && self.open.len() >= MAX_OPEN_FILES {
-            // Linear scan: 128 entries cost far less than the open() that got us here.
-            // A handle still in use elsewhere stays open until its last Arc drops.
-            if let Some(&oldest) = self
-                .open
-                .iter()
-                .min_by_key(|(_, c)| c.last_use)
-                .map(|(k, _)| k)
-            {
-                self.open.remove(&oldest);
-            }
-        }
-        self.open.insert(
-            file,
-            Cached {
-                file: handle,
-                writable,
-                last_use: self.tick,
-            },
-        );
+        Ok(m) => Ok((m.len().min(len), Some(FileStamp::of(&m)))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && create => Ok((0, None)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::Missing {
+            path: path.to_path_buf(),
+        }),
+        Err(e) => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            op: "inspecting",
+            source: e,
+        }),
     }
 }
 

@@ -22,7 +22,9 @@
 
 mod extents;
 mod files;
+mod pool;
 mod recheck;
+mod stream;
 mod task;
 
 #[cfg(test)]
@@ -34,6 +36,7 @@ use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
 pub use files::{FileStamp, Storage};
+pub use pool::MAX_OPEN_FILES;
 pub use recheck::{recheck, recheck_pieces};
 pub use task::{spawn, Reservation, StoreClosed, StoreConfig, StoreEvent, StoreHandle};
 

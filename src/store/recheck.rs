@@ -4,7 +4,9 @@
 //! range for a full [`recheck`]; runs of contiguous pieces for [`recheck_pieces`]) and walks
 //! each run with large sequential reads (whole pieces, about [`READ_BUF`] bytes at a time,
 //! adjacent file runs merged into one `pread`), hashing piece by piece straight from the
-//! buffer.
+//! buffer. Pieces longer than [`READ_BUF`] are read and hashed [`READ_BUF`] bytes at a time
+//! instead, so a thread never holds more than [`READ_BUF`] of data whatever the piece length
+//! (a 64 MiB piece costs 4 MiB per thread, not 64).
 //!
 //! Invariants: absent data (a missing file, a file shorter than the layout says) only means
 //! the pieces touching it are not present, never an error; any other I/O error aborts the
@@ -20,8 +22,9 @@ use sha1::{Digest, Sha1};
 use super::{Storage, StoreError};
 use crate::types::Bitfield;
 
-/// Target size of one read. Large enough that syscall overhead vanishes next to hashing,
-/// small enough to stay in L2/L3-friendly territory per thread.
+/// Target size of one read, and the most data a hashing thread holds. Large enough that
+/// syscall overhead vanishes next to hashing, small enough to stay in L2/L3-friendly
+/// territory per thread.
 pub const READ_BUF: usize = 4 << 20;
 
 /// Hashes existing data on `threads` threads; returns the pieces whose SHA-1 matches
@@ -190,12 +193,63 @@ impl Ctx<'_> {
                 - layout.piece_start(r.start).min(layout.total_len())
         };
         let longest = share.iter().map(run_bytes).max().unwrap_or(0);
-        let mut buf = vec![0u8; (per_buf * piece_len).min(longest) as usize];
         let mut found = Vec::new();
+        if piece_len > READ_BUF as u64 {
+            let mut buf = vec![0u8; READ_BUF.min(longest as usize)];
+            for r in share {
+                for p in r.clone() {
+                    self.check_large_piece(p, &mut buf, &mut found)?;
+                }
+            }
+            return Ok(found);
+        }
+        let mut buf = vec![0u8; (per_buf * piece_len).min(longest) as usize];
         for r in share {
             self.check_range(r.clone(), &mut buf, &mut found)?;
         }
         Ok(found)
+    }
+
+    /// Hashes one piece longer than `buf`, `buf.len()` bytes at a time; stops reading at
+    /// the first absent byte (the piece cannot match). A match goes to `found`.
+    fn check_large_piece(
+        &self,
+        piece: u32,
+        buf: &mut [u8],
+        found: &mut Vec<u32>,
+    ) -> Result<(), StoreError> {
+        let (storage, layout) = (self.storage, self.storage.layout());
+        let mut hasher = Sha1::new();
+        let mut absent = false;
+        'spans: for span in layout.piece_spans(piece) {
+            let mut done = 0u64;
+            while done < span.len as u64 {
+                if self.cancel.load(Ordering::Relaxed) || self.abort.load(Ordering::Relaxed) {
+                    return Err(StoreError::Cancelled);
+                }
+                let at = span.file_offset + done;
+                let want = (span.len as u64 - done).min(buf.len() as u64) as usize;
+                // Past the data that existed at open there is nothing to find.
+                let existing = storage.data_len(span.file).saturating_sub(at);
+                let dst = &mut buf[..existing.min(want as u64) as usize];
+                let got = storage.read_available(span.file, at, dst)?;
+                if got < want {
+                    absent = true;
+                    break 'spans;
+                }
+                hasher.update(&buf[..got]);
+                done += got as u64;
+            }
+        }
+        if !absent {
+            let digest: [u8; 20] = hasher.finalize().into();
+            if self.hashes.get(piece as usize) == Some(&digest) {
+                found.push(piece);
+            }
+        }
+        let size = layout.piece_size(piece);
+        self.progress.fetch_add(u64::from(size), Ordering::Relaxed);
+        Ok(())
     }
 
     /// Hashes the contiguous `pieces` about [`READ_BUF`] bytes at a time; `buf` holds at least

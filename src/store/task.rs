@@ -12,6 +12,10 @@
 //!   unbounded command channel holds at most `max_buffer` bytes of block data, and at most
 //!   `max_buffer` messages (every reservation is at least one byte).
 //! - A piece is written only after its SHA-1 matched; a mismatched piece is dropped whole.
+//!   Except a piece too large to buffer whole ([`crate::layout::streamed`] with
+//!   [`StoreConfig::budget_cap`]): it is streamed to disk as its blocks arrive and hashed
+//!   in order (`stream.rs`), still counted as verified only once its whole SHA-1 matched.
+//!   Which rule applies is fixed per torrent at [`spawn`].
 //! - Hashing and writing run on blocking threads, at most `hash_threads` pieces at a time
 //!   for this store, and at most the pool's permits across every store sharing
 //!   [`StoreConfig::pool`]; the task itself only moves `Bytes` handles around.
@@ -26,7 +30,8 @@
 //!
 //! Caller's duty: buffered partial pieces only leave the buffer by completing, so the engine
 //! must keep (pieces in progress) × (piece length) within `max_buffer`, or the buffer can
-//! fill with partial pieces that no one can finish.
+//! fill with partial pieces that no one can finish. Streamed pieces have no such duty: their
+//! blocks leave the buffer as soon as a hashing slot writes them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,16 +42,24 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 
+use super::stream::{self, Stream};
 use super::{hash_blocks, Storage, StoreError};
 use crate::error::error_chain;
-use crate::types::{Bitfield, BlockRef};
+use crate::layout;
+use crate::types::{Bitfield, BlockRef, BLOCK_SIZE};
 
 /// Tuning of the store task.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// Bytes of block data buffered at most (reserved, queued, or awaiting hash/write).
-    /// Raised to one piece length if smaller, so any single piece can complete.
+    /// Raised to one piece length if smaller, so any single piece can complete, unless
+    /// pieces are streamed (then at least one block).
     pub max_buffer: usize,
+    /// The most the budget may ever grow to ([`StoreHandle::grow_budget`] stops there;
+    /// `TorrentConfig::max_buffer_cap`). Pieces that two of would not fit in it are
+    /// streamed ([`crate::layout::streamed`]), so memory stays within it for any piece
+    /// length.
+    pub budget_cap: usize,
     /// Pieces hashed (and written) in parallel; 0 is treated as 1.
     pub hash_threads: usize,
     /// Hashing slots shared with other stores (the session's pool), if any: a job waits
@@ -105,6 +118,8 @@ pub struct StoreHandle {
     budget: Arc<Semaphore>,
     /// Permits the budget was created with plus every [`StoreHandle::grow_budget`].
     capacity: Arc<AtomicUsize>,
+    /// [`StoreConfig::budget_cap`], or the starting budget if larger.
+    limit: usize,
 }
 
 impl StoreHandle {
@@ -185,8 +200,10 @@ impl StoreHandle {
 
     /// Raises the budget to `bytes` in all (never lowers it): the engine found that its
     /// links need more data in flight than the budget lets it request.
+    /// Never past [`StoreConfig::budget_cap`]: the engine sizes its wish in pieces, and a
+    /// streamed piece may be larger than the whole cap.
     pub fn grow_budget(&self, bytes: usize) {
-        let bytes = bytes.min(Semaphore::MAX_PERMITS);
+        let bytes = bytes.min(self.limit).min(Semaphore::MAX_PERMITS);
         let old = self.capacity.fetch_max(bytes, Ordering::Relaxed);
         if bytes > old {
             self.budget.add_permits(bytes - old);
@@ -204,7 +221,16 @@ pub fn spawn(
     events: mpsc::Sender<StoreEvent>,
 ) -> (StoreHandle, JoinHandle<Bitfield>) {
     let piece_len = storage.layout().piece_len() as usize;
-    let max_buffer = config.max_buffer.clamp(piece_len, Semaphore::MAX_PERMITS);
+    let streamed = layout::streamed(
+        storage.layout().piece_len(),
+        config.budget_cap.max(config.max_buffer),
+    );
+    let floor = if streamed {
+        BLOCK_SIZE as usize
+    } else {
+        piece_len
+    };
+    let max_buffer = config.max_buffer.clamp(floor, Semaphore::MAX_PERMITS);
     if max_buffer != config.max_buffer {
         tracing::warn!(
             requested = config.max_buffer,
@@ -218,7 +244,9 @@ pub fn spawn(
         storage: storage.clone(),
         budget: Arc::new(Semaphore::new(max_buffer)),
         capacity: Arc::new(AtomicUsize::new(max_buffer)),
+        limit: config.budget_cap.max(max_buffer),
     };
+    tracing::debug!(piece_len, budget = max_buffer, streamed, "store starting");
     let task = Task {
         storage,
         hashes,
@@ -226,6 +254,9 @@ pub fn spawn(
         hash_threads: config.hash_threads.max(1),
         pool: config.pool,
         partial: HashMap::new(),
+        streamed,
+        streams: HashMap::new(),
+        stream_ready: VecDeque::new(),
         ready: VecDeque::new(),
         busy: HashMap::new(),
         jobs: JoinSet::new(),
@@ -254,6 +285,8 @@ enum Outcome {
     Verified,
     Mismatch,
     WriteFailed(StoreError),
+    /// A streamed piece's job ended (the piece may or may not be complete).
+    Streamed(stream::Done),
 }
 
 struct Task {
@@ -263,6 +296,12 @@ struct Task {
     hash_threads: usize,
     pool: Option<Arc<Semaphore>>,
     partial: HashMap<u32, Partial>,
+    /// Whether this torrent's pieces are streamed (then `partial`, `ready` and `busy` stay
+    /// empty and `streams` is used instead).
+    streamed: bool,
+    streams: HashMap<u32, Stream>,
+    /// Streamed pieces with blocks waiting for a job, each once.
+    stream_ready: VecDeque<u32>,
     /// Complete pieces waiting for a hashing slot, with their blocks in order.
     ready: VecDeque<(u32, Vec<Bytes>)>,
     /// Pieces in `ready` or in `jobs`: who contributed, and the budget they hold.
@@ -331,6 +370,15 @@ impl Task {
             return;
         }
         let n = layout.blocks_in_piece(piece);
+        if self.streamed {
+            let s = self.streams.entry(piece).or_insert_with(|| Stream::new(n));
+            if !s.add(peer, index, data, reservation) {
+                tracing::trace!(peer, ?block, "duplicate block");
+            } else if s.startable() && !self.stream_ready.contains(&piece) {
+                self.stream_ready.push_back(piece);
+            }
+            return;
+        }
         let p = self.partial.entry(piece).or_insert_with(|| Partial {
             blocks: vec![None; n as usize],
             received: 0,
@@ -367,35 +415,49 @@ impl Task {
     /// Moves ready pieces onto blocking threads while slots are free.
     fn start_jobs(&mut self) {
         while self.jobs.len() < self.hash_threads {
-            let Some((piece, blocks)) = self.ready.pop_front() else {
+            let storage = self.storage.clone();
+            if let Some((piece, blocks)) = self.ready.pop_front() {
+                let expected = self.hashes.get(piece as usize).copied();
+                self.spawn_job(piece, move || {
+                    if Some(hash_blocks(&blocks)) != expected {
+                        return (piece, Outcome::Mismatch);
+                    }
+                    match storage.write_piece(piece, &blocks) {
+                        Ok(()) => (piece, Outcome::Verified),
+                        Err(e) => (piece, Outcome::WriteFailed(e)),
+                    }
+                });
+                continue;
+            }
+            let Some(piece) = self.stream_ready.pop_front() else {
                 return;
             };
-            let storage = self.storage.clone();
-            let expected = self.hashes.get(piece as usize).copied();
-            let job = move || {
-                if Some(hash_blocks(&blocks)) != expected {
-                    return (piece, Outcome::Mismatch);
-                }
-                match storage.write_piece(piece, &blocks) {
-                    Ok(()) => (piece, Outcome::Verified),
-                    Err(e) => (piece, Outcome::WriteFailed(e)),
-                }
+            let Some(job) = self.streams.get_mut(&piece).and_then(|s| s.start(piece)) else {
+                continue;
             };
-            match self.pool.clone() {
-                None => {
-                    self.jobs.spawn_blocking(job);
-                }
-                Some(pool) => {
-                    self.jobs.spawn(async move {
-                        // The pool is never closed; without a permit the job still runs.
-                        let _permit = pool.acquire_owned().await.ok();
-                        match tokio::task::spawn_blocking(job).await {
-                            Ok(done) => done,
-                            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                            Err(_) => (piece, Outcome::WriteFailed(StoreError::ShuttingDown)),
-                        }
-                    });
-                }
+            let expected = self.hashes.get(piece as usize).copied();
+            self.spawn_job(piece, move || {
+                (piece, Outcome::Streamed(job.run(&storage, expected)))
+            });
+        }
+    }
+
+    /// Runs `job` on a blocking thread, after taking a permit of the shared pool if any.
+    fn spawn_job(&mut self, piece: u32, job: impl FnOnce() -> (u32, Outcome) + Send + 'static) {
+        match self.pool.clone() {
+            None => {
+                self.jobs.spawn_blocking(job);
+            }
+            Some(pool) => {
+                self.jobs.spawn(async move {
+                    // The pool is never closed; without a permit the job still runs.
+                    let _permit = pool.acquire_owned().await.ok();
+                    match tokio::task::spawn_blocking(job).await {
+                        Ok(done) => done,
+                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        Err(_) => (piece, Outcome::WriteFailed(StoreError::ShuttingDown)),
+                    }
+                });
             }
         }
     }
@@ -408,13 +470,18 @@ impl Task {
         outcome: Outcome,
         rx: &mut mpsc::UnboundedReceiver<Write>,
     ) {
-        // Release the budget first, so waiting connections resume before we report.
-        // (`map` consumes the entry, dropping its reservations here, not after the send.)
-        let peers = self
-            .busy
-            .remove(&piece)
-            .map(|b| b.peers)
-            .unwrap_or_default();
+        let (peers, outcome) = match outcome {
+            Outcome::Streamed(done) => match self.stream_done(piece, done) {
+                Some(done) => done,
+                None => return,
+            },
+            // Release the budget first, so waiting connections resume before we report.
+            // (`map` consumes the entry, dropping its reservations here, not after the send.)
+            outcome => {
+                let peers = self.busy.remove(&piece).map(|b| b.peers);
+                (peers.unwrap_or_default(), outcome)
+            }
+        };
         let event = match outcome {
             Outcome::Verified => {
                 self.have.set(piece);
@@ -425,6 +492,8 @@ impl Task {
                 tracing::debug!(piece, ?peers, "piece failed hash check");
                 StoreEvent::Failed { piece, peers }
             }
+            // Taken apart above; never reaches here.
+            Outcome::Streamed(_) => return,
             Outcome::WriteFailed(e) => {
                 tracing::error!(piece, error = %error_chain(&e), "disk write failed; store stops");
                 self.fatal = true;
@@ -432,6 +501,8 @@ impl Task {
                 // Drop every queued and buffered block so waiting connections are released.
                 while rx.try_recv().is_ok() {}
                 self.partial.clear();
+                self.streams.clear();
+                self.stream_ready.clear();
                 for (p, _) in self.ready.drain(..) {
                     self.busy.remove(&p);
                 }
@@ -440,6 +511,28 @@ impl Task {
         };
         // A closed receiver means no one listens any more; keep flushing regardless.
         let _ = self.events.send(event).await;
+    }
+}
+
+impl Task {
+    /// Takes back a streamed piece's job (releasing its blocks' budget): `None` while the
+    /// piece is incomplete (its next job is queued if blocks wait), else who contributed
+    /// and the verdict.
+    fn stream_done(&mut self, piece: u32, done: stream::Done) -> Option<(Vec<u64>, Outcome)> {
+        let s = self.streams.get_mut(&piece)?;
+        let outcome = match s.finish(done) {
+            Ok(None) => {
+                if s.startable() && !self.stream_ready.contains(&piece) {
+                    self.stream_ready.push_back(piece);
+                }
+                return None;
+            }
+            Ok(Some(true)) => Outcome::Verified,
+            Ok(Some(false)) => Outcome::Mismatch,
+            Err(e) => Outcome::WriteFailed(e),
+        };
+        let peers = self.streams.remove(&piece).map(|s| s.peers);
+        Some((peers.unwrap_or_default(), outcome))
     }
 }
 

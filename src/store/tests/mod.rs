@@ -2,6 +2,7 @@
 //! (including an empty file) and whose last piece and block are short.
 
 mod resume;
+mod stream;
 mod task;
 
 use std::path::{Path, PathBuf};
@@ -61,7 +62,25 @@ impl Fixture {
         self.dir.path().join("dl")
     }
 
+    /// Opens the storage; with `create`, then makes every missing file, sparse at its full
+    /// length, as `Storage::open` itself once did (most tests want files to exist).
     pub fn open(&self, create: bool) -> Result<Storage, StoreError> {
+        let s = self.open_lazy(create)?;
+        if create {
+            for i in 0..self.files.len() {
+                let path = self.file_path(i);
+                if !path.exists() {
+                    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    let f = std::fs::File::create(&path).unwrap();
+                    f.set_len(self.files[i].1).unwrap();
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    /// `Storage::open` alone: files appear when written.
+    pub fn open_lazy(&self, create: bool) -> Result<Storage, StoreError> {
         Storage::open(&self.root(), &self.files, self.layout.clone(), create)
     }
 
@@ -147,19 +166,46 @@ fn hash_blocks_equals_hash_of_concatenation() {
 }
 
 #[test]
-fn open_creates_sparse_files_of_the_right_length() {
+fn files_are_created_sparse_at_full_length_by_their_first_write() {
     let fx = Fixture::new();
-    let s = fx.open(true).unwrap();
-    for (i, (_, len)) in fx.files.iter().enumerate() {
+    let s = fx.open_lazy(true).unwrap();
+    assert!(!fx.root().exists(), "open creates nothing");
+    assert!(s.stamps_at_open().iter().all(Option::is_none));
+    // Piece 1 lies in file 2 only: file 2 (and its directories) appear, nothing else.
+    write_all(&fx, &s, [1]);
+    let exists: Vec<bool> = (0..fx.files.len())
+        .map(|i| fx.file_path(i).exists())
+        .collect();
+    assert_eq!(exists, [false, false, true, false, false]);
+    assert_eq!(std::fs::metadata(fx.file_path(2)).unwrap().len(), 70000);
+    // Piece 0 spans file 0, the empty file 1 and file 2: all exist afterwards.
+    write_all(&fx, &s, [0]);
+    for i in 0..3 {
         let meta = std::fs::metadata(s.path(i)).unwrap();
-        assert_eq!(meta.len(), *len, "file {i}");
+        assert_eq!(meta.len(), fx.files[i].1, "file {i}");
     }
     // Reopening keeps data and does not truncate.
-    write_all(&fx, &s, [1]);
     drop(s);
-    let s = fx.open(true).unwrap();
+    let s = fx.open_lazy(true).unwrap();
     assert_eq!(fx.on_disk(1), fx.piece(1));
     assert_eq!(s.read(1, 0, 100).unwrap(), &fx.piece(1)[..100]);
+}
+
+#[test]
+fn a_short_file_is_extended_by_its_first_write_keeping_its_data() {
+    let fx = Fixture::new();
+    let s = fx.open(true).unwrap();
+    write_all(&fx, &s, 0..fx.layout.num_pieces());
+    drop(s);
+    let f3 = std::fs::OpenOptions::new()
+        .write(true)
+        .open(fx.file_path(3))
+        .unwrap();
+    f3.set_len(5).unwrap();
+    let s = fx.open(true).unwrap();
+    assert_eq!(s.data_len(3), 5);
+    write_all(&fx, &s, [3]);
+    assert_eq!(std::fs::metadata(fx.file_path(3)).unwrap().len(), 40000);
 }
 
 #[test]
@@ -220,7 +266,7 @@ fn write_piece_rejects_wrong_size() {
 #[test]
 fn open_without_create_names_the_missing_file() {
     let fx = Fixture::new();
-    fx.open(true).unwrap();
+    write_all(&fx, &fx.open(true).unwrap(), 0..fx.layout.num_pieces());
     std::fs::remove_file(fx.file_path(2)).unwrap();
     let err = fx.open(false).unwrap_err();
     match &err {
@@ -316,12 +362,12 @@ fn open_file_cache_is_bounded() {
     let fx = Fixture::with(PIECE, &lens);
     let s = fx.open(true).unwrap();
     write_all(&fx, &s, 0..fx.layout.num_pieces());
-    assert!(s.open_handles() <= super::files::MAX_OPEN_FILES);
+    assert!(s.open_handles() <= super::pool::max_open_files());
     for p in 0..fx.layout.num_pieces() {
         let size = fx.layout.piece_size(p);
         assert_eq!(s.read(p, 0, size).unwrap(), fx.piece(p));
     }
-    assert!(s.open_handles() <= super::files::MAX_OPEN_FILES);
+    assert!(s.open_handles() <= super::pool::max_open_files());
 }
 
 #[test]

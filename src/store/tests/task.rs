@@ -24,6 +24,7 @@ fn start(fx: &Fixture, have: Bitfield, max_buffer: usize) -> Running {
     let (tx, events) = mpsc::channel(64);
     let config = StoreConfig {
         max_buffer,
+        budget_cap: 1 << 20,
         hash_threads: 2,
         pool: None,
     };
