@@ -7,6 +7,8 @@ honest party's result under it (completed or not, verified bytes, seconds, peak 
 
 Scenarios (64 MiB of random data, 256 KiB pieces):
 
+  baseline        no attack: `swarm seed` on 127.0.0.2, `swarm fetch` from 127.0.0.1 (a
+                  check that the set-up works and the figure to compare with).
   squat-one-ip    `swarm seed` on 127.0.0.2; 50 connections from 127.0.0.9 finish the
                   handshake, send an empty bitfield and Interested, then only keep-alives
                   (every 30 s) and read and discard. ~2 s later an honest `swarm fetch`
@@ -22,9 +24,10 @@ Scenarios (64 MiB of random data, 256 KiB pieces):
 
 "bytes" are the bytes of pieces whose SHA-1 verifies in the fetch's output after it stopped
 (SIGINT, then SIGKILL after 10 s). RSS is VmHWM of the attacked process (read just before
-stopping it; for a fetch that exits on its own, its ru_maxrss). Every process gets its own
---state-dir and --port; every wait is bounded (the honest fetch gets --cap seconds, default
-150). Numbers are printed, never asserted. Python 3 standard library only.
+stopping it; for a fetch that exits on its own, the last of reads every 20 ms while it
+ran). Every process gets its own --state-dir and --port; every wait is bounded (the honest
+fetch gets --cap seconds, default 150). Numbers are printed, never asserted. Python 3
+standard library only; the work directory (in $TMPDIR) is removed unless --keep.
 """
 import argparse
 import hashlib
@@ -135,7 +138,7 @@ def vmhwm_kb(pid):
 
 
 class Proc:
-    """A swarm process in its own session, stderr to a log file; reaped with wait4."""
+    """A swarm process in its own session, stderr to a log file."""
 
     def __init__(self, argv, log):
         self.log = log
@@ -144,27 +147,29 @@ class Proc:
                                       start_new_session=True)
         self.start = time.monotonic()
         self.rc = None
-        self.maxrss_kb = 0
+        self.hwm = 0  # peak RSS in kB, from VmHWM (wait4's ru_maxrss counts the forked parent)
         self.end = None
+        self.signalled = False  # RSS while shutting down is not the attack's
         PROCS.append(self)
 
     def poll(self):
         if self.rc is None:
-            pid, status, ru = os.wait4(self.p.pid, os.WNOHANG)
+            self.sample()
+            pid, status = os.waitpid(self.p.pid, os.WNOHANG)
             if pid:
                 self.rc = os.waitstatus_to_exitcode(status)
                 self.p.returncode = self.rc
-                self.maxrss_kb = ru.ru_maxrss
                 self.end = time.monotonic()
         return self.rc
 
-    def hwm_kb(self):
-        return max(self.maxrss_kb, vmhwm_kb(self.p.pid) if self.rc is None else 0)
+    def sample(self):
+        if self.rc is None and not self.signalled:
+            self.hwm = max(self.hwm, vmhwm_kb(self.p.pid))
 
     def stop(self):
         """SIGINT, then SIGKILL after 10 s. Returns the peak RSS read just before."""
-        hwm = self.hwm_kb()
         if self.poll() is None:
+            self.signalled = True
             self.p.send_signal(signal.SIGINT)
             deadline = time.monotonic() + 10
             while self.poll() is None and time.monotonic() < deadline:
@@ -173,7 +178,7 @@ class Proc:
                 self.p.kill()
                 while self.poll() is None:
                     time.sleep(0.02)
-        return max(hwm, self.maxrss_kb)
+        return self.hwm
 
     def text(self):
         try:
@@ -293,10 +298,14 @@ def squat(pump, sources, target, info_hash, npieces):
     bitfield = struct.pack(">IB", 1 + (npieces + 7) // 8, 5) + bytes((npieces + 7) // 8)
     interested = struct.pack(">IB", 1, 2)
     ok = 0
+    deadline = time.monotonic() + 30  # a seed that stalls handshakes cannot hold us long
     for src in sources:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
         s = socket.socket()
         try:
-            s.settimeout(10)
+            s.settimeout(min(5, left))
             s.bind((src, 0))
             s.connect(target)
             s.sendall(handshake(info_hash))
@@ -488,7 +497,18 @@ def junk_tracker(args, work, t, torrent):
         tr.close()
 
 
+def baseline(args, work, t, torrent):
+    seed, port = start_seed(args, work, "baseline", "127.0.0.2", torrent)
+    fetch, secs, out = run_fetch(args, work, "baseline", torrent,
+                                 ["--no-trackers", "--peer", "127.0.0.2:%d" % port])
+    fetch_kb = fetch.stop()
+    seed_kb = seed.stop()
+    return "%s  rss(seed)=%s  [fetch rss %s]" % (outcome(args, t, fetch, secs, out),
+                                                  mb(seed_kb), mb(fetch_kb))
+
+
 SCENARIOS = {
+    "baseline": baseline,
     "squat-one-ip": squat_one_ip,
     "squat-many-ips": squat_many_ips,
     "never-unchoke": never_unchoke,

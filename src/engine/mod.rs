@@ -380,7 +380,12 @@ impl Engine {
     /// was found, and changed", item 14.
     fn adapt_buffer(&mut self) {
         let capped = self.picker.take_capped();
-        if !capped || self.picker.is_complete() {
+        let cap = self.cfg.max_buffer.max(self.cfg.max_buffer_cap);
+        // Streamed pieces (longer than a share of the cap) hold no buffer: nothing to grow.
+        if !capped
+            || self.picker.is_complete()
+            || crate::layout::streamed(self.layout.piece_len(), cap)
+        {
             return;
         }
         let on_wire: f64 = self
