@@ -45,12 +45,15 @@ pub fn clean_log(s: &str, keep_esc: bool) -> Cow<'_, str> {
 /// Serialized JSON with the characters `serde_json` leaves raw (DEL, C1, bidi overrides)
 /// written as `\uXXXX` escapes; they can only occur inside strings, where that is valid JSON.
 pub fn json_safe(json: &str) -> Cow<'_, str> {
-    if !json.chars().any(unsafe_char) {
+    // `serde_json` escapes every C0 control inside strings, so those outside are its own
+    // layout (pretty printing's newlines), and stay.
+    let raw = |c: char| unsafe_char(c) && c >= '\x7f';
+    if !json.chars().any(raw) {
         return Cow::Borrowed(json);
     }
     let mut out = String::with_capacity(json.len() + 16);
     for c in json.chars() {
-        if unsafe_char(c) {
+        if raw(c) {
             // All are in the Basic Multilingual Plane: one `\uXXXX` each.
             out.push_str(&format!("\\u{:04x}", c as u32));
         } else {
@@ -122,5 +125,11 @@ mod tests {
         assert!(no_unsafe(&safe), "{safe}");
         let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
         assert_eq!(back, v);
+        // Pretty printing's layout is kept.
+        let s = serde_json::to_string_pretty(&v).unwrap();
+        let safe = json_safe(&s);
+        assert!(safe.contains("{\n  \"name\""), "{safe}");
+        assert!(!safe.chars().any(|c| unsafe_char(c) && c != '\n'), "{safe}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&safe).unwrap(), v);
     }
 }

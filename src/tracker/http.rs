@@ -49,7 +49,7 @@ fn check_base(base: &str) -> Result<(), TrackerError> {
     if base.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(TrackerError::InvalidUrl {
             url: base.to_string(),
-            reason: "contains whitespace",
+            reason: "contains whitespace or control characters",
         });
     }
     Ok(())
