@@ -1,7 +1,7 @@
 //! `swarm info`: a torrent's metadata as human text or as JSON.
 //!
 //! Owns only presentation: everything shown comes from an already validated [`Metainfo`].
-//! Torrent-supplied strings are printed through [`clean`](super::text::clean), so a hostile
+//! Torrent-supplied strings are printed through [`clean`], so a hostile
 //! name or comment cannot drive the terminal (JSON goes through
 //! [`json_safe`](super::text::json_safe) where it is printed).
 

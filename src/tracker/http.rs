@@ -153,8 +153,9 @@ fn opt_u32(v: &Value, key: &[u8], what: &'static str) -> Result<Option<u32>, Tra
 }
 
 /// Parse an announce response body. An `interval` or `min interval` that is not an integer
-/// is ignored (the default applies) and one out of range is clamped ([`clamp_interval`]):
-/// the peers of such a reply are still good.
+/// is ignored (the default applies) and one out of range is clamped into
+/// [[`MIN_INTERVAL`](super::MIN_INTERVAL), [`MAX_INTERVAL`](super::MAX_INTERVAL)]: the peers
+/// of such a reply are still good.
 pub fn parse_announce(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
     let v = decode_dict(body)?;
     let secs = |key: &[u8]| v.get(key).and_then(Value::as_int).map(clamp_interval);
