@@ -808,3 +808,178 @@ fn multi_torrent_fetch_survives_random_kill_9() {
         "re-downloaded {twice} B, more than {bound} B\n{seed_err}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// hostile text: nothing from a torrent or tracker drives the terminal
+
+/// Window title (OSC … BEL), clear screen (CSI 2J), an 8-bit CSI, a carriage return.
+const HOSTILE_NAME: &str = "evil\x1b]0;pwned\x07\x1b[2J\u{9b}31m\rname.bin";
+/// A tracker URL with a window-title sequence: refused before any request is made.
+const HOSTILE_TRACKER: &str = "http://127.0.0.1:9/\x1b]0;tracker\x07announce";
+
+/// Panics if `bytes` (one stream of a swarm process) holds anything a terminal would act on:
+/// C0 controls other than newline and tab, DEL, C1 controls, or bytes that are not UTF-8
+/// (a raw 0x9b is an 8-bit CSI for a non-UTF-8 terminal).
+fn assert_terminal_safe(what: &str, bytes: &[u8]) {
+    let text = std::str::from_utf8(bytes)
+        .unwrap_or_else(|e| panic!("{what} is not UTF-8 ({e}): {bytes:?}"));
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|&c| c.is_control() && c != '\n' && c != '\t')
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{what} has control characters {bad:?}: {text:?}"
+    );
+}
+
+/// Runs `cmd` and checks both of its streams; returns its output.
+fn safe_output(what: &str, cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert_terminal_safe(&format!("{what} stdout"), &out.stdout);
+    assert_terminal_safe(&format!("{what} stderr"), &out.stderr);
+    out
+}
+
+#[test]
+fn hostile_names_and_tracker_urls_never_reach_the_terminal_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let data = random_bytes(300_000, 7);
+    std::fs::write(src.join(HOSTILE_NAME), &data).unwrap();
+    let torrent = dir.path().join("hostile.torrent");
+    let out = safe_output(
+        "create",
+        swarm()
+            .arg("create")
+            .arg(src.join(HOSTILE_NAME))
+            .arg("-o")
+            .arg(&torrent)
+            .args(["--tracker", HOSTILE_TRACKER, "--piece-length", "16384"]),
+    );
+    assert!(out.status.success(), "create failed: {}", stderr_of(&out));
+    safe_output("info", swarm().arg("info").arg(&torrent));
+    let out = safe_output(
+        "info --json",
+        swarm().args(["info", "--json"]).arg(&torrent),
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("info --json is JSON");
+    assert_eq!(
+        v["name"], HOSTILE_NAME,
+        "escapes are JSON's, the value unchanged"
+    );
+
+    // An error line that quotes the name (a path under it): seed from an empty directory.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = safe_output(
+        "seed (refused)",
+        swarm()
+            .arg("seed")
+            .arg(&torrent)
+            .arg("-d")
+            .arg(&empty)
+            .args(["--bind", "127.0.0.2", "--port", "0", "-v"])
+            .args(["--state-dir", &state_for(&empty)]),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("evil\\u{1b}]0;pwned"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // A seed and a fetch, both logging each announce (-v), both with the hostile tracker.
+    let addr = SocketAddr::new(ip(2), free_port(ip(2)));
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("swarm"))
+        .arg("seed")
+        .arg(&torrent)
+        .arg("-d")
+        .arg(&src)
+        .args([
+            "--bind",
+            "127.0.0.2",
+            "--port",
+            &addr.port().to_string(),
+            "-v",
+        ])
+        .args(["--state-dir", &state_for(&src)])
+        .env_remove("RUST_LOG")
+        .env("XDG_STATE_HOME", fallback_state())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning swarm");
+    let mut seed = ChildGuard(child);
+    wait_listening(&mut seed, addr);
+
+    let out_dir = dir.path().join("out");
+    let out = safe_output(
+        "fetch",
+        swarm()
+            .arg("fetch")
+            .arg(&torrent)
+            .arg("-o")
+            .arg(&out_dir)
+            .args(["--bind", "127.0.0.1", "--port", "0", "-v"])
+            .args(["--peer", &addr.to_string(), "--tracker", HOSTILE_TRACKER])
+            .args(["--state-dir", &state_for(&out_dir)]),
+    );
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "fetch failed: {stderr}");
+    assert!(std::fs::read(out_dir.join(HOSTILE_NAME)).unwrap() == data);
+    assert!(
+        stderr.contains(&format!("swarm: complete {HOSTILE_NAME:?}:")),
+        "{stderr}"
+    );
+
+    seed.interrupt();
+    let status = seed.wait(Duration::from_secs(20));
+    let mut stdout = Vec::new();
+    if let Some(mut o) = seed.0.stdout.take() {
+        o.read_to_end(&mut stdout).unwrap();
+    }
+    let stderr = seed.stderr();
+    assert_eq!(status.code(), Some(0), "{status}: {stderr}");
+    assert_terminal_safe("seed stdout", &stdout);
+    assert_terminal_safe("seed stderr", stderr.as_bytes());
+}
+
+#[test]
+fn info_scrape_asks_each_distinct_tracker_once_and_at_most_50() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("data.bin");
+    std::fs::write(&src, random_bytes(20_000, 3)).unwrap();
+    // Nothing listens on this UDP port of 127.0.0.1: each scrape fails at once (ICMP).
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = swarm();
+    cmd.arg("create")
+        .arg(&src)
+        .arg("-o")
+        .arg(dir.path().join("t.torrent"));
+    // 60 distinct trackers, each listed twice.
+    for i in 0..120 {
+        cmd.args(["--tracker", &format!("udp://127.0.0.1:{port}/{}", i % 60)]);
+    }
+    cmd.assert().success();
+    let out = swarm()
+        .args(["info", "--scrape", "--json"])
+        .arg(dir.path().join("t.torrent"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = v["scrape"].as_array().unwrap();
+    assert_eq!(list.len(), 50);
+    assert_eq!(v["scrape_skipped"], 10);
+    for (i, entry) in list.iter().enumerate() {
+        assert_eq!(entry["url"], format!("udp://127.0.0.1:{port}/{i}"));
+        assert!(entry["error"].is_string(), "{entry}");
+    }
+}

@@ -1,12 +1,15 @@
 //! `swarm info`: a torrent's metadata as human text or as JSON.
 //!
 //! Owns only presentation: everything shown comes from an already validated [`Metainfo`].
-//! Torrent-supplied strings are printed with control characters escaped, so a hostile
-//! name or comment cannot drive the terminal.
+//! Torrent-supplied strings are printed through [`clean`], so a hostile
+//! name or comment cannot drive the terminal (JSON goes through
+//! [`json_safe`](super::text::json_safe) where it is printed).
 
 use std::fmt::Write as _;
 
 use serde_json::json;
+
+use super::text::clean;
 
 use crate::metainfo::Metainfo;
 
@@ -105,22 +108,6 @@ pub fn render_json(m: &Metainfo) -> serde_json::Value {
     })
 }
 
-/// Escape control characters (ANSI escapes, newlines) in torrent-supplied text.
-fn clean(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
-        return s.to_owned();
-    }
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
-}
-
 /// `"2023-11-14 22:13:20 UTC (1700000000)"`; just the number when out of calendar range.
 fn format_unix_utc(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
@@ -183,12 +170,6 @@ mod tests {
         assert_eq!(format_unix_utc(-1), "1969-12-31 23:59:59 UTC (-1)");
         assert_eq!(format_unix_utc(i64::MAX), i64::MAX.to_string());
         assert_eq!(format_unix_utc(i64::MIN), i64::MIN.to_string());
-    }
-
-    #[test]
-    fn escapes_control_characters() {
-        assert_eq!(clean("plain"), "plain");
-        assert_eq!(clean("a\x1b[31mb\n"), "a\\u{1b}[31mb\\n");
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! The command line: parsing, the commands, progress display. `anyhow` lives here only.
+//!
+//! Whatever is printed that came from outside (a torrent, a tracker, an error chain quoting
+//! them) goes through [`text`] first, so no control sequence reaches the terminal.
 
 pub mod info;
 mod parse;
 mod progress;
+mod scrape;
+pub mod text;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -214,14 +219,15 @@ fn load_torrent(path: &Path) -> Result<Metainfo> {
 fn info_cmd(a: InfoArgs) -> Result<()> {
     let meta = load_torrent(&a.torrent)?;
     let scrapes = if a.scrape {
-        scrape_all(&meta)?
+        Some(scrape::scrape_all(&meta)?)
     } else {
-        Vec::new()
+        None
     };
     if a.json {
         let mut v = info::render_json(&meta);
-        if a.scrape {
-            let list = scrapes
+        if let Some(sc) = &scrapes {
+            let list = sc
+                .results
                 .iter()
                 .map(|(url, r)| match r {
                     Ok(s) => serde_json::json!({"url": url, "seeders": s.complete,
@@ -230,68 +236,34 @@ fn info_cmd(a: InfoArgs) -> Result<()> {
                 })
                 .collect();
             v["scrape"] = serde_json::Value::Array(list);
+            v["scrape_skipped"] = sc.skipped.into();
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", text::json_safe(&serde_json::to_string_pretty(&v)?));
     } else {
         print!("{}", info::render_text(&meta));
-        if a.scrape {
-            println!("Scrape:");
-            for (url, r) in &scrapes {
+        if let Some(sc) = &scrapes {
+            if sc.skipped > 0 {
+                println!(
+                    "Scrape (the first {} trackers; {} more not asked):",
+                    sc.results.len(),
+                    sc.skipped
+                );
+            } else {
+                println!("Scrape:");
+            }
+            for (url, r) in &sc.results {
+                let url = text::clean(url);
                 match r {
                     Ok(s) => println!(
                         "  {url}: {} seeders, {} leechers, {} completed",
                         s.complete, s.incomplete, s.downloaded
                     ),
-                    Err(e) => println!("  {url}: {e}"),
+                    Err(e) => println!("  {url}: {}", text::clean(e)),
                 }
             }
         }
     }
     Ok(())
-}
-
-type ScrapeResult = std::result::Result<crate::tracker::ScrapeStats, String>;
-
-/// Scrape every tracker of the torrent concurrently, each bounded in time.
-fn scrape_all(meta: &Metainfo) -> Result<Vec<(String, ScrapeResult)>> {
-    use crate::tracker::client::{ClientConfig, Tracker};
-    let urls: Vec<String> = meta.tracker_tiers().into_iter().flatten().collect();
-    let cfg = ClientConfig {
-        http_timeout: std::time::Duration::from_secs(10),
-        udp_retry_base: std::time::Duration::from_secs(2),
-        udp_max_tries: 2,
-        local_addr: None,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    let info_hash = meta.info_hash;
-    Ok(rt.block_on(async move {
-        let mut set = tokio::task::JoinSet::new();
-        for (i, url) in urls.into_iter().enumerate() {
-            let cfg = cfg.clone();
-            set.spawn(async move {
-                let r = match Tracker::new(&url, &cfg) {
-                    Ok(mut t) => {
-                        let limit = std::time::Duration::from_secs(15);
-                        match tokio::time::timeout(limit, t.scrape(&info_hash)).await {
-                            Ok(r) => r.map_err(|e| crate::error::error_chain(&e)),
-                            Err(_) => Err("timed out".to_string()),
-                        }
-                    }
-                    Err(e) => Err(crate::error::error_chain(&e)),
-                };
-                (i, url, r)
-            });
-        }
-        let mut out = Vec::new();
-        while let Some(Ok(x)) = set.join_next().await {
-            out.push(x);
-        }
-        out.sort_by_key(|x| x.0);
-        out.into_iter().map(|(_, u, r)| (u, r)).collect()
-    }))
 }
 
 fn create_cmd(a: CreateArgs) -> Result<()> {
@@ -317,7 +289,7 @@ fn create_cmd(a: CreateArgs) -> Result<()> {
     println!(
         "{}  {}  ({} pieces of {})",
         meta.info_hash,
-        out.display(),
+        text::clean(&out.display().to_string()),
         meta.num_pieces(),
         info::human_bytes(meta.piece_length as u64)
     );
@@ -418,8 +390,8 @@ fn torrent_cmd(
                 let r = h.finished().await;
                 if let (Some(Err(e)), Mode::Seed, true) = (r.as_deref(), mode, tell) {
                     progress::print_line(&format!(
-                        "swarm: cannot seed {:?}: {}",
-                        meta.name,
+                        "swarm: cannot seed {}: {}",
+                        text::quoted(&meta.name),
                         crate::error::error_chain(e)
                     ));
                 }
@@ -460,7 +432,7 @@ fn report(
     let mut failed: Vec<(String, String)> = Vec::new();
     let mut seeded = 0;
     for (meta, r) in metas.iter().zip(&results) {
-        let name = format!("{:?}", meta.name);
+        let name = text::quoted(&meta.name);
         match r.as_deref() {
             Some(Ok(summary)) => {
                 display.summary(meta, summary);
@@ -505,9 +477,10 @@ fn report(
 
 type TorrentResult = std::result::Result<crate::session::Summary, crate::session::TorrentError>;
 
-/// The error chain joined with `: `, as `{:#}` prints it.
+/// The error chain joined with `: `, as `{:#}` prints it, safe for a terminal (a cause may
+/// quote a torrent or a tracker).
 pub fn error_line(e: &anyhow::Error) -> String {
-    format!("{e:#}")
+    text::clean(&format!("{e:#}")).into_owned()
 }
 
 fn tracker_cmd(a: TrackerArgs) -> Result<()> {

@@ -1,7 +1,12 @@
 //! Progress bars (on a terminal), the final summary line, and a log writer that never
 //! tears the bars. The display only reads [`Snapshot`]s; it never touches the engine.
+//!
+//! Everything printed here that came from outside (torrent names, tracker URLs and errors,
+//! log fields) passes through [`text`](super::text) first: the bars' name and message, the
+//! summary, [`print_line`] and every log line [`LogWriter`] writes.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -10,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::info::human_bytes;
+use super::text::{clean, clean_log, quoted};
 use crate::metainfo::Metainfo;
 use crate::session::Summary;
 use crate::snapshot::{Phase, Snapshot};
@@ -20,12 +26,19 @@ fn multi() -> &'static MultiProgress {
     MULTI.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
 }
 
-/// Writes log lines to stderr around the bars (suspend, print, redraw).
+/// Whether the logger colours its lines (then the ESC of its colours must pass).
+static LOG_ANSI: AtomicBool = AtomicBool::new(false);
+
+/// Writes log lines to stderr around the bars (suspend, print, redraw), with anything
+/// unsafe for a terminal escaped ([`clean_log`]): the logger escapes ESC and C1 in fields,
+/// but not CR or the other C0 controls a torrent name or tracker URL may carry.
 pub struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        multi().suspend(|| std::io::stderr().write_all(buf))?;
+        let text = String::from_utf8_lossy(buf);
+        let line = clean_log(&text, LOG_ANSI.load(Ordering::Relaxed));
+        multi().suspend(|| std::io::stderr().write_all(line.as_bytes()))?;
         Ok(buf.len())
     }
 
@@ -40,10 +53,12 @@ pub fn init_logging(verbose: bool) {
     let default = if verbose { "warn,swarm=info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let ansi = std::io::stderr().is_terminal();
+    LOG_ANSI.store(ansi, Ordering::Relaxed);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| LogWriter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(ansi)
         .with_target(false)
         .try_init();
 }
@@ -130,9 +145,9 @@ impl Display {
     }
 }
 
-/// Prints a line above the bars (or to stderr when there are none).
+/// Prints a line above the bars (or to stderr when there are none), escaped as one line.
 pub fn print_line(line: &str) {
-    let _ = LogWriter.write_all(format!("{line}\n").as_bytes());
+    let _ = LogWriter.write_all(format!("{}\n", clean(line)).as_bytes());
 }
 
 /// `swarm: complete "name": …` — what happened, in one line. Uploaded bytes and ratio count
@@ -156,8 +171,8 @@ pub fn summary_line(meta: &Metainfo, s: &Summary) -> String {
         })
         .unwrap_or_default();
     format!(
-        "swarm: {state} {:?}: {} in {:.2} s ({:.1} MB/s); downloaded {} B, uploaded {} B (ratio {ratio:.2}), resumed {} B, wasted {} B, failed pieces {}, peers {}{seeded}",
-        meta.name,
+        "swarm: {state} {}: {} in {:.2} s ({:.1} MB/s); downloaded {} B, uploaded {} B (ratio {ratio:.2}), resumed {} B, wasted {} B, failed pieces {}, peers {}{seeded}",
+        quoted(&meta.name),
         human_bytes(meta.total_length()),
         secs,
         st.downloaded as f64 / secs / 1e6,
@@ -200,7 +215,7 @@ fn draw_total(bar: &ProgressBar, snaps: &[Snapshot]) {
 }
 
 fn draw(bar: &ProgressBar, s: &Snapshot) {
-    bar.set_prefix(s.name.clone());
+    bar.set_prefix(clean(&s.name).into_owned());
     bar.set_length(s.total_bytes.max(1));
     let st = &s.stats;
     match s.phase {
@@ -256,7 +271,7 @@ fn trackers_note(s: &Snapshot) -> String {
     let err = s
         .tracker_error
         .as_deref()
-        .map(|e| format!(" ({e})"))
+        .map(|e| format!(" ({})", clean(e)))
         .unwrap_or_default();
     format!(" trackers {}/{}{err}", s.trackers_ok, s.trackers_total)
 }
@@ -266,5 +281,31 @@ fn fmt_duration(secs: u64) -> String {
         0..=59 => format!("{secs}s"),
         60..=3599 => format!("{}m{:02}s", secs / 60, secs % 60),
         _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bar_shows_hostile_names_and_tracker_errors_escaped() {
+        let hostile = "x\x1b]0;pwned\x07\x1b[2J\u{9b}31m\ry";
+        for phase in [Phase::Downloading, Phase::Seeding] {
+            let snap = Snapshot {
+                name: hostile.into(),
+                phase,
+                trackers_total: 1,
+                tracker_error: Some(format!("http://t/{hostile}: failure reason: {hostile}")),
+                ..Snapshot::default()
+            };
+            let bar = ProgressBar::hidden();
+            draw(&bar, &snap);
+            for text in [bar.prefix(), bar.message()] {
+                assert!(!text.chars().any(char::is_control), "{text:?}");
+            }
+            assert!(bar.prefix().starts_with("x\\u{1b}]0;pwned"));
+            assert!(bar.message().contains("trackers 0/1 (http://t/x\\u{1b}"));
+        }
     }
 }

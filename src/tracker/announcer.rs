@@ -34,10 +34,7 @@ use crate::error::error_chain;
 use crate::snapshot::{Phase, Snapshot};
 use crate::types::{InfoHash, PeerId};
 
-/// Shortest periodic interval honoured, whatever the tracker says (it protects the tracker).
-pub const MIN_INTERVAL: Duration = Duration::from_secs(30);
-/// Longest periodic interval honoured (a tracker cannot make us go silent for days).
-pub const MAX_INTERVAL: Duration = Duration::from_secs(4 * 3600);
+pub use super::{MAX_INTERVAL, MIN_INTERVAL};
 /// Below this many connected peers we re-announce early.
 pub const FEW_PEERS: usize = 5;
 /// How often we re-announce while short of peers (still no sooner than `min interval`).
@@ -359,6 +356,15 @@ impl Announcer {
                 );
                 if let Some(w) = &resp.warning {
                     tracing::warn!(url, warning = %w, "tracker warning");
+                }
+                if resp.peers_dropped > 0 {
+                    tracing::debug!(
+                        url,
+                        kept = resp.peers.len(),
+                        dropped = resp.peers_dropped,
+                        cap = super::MAX_PEERS,
+                        "tracker listed more peers than we keep from one reply"
+                    );
                 }
                 self.tiers.record_success(id);
                 let slot = &mut self.slots[id.0];

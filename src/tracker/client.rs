@@ -157,7 +157,7 @@ impl HttpTracker {
             // at once): a pooled connection would only be a stale one.
             .pool_max_idle_per_host(0)
             .build()
-            .map_err(TrackerError::Http)?;
+            .map_err(http_error)?;
         Ok(HttpTracker {
             announce: announce.to_string(),
             client,
@@ -185,21 +185,16 @@ impl HttpTracker {
     /// GET `url` (already fully encoded) and read at most [`MAX_BODY`] bytes of its body.
     async fn get(&self, url: &str) -> Result<Vec<u8>, TrackerError> {
         let url = Url::parse(url).map_err(|_| TrackerError::InvalidUrl {
-            url: url.to_string(),
+            url: without_query(url).to_string(),
             reason: "not a URL",
         })?;
-        let mut resp = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(TrackerError::Http)?;
+        let mut resp = self.client.get(url).send().await.map_err(http_error)?;
         let status = resp.status();
         if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
             return Err(TrackerError::BodyTooLarge);
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(TrackerError::Http)? {
+        while let Some(chunk) = resp.chunk().await.map_err(http_error)? {
             if body.len() + chunk.len() > MAX_BODY {
                 return Err(TrackerError::BodyTooLarge);
             }
@@ -214,6 +209,17 @@ impl HttpTracker {
         }
         Ok(body)
     }
+}
+
+/// A reqwest error without its URL: the URL of a request is the announce URL with our
+/// query (peer id, key), which must not reach a log or the terminal.
+fn http_error(e: reqwest::Error) -> TrackerError {
+    TrackerError::Http(e.without_url())
+}
+
+/// `scheme://host/path` of `url`: the query (ours, on a request URL) cut off for messages.
+pub(crate) fn without_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
 }
 
 /// Where a UDP tracker lives.

@@ -11,12 +11,13 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::{compact_v4, compact_v6, message, AnnounceParams, AnnounceResponse, PeerList};
-use super::{ScrapeStats, TrackerError};
+use super::{clamp_interval, compact_v4, compact_v6, message, AnnounceParams, AnnounceResponse};
+use super::{PeerList, ScrapeStats, TrackerError};
 use crate::bencode::{self, Value};
 use crate::types::InfoHash;
 
-/// Used when a tracker gives no `interval` (libtorrent's default too).
+/// Used when a tracker gives no `interval`, or one that is not an integer (libtorrent's
+/// default too).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1800);
 
 /// Append `bytes` to `out` percent-encoded: `A-Za-z0-9.-_~` literal, everything else `%XX`.
@@ -48,7 +49,7 @@ fn check_base(base: &str) -> Result<(), TrackerError> {
     if base.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(TrackerError::InvalidUrl {
             url: base.to_string(),
-            reason: "contains whitespace",
+            reason: "contains whitespace or control characters",
         });
     }
     Ok(())
@@ -151,17 +152,15 @@ fn opt_u32(v: &Value, key: &[u8], what: &'static str) -> Result<Option<u32>, Tra
     }
 }
 
-/// Parse an announce response body.
+/// Parse an announce response body. An `interval` or `min interval` that is not an integer
+/// is ignored (the default applies) and one out of range is clamped into
+/// [[`MIN_INTERVAL`](super::MIN_INTERVAL), [`MAX_INTERVAL`](super::MAX_INTERVAL)]: the peers
+/// of such a reply are still good.
 pub fn parse_announce(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
     let v = decode_dict(body)?;
-    let interval = opt_u32(&v, b"interval", "interval is not a non-negative integer")?
-        .map_or(DEFAULT_INTERVAL, |s| Duration::from_secs(s.into()));
-    let min_interval = opt_u32(
-        &v,
-        b"min interval",
-        "min interval is not a non-negative integer",
-    )?
-    .map(|s| Duration::from_secs(s.into()));
+    let secs = |key: &[u8]| v.get(key).and_then(Value::as_int).map(clamp_interval);
+    let interval = secs(b"interval").unwrap_or(DEFAULT_INTERVAL);
+    let min_interval = secs(b"min interval");
     // Counts are informational: a bad one is ignored rather than failing the announce.
     let complete = opt_u32(&v, b"complete", "complete").ok().flatten();
     let incomplete = opt_u32(&v, b"incomplete", "incomplete").ok().flatten();
@@ -178,8 +177,8 @@ pub fn parse_announce(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
     let mut peers = PeerList::default();
     match v.get(b"peers") {
         None => {}
-        Some(Value::Bytes(b)) => peers.extend(compact_v4(b)),
-        Some(Value::List(list)) => peers.extend(list.iter().filter_map(dict_peer)),
+        Some(Value::Bytes(b)) => peers.extend(compact_v4(b).map(Some)),
+        Some(Value::List(list)) => peers.extend(list.iter().map(dict_peer)),
         Some(_) => {
             return Err(TrackerError::Malformed(
                 "peers is neither a string nor a list",
@@ -187,8 +186,9 @@ pub fn parse_announce(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
         }
     }
     if let Some(b) = v.get(b"peers6").and_then(Value::as_bytes) {
-        peers.extend(compact_v6(b));
+        peers.extend(compact_v6(b).map(Some));
     }
+    let (peers, peers_dropped) = peers.into_parts();
     Ok(AnnounceResponse {
         interval,
         min_interval,
@@ -196,7 +196,8 @@ pub fn parse_announce(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
         complete,
         incomplete,
         warning,
-        peers: peers.into_vec(),
+        peers,
+        peers_dropped,
     })
 }
 

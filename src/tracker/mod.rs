@@ -7,8 +7,12 @@
 //! from the [`Snapshot`](crate::snapshot::Snapshot); it knows nothing of the wire or engine.
 //!
 //! Invariants: every byte from a tracker is hostile. Parsers never panic, bodies are read up
-//! to [`MAX_BODY`], at most [`MAX_PEERS`] peers are kept from one response, port-0 and
-//! unparsable peer entries are dropped, and a tracker's error costs only that tracker.
+//! to [`MAX_BODY`], at most [`MAX_PEERS`] peers are kept from one response (entries past the
+//! cap are counted in [`AnnounceResponse::peers_dropped`], never parsed), port-0 and
+//! unparsable peer entries are dropped, a nonsensical `interval` is clamped into
+//! [[`MIN_INTERVAL`], [`MAX_INTERVAL`]] rather than costing the reply its peers, and a
+//! tracker's error costs only that tracker. Errors never show our announce query (peer id,
+//! key): only the tracker URL as the torrent gave it.
 
 pub mod announcer;
 pub mod client;
@@ -25,9 +29,29 @@ use std::time::Duration;
 use crate::bencode::BencodeError;
 use crate::types::{InfoHash, PeerId};
 
-/// Most peers kept from one response; the rest are ignored (a lying tracker cannot make us
-/// hold an unbounded list). libtorrent's default `num_want` is 200; this is 10 times that.
+/// Most peers kept from one response; the rest are counted (and logged at debug by the
+/// announcer) but not parsed, so a lying tracker cannot make us hold an unbounded list. We
+/// ask for [`DEFAULT_NUMWANT`](announcer::DEFAULT_NUMWANT) = 200 (libtorrent's default
+/// `num_want`); this is 10 times that, and as many as a torrent's whole known-peer list is
+/// meant to hold (issue 11: about 2,000), so more from one reply could not be used anyway.
 pub const MAX_PEERS: usize = 2000;
+
+/// Shortest announce interval honoured, whatever the tracker says (it protects the tracker;
+/// a negative `interval` lands here).
+pub const MIN_INTERVAL: Duration = Duration::from_secs(30);
+/// Longest announce interval honoured (a tracker cannot make us go silent for days; an
+/// `interval` of 2³² or more lands here). libtorrent has no ceiling; 4 h is twice the
+/// longest interval common trackers use (opentracker: 30 min, some public ones 1–2 h).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(4 * 3600);
+
+/// A tracker's `interval` or `min interval` in seconds, clamped into
+/// [[`MIN_INTERVAL`], [`MAX_INTERVAL`]]: a nonsensical number is a tracker bug, not a reason
+/// to drop the peers that came with it.
+pub(crate) fn clamp_interval(secs: i64) -> Duration {
+    let min = MIN_INTERVAL.as_secs() as i64;
+    let max = MAX_INTERVAL.as_secs() as i64;
+    Duration::from_secs(secs.clamp(min, max) as u64)
+}
 
 /// Largest HTTP response body read (a compact list of [`MAX_PEERS`] is about 12 KiB).
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
@@ -90,6 +114,8 @@ pub struct AnnounceResponse {
     pub warning: Option<String>,
     /// IPv4 and IPv6 peers, deduplicated, at most [`MAX_PEERS`].
     pub peers: Vec<SocketAddr>,
+    /// Peer entries past [`MAX_PEERS`] that were skipped unparsed.
+    pub peers_dropped: usize,
 }
 
 /// A tracker's counts for one torrent.
@@ -145,32 +171,41 @@ pub(crate) fn message(bytes: &[u8]) -> String {
 }
 
 /// Collects peers from a response: skips port 0, unspecified addresses and duplicates, and
-/// stops at [`MAX_PEERS`].
+/// stops at [`MAX_PEERS`]; entries past the cap are counted, not parsed.
 #[derive(Default)]
 pub(crate) struct PeerList {
     peers: Vec<SocketAddr>,
     seen: std::collections::HashSet<SocketAddr>,
+    dropped: usize,
 }
 
 impl PeerList {
-    pub(crate) fn extend(&mut self, peers: impl IntoIterator<Item = SocketAddr>) {
-        for p in peers {
-            if self.peers.len() >= MAX_PEERS {
+    /// Adds a reply's entries in order; `None` is an entry that did not parse. The iterator
+    /// is lazy, so entries past the cap are never decoded: only their number is taken.
+    pub(crate) fn extend(
+        &mut self,
+        mut entries: impl ExactSizeIterator<Item = Option<SocketAddr>>,
+    ) {
+        while self.peers.len() < MAX_PEERS {
+            let Some(entry) = entries.next() else {
                 return;
-            }
+            };
+            let Some(p) = entry else { continue };
             if p.port() != 0 && !p.ip().is_unspecified() && self.seen.insert(p) {
                 self.peers.push(p);
             }
         }
+        self.dropped = self.dropped.saturating_add(entries.len());
     }
 
-    pub(crate) fn into_vec(self) -> Vec<SocketAddr> {
-        self.peers
+    /// The peers kept, and how many entries were skipped at the cap.
+    pub(crate) fn into_parts(self) -> (Vec<SocketAddr>, usize) {
+        (self.peers, self.dropped)
     }
 }
 
 /// Compact IPv4 peers: 4 bytes address + 2 bytes port, big-endian; a partial tail is ignored.
-pub(crate) fn compact_v4(bytes: &[u8]) -> impl Iterator<Item = SocketAddr> + '_ {
+pub(crate) fn compact_v4(bytes: &[u8]) -> impl ExactSizeIterator<Item = SocketAddr> + '_ {
     bytes.chunks_exact(6).map(|c| {
         let ip = std::net::Ipv4Addr::new(c[0], c[1], c[2], c[3]);
         SocketAddr::new(ip.into(), u16::from_be_bytes([c[4], c[5]]))
@@ -178,7 +213,7 @@ pub(crate) fn compact_v4(bytes: &[u8]) -> impl Iterator<Item = SocketAddr> + '_ 
 }
 
 /// Compact IPv6 peers (BEP 7): 16 bytes address + 2 bytes port; a partial tail is ignored.
-pub(crate) fn compact_v6(bytes: &[u8]) -> impl Iterator<Item = SocketAddr> + '_ {
+pub(crate) fn compact_v6(bytes: &[u8]) -> impl ExactSizeIterator<Item = SocketAddr> + '_ {
     bytes.chunks_exact(18).map(|c| {
         let mut a = [0u8; 16];
         a.copy_from_slice(&c[..16]);

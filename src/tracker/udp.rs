@@ -7,9 +7,8 @@
 //! tracker was reached over IPv4 and 18-byte peers over IPv6; a partial trailing entry is
 //! ignored and at most [`MAX_PEERS`](super::MAX_PEERS) peers are kept.
 
-use std::time::Duration;
-
-use super::{compact_v4, compact_v6, message, AnnounceParams, AnnounceResponse, Event};
+use super::Event;
+use super::{clamp_interval, compact_v4, compact_v6, message, AnnounceParams, AnnounceResponse};
 use super::{PeerList, ScrapeStats, TrackerError};
 use crate::types::InfoHash;
 
@@ -136,17 +135,19 @@ pub fn parse_announce(
     };
     let mut peers = PeerList::default();
     match family {
-        Family::V4 => peers.extend(compact_v4(&b[12..])),
-        Family::V6 => peers.extend(compact_v6(&b[12..])),
+        Family::V4 => peers.extend(compact_v4(&b[12..]).map(Some)),
+        Family::V6 => peers.extend(compact_v6(&b[12..]).map(Some)),
     }
+    let (peers, peers_dropped) = peers.into_parts();
     Ok(AnnounceResponse {
-        interval: Duration::from_secs(interval.into()),
+        interval: clamp_interval(interval.into()),
         min_interval: None,
         tracker_id: None,
         complete: Some(seeders),
         incomplete: Some(leechers),
         warning: None,
-        peers: peers.into_vec(),
+        peers,
+        peers_dropped,
     })
 }
 

@@ -111,8 +111,40 @@ async fn http_redirect_loop_is_stopped() {
     let mut t = Tracker::new(&format!("http://{}/announce", fake.addr), &fast()).unwrap();
     let err = t.announce(&params()).await.unwrap_err();
     assert!(matches!(err, TrackerError::Http(_)), "{err:?}");
+    assert_no_query(&err);
     let n = fake.requests().len();
     assert!((2..=6).contains(&n), "{n} requests");
+}
+
+/// What a user or a log sees of `err` carries none of our announce query.
+fn assert_no_query(err: &TrackerError) {
+    let shown = format!("{} | {err:?}", crate::error::error_chain(err));
+    for secret in ["peer_id", "abcdefghijkl", "info_hash", "key=", "01020a0b"] {
+        assert!(!shown.contains(secret), "{secret:?} in {shown}");
+    }
+}
+
+#[tokio::test]
+async fn http_errors_never_show_our_query() {
+    // Nothing listens on this port (bound, read, released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut t = Tracker::new(&format!("http://127.0.0.1:{port}/announce"), &fast()).unwrap();
+    let err = t.announce(&params()).await.unwrap_err();
+    assert!(matches!(err, TrackerError::Http(_)), "{err:?}");
+    assert_no_query(&err);
+    // The tracker's own URL is what identifies it, cut before any query.
+    assert_eq!(
+        crate::tracker::client::without_query("http://t.example/a/announce?info_hash=x&key=y"),
+        "http://t.example/a/announce"
+    );
+    assert_eq!(
+        crate::tracker::client::without_query("udp://t:1"),
+        "udp://t:1"
+    );
 }
 
 #[tokio::test]

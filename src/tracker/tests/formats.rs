@@ -94,7 +94,6 @@ fn http_malformed_bodies_are_errors() {
     for body in [
         fixture!("http_truncated.bencode"),
         fixture!("http_not_dict.bencode"),
-        fixture!("http_negative_interval.bencode"),
         fixture!("http_html.txt"),
         b"".as_slice(),
         b"d5:peersi3ee".as_slice(),
@@ -102,16 +101,89 @@ fn http_malformed_bodies_are_errors() {
     ] {
         assert!(http::parse_announce(body).is_err(), "{body:?}");
     }
-    assert!(matches!(
-        http::parse_announce(fixture!("http_negative_interval.bencode")),
-        Err(TrackerError::Malformed(_))
-    ));
+}
+
+#[test]
+fn http_nonsensical_interval_is_clamped_and_the_peers_kept() {
+    use crate::tracker::{MAX_INTERVAL, MIN_INTERVAL};
+    let r = http::parse_announce(fixture!("http_negative_interval.bencode")).unwrap();
+    assert_eq!(r.interval, MIN_INTERVAL);
+    assert_eq!(r.peers, addrs(&["10.0.0.1:6881", "192.168.1.20:51413"]));
+
+    let peers = b"5:peers6:\x0a\x00\x00\x01\x1a\xe1";
+    let body = |fields: &[u8]| [b"d".as_slice(), fields, peers, b"e"].concat();
+    let one_peer = addrs(&["10.0.0.1:6881"]);
+    for (fields, interval, min) in [
+        // Negative: the floor.
+        (
+            &b"8:intervali-5e12:min intervali-1e"[..],
+            MIN_INTERVAL,
+            Some(MIN_INTERVAL),
+        ),
+        // 2^32 and far beyond: the ceiling.
+        (
+            b"8:intervali4294967296e12:min intervali4294967296e",
+            MAX_INTERVAL,
+            Some(MAX_INTERVAL),
+        ),
+        (b"8:intervali9223372036854775807e", MAX_INTERVAL, None),
+        // Not an integer: the default (no floor for `min interval`).
+        (b"8:interval4:1800", http::DEFAULT_INTERVAL, None),
+        (
+            b"8:intervalle12:min intervald1:ai1ee",
+            http::DEFAULT_INTERVAL,
+            None,
+        ),
+        // Zero and in range.
+        (
+            b"8:intervali0e12:min intervali60e",
+            MIN_INTERVAL,
+            Some(Duration::from_secs(60)),
+        ),
+        (b"8:intervali900e", Duration::from_secs(900), None),
+    ] {
+        let body = body(fields);
+        let r = http::parse_announce(&body)
+            .unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(&body)));
+        assert_eq!(r.interval, interval, "{:?}", String::from_utf8_lossy(&body));
+        assert_eq!(r.min_interval, min, "{:?}", String::from_utf8_lossy(&body));
+        assert_eq!(r.peers, one_peer);
+    }
+}
+
+#[test]
+fn peer_entries_past_the_cap_are_counted_not_kept() {
+    // Distinct, usable addresses: exactly the first MAX_PEERS are kept.
+    let n = MAX_PEERS + 1234;
+    let mut compact = Vec::with_capacity(n * 6);
+    for i in 0..n as u32 {
+        compact.extend_from_slice(&(0x0a00_0000 + i + 1).to_be_bytes());
+        compact.extend_from_slice(&6881u16.to_be_bytes());
+    }
+    let body = [
+        format!("d8:intervali60e5:peers{}:", compact.len()).as_bytes(),
+        &compact,
+        b"e",
+    ]
+    .concat();
+    let r = http::parse_announce(&body).unwrap();
+    assert_eq!(r.peers.len(), MAX_PEERS);
+    assert_eq!(r.peers_dropped, 1234);
+
+    // Port 0 entries do not count towards the cap, and are not emitted.
+    let zero = [10, 0, 0, 1, 0, 0];
+    let body = [b"d5:peers12:".as_slice(), &zero, &zero, b"e"].concat();
+    let r = http::parse_announce(&body).unwrap();
+    assert!(r.peers.is_empty());
+    assert_eq!(r.peers_dropped, 0);
 }
 
 #[test]
 fn http_huge_peer_list_is_capped() {
     let r = http::parse_announce(fixture!("http_huge_peers.bencode")).unwrap();
     assert_eq!(r.peers.len(), MAX_PEERS);
+    // 30,000 bytes = 5,000 entries.
+    assert_eq!(r.peers_dropped, 5000 - MAX_PEERS);
     assert_eq!(r.peers[0], "10.0.0.1:1001".parse().unwrap());
 }
 
@@ -299,6 +371,31 @@ fn udp_malformed_packets_are_errors() {
 fn udp_huge_peer_list_is_capped() {
     let r = udp::parse_announce(fixture!("udp_huge_announce.bin"), TX, Family::V4).unwrap();
     assert_eq!(r.peers.len(), MAX_PEERS);
+    assert_eq!(
+        r.peers.len() + r.peers_dropped,
+        (fixture!("udp_huge_announce.bin").len() - 20) / 6
+    );
+}
+
+#[test]
+fn udp_interval_is_clamped() {
+    use crate::tracker::{MAX_INTERVAL, MIN_INTERVAL};
+    for (secs, want) in [
+        (0u32, MIN_INTERVAL),
+        (5, MIN_INTERVAL),
+        (1200, Duration::from_secs(1200)),
+        (u32::MAX, MAX_INTERVAL),
+    ] {
+        let mut b = Vec::new();
+        b.extend_from_slice(&1u32.to_be_bytes());
+        b.extend_from_slice(&TX.to_be_bytes());
+        b.extend_from_slice(&secs.to_be_bytes());
+        b.extend_from_slice(&[0; 8]);
+        b.extend_from_slice(&[10, 0, 0, 1, 0x1a, 0xe1]);
+        let r = udp::parse_announce(&b, TX, Family::V4).unwrap();
+        assert_eq!(r.interval, want, "{secs}");
+        assert_eq!(r.peers, addrs(&["10.0.0.1:6881"]));
+    }
 }
 
 proptest! {
