@@ -97,6 +97,12 @@ struct NetArgs {
     /// Ignore resume data: re-hash all data on disk before starting.
     #[arg(long)]
     recheck: bool,
+    /// Connected peers per torrent at most.
+    #[arg(long, value_name = "N", default_value_t = TorrentConfig::default().max_peers)]
+    max_peers: usize,
+    /// Connections from one IP address per torrent at most.
+    #[arg(long, value_name = "N", default_value_t = TorrentConfig::default().max_peers_per_ip)]
+    max_peers_per_ip: usize,
 }
 
 #[derive(Args, Debug)]
@@ -354,6 +360,8 @@ fn torrent_cmd(
     }
     let tcfg = TorrentConfig {
         super_seed,
+        max_peers: net.max_peers.max(1),
+        max_peers_per_ip: net.max_peers_per_ip.max(1),
         seed_ratio: net.seed_ratio,
         seed_time: net.seed_time,
         ..TorrentConfig::default()
