@@ -12,8 +12,10 @@
 //! other addresses only when the caller passes them.
 
 pub mod http;
+pub mod quota;
 pub mod registry;
 mod slab;
+mod swarm;
 pub mod udp;
 
 use std::net::SocketAddr;
