@@ -68,7 +68,11 @@ impl Registry {
     }
 
     /// Make room for one more peer of `src` in swarm `ih` (which stays, even if emptied).
-    pub(super) fn make_peer_room(&mut self, ih: &InfoHash, src: Source) -> Result<(), RegistryError> {
+    pub(super) fn make_peer_room(
+        &mut self,
+        ih: &InfoHash,
+        src: Source,
+    ) -> Result<(), RegistryError> {
         let l = &self.limits;
         if l.max_peers == 0 || l.max_peers_per_swarm == 0 || l.max_peers_per_source == 0 {
             return Err(RegistryError::NotStored);

@@ -109,7 +109,12 @@ impl<P: Copy> Sources<P> {
 
     /// A peer was stored for `s`. `live` tells whether a queued entry still refers to a
     /// stored peer (used to compact the queue).
-    pub(crate) fn peer_added(&mut self, s: Source, p: Queued<P>, live: impl Fn(&Queued<P>) -> bool) {
+    pub(crate) fn peer_added(
+        &mut self,
+        s: Source,
+        p: Queued<P>,
+        live: impl Fn(&Queued<P>) -> bool,
+    ) {
         let l = self.map.entry(s).or_default();
         reindex(&mut self.by_peers, s, l.peers, l.peers + 1);
         l.peers += 1;

@@ -133,7 +133,12 @@ impl Swarm {
 
     /// Examine up to `budget` peers at the cursor; remove those last seen before `cutoff`,
     /// pushing their keys to `removed`. Returns the peers examined.
-    pub(crate) fn sweep(&mut self, cutoff: Cutoff, budget: usize, removed: &mut Vec<PeerKey>) -> usize {
+    pub(crate) fn sweep(
+        &mut self,
+        cutoff: Cutoff,
+        budget: usize,
+        removed: &mut Vec<PeerKey>,
+    ) -> usize {
         let mut examined = 0;
         while examined < budget && self.len() > 0 {
             if self.cursor >= self.len() {
