@@ -188,6 +188,23 @@ struct TrackerArgs {
     /// Announce interval told to clients, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 1800)]
     interval: u64,
+    /// Peers stored in all [default: 1000000].
+    #[arg(long, value_name = "N")]
+    max_peers: Option<usize>,
+    /// Torrents (swarms) kept at once [default: 100000].
+    #[arg(long, value_name = "N")]
+    max_torrents: Option<usize>,
+    /// Peers one source (IPv4 address or IPv6 /64) may have stored; beyond it the source's
+    /// oldest is replaced [default: 20000].
+    #[arg(long, value_name = "N")]
+    max_peers_per_source: Option<usize>,
+    /// Torrents one source may have created; beyond it its oldest unshared one is replaced
+    /// [default: 10000].
+    #[arg(long, value_name = "N")]
+    max_torrents_per_source: Option<usize>,
+    /// HTTP connections from one source at once [default: 8].
+    #[arg(long, value_name = "N")]
+    http_connections_per_source: Option<usize>,
 }
 
 /// Parse arguments and run; errors come back with their chain for `main` to print.
@@ -493,12 +510,27 @@ pub fn error_line(e: &anyhow::Error) -> String {
 
 fn tracker_cmd(a: TrackerArgs) -> Result<()> {
     use crate::tracker_server::{self, ServerConfig};
-    let cfg = ServerConfig {
+    let mut cfg = ServerConfig {
         http: (!a.no_http).then_some(a.http),
         udp: (!a.no_udp).then_some(a.udp),
         interval: std::time::Duration::from_secs(a.interval),
         ..ServerConfig::default()
     };
+    let l = &mut cfg.limits;
+    for (flag, field) in [
+        (a.max_peers, &mut l.max_peers),
+        (a.max_torrents, &mut l.max_swarms),
+        (a.max_peers_per_source, &mut l.max_peers_per_source),
+        (a.max_torrents_per_source, &mut l.max_swarms_per_source),
+        (
+            a.http_connections_per_source,
+            &mut cfg.http_limits.max_per_source,
+        ),
+    ] {
+        if let Some(v) = flag {
+            *field = v;
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,10 +6,18 @@
 //! a full HTTP response ([`respond`], pure given the registry), and the accept loop.
 //!
 //! Every byte is hostile: the head is at most [`MAX_HEAD`] bytes and must arrive within
-//! [`READ_TIMEOUT`]; only `GET /announce?…` and `GET /scrape?…` are served; query values are
+//! the head timeout ([`HttpLimits`]); only `GET /announce?…` and `GET /scrape?…` are served; query values are
 //! percent-decoded byte by byte (`info_hash` and `peer_id` are raw bytes, `+` is a literal
-//! `+`); numbers are plain decimal; concurrent connections are capped by a semaphore; the
-//! connection is closed after the response. The peer's address is the connection's source
+//! `+`); numbers are plain decimal; the
+//! connection is closed after the response.
+//!
+//! Connections are capped per source (IPv4 address or IPv6 /64) and in total
+//! ([`HttpLimits`], table in `http_conns.rs`). The accept loop never waits for a free slot:
+//! a connection over its source's share is closed at once, and when the table is full the
+//! oldest connection of the source holding most is cancelled. So slow or idle connections
+//! (slowloris) from one address hold at most its share for at most the head timeout, and
+//! never delay an announce from another address. A scrape answers each info-hash once,
+//! however often it is repeated (a bencoded dictionary cannot repeat a key). The peer's address is the connection's source
 //! address (the `ip` parameter is ignored, as opentracker does, so nobody can register a
 //! third party). Tracker-level errors are `200 OK` with a bencoded `failure reason` (what
 //! clients show the user); requests that are not tracker requests get a 4xx status.
@@ -20,22 +28,48 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
+use tokio::task::{AbortHandle, JoinSet};
 
+use super::quota::Source;
 use super::registry::{canonical, Announce, AnnounceReply, Registry};
 use super::{lock, stopped};
 use crate::bencode::{self, Value};
 
+#[path = "http_conns.rs"]
+mod conns;
 #[path = "http_parse.rs"]
 mod parse;
+use conns::{Admit, Conns};
 pub use parse::{
     head_end, parse_request, percent_decode, AnnounceQuery, HttpError, Request, MAX_HEAD,
     MAX_SCRAPE,
 };
 
-/// Time allowed for the whole head to arrive.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connection caps and the head timeout of the HTTP front end.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Connections served at once (512: each costs one 8 KiB buffer and a task).
+    pub max_connections: usize,
+    /// Connections from one source at once (8: a client announces one request at a time per
+    /// tracker; browsers open at most 6 per host; a few more for a NAT of several clients).
+    pub max_per_source: usize,
+    /// Time allowed for the whole request head to arrive (3 s: an honest client sends its
+    /// head, a few hundred bytes, in one segment right after connecting; this is the time a
+    /// slow connection can hold one of its source's slots).
+    pub head_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 512,
+            max_per_source: 8,
+            head_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
 /// Time allowed to write the response.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lingering close: at most this long and this many bytes read and discarded after the
@@ -78,7 +112,10 @@ fn answer(
             tracing::trace!(%addr, info_hash = %q.info_hash, "http announce");
             Ok(announce_body(&reply, q.compact, q.no_peer_id))
         }
-        Request::Scrape(hashes) => {
+        Request::Scrape(mut hashes) => {
+            // One entry per swarm: a repeated info_hash would be a repeated dictionary key.
+            hashes.sort_unstable_by_key(|h| h.0);
+            hashes.dedup();
             let counts = lock(reg).scrape(&hashes);
             let files = hashes
                 .iter()
@@ -180,50 +217,74 @@ fn http_response((code, reason): (u16, &str), body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Accept connections until `stop`, at most `max_conns` at once (further clients wait in the
-/// listen backlog). In-flight connections are aborted on stop.
+/// Accept connections until `stop`, within `limits` (see the module docs). In-flight
+/// connections are aborted on stop.
 pub(crate) async fn serve(
     listener: TcpListener,
     reg: Arc<Mutex<Registry>>,
-    max_conns: usize,
+    limits: HttpLimits,
     mut stop: watch::Receiver<bool>,
 ) {
-    let sem = Arc::new(Semaphore::new(max_conns.max(1)));
+    let mut conns: Conns<tokio::task::Id, AbortHandle> =
+        Conns::new(limits.max_connections, limits.max_per_source);
     let mut tasks = JoinSet::new();
     loop {
-        while tasks.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            p = sem.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = stopped(&mut stop) => break,
-        };
-        let (stream, from) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "http tracker accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+        tokio::select! {
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                conns.remove(id);
+            }
+            r = listener.accept() => {
+                let (stream, from) = match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "http tracker accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let src = Source::of(from.ip());
+                match conns.admit(src) {
+                    Admit::No => {
+                        tracing::trace!(%from, "http tracker: too many connections from source");
+                        // Best effort, never waits: the socket buffer of a new connection
+                        // takes this whole.
+                        let _ = stream.try_write(BUSY);
+                        continue;
+                    }
+                    Admit::Evict(h) => h.abort(),
+                    Admit::Yes => {}
                 }
-            },
+                let reg = reg.clone();
+                let head_timeout = limits.head_timeout;
+                let h = tasks.spawn(async move {
+                    connection(stream, from, &reg, head_timeout).await;
+                });
+                conns.insert(h.id(), src, h);
+            }
             _ = stopped(&mut stop) => break,
-        };
-        let reg = reg.clone();
-        tasks.spawn(async move {
-            connection(stream, from, &reg).await;
-            drop(permit);
-        });
+        }
     }
     tasks.abort_all();
 }
 
-async fn connection(mut stream: TcpStream, from: SocketAddr, reg: &Mutex<Registry>) {
+/// The answer to a connection over its source's share.
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+async fn connection(
+    mut stream: TcpStream,
+    from: SocketAddr,
+    reg: &Mutex<Registry>,
+    head_timeout: Duration,
+) {
     let mut buf = vec![0u8; MAX_HEAD];
     let mut len = 0;
-    let read = tokio::time::timeout(READ_TIMEOUT, async {
+    let read = tokio::time::timeout(head_timeout, async {
         loop {
             let n = stream.read(&mut buf[len..]).await.ok()?;
             if n == 0 {

@@ -288,3 +288,25 @@ proptest! {
         let _ = parse_request(&head);
     }
 }
+
+#[test]
+fn scrape_repeating_a_hash_answers_each_swarm_once() {
+    let r = reg();
+    let a: SocketAddr = "10.0.0.1:1000".parse().unwrap();
+    respond(&get(&announce_target("")), a, &r, Instant::now());
+    let other = "%00".repeat(20);
+    let q = format!("/scrape?info_hash={HASH}&info_hash={other}&info_hash={HASH}&info_hash={HASH}");
+    let resp = respond(&get(&q), a, &r, Instant::now());
+    // Valid bencode (the decoder refuses repeated or unsorted keys), one entry per swarm.
+    let v = bencode::decode(body(&resp)).unwrap();
+    let files = v.get(b"files").unwrap().as_dict().unwrap();
+    assert_eq!(files.len(), 2);
+    let ours = v
+        .get(b"files")
+        .unwrap()
+        .get(&[
+            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 0xff,
+        ])
+        .unwrap();
+    assert_eq!(ours.get(b"incomplete").unwrap().as_int(), Some(1));
+}

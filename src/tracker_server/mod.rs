@@ -6,14 +6,16 @@
 //! held for a synchronous registry call (never across an `.await`, never together with
 //! another lock). That is one owner in effect, without a channel hop per announce.
 //!
-//! Bounded everywhere: registry caps ([`registry::Limits`]), request head and timeouts on
-//! HTTP with a connection semaphore, fixed-size datagrams on UDP, and no per-connection UDP
+//! Bounded everywhere: registry caps and per-source quotas ([`registry::Limits`]), request
+//! head, timeouts and per-source connection caps on HTTP ([`HttpLimits`]), fixed-size datagrams on UDP, and no per-connection UDP
 //! state (connection ids are keyed hashes). Default bind is loopback (the CLI's choice);
 //! other addresses only when the caller passes them.
 
 pub mod http;
+pub mod quota;
 pub mod registry;
 mod slab;
+mod swarm;
 pub mod udp;
 
 use std::net::SocketAddr;
@@ -24,6 +26,7 @@ use rand::RngCore;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
+pub use http::HttpLimits;
 use registry::{Limits, Registry};
 use udp::UdpTracker;
 
@@ -39,8 +42,8 @@ pub struct ServerConfig {
     pub interval: Duration,
     /// Registry caps.
     pub limits: Limits,
-    /// HTTP connections served at once (512: each costs one 8 KiB buffer and a task).
-    pub max_http_connections: usize,
+    /// HTTP connection caps and head timeout (defaults and their reasons in [`HttpLimits`]).
+    pub http_limits: HttpLimits,
     /// How often the expiry sweep runs, and how many peers it examines each time
     /// (1 s × 20,000: a million stored peers are all looked at within a minute).
     pub sweep_every: Duration,
@@ -58,7 +61,7 @@ impl Default for ServerConfig {
             udp: Some(lo),
             interval: Duration::from_secs(1800),
             limits: Limits::default(),
-            max_http_connections: 512,
+            http_limits: HttpLimits::default(),
             sweep_every: Duration::from_secs(1),
             sweep_budget: 20_000,
         }
@@ -152,12 +155,7 @@ impl Server {
         rand::rngs::OsRng.fill_bytes(&mut secret);
         let mut tasks = tokio::task::JoinSet::new();
         if let Some(l) = self.http {
-            tasks.spawn(http::serve(
-                l,
-                reg.clone(),
-                cfg.max_http_connections,
-                stop.clone(),
-            ));
+            tasks.spawn(http::serve(l, reg.clone(), cfg.http_limits, stop.clone()));
         }
         if let Some(s) = self.udp {
             let tracker = UdpTracker::new(secret, Instant::now());

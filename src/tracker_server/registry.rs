@@ -5,10 +5,17 @@
 //!
 //! Invariants and caps (all in [`Limits`], all enforced on insert):
 //! - at most `max_swarms` swarms and `max_peers` peers in total, at most `max_peers_per_swarm`
-//!   in one swarm. A full swarm or a full tracker still *answers* an announce (peer list and
-//!   counts) but does not store the new peer until others stop or expire; refusing newcomers
-//!   is O(1) and cannot be used to push out peers that are already there. A new swarm is not
-//!   created when the tracker holds `max_swarms`: the announce gets a failure.
+//!   in one swarm; per [`Source`] (an IPv4 address or an IPv6 /64) at most
+//!   `max_peers_per_source` stored peers and `max_swarms_per_source` swarms created.
+//! - a full table never shuts newcomers out (policy in `evict.rs`): a source at its own quota
+//!   replaces its own oldest entry; otherwise the source holding most loses its oldest entry
+//!   (a peer; or a swarm it created that holds no peer of another source). So one source can
+//!   never hold more than its quota, and a newcomer displaces only whoever holds most.
+//! - `Ok` from [`Registry::announce`] means the announcer is stored; a peer that cannot be
+//!   stored (a zero cap, or every swarm of the heaviest creator shared) gets an error.
+//! - `downloaded` counts a `completed` only from a peer stored as a leecher before, at most
+//!   once per stored peer: fresh peer ids cannot inflate it without first being stored, and
+//!   the source quota bounds how many a source has stored.
 //! - a peer is keyed by (peer id, address): the same id from another address is another peer.
 //!   IPv4 and IPv6 peers live in separate tables so each family is sampled on its own.
 //! - a peer not heard from for `peer_timeout` is expired. Expiry is amortised: every
@@ -16,21 +23,24 @@
 //!   server on a timer with a work budget) walks all swarms round-robin. A swarm left with no
 //!   peers is removed (its `downloaded` count goes with it). Expired peers not yet swept are
 //!   never handed out.
-//! - seeders/leechers counts are maintained on every insert, update and removal, so they are
-//!   exact for the stored peers without a scan.
+//! - seeders/leechers/foreign counts and the per-source counts are maintained on every
+//!   insert, update and removal, so they are exact for the stored peers without a scan.
 //!
-//! Memory: a stored peer costs about 150 to 250 bytes (an 80-byte table slot, its hash-index
-//! entry, and vector slack), so the default caps bound the registry near 250 MB (1,000,000
-//! peers) plus a few hundred bytes per swarm. Hash maps use std's randomly keyed SipHash, so
-//! chosen peer ids or info-hashes cannot degrade lookups.
+//! Memory: a stored peer costs about 250 to 400 bytes (an 80-byte table slot, its hash-index
+//! entry, an 80-byte entry in its source's queue, and slack), so the default caps bound the
+//! registry near 400 MB (1,000,000 peers) plus a few hundred bytes per swarm and per source.
+//! Hash maps use std's randomly keyed SipHash, so chosen peer ids or info-hashes cannot
+//! degrade lookups.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use super::quota::{Queued, Source, Sources};
 use super::slab::Slab;
+use super::swarm::{Cutoff, Peer, PeerKey, Swarm};
 use crate::types::{InfoHash, PeerId};
 
 /// Caps and defaults of a registry. Every number says where it comes from.
@@ -41,8 +51,14 @@ pub struct Limits {
     /// Peers kept in one swarm, both families together (10,000: far more than any client
     /// will ever connect to; libtorrent caps a torrent at a few hundred connections).
     pub max_peers_per_swarm: usize,
-    /// Peers kept in the whole tracker (1,000,000: at most about 250 MB).
+    /// Peers kept in the whole tracker (1,000,000: at most about 400 MB).
     pub max_peers: usize,
+    /// Peers one source may have stored (20,000: a seedbox announcing 20,000 torrents, or a
+    /// large NAT's users; 2 % of `max_peers`, so one source fills at most a fiftieth).
+    pub max_peers_per_source: usize,
+    /// Live swarms one source may have created (10,000: a seedbox adding 10,000 new
+    /// torrents; 10 % of `max_swarms`).
+    pub max_swarms_per_source: usize,
     /// Most peers handed out in one reply (200: libtorrent's session-wide peer count).
     pub max_numwant: usize,
     /// Peers handed out when the client does not say (50: BEP 3's customary default).
@@ -57,6 +73,8 @@ impl Default for Limits {
             max_swarms: 100_000,
             max_peers_per_swarm: 10_000,
             max_peers: 1_000_000,
+            max_peers_per_source: 20_000,
+            max_swarms_per_source: 10_000,
             max_numwant: 200,
             default_numwant: 50,
             sweep_per_announce: 4,
@@ -128,116 +146,34 @@ pub struct ScrapeCounts {
 pub enum RegistryError {
     #[error("tracker is full: too many torrents")]
     TooManySwarms,
+    #[error("too many torrents created from your address")]
+    SourceSwarmQuota,
+    #[error("tracker is full: peer not stored")]
+    NotStored,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct PeerKey {
-    peer_id: PeerId,
-    addr: SocketAddr,
+/// A queued peer entry: the swarm and key it was stored under.
+type PeerRef = (InfoHash, PeerKey);
+
+fn peer_live(swarms: &Slab<InfoHash, Swarm>, &((ih, key), seq): &Queued<PeerRef>) -> bool {
+    swarms
+        .get(&ih)
+        .and_then(|w| w.get(&key))
+        .is_some_and(|p| p.seq == seq)
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Peer {
-    seed: bool,
-    last_seen: Instant,
+fn swarm_live(swarms: &Slab<InfoHash, Swarm>, &(ih, seq): &Queued<InfoHash>) -> bool {
+    swarms.get(&ih).is_some_and(|w| w.seq == seq)
 }
 
-/// Peers last seen before this instant are expired (`None`: none are).
-type Cutoff = Option<Instant>;
-
-impl Peer {
-    fn expired(&self, cutoff: Cutoff) -> bool {
-        cutoff.is_some_and(|c| self.last_seen < c)
-    }
-}
-
-/// One torrent's peers and counters.
-#[derive(Debug)]
-struct Swarm {
-    v4: Slab<PeerKey, Peer>,
-    v6: Slab<PeerKey, Peer>,
-    seeders: u32,
-    downloaded: u32,
-    /// Sweep position over `v4` then `v6` (index into their concatenation).
-    cursor: usize,
-}
-
-impl Swarm {
-    fn new() -> Self {
-        Swarm {
-            v4: Slab::new(),
-            v6: Slab::new(),
-            seeders: 0,
-            downloaded: 0,
-            cursor: 0,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
-    }
-
-    fn table(&mut self, addr: &SocketAddr) -> &mut Slab<PeerKey, Peer> {
-        if addr.is_ipv4() {
-            &mut self.v4
-        } else {
-            &mut self.v6
-        }
-    }
-
-    fn counts(&self) -> ScrapeCounts {
-        let total = self.len() as u32;
-        ScrapeCounts {
-            complete: self.seeders,
-            downloaded: self.downloaded,
-            incomplete: total - self.seeders,
-        }
-    }
-
-    fn remove(&mut self, key: &PeerKey) -> bool {
-        match self.table(&key.addr).remove(key) {
-            Some(p) => {
-                self.seeders -= u32::from(p.seed);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Examine up to `budget` peers at the cursor; remove those last seen before `cutoff`.
-    /// Returns (peers examined, peers removed).
-    fn sweep(&mut self, cutoff: Cutoff, budget: usize) -> (usize, usize) {
-        let mut removed = 0;
-        let mut examined = 0;
-        while examined < budget && self.len() > 0 {
-            if self.cursor >= self.len() {
-                self.cursor = 0;
-            }
-            let n4 = self.v4.len();
-            let (table, i) = if self.cursor < n4 {
-                (&mut self.v4, self.cursor)
-            } else {
-                (&mut self.v6, self.cursor - n4)
-            };
-            examined += 1;
-            if table.items[i].1.expired(cutoff) {
-                // Swap-remove brings an unexamined peer into slot `i`: keep the cursor.
-                let (_, p) = table.remove_at(i);
-                self.seeders -= u32::from(p.seed);
-                removed += 1;
-            } else {
-                self.cursor += 1;
-            }
-        }
-        (examined, removed)
-    }
-}
-
-/// All swarms. See the module docs for the caps and the expiry scheme.
+/// All swarms. See the module docs for the caps, the quotas and the expiry scheme.
 #[derive(Debug)]
 pub struct Registry {
     swarms: Slab<InfoHash, Swarm>,
     peers: usize,
+    sources: Sources<PeerRef>,
+    /// Next insertion number for a peer or swarm.
+    seq: u64,
     limits: Limits,
     interval: Duration,
     min_interval: Duration,
@@ -263,6 +199,8 @@ impl Registry {
         Registry {
             swarms: Slab::new(),
             peers: 0,
+            sources: Sources::new(),
+            seq: 0,
             limits,
             interval,
             // A quarter interval: a client short of peers may come back sooner, not
@@ -298,15 +236,38 @@ impl Registry {
         self.peers
     }
 
+    /// Peers stored for the source of `ip` (an IPv4 address or an IPv6 /64).
+    pub fn source_peers(&self, ip: IpAddr) -> usize {
+        self.sources.peers(Source::of(ip))
+    }
+
+    /// Live swarms created by the source of `ip`.
+    pub fn source_swarms(&self, ip: IpAddr) -> usize {
+        self.sources.swarms(Source::of(ip))
+    }
+
+    /// Sources currently holding a peer or a swarm.
+    pub fn source_count(&self) -> usize {
+        self.sources.len()
+    }
+
     fn cutoff(&self, now: Instant) -> Cutoff {
         // `None` early in the monotonic clock's life (shortly after boot): nothing can be
         // that old yet.
         now.checked_sub(self.peer_timeout)
     }
 
-    /// Record an announce and answer it with a random sample of the other peers.
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Record an announce and answer it with a random sample of the other peers. `Ok` means
+    /// the announcer is stored (or, for `stopped`, removed); a peer that cannot be stored gets
+    /// an error saying so.
     pub fn announce(&mut self, a: &Announce, now: Instant) -> Result<AnnounceReply, RegistryError> {
         let cutoff = self.cutoff(now);
+        let ih = a.info_hash;
         let key = PeerKey {
             peer_id: a.peer_id,
             addr: a.addr,
@@ -322,64 +283,45 @@ impl Registry {
         };
 
         if a.event == Event::Stopped {
-            if let Some(si) = self.swarms.position(&a.info_hash) {
-                let swarm = &mut self.swarms.items[si].1;
-                if swarm.remove(&key) {
-                    self.peers -= 1;
-                }
-                let c = swarm.counts();
+            self.remove_peer(&ih, &key, None);
+            if let Some(c) = self.swarms.get(&ih).map(Swarm::counts) {
                 (reply.complete, reply.incomplete) = (c.complete, c.incomplete);
-                if swarm.len() == 0 {
-                    self.swarms.remove_at(si);
-                }
             }
             return Ok(reply);
         }
 
-        let si = match self.swarms.position(&a.info_hash) {
-            Some(si) => si,
-            None => {
-                if self.swarms.len() >= self.limits.max_swarms {
-                    return Err(RegistryError::TooManySwarms);
-                }
-                self.swarms.insert_new(a.info_hash, Swarm::new());
-                self.swarms.len() - 1
-            }
-        };
-        let swarm = &mut self.swarms.items[si].1;
-        let (_, removed) = swarm.sweep(cutoff, self.limits.sweep_per_announce);
-        self.peers -= removed;
-
+        if let Some(si) = self.swarms.position(&ih) {
+            self.sweep_swarm(si, cutoff, self.limits.sweep_per_announce);
+        }
         let seed = a.left == 0;
-        match swarm.table(&a.addr).get_mut(&key) {
-            Some(p) => {
-                p.last_seen = now;
-                let was_seed = std::mem::replace(&mut p.seed, seed);
-                swarm.seeders = swarm.seeders - u32::from(was_seed) + u32::from(seed);
-                if a.event == Event::Completed && !was_seed {
-                    swarm.downloaded = swarm.downloaded.saturating_add(1);
+        let known = match self.swarms.get_mut(&ih) {
+            Some(swarm) => match swarm.table(&a.addr).get_mut(&key) {
+                Some(p) => {
+                    p.last_seen = now;
+                    let was_seed = std::mem::replace(&mut p.seed, seed);
+                    // Counted once per stored peer, and only for one that was stored as a
+                    // leecher before: a fresh id saying `completed` counts nothing.
+                    let count = a.event == Event::Completed && p.leeched && !p.counted;
+                    p.counted |= count;
+                    p.leeched |= !seed;
+                    swarm.seeders = swarm.seeders - u32::from(was_seed) + u32::from(seed);
+                    swarm.downloaded = swarm.downloaded.saturating_add(u32::from(count));
+                    true
                 }
-            }
-            None => {
-                let room = swarm.len() < self.limits.max_peers_per_swarm
-                    && self.peers < self.limits.max_peers;
-                if room {
-                    swarm.table(&a.addr).insert_new(
-                        key,
-                        Peer {
-                            seed,
-                            last_seen: now,
-                        },
-                    );
-                    swarm.seeders += u32::from(seed);
-                    self.peers += 1;
-                    if a.event == Event::Completed {
-                        swarm.downloaded = swarm.downloaded.saturating_add(1);
-                    }
-                }
+                None => false,
+            },
+            None => false,
+        };
+        if !known {
+            if let Err(e) = self.store_new(ih, key, seed, now) {
+                self.drop_swarm_if_empty(&ih);
+                return Err(e);
             }
         }
 
+        let Some(swarm) = self.swarms.get(&ih) else {
+            return Err(RegistryError::NotStored);
+        };
         let c = swarm.counts();
         (reply.complete, reply.incomplete) = (c.complete, c.incomplete);
         let (own, other) = if a.addr.is_ipv4() {
@@ -391,25 +333,99 @@ impl Registry {
         sample(&mut self.rng, own, &key, cutoff, want, &mut mine);
         let mut theirs = Vec::new();
         if a.both_families {
-            sample(
-                &mut self.rng,
-                other,
-                &key,
-                cutoff,
-                want - mine.len(),
-                &mut theirs,
-            );
+            let rest = want - mine.len();
+            sample(&mut self.rng, other, &key, cutoff, rest, &mut theirs);
         }
         if a.addr.is_ipv4() {
             (reply.peers, reply.peers6) = (mine, theirs);
         } else {
             (reply.peers6, reply.peers) = (mine, theirs);
         }
-        // A swarm created for a peer that could not be stored must not linger empty.
-        if self.swarms.items[si].1.len() == 0 {
-            self.swarms.remove_at(si);
-        }
         Ok(reply)
+    }
+
+    /// Store a peer not yet in swarm `ih`, creating the swarm and evicting as the quotas say.
+    fn store_new(
+        &mut self,
+        ih: InfoHash,
+        key: PeerKey,
+        seed: bool,
+        now: Instant,
+    ) -> Result<(), RegistryError> {
+        let src = key.source();
+        if self.swarms.position(&ih).is_none() {
+            self.make_swarm_room(src)?;
+            let seq = self.next_seq();
+            self.swarms.insert_new(ih, Swarm::new(src, seq));
+            let swarms = &self.swarms;
+            self.sources
+                .swarm_added(src, (ih, seq), |q| swarm_live(swarms, q));
+        }
+        self.make_peer_room(&ih, src)?;
+        let seq = self.next_seq();
+        let swarm = self.swarms.get_mut(&ih).ok_or(RegistryError::NotStored)?;
+        swarm.insert(
+            key,
+            Peer {
+                seed,
+                last_seen: now,
+                seq,
+                leeched: !seed,
+                counted: false,
+            },
+        );
+        self.peers += 1;
+        let swarms = &self.swarms;
+        self.sources
+            .peer_added(src, ((ih, key), seq), |q| peer_live(swarms, q));
+        Ok(())
+    }
+
+    /// Remove one peer with all bookkeeping; its swarm goes too if left empty, unless it is
+    /// `keep`. Returns whether the peer was there.
+    fn remove_peer(&mut self, ih: &InfoHash, key: &PeerKey, keep: Option<&InfoHash>) -> bool {
+        let Some(si) = self.swarms.position(ih) else {
+            return false;
+        };
+        if self.swarms.items[si].1.remove(key).is_none() {
+            return false;
+        }
+        self.peers -= 1;
+        self.sources.peer_removed(key.source());
+        if keep != Some(ih) {
+            self.drop_swarm_if_empty(ih);
+        }
+        true
+    }
+
+    fn drop_swarm_if_empty(&mut self, ih: &InfoHash) {
+        if let Some(si) = self.swarms.position(ih) {
+            if self.swarms.items[si].1.len() == 0 {
+                self.remove_swarm_at(si);
+            }
+        }
+    }
+
+    /// Remove a whole swarm with all bookkeeping (its `downloaded` count goes with it).
+    fn remove_swarm_at(&mut self, si: usize) {
+        let (_, w) = self.swarms.remove_at(si);
+        for (k, _) in w.v4.items.iter().chain(&w.v6.items) {
+            self.sources.peer_removed(k.source());
+        }
+        self.peers -= w.len();
+        self.sources.swarm_removed(w.creator);
+    }
+
+    /// Expire up to `budget` peers of swarm `si` (the swarm stays, even if emptied).
+    /// Returns (examined, removed).
+    fn sweep_swarm(&mut self, si: usize, cutoff: Cutoff, budget: usize) -> (usize, usize) {
+        let mut gone = Vec::new();
+        let examined = self.swarms.items[si].1.sweep(cutoff, budget, &mut gone);
+        for k in &gone {
+            self.sources.peer_removed(k.source());
+        }
+        self.peers -= gone.len();
+        (examined, gone.len())
     }
 
     /// Counts for each info-hash, in order (zeros for unknown ones).
@@ -431,14 +447,12 @@ impl Registry {
             if self.cursor >= self.swarms.len() {
                 self.cursor = 0;
             }
-            let swarm = &mut self.swarms.items[self.cursor].1;
-            let n = swarm.len();
-            let (examined, removed) = swarm.sweep(cutoff, left.min(n.max(1)));
+            let n = self.swarms.items[self.cursor].1.len();
+            let (examined, removed) = self.sweep_swarm(self.cursor, cutoff, left.min(n.max(1)));
             left -= examined.max(1);
             removed_total += removed;
-            self.peers -= removed;
-            if swarm.len() == 0 {
-                self.swarms.remove_at(self.cursor);
+            if self.swarms.items[self.cursor].1.len() == 0 {
+                self.remove_swarm_at(self.cursor);
             } else {
                 self.cursor += 1;
             }
@@ -484,6 +498,9 @@ fn sample(
 pub fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
+
+#[path = "evict.rs"]
+mod evict;
 
 #[cfg(test)]
 #[path = "registry_tests.rs"]

@@ -275,3 +275,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn scrape_repeating_a_hash_answers_in_request_order() {
+    // BEP 15 answers by position: a repeated hash gets a repeated (identical) entry, which
+    // is well-formed; the reply stays one entry per requested hash.
+    let t0 = Instant::now();
+    let (t, r) = (tracker(t0), reg());
+    let a: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+    let c = connect(&t, &r, a, t0);
+    t.handle(&announce_req(c, 1, 1, 100, 2, 6881), a, &r, t0)
+        .unwrap();
+    let reply = t
+        .handle(&scrape_req(c, 3, &[[7; 20], [8; 20], [7; 20]]), a, &r, t0)
+        .unwrap();
+    assert_eq!(reply.len(), 8 + 3 * 12);
+    assert_eq!(&reply[8..20], &reply[32..44]);
+    assert_eq!(be_u32(&reply, 16), 1, "leechers of the repeated swarm");
+}
