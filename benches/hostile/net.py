@@ -7,8 +7,8 @@
 (a) flood: 300 connections that never send a byte (from 127.0.0.10-59, reopened as soon as
     the seed closes one) while an honest `swarm fetch --peer` of a small torrent runs:
     seconds until it is done, and how many connection attempts it made.
-(b) ext: 4 connections (127.0.0.30-33) each sending extension handshakes of --ext-size
-    bytes (a list of tiny integers: the costliest bencode per byte) over and over,
+(b) ext: 4 connections (127.0.0.30-33) each sending extension handshakes in frames of
+    --ext-size bytes (the largest the old decoder took) (a list of tiny integers: the costliest bencode per byte) over and over,
     reconnecting when dropped, while an honest leecher fetches --size bytes: seconds, and
     the seed's RSS (now and peak). A run without attackers is the baseline.
 
@@ -221,13 +221,13 @@ def run_flood(args, work):
 def run_ext(args, work):
     torrent, data = make_torrent(args.swarm, work, "big.bin", args.size)
     ih = info_hash(args.swarm, torrent)
-    for attackers in (0, 4):
+    for attackers in args.attackers:
         seed = Seed(args.swarm, torrent, data, work)
         try:
             stop, stats = threading.Event(), {"conns": 0, "sent": 0}
             threads = [threading.Thread(
                 target=ext_attacker,
-                args=(f"127.0.0.{30 + i}", seed.port, ih, costly_handshake(args.ext_size), stop,
+                args=(f"127.0.0.{30 + i}", seed.port, ih, costly_handshake(args.ext_size - 2), stop,
                       stats), daemon=True) for i in range(attackers)]
             for t in threads:
                 t.start()
@@ -251,7 +251,10 @@ def main():
     ap.add_argument("--only", choices=["flood", "ext"])
     ap.add_argument("--size", type=size_arg, default=256 << 20, help="honest download in (b)")
     ap.add_argument("--ext-size", type=size_arg, default=256 << 10,
-                    help="size of each extension handshake in (b)")
+                    help="frame length (id bytes included) of each extension handshake in (b); "
+                         "256KiB is the old cap, 64KiB the new one")
+    ap.add_argument("--attackers", type=lambda s: [int(x) for x in s.split(",")],
+                    default=[0, 4], help="runs of (b), by number of attackers [default: 0,4]")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     args.swarm = os.path.abspath(args.swarm)
