@@ -32,9 +32,20 @@ pub struct SessionConfig {
     pub connect_timeout: Duration,
     /// Handshake must complete within this (libtorrent: 10 s).
     pub handshake_timeout: Duration,
-    /// Incoming connections still in their handshake at once; more are closed at once, so a
-    /// flood of half-open connections costs a bounded amount of memory.
+    /// Incoming connections still in their handshake at once, so a flood of half-open
+    /// connections costs a bounded amount of memory (a few KiB each). At the cap a newcomer
+    /// evicts the oldest silent one (see `net::half_open`), so a flood cannot keep an honest
+    /// peer out. 256 is libtorrent's order of magnitude for half-open connections.
     pub max_half_open: usize,
+    /// Of those, at most this many from one IP address; more from it are closed at once.
+    /// A household behind one NAT runs a few clients; 8 leaves them room while one address
+    /// cannot take more than 1/32 of the table.
+    pub max_half_open_per_ip: usize,
+    /// An incoming connection that has sent nothing at all within this long is closed
+    /// (the whole handshake still has `handshake_timeout`). An honest peer sends its
+    /// handshake in its first round trip; 5 s covers a very slow link and lets silent
+    /// connections go twice as fast as the 10 s handshake limit.
+    pub silent_timeout: Duration,
     /// A peer silent this long is dropped (libtorrent: 120 s; BEP 3 keep-alives are ~2 min).
     pub peer_idle_timeout: Duration,
     /// We send a keep-alive after this much silence (under the 120 s timeouts above).
@@ -64,6 +75,8 @@ impl Default for SessionConfig {
             connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
             max_half_open: 256,
+            max_half_open_per_ip: 8,
+            silent_timeout: Duration::from_secs(5),
             peer_idle_timeout: Duration::from_secs(120),
             keepalive_interval: Duration::from_secs(90),
             state_dir: None,

@@ -70,6 +70,11 @@ pub enum Event {
         key: PeerKey,
         msg: Message,
     },
+    /// The peer's BEP 10 extension handshake, decoded on its connection's task.
+    ExtendedHandshake {
+        key: PeerKey,
+        handshake: Box<crate::wire::ExtHandshake>,
+    },
     /// The connection ended (error, EOF, or our own Disconnect).
     PeerDisconnected {
         key: PeerKey,
@@ -332,6 +337,7 @@ impl Engine {
                 outbound,
             } => self.peer_connected(now, key, addr, peer_id, reserved, outbound),
             Event::PeerMessage { key, msg } => self.peer_message(now, key, msg),
+            Event::ExtendedHandshake { key, handshake } => self.extended_handshake(key, &handshake),
             Event::PeerDisconnected { key } => self.peer_gone(now, key),
             Event::Served { key, block } => self.served(now, key, block),
             Event::PieceVerified { piece } => self.piece_verified(now, piece),
@@ -456,27 +462,17 @@ impl Engine {
             Message::Cancel(block) => self.peer_cancel(key, block),
             Message::Reject(block) => self.peer_rejected(now, key, block),
             Message::Piece { .. } => {}
-            Message::Extended { id, payload } => {
-                if id == 0 {
-                    self.extended_handshake(key, &payload);
-                }
-            }
+            // Extension messages are decoded on the connection's own task (the handshake
+            // arrives as `Event::ExtendedHandshake`); none other is used yet.
+            Message::Extended { .. } => {}
         }
     }
 
-    /// BEP 10 handshake: we only read `reqq` (how many requests the peer queues).
-    fn extended_handshake(&mut self, key: PeerKey, payload: &[u8]) {
-        let Ok(value) = crate::bencode::decode(payload) else {
-            return;
-        };
-        if let (Some(p), Some(reqq)) = (
-            self.peers.get_mut(&key),
-            value.get(b"reqq").and_then(|v| v.as_int()),
-        ) {
-            if reqq > 0 {
-                p.reqq = Some(reqq.min(100_000) as usize);
-                p.depth = p.depth.min(p.depth_cap(&self.cfg));
-            }
+    /// BEP 10 handshake: we only use `reqq` (how many requests the peer queues).
+    fn extended_handshake(&mut self, key: PeerKey, hs: &crate::wire::ExtHandshake) {
+        if let (Some(p), Some(reqq)) = (self.peers.get_mut(&key), hs.reqq) {
+            p.reqq = Some(reqq.min(100_000) as usize);
+            p.depth = p.depth.min(p.depth_cap(&self.cfg));
         }
     }
 

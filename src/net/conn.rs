@@ -1,13 +1,11 @@
 //! One task per connection: handshake, then a reader (socket → events for the driver) and
 //! a writer (commands from the driver → socket). No decisions are made here.
 //!
-//! Back-pressure: before a Piece is passed on, the reader reserves its bytes in the
-//! store's budget; when the budget is spent the reader stops reading its socket.
+//! The reader lives in [`super::reader`] (back-pressure, per-peer limits, the download cap).
 //!
-//! Rate limits (see [`super::limit`]): with a download cap the reader reads at most
-//! [`LIMITED_READ`] bytes at a time and acquires them before reading again; with an
-//! upload cap the writer acquires each Piece's bytes just before it writes it, and writes
-//! (and reports served) block by block instead of a whole batch at once.
+//! Rate limits (see [`super::limit`]): with an upload cap the writer acquires each Piece's
+//! bytes just before it writes it, and writes (and reports served) block by block instead
+//! of a whole batch at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,10 +20,11 @@ use tokio::time::timeout;
 use tracing::Instrument;
 
 use super::limit::RateLimiter;
+use super::reader::{self, EventBudget};
 use crate::engine::PeerKey;
 use crate::store::{Reservation, StoreHandle};
 use crate::types::{BlockRef, InfoHash, PeerId};
-use crate::wire::{self, Decoder, Handshake, Message};
+use crate::wire::{self, Handshake, Message};
 
 /// Commands queued per connection. The driver never waits on a connection: a peer whose
 /// queue is full is dropped (it is not reading what we send).
@@ -35,15 +34,7 @@ pub const CMD_QUEUE: usize = 4096;
 const BATCH: usize = 64;
 
 /// Socket reads go into a buffer of at least this much free space (a few blocks).
-const READ_CHUNK: usize = 128 * 1024;
-
-/// Free space below which the read buffer is replaced: one block frame (a Piece message
-/// with a 16 KiB block and its header).
-const READ_REFILL: usize = 16 * 1024 + 13;
-
-/// Most bytes read at once under a download cap: one block and its header, so the cap is
-/// shared out in small, fair steps.
-pub const LIMITED_READ: u64 = 16 * 1024 + 13;
+pub(super) const READ_CHUNK: usize = 128 * 1024;
 
 /// What every connection of a torrent shares.
 pub struct ConnCtx {
@@ -80,9 +71,18 @@ pub enum PeerEvent {
     DialedSelf {
         addr: SocketAddr,
     },
+    /// Any message but Piece and extension messages. Its bytes are held against the
+    /// connection's [`EventBudget`] until the driver drops the event.
     Message {
         key: PeerKey,
         msg: Message,
+        budget: EventBudget,
+    },
+    /// The peer's BEP 10 extension handshake, decoded on the connection's task.
+    ExtHandshake {
+        key: PeerKey,
+        handshake: Box<wire::ExtHandshake>,
+        budget: EventBudget,
     },
     Block {
         key: PeerKey,
@@ -285,7 +285,7 @@ async fn established(
     let mut writer =
         tokio::spawn(write_loop(key, wr, cmd_rx, ctx.clone()).instrument(tracing::Span::current()));
     let result = tokio::select! {
-        r = read_loop(key, &mut rd, buf, &ctx) => r,
+        r = reader::read_loop(key, &mut rd, buf, &ctx) => r,
         w = &mut writer => match w {
             Ok(r) => r,
             Err(_) => Err(ConnError::DriverGone),
@@ -298,63 +298,6 @@ async fn established(
     };
     tracing::debug!(key, %reason, "peer disconnected");
     let _ = ctx.events.send(PeerEvent::Closed { key, reason }).await;
-}
-
-async fn read_loop(
-    key: PeerKey,
-    rd: &mut OwnedReadHalf,
-    mut buf: BytesMut,
-    ctx: &ConnCtx,
-) -> Result<(), ConnError> {
-    let mut dec = Decoder::new(ctx.num_pieces).grow_by(READ_CHUNK);
-    loop {
-        while let Some(msg) = dec.decode(&mut buf)? {
-            let event = match msg {
-                Message::Piece {
-                    piece,
-                    offset,
-                    data,
-                } => {
-                    let len = data.len() as u32;
-                    let reservation = ctx.store.reserve(len).await;
-                    PeerEvent::Block {
-                        key,
-                        block: BlockRef { piece, offset, len },
-                        data,
-                        reservation,
-                    }
-                }
-                msg => PeerEvent::Message { key, msg },
-            };
-            ctx.events
-                .send(event)
-                .await
-                .map_err(|_| ConnError::DriverGone)?;
-        }
-        // A new buffer only when the current one cannot take a whole block frame: every
-        // buffer stays alive while any block cut from it waits for its piece, so buffers
-        // left half empty would hold memory nobody uses.
-        if buf.capacity() - buf.len() < READ_REFILL {
-            buf.reserve(READ_CHUNK);
-        }
-        let read = match &ctx.down_limit {
-            None => timeout(ctx.idle_timeout, rd.read_buf(&mut buf)).await,
-            Some(_) => {
-                let mut limited = (&mut *rd).take(LIMITED_READ);
-                timeout(ctx.idle_timeout, limited.read_buf(&mut buf)).await
-            }
-        };
-        match read {
-            Err(_) => return Err(ConnError::Timeout("peer idle")),
-            Ok(Ok(0)) => return Err(ConnError::Eof),
-            Ok(Ok(n)) => {
-                if let Some(limit) = &ctx.down_limit {
-                    limit.acquire(n as u64).await;
-                }
-            }
-            Ok(Err(e)) => return Err(e.into()),
-        }
-    }
 }
 
 /// Commands are batched: everything already queued (up to [`BATCH`]) is handled together.

@@ -152,9 +152,20 @@ impl Driver {
                 self.engine.handle(now, Event::ConnectFailed { addr })
             }
             PeerEvent::DialedSelf { addr } => self.engine.handle(now, Event::DialedSelf { addr }),
-            PeerEvent::Message { key, msg } => {
+            // Each event's budget is released (dropped) once the engine has handled it.
+            PeerEvent::Message { key, msg, budget } => {
                 tracing::trace!(key, ?msg, "message");
-                self.engine.handle(now, Event::PeerMessage { key, msg })
+                self.engine.handle(now, Event::PeerMessage { key, msg });
+                drop(budget);
+            }
+            PeerEvent::ExtHandshake {
+                key,
+                handshake,
+                budget,
+            } => {
+                self.engine
+                    .handle(now, Event::ExtendedHandshake { key, handshake });
+                drop(budget);
             }
             PeerEvent::Block {
                 key,

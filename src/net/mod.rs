@@ -3,4 +3,6 @@
 
 pub mod conn;
 pub mod driver;
+pub mod half_open;
 pub mod limit;
+pub mod reader;

@@ -7,21 +7,27 @@
 //!   generation number, so a late end of an old run never touches a newer one.
 //! - An incoming connection reaches a torrent only after a complete, valid handshake
 //!   naming a running torrent; anything else is closed and counted.
-//! - At most `max_half_open` incoming connections are in their handshake at once.
+//! - At most `max_half_open` incoming connections are in their handshake at once, at most
+//!   `max_half_open_per_ip` from one address; at the cap a newcomer evicts the oldest
+//!   silent one ([`HalfOpen`]), so a flood of connections that never handshake cannot keep
+//!   an honest peer out. One that sends nothing within `silent_timeout` is closed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tracing::Instrument;
 
 use super::{Cmd, SessionError, SessionStats, Shared, Status, TorrentError, TorrentHandle};
 use super::{Summary, TorrentSpec};
-use crate::net::conn::{self, Incoming};
+use crate::net::conn::{self, ConnError, Incoming};
+use crate::net::half_open::{Admit, HalfOpen};
 use crate::snapshot::Snapshot;
 use crate::types::InfoHash;
 
@@ -60,11 +66,19 @@ struct Entry {
 
 type RunEnd = (InfoHash, u64, Result<Summary, TorrentError>);
 
+/// An incoming connection in its handshake, as the half-open table keeps it.
+struct Pending {
+    abort: AbortHandle,
+    /// Set by its task once the peer has sent anything.
+    heard: Arc<AtomicBool>,
+}
+
 struct Actor {
     shared: Arc<Shared>,
     torrents: HashMap<InfoHash, Entry>,
     runs: JoinSet<RunEnd>,
     handshakes: JoinSet<Option<Incoming>>,
+    half_open: HalfOpen<tokio::task::Id, Pending>,
     next_gen: u64,
     stats: SessionStats,
 }
@@ -75,7 +89,9 @@ pub(super) async fn run(
     mut cmds: mpsc::Receiver<Cmd>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let half_open = HalfOpen::new(shared.cfg.max_half_open, shared.cfg.max_half_open_per_ip);
     let mut a = Actor {
+        half_open,
         shared,
         torrents: HashMap::new(),
         runs: JoinSet::new(),
@@ -100,11 +116,8 @@ pub(super) async fn run(
                 }
             },
             _ = sleep_until(backoff), if backoff.is_some() => backoff = None,
-            Some(done) = a.handshakes.join_next(), if !a.handshakes.is_empty() => {
-                match done {
-                    Ok(Some(incoming)) => a.route(incoming),
-                    _ => a.stats.bad_handshakes += 1,
-                }
+            Some(done) = a.handshakes.join_next_with_id(), if !a.handshakes.is_empty() => {
+                a.handshake_done(done)
             }
             Some(done) = a.runs.join_next(), if !a.runs.is_empty() => {
                 if let Ok(end) = done {
@@ -287,33 +300,51 @@ impl Actor {
         }
     }
 
-    fn accepted(&mut self, mut stream: tokio::net::TcpStream, addr: std::net::SocketAddr) {
-        if self.handshakes.len() >= self.shared.cfg.max_half_open {
-            self.stats.half_open_refused += 1;
-            tracing::debug!(%addr, "too many connections in their handshake; closing");
-            return;
+    fn accepted(&mut self, stream: tokio::net::TcpStream, addr: std::net::SocketAddr) {
+        let silent = |p: &Pending| !p.heard.load(Ordering::Relaxed);
+        match self.half_open.admit(addr.ip(), silent) {
+            Admit::TooManyFromIp => {
+                self.stats.half_open_refused += 1;
+                tracing::debug!(%addr, "too many connections from this address in their handshake; closing");
+                return;
+            }
+            Admit::Yes { evicted: Some(old) } => {
+                self.stats.half_open_evicted += 1;
+                tracing::debug!(%addr, "half-open connections at the cap; closing the oldest");
+                old.abort.abort();
+            }
+            Admit::Yes { evicted: None } => {}
         }
-        let limit = self.shared.cfg.handshake_timeout;
-        self.handshakes.spawn(async move {
-            let mut buf = BytesMut::with_capacity(1024);
-            let read = tokio::time::timeout(limit, conn::read_handshake(&mut stream, &mut buf));
-            match read.await {
-                Ok(Ok(handshake)) => Some(Incoming {
-                    stream,
-                    addr,
-                    handshake,
-                    buf,
-                }),
-                Ok(Err(e)) => {
-                    tracing::debug!(%addr, error = %crate::error::error_chain(&e), "bad incoming handshake");
-                    None
-                }
-                Err(_) => {
-                    tracing::debug!(%addr, "incoming handshake timed out");
-                    None
+        let heard = Arc::new(AtomicBool::new(false));
+        let task = incoming_handshake(
+            stream,
+            addr,
+            heard.clone(),
+            self.shared.cfg.silent_timeout,
+            self.shared.cfg.handshake_timeout,
+        );
+        let abort = self.handshakes.spawn(task);
+        self.half_open
+            .insert(abort.id(), addr.ip(), Pending { abort, heard });
+    }
+
+    fn handshake_done(&mut self, done: Result<(tokio::task::Id, Option<Incoming>), JoinError>) {
+        match done {
+            Ok((id, incoming)) => {
+                self.half_open.remove(&id);
+                match incoming {
+                    Some(incoming) => self.route(incoming),
+                    None => self.stats.bad_handshakes += 1,
                 }
             }
-        });
+            Err(e) => {
+                // An evicted one (cancelled) was counted and forgotten when it was evicted.
+                self.half_open.remove(&e.id());
+                if !e.is_cancelled() {
+                    self.stats.bad_handshakes += 1;
+                }
+            }
+        }
     }
 
     fn route(&mut self, incoming: Incoming) {
@@ -347,6 +378,42 @@ impl Actor {
             if let Ok(end) = done {
                 self.run_ended(end);
             }
+        }
+    }
+}
+
+/// Reads an incoming connection's handshake: the first bytes within `silent`, the whole of
+/// it within `limit`. `None` (and the connection closed) when it fails.
+async fn incoming_handshake(
+    mut stream: tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+    heard: Arc<AtomicBool>,
+    silent: Duration,
+    limit: Duration,
+) -> Option<Incoming> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = BytesMut::with_capacity(1024);
+    let read = async {
+        match tokio::time::timeout(silent, stream.read_buf(&mut buf)).await {
+            Err(_) => return Err(ConnError::Timeout("silent")),
+            Ok(Ok(0)) => return Err(ConnError::Eof),
+            Ok(Ok(_)) => heard.store(true, Ordering::Relaxed),
+            Ok(Err(e)) => return Err(e.into()),
+        }
+        tokio::time::timeout_at(deadline, conn::read_handshake(&mut stream, &mut buf))
+            .await
+            .unwrap_or(Err(ConnError::Timeout("handshake")))
+    };
+    match read.await {
+        Ok(handshake) => Some(Incoming {
+            stream,
+            addr,
+            handshake,
+            buf,
+        }),
+        Err(e) => {
+            tracing::debug!(%addr, error = %crate::error::error_chain(&e), "incoming handshake failed");
+            None
         }
     }
 }

@@ -162,8 +162,12 @@ pub struct SessionStats {
     pub routed: u64,
     /// Incoming handshakes naming a torrent we do not run (or that is paused): closed.
     pub unknown_info_hash: u64,
-    /// Incoming connections closed because too many were still in their handshake.
+    /// Incoming connections closed at once because their IP address already had
+    /// `max_half_open_per_ip` connections in their handshake.
     pub half_open_refused: u64,
+    /// Connections in their handshake closed to make room for a newcomer
+    /// (`max_half_open` reached).
+    pub half_open_evicted: u64,
     /// Incoming connections that sent no valid handshake in time.
     pub bad_handshakes: u64,
 }

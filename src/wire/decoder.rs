@@ -17,15 +17,16 @@ use super::message::{id, Message};
 use super::WireError;
 use crate::types::{Bitfield, BitfieldError, BlockRef, BLOCK_SIZE};
 
-/// Largest frame (id byte included) accepted for a BEP 10 extended message: 256 KiB.
+/// Largest frame (id byte included) accepted for a BEP 10 extended message: 64 KiB.
 ///
 /// The largest legitimate extension messages are BEP 9 `ut_metadata` data messages: one
 /// 16 KiB metadata piece plus a bencoded header of a few dozen bytes. Extension handshakes
 /// and BEP 11 PEX messages (at most 50 added and 50 dropped peers by convention) are a few
-/// KiB. 256 KiB is 16 times the largest of those, room for extensions we do not know yet,
-/// while keeping what one peer can make us buffer small: even 200 peers each holding a
-/// maximal frame half-sent cost 50 MiB, not gigabytes.
-pub const MAX_EXTENDED_FRAME: usize = 256 * 1024;
+/// KiB. 64 KiB is four times the largest of those. It was 256 KiB: four peers re-sending
+/// 256 KiB handshakes slowed an honest download a hundredfold (PERFORMANCE.md, "Hostile
+/// peers: half-open floods and extension floods"); a handshake is decoded whole, so its
+/// cap is what one decode may cost. A larger frame ends the connection from its header.
+pub const MAX_EXTENDED_FRAME: usize = 64 * 1024;
 
 /// Frame length of a Piece message carrying a full block.
 const MAX_PIECE_FRAME: usize = 1 + 8 + BLOCK_SIZE as usize;

@@ -1,6 +1,7 @@
 //! The BitTorrent peer wire protocol as a pure codec: the handshake (BEP 3), the
-//! length-prefixed messages of BEP 3, the fast extension (BEP 6) and the framing of
-//! extension-protocol messages (BEP 10). No sockets here: the connection task feeds bytes
+//! length-prefixed messages of BEP 3, the fast extension (BEP 6), the framing of
+//! extension-protocol messages (BEP 10) with a typed extension handshake ([`ExtHandshake`]),
+//! and the per-connection rate rules of [`PeerGuard`]. No sockets here: the connection task feeds bytes
 //! in and writes the bytes that come out.
 //!
 //! Invariants of what [`Decoder`] hands back, so the engine need not re-check them:
@@ -20,6 +21,8 @@
 //! After an error the decoder's state is unspecified.
 
 mod decoder;
+pub mod extended;
+pub mod guard;
 mod handshake;
 mod message;
 
@@ -27,6 +30,8 @@ mod message;
 mod tests;
 
 pub use decoder::{Decoder, MAX_EXTENDED_FRAME};
+pub use extended::{ExtError, ExtHandshake};
+pub use guard::{PeerGuard, Verdict};
 pub use handshake::{extended_bit, fast_bit, Handshake, PROTOCOL};
 pub use message::{encode, piece_header, Message};
 
@@ -53,4 +58,10 @@ pub enum WireError {
     Bitfield(#[from] BitfieldError),
     #[error("extended message has no extension id or an empty payload")]
     EmptyExtended,
+    #[error("bad extension handshake")]
+    ExtHandshake(#[from] ExtError),
+    #[error("more than {max} extension handshakes")]
+    TooManyExtHandshakes { max: u32 },
+    #[error("more than {per_sec} extension messages a second")]
+    ExtensionFlood { per_sec: u32 },
 }

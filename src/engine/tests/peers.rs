@@ -49,11 +49,12 @@ fn gives_up_when_nobody_connects() {
 fn reqq_from_extended_handshake_caps_the_queue() {
     let mut t = T::new(64, &[]);
     t.connect(1, FAST);
-    t.msg(
-        1,
-        Message::Extended {
-            id: 0,
-            payload: bytes::Bytes::from_static(b"d4:reqqi2ee"),
+    let handshake = crate::wire::ExtHandshake::decode(b"d4:reqqi2ee").unwrap();
+    t.e.handle(
+        t.now,
+        Event::ExtendedHandshake {
+            key: 1,
+            handshake: Box::new(handshake),
         },
     );
     t.msg(1, Message::HaveAll);
