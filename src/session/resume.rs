@@ -104,13 +104,18 @@ impl Recorder {
     /// Blocking.
     pub fn write(&self, have: &Bitfield, totals: Totals) -> Result<(), WriteError> {
         self.storage.sync_all().map_err(WriteError::Sync)?;
-        let files = self
-            .storage
-            .stamps()
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| s.ok_or(WriteError::Missing(i)))
-            .collect::<Result<Vec<_>, _>>()?;
+        // A file not created yet is recorded as such; one that holds a piece in `have` and
+        // is gone (deleted under us) makes the record a lie, so none is written.
+        let files = self.storage.stamps();
+        let layout = self.storage.layout();
+        for (i, stamp) in files.iter().enumerate() {
+            let holds_have = layout
+                .file_pieces(i)
+                .is_some_and(|mut r| r.any(|p| have.get(p)));
+            if stamp.is_none() && holds_have {
+                return Err(WriteError::Missing(i));
+            }
+        }
         let record = ResumeRecord {
             info_hash: self.info_hash,
             pieces: have.clone(),

@@ -9,7 +9,7 @@
 //! | `info-hash` | 20 bytes |
 //! | `num pieces` | the bitfield's length in pieces |
 //! | `pieces` | the bitfield, MSB first as on the wire, spare bits clear |
-//! | `files` | one dict per file, in torrent order: `size`, `mtime secs`, `mtime nanos` |
+//! | `files` | one dict per file, in torrent order: `size`, `mtime secs`, `mtime nanos`; an empty dict for a file not created yet (files are created by their first write) |
 //! | `uploaded`, `downloaded`, `seeding secs` | totals, non-negative |
 //!
 //! Keys we do not know are ignored, so a later writer may add some without a new version.
@@ -71,8 +71,9 @@ pub struct ResumeRecord {
     pub info_hash: InfoHash,
     /// Pieces verified and written (and synced) when the record was made.
     pub pieces: Bitfield,
-    /// Each file of the torrent, in order, as it was right after that sync.
-    pub files: Vec<FileStamp>,
+    /// Each file of the torrent, in order, as it was right after that sync (`None`: not
+    /// created yet).
+    pub files: Vec<Option<FileStamp>>,
     pub uploaded: u64,
     pub downloaded: u64,
     pub seeding_secs: u64,
@@ -121,12 +122,13 @@ impl ResumeRecord {
         let files = self
             .files
             .iter()
-            .map(|f| {
-                Value::Dict(vec![
+            .map(|f| match f {
+                None => Value::Dict(vec![]),
+                Some(f) => Value::Dict(vec![
                     (&b"size"[..], int(f.size)),
                     (&b"mtime secs"[..], Value::Int(f.mtime_secs)),
                     (&b"mtime nanos"[..], Value::Int(i64::from(f.mtime_nanos))),
-                ])
+                ]),
             })
             .collect();
         let v = Value::Dict(vec![
@@ -229,12 +231,16 @@ impl ResumeRecord {
     }
 }
 
-fn file_stamp(i: usize, v: &Value) -> Result<FileStamp, ResumeError> {
-    if v.as_dict().is_none() {
-        return Err(ResumeError::WrongType {
-            key: format!("files[{i}]"),
-            expected: "a dictionary",
-        });
+fn file_stamp(i: usize, v: &Value) -> Result<Option<FileStamp>, ResumeError> {
+    match v.as_dict() {
+        None => {
+            return Err(ResumeError::WrongType {
+                key: format!("files[{i}]"),
+                expected: "a dictionary",
+            })
+        }
+        Some([]) => return Ok(None),
+        Some(_) => {}
     }
     let key = |k: &str| format!("files[{i}].{k}");
     let size = get_at(v, "size", key)?;
@@ -256,11 +262,11 @@ fn file_stamp(i: usize, v: &Value) -> Result<FileStamp, ResumeError> {
             })
         }
     };
-    Ok(FileStamp {
+    Ok(Some(FileStamp {
         size,
         mtime_secs,
         mtime_nanos,
-    })
+    }))
 }
 
 fn get<'v, 'a>(dict: &'v Value<'a>, key: &str) -> Result<&'v Value<'a>, ResumeError> {
@@ -312,6 +318,8 @@ pub enum Mismatch {
     FileCount { recorded: usize, on_disk: usize },
     #[error("file {file} is missing")]
     Missing { file: usize },
+    #[error("file {file} was created since")]
+    Appeared { file: usize },
     #[error("file {file} is {size} bytes, recorded {recorded}")]
     Size {
         file: usize,
@@ -341,8 +349,11 @@ pub fn judge(record: &ResumeRecord, on_disk: &[Option<FileStamp>]) -> Result<(),
         });
     }
     for (file, (recorded, now)) in record.files.iter().zip(on_disk).enumerate() {
-        let Some(now) = now else {
-            return Err(Mismatch::Missing { file });
+        let (recorded, now) = match (recorded, now) {
+            (None, None) => continue,
+            (None, Some(_)) => return Err(Mismatch::Appeared { file }),
+            (Some(_), None) => return Err(Mismatch::Missing { file }),
+            (Some(r), Some(n)) => (r, n),
         };
         if now.size != recorded.size {
             return Err(Mismatch::Size {

@@ -22,9 +22,9 @@ fn record() -> ResumeRecord {
         info_hash: IH,
         pieces,
         files: vec![
-            stamp(10_000, 1_700_000_000, 123_456_789),
-            stamp(0, -5, 0),
-            stamp(u64::MAX >> 1, i64::MIN, 999_999_999),
+            Some(stamp(10_000, 1_700_000_000, 123_456_789)),
+            Some(stamp(0, -5, 0)),
+            Some(stamp(u64::MAX >> 1, i64::MIN, 999_999_999)),
         ],
         uploaded: 1 << 40,
         downloaded: 12345,
@@ -122,7 +122,7 @@ fn the_longest_file_entry_is_as_budgeted() {
     // A record as large as one may be for its torrent is accepted.
     let max = i64::MAX as u64;
     let big = ResumeRecord {
-        files: vec![stamp(max, i64::MIN, 999_999_999); 1000],
+        files: vec![Some(stamp(max, i64::MIN, 999_999_999)); 1000],
         pieces: Bitfield::full(80_001),
         uploaded: max,
         downloaded: max,
@@ -303,7 +303,7 @@ fn unknown_keys_are_ignored() {
 #[test]
 fn judge_trusts_only_exact_matches() {
     let r = record();
-    let same: Vec<Option<FileStamp>> = r.files.iter().copied().map(Some).collect();
+    let same: Vec<Option<FileStamp>> = r.files.clone();
     assert_eq!(judge(&r, &same), Ok(()));
 
     let mut missing = same.clone();
@@ -365,7 +365,7 @@ fn arb_record() -> impl Strategy<Value = ResumeRecord> {
                     pieces,
                     files: files
                         .into_iter()
-                        .map(|(size, s, ns)| stamp(cap(size), s, ns))
+                        .map(|(size, s, ns)| Some(stamp(cap(size), s, ns)))
                         .collect(),
                     uploaded: cap(up),
                     downloaded: cap(down),
@@ -404,4 +404,19 @@ proptest! {
         }
         let _ = ResumeRecord::decode(&enc, &IH, r.pieces.len(), r.files.len());
     }
+}
+
+/// Files are created by their first write, so a record may list files not created yet: it
+/// is trusted only while they still do not exist.
+#[test]
+fn files_not_created_yet_round_trip_and_must_stay_absent() {
+    let mut r = record();
+    r.files[1] = None;
+    let back = decode(&r.encode()).unwrap();
+    assert_eq!(back, r);
+    let on_disk = r.files.clone();
+    assert_eq!(judge(&r, &on_disk), Ok(()));
+    let mut appeared = on_disk.clone();
+    appeared[1] = Some(stamp(0, 1, 0));
+    assert_eq!(judge(&r, &appeared), Err(Mismatch::Appeared { file: 1 }));
 }
