@@ -158,7 +158,7 @@ impl Engine {
         let Some(p) = self.remove_peer(now, key) else {
             return;
         };
-        if !p.am_choking {
+        if !p.choke.am_choking {
             self.fill_upload_slots(now);
         }
         self.fill_all(now);
@@ -175,7 +175,7 @@ impl Engine {
         } else {
             self.picker.remove_bitfield(&p.has);
         }
-        for block in p.in_flight.keys() {
+        for block in p.req.in_flight.keys() {
             self.picker.on_request_dropped(block);
         }
         self.release_single_source(key);
@@ -297,11 +297,11 @@ impl Engine {
             return;
         };
         let want = p.wanted > 0;
-        if want != p.am_interested {
-            p.am_interested = want;
+        if want != p.choke.am_interested {
+            p.choke.am_interested = want;
             if want {
                 // It owes us data only from now on (the choker's snub clock).
-                p.last_received = now;
+                p.req.last_received = now;
             }
             let msg = if want {
                 Message::Interested

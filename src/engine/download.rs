@@ -21,22 +21,22 @@ impl Engine {
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
-        if p.peer_choking || !p.am_interested {
+        if p.choke.peer_choking || !p.choke.am_interested {
             return;
         }
-        let mut want = p.depth.min(share).saturating_sub(p.in_flight.len());
+        let mut want = p.req.depth.min(share).saturating_sub(p.req.in_flight.len());
         if self.picker.is_endgame() {
             // Every missing block is already requested: duplicates only trickle out, as
             // each peer's queue drains, so a deep queue does not double the tail.
-            want = want.min(ENDGAME_QUEUE.saturating_sub(p.in_flight.len()));
+            want = want.min(ENDGAME_QUEUE.saturating_sub(p.req.in_flight.len()));
         }
         if want == 0 {
             return;
         }
         // A peer that was idle starts its request clock now, not at its last block.
-        let idle = p.in_flight.is_empty();
+        let idle = p.req.in_flight.is_empty();
         if idle {
-            p.last_block = now;
+            p.req.last_block = now;
         }
         let mut buf = std::mem::take(&mut self.pick_buf);
         buf.clear();
@@ -58,7 +58,7 @@ impl Engine {
         } else {
             &p.has
         };
-        let in_flight = &p.in_flight;
+        let in_flight = &p.req.in_flight;
         self.picker.pick(
             has,
             want,
@@ -67,10 +67,10 @@ impl Engine {
             &mut buf,
         );
         if let (true, Some(first)) = (idle, buf.first()) {
-            p.rtt_probe = Some((*first, now));
+            p.req.rtt_probe = Some((*first, now));
         }
         for b in &buf {
-            p.in_flight.insert(*b, now);
+            p.req.in_flight.insert(*b, now);
             if let Some(owner @ None) = self.single_source.get_mut(&b.piece) {
                 *owner = Some(key);
             }
@@ -95,7 +95,7 @@ impl Engine {
         let serving = || {
             self.peers
                 .values()
-                .filter(|p| !p.peer_choking && p.am_interested)
+                .filter(|p| !p.choke.peer_choking && p.choke.am_interested)
         };
         let n = serving().count();
         if n <= 1 {
@@ -130,17 +130,17 @@ impl Engine {
             self.wasted += len;
             return false;
         };
-        if p.in_flight.remove(&block).is_none() {
+        if p.req.in_flight.remove(&block).is_none() {
             // Unrequested, or requested and given up on (choke, timeout): not ours to take.
             self.wasted += len;
             return false;
         }
         p.on_block(&self.cfg, now);
-        if let Some((probe, sent)) = p.rtt_probe {
+        if let Some((probe, sent)) = p.req.rtt_probe {
             if probe == block {
                 let sample = now.saturating_duration_since(sent);
-                p.rtt = Some(p.rtt.map_or(sample, |r| r.min(sample)));
-                p.rtt_probe = None;
+                p.req.rtt = Some(p.req.rtt.map_or(sample, |r| r.min(sample)));
+                p.req.rtt_probe = None;
             }
         }
         // The peer did send it (tit-for-tat counts it); our total counts only what we
@@ -167,7 +167,7 @@ impl Engine {
     fn cancel_duplicates(&mut self, from: PeerKey, block: &BlockRef) {
         let mut cancels = Vec::new();
         for (key, p) in self.peers.iter_mut() {
-            if *key != from && p.in_flight.remove(block).is_some() {
+            if *key != from && p.req.in_flight.remove(block).is_some() {
                 cancels.push(*key);
             }
         }
@@ -182,10 +182,10 @@ impl Engine {
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
-        p.peer_choking = true;
+        p.choke.peer_choking = true;
         self.release_single_source(key);
         let p = self.peers.get_mut(&key).expect("checked above");
-        let dropped = std::mem::take(&mut p.in_flight);
+        let dropped = std::mem::take(&mut p.req.in_flight);
         for b in dropped.keys() {
             self.picker.on_request_dropped(b);
         }
@@ -199,7 +199,7 @@ impl Engine {
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
-        if p.in_flight.remove(&block).is_some() {
+        if p.req.in_flight.remove(&block).is_some() {
             self.picker.on_request_dropped(&block);
             let others: Vec<PeerKey> = self.peers.keys().copied().filter(|k| *k != key).collect();
             for other in others {
@@ -216,15 +216,15 @@ impl Engine {
         let timeout = self.cfg.request_timeout;
         let mut cancels = Vec::new();
         for (key, p) in self.peers.iter_mut() {
-            if p.in_flight.is_empty() || now.duration_since(p.last_block) < timeout {
+            if p.req.in_flight.is_empty() || now.duration_since(p.req.last_block) < timeout {
                 continue;
             }
-            tracing::debug!(peer = %p.addr, requests = p.in_flight.len(), "requests timed out");
-            p.snubbed = true;
-            p.slow_start = false;
-            p.depth = 1;
-            p.last_block = now;
-            for b in std::mem::take(&mut p.in_flight).into_keys() {
+            tracing::debug!(peer = %p.addr, requests = p.req.in_flight.len(), "requests timed out");
+            p.req.snubbed = true;
+            p.req.slow_start = false;
+            p.req.depth = 1;
+            p.req.last_block = now;
+            for b in std::mem::take(&mut p.req.in_flight).into_keys() {
                 self.picker.on_request_dropped(&b);
                 cancels.push((*key, b));
                 freed = true;
@@ -294,6 +294,7 @@ impl Engine {
         let mut cancels = Vec::new();
         for (key, p) in self.peers.iter_mut() {
             let stale: Vec<BlockRef> = p
+                .req
                 .in_flight
                 .range(
                     BlockRef {
@@ -306,7 +307,7 @@ impl Engine {
                 .map(|(b, _)| *b)
                 .collect();
             for b in stale {
-                p.in_flight.remove(&b);
+                p.req.in_flight.remove(&b);
                 cancels.push((*key, b));
             }
         }

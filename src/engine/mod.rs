@@ -294,7 +294,7 @@ impl Engine {
             peers_unchoked: self
                 .peers
                 .values()
-                .filter(|p| !p.am_choking && p.peer_interested)
+                .filter(|p| !p.choke.am_choking && p.choke.peer_interested)
                 .count(),
             peers_served: self.peers_served,
             buffer: self.buffer,
@@ -397,7 +397,7 @@ impl Engine {
         let on_wire: f64 = self
             .peers
             .values()
-            .filter_map(|p| p.rtt.map(|rtt| p.down.get() * rtt.as_secs_f64()))
+            .filter_map(|p| p.req.rtt.map(|rtt| p.down.get() * rtt.as_secs_f64()))
             .sum();
         tracing::trace!(on_wire, buffer = self.buffer, "buffer capped");
         if on_wire < self.buffer as f64 / 8.0 {
@@ -434,15 +434,15 @@ impl Engine {
             Message::Choke => self.peer_choked(now, key),
             Message::Unchoke => {
                 if let Some(p) = self.peers.get_mut(&key) {
-                    if p.peer_choking {
-                        p.last_received = now;
-                        if p.am_interested {
+                    if p.choke.peer_choking {
+                        p.req.last_received = now;
+                        if p.choke.am_interested {
                             // It offers what we want: useful, as long as it delivers.
                             p.last_useful = now;
                         }
                     }
-                    p.peer_choking = false;
-                    p.last_block = now;
+                    p.choke.peer_choking = false;
+                    p.req.last_block = now;
                 }
                 self.fill(now, key);
             }
@@ -471,8 +471,8 @@ impl Engine {
     /// BEP 10 handshake: we only use `reqq` (how many requests the peer queues).
     fn extended_handshake(&mut self, key: PeerKey, hs: &crate::wire::ExtHandshake) {
         if let (Some(p), Some(reqq)) = (self.peers.get_mut(&key), hs.reqq) {
-            p.reqq = Some(reqq.min(100_000) as usize);
-            p.depth = p.depth.min(p.depth_cap(&self.cfg));
+            p.req.reqq = Some(reqq.min(100_000) as usize);
+            p.req.depth = p.req.depth.min(p.depth_cap(&self.cfg));
         }
     }
 

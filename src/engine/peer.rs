@@ -1,8 +1,6 @@
 //! What the engine knows about one connected peer, and a rate meter.
 //!
-//! Invariants: `in_flight` holds exactly the blocks we requested from this peer and have
-//! neither received nor given back to the picker; `wanted` is the number of pieces the
-//! peer has that we do not.
+//! Invariants live with each sub-state.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -51,7 +49,63 @@ impl Rate {
     }
 }
 
-/// The engine's view of one connection.
+/// BEP 3's four flags between us and one peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choke {
+    pub am_choking: bool,
+    pub am_interested: bool,
+    pub peer_choking: bool,
+    pub peer_interested: bool,
+}
+
+/// Our requests to one peer: what is out, how many we aim to keep out, and how fast it
+/// answers.
+///
+/// Invariant: `in_flight` holds exactly the blocks we requested from this peer and have
+/// neither received nor given back to the picker.
+#[derive(Debug)]
+pub struct Requests {
+    pub in_flight: BTreeMap<BlockRef, Instant>,
+    /// Requests we aim to keep in flight.
+    pub depth: usize,
+    pub slow_start: bool,
+    /// Rate at the previous tick, to see when slow start stops paying.
+    prev_rate: f64,
+    pub snubbed: bool,
+    /// Last time a block arrived (or we started waiting for one).
+    pub last_block: Instant,
+    /// Last block from this peer, or when it began to owe us one (it unchoked us, or we
+    /// became interested): the choker's snub clock.
+    pub last_received: Instant,
+    /// The peer's advertised request queue limit (BEP 10 `reqq`).
+    pub reqq: Option<usize>,
+    /// Shortest time from a request to its block when no other request was ahead of it:
+    /// the round trip (with the peer's read), for sizing the buffer.
+    pub rtt: Option<Duration>,
+    /// The first request sent while the queue was empty, and when: the next round-trip
+    /// sample.
+    pub rtt_probe: Option<(BlockRef, Instant)>,
+}
+
+/// Its requests to us: what we serve it, and its current turn of an upload slot.
+#[derive(Debug, Default)]
+pub struct Serving {
+    /// Serve actions issued and not yet reported served.
+    pub serving: usize,
+    /// Requests accepted and not yet handed to the writer (at most the serve window is).
+    pub upload_queue: VecDeque<BlockRef>,
+    /// Payload bytes sent since our current (or last) unchoke of this peer.
+    pub sent_this_turn: u64,
+    /// When we last unchoked this peer (for the choker's rotation).
+    pub unchoked_at: Option<Instant>,
+    /// Requests refused in a row because our queue for this peer was full.
+    pub overflow: usize,
+}
+
+/// The engine's view of one connection: who it is, what it has, and three owned
+/// sub-states (the choke flags, our requests to it, its requests to us).
+///
+/// Invariant: `wanted` is the number of pieces the peer has that we do not.
 #[derive(Debug)]
 pub struct Peer {
     pub addr: SocketAddr,
@@ -64,35 +118,12 @@ pub struct Peer {
     pub has: Bitfield,
     /// Counted in the picker as a seed (one integer) rather than per piece.
     pub seed: bool,
-    pub am_choking: bool,
-    pub am_interested: bool,
-    pub peer_choking: bool,
-    pub peer_interested: bool,
-    pub in_flight: BTreeMap<BlockRef, Instant>,
     pub wanted: u32,
-    /// Requests we aim to keep in flight.
-    pub depth: usize,
-    pub slow_start: bool,
-    /// Rate at the previous tick, to see when slow start stops paying.
-    prev_rate: f64,
-    pub snubbed: bool,
+    pub choke: Choke,
+    pub req: Requests,
+    pub serve: Serving,
     pub down: Rate,
     pub up: Rate,
-    /// Last time a block arrived (or we started waiting for one).
-    pub last_block: Instant,
-    /// Serve actions issued and not yet reported served.
-    pub serving: usize,
-    /// Requests accepted and not yet handed to the writer (at most the serve window is).
-    pub upload_queue: VecDeque<BlockRef>,
-    /// Payload bytes sent since our current (or last) unchoke of this peer.
-    pub sent_this_turn: u64,
-    /// Last block from this peer, or when it began to owe us one (it unchoked us, or we
-    /// became interested): the choker's snub clock.
-    pub last_received: Instant,
-    /// Requests refused in a row because our queue for this peer was full.
-    pub overflow: usize,
-    /// The peer's advertised request queue limit (BEP 10 `reqq`).
-    pub reqq: Option<usize>,
     pub strikes: u32,
     /// Bad pieces this peer alone sent (proof it lies, where a shared failure is not).
     pub sole_failures: u32,
@@ -102,16 +133,8 @@ pub struct Peer {
     pub last_useful: Instant,
     /// Its last message other than a keep-alive (a silent peer is judged useless).
     pub last_message: Instant,
-    /// When we last unchoked this peer (for the choker's rotation).
-    pub unchoked_at: Option<Instant>,
     /// Pieces we offered it while super-seeding (BEP 16).
     pub offers: Vec<super::superseed::Offer>,
-    /// Shortest time from a request to its block when no other request was ahead of it:
-    /// the round trip (with the peer's read), for sizing the buffer.
-    pub rtt: Option<Duration>,
-    /// The first request sent while the queue was empty, and when: the next round-trip
-    /// sample.
-    pub rtt_probe: Option<(BlockRef, Instant)>,
 }
 
 impl Peer {
@@ -131,52 +154,52 @@ impl Peer {
             extended: false,
             has: Bitfield::new(num_pieces),
             seed: false,
-            am_choking: true,
-            am_interested: false,
-            peer_choking: true,
-            peer_interested: false,
-            in_flight: BTreeMap::new(),
             wanted: 0,
-            depth: cfg.initial_queue_depth,
-            slow_start: true,
-            prev_rate: 0.0,
-            snubbed: false,
+            choke: Choke {
+                am_choking: true,
+                am_interested: false,
+                peer_choking: true,
+                peer_interested: false,
+            },
+            req: Requests {
+                in_flight: BTreeMap::new(),
+                depth: cfg.initial_queue_depth,
+                slow_start: true,
+                prev_rate: 0.0,
+                snubbed: false,
+                last_block: now,
+                last_received: now,
+                reqq: None,
+                rtt: None,
+                rtt_probe: None,
+            },
+            serve: Serving::default(),
             down: Rate::default(),
             up: Rate::default(),
-            last_block: now,
-            serving: 0,
-            upload_queue: VecDeque::new(),
-            sent_this_turn: 0,
-            last_received: now,
-            overflow: 0,
-            reqq: None,
             strikes: 0,
             sole_failures: 0,
             connected_at: now,
             last_useful: now,
             last_message: now,
-            unchoked_at: None,
             offers: Vec::new(),
-            rtt: None,
-            rtt_probe: None,
         }
     }
 
     /// Most requests this peer accepts from us.
     pub fn depth_cap(&self, cfg: &TorrentConfig) -> usize {
         let cap = cfg.max_queue_depth;
-        self.reqq.map_or(cap, |r| r.min(cap)).max(1)
+        self.req.reqq.map_or(cap, |r| r.min(cap)).max(1)
     }
 
     /// A block arrived: slow start grows the queue by one per block (doubling per round
     /// trip, as TCP does).
     pub fn on_block(&mut self, cfg: &TorrentConfig, now: Instant) {
-        self.last_block = now;
-        self.last_received = now;
+        self.req.last_block = now;
+        self.req.last_received = now;
         self.last_useful = now;
-        self.snubbed = false;
-        if self.slow_start {
-            self.depth = (self.depth + 1).min(self.depth_cap(cfg));
+        self.req.snubbed = false;
+        if self.req.slow_start {
+            self.req.depth = (self.req.depth + 1).min(self.depth_cap(cfg));
         }
     }
 
@@ -186,19 +209,21 @@ impl Peer {
         self.down.tick(elapsed);
         self.up.tick(elapsed);
         let rate = self.down.get();
-        if self.snubbed {
-            self.depth = 1;
+        let cap = self.depth_cap(cfg);
+        let r = &mut self.req;
+        if r.snubbed {
+            r.depth = 1;
             return;
         }
-        if self.slow_start {
-            if rate > 0.0 && rate < self.prev_rate * 1.1 {
-                self.slow_start = false;
+        if r.slow_start {
+            if rate > 0.0 && rate < r.prev_rate * 1.1 {
+                r.slow_start = false;
             }
-            self.prev_rate = rate;
+            r.prev_rate = rate;
         }
-        if !self.slow_start {
+        if !r.slow_start {
             let want = (rate * cfg.queue_seconds / BLOCK_SIZE as f64).ceil() as usize;
-            self.depth = want.clamp(cfg.min_queue_depth, self.depth_cap(cfg));
+            r.depth = want.clamp(cfg.min_queue_depth, cap);
         }
     }
 }
@@ -239,19 +264,19 @@ mod tests {
         let cfg = TorrentConfig::default();
         let now = Instant::now();
         let mut p = peer(now);
-        assert_eq!(p.depth, 4);
+        assert_eq!(p.req.depth, 4);
         for _ in 0..10 {
             p.on_block(&cfg, now);
         }
-        assert_eq!(p.depth, 14);
+        assert_eq!(p.req.depth, 14);
         // 1 MiB/s steady: slow start ends once the rate stops growing.
         for _ in 0..20 {
             p.down.add(1 << 20);
             p.tick(&cfg, Duration::from_secs(1));
         }
-        assert!(!p.slow_start);
+        assert!(!p.req.slow_start);
         // 3 s of 1 MiB/s = 192 blocks (the average is just under 1 MiB/s).
-        assert!((185..=192).contains(&p.depth), "depth {}", p.depth);
+        assert!((185..=192).contains(&p.req.depth), "depth {}", p.req.depth);
     }
 
     #[test]
@@ -259,17 +284,17 @@ mod tests {
         let cfg = TorrentConfig::default();
         let now = Instant::now();
         let mut p = peer(now);
-        p.reqq = Some(16);
+        p.req.reqq = Some(16);
         for _ in 0..100 {
             p.on_block(&cfg, now);
         }
-        assert_eq!(p.depth, 16);
-        p.reqq = None;
-        p.slow_start = false;
+        assert_eq!(p.req.depth, 16);
+        p.req.reqq = None;
+        p.req.slow_start = false;
         for _ in 0..10 {
             p.down.add(1 << 30);
             p.tick(&cfg, Duration::from_secs(1));
         }
-        assert_eq!(p.depth, cfg.max_queue_depth);
+        assert_eq!(p.req.depth, cfg.max_queue_depth);
     }
 }

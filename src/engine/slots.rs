@@ -67,11 +67,11 @@ impl Engine {
                 key: *key,
                 connected_at: p.connected_at,
                 last_useful: p.last_useful,
-                neither_wants: !p.peer_interested && !p.am_interested,
-                waiting_first_turn: p.peer_interested
-                    && p.am_choking
+                neither_wants: !p.choke.peer_interested && !p.choke.am_interested,
+                waiting_first_turn: p.choke.peer_interested
+                    && p.choke.am_choking
                     && now.saturating_duration_since(p.last_message) < self.cfg.eviction_grace
-                    && p.unchoked_at.is_none()
+                    && p.serve.unchoked_at.is_none()
                     && !p.seed
                     && have.iter_ones().any(|i| !p.has.get(i)),
             })
@@ -109,7 +109,7 @@ impl Engine {
                 self.list.failed(now, &p.addr);
             }
             self.evicted += 1;
-            if !p.am_choking {
+            if !p.choke.am_choking {
                 self.fill_upload_slots(now);
             }
         }

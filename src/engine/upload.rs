@@ -23,11 +23,11 @@ impl Engine {
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
-        if p.peer_interested == interested {
+        if p.choke.peer_interested == interested {
             return;
         }
-        p.peer_interested = interested;
-        if !interested && !p.am_choking {
+        p.choke.peer_interested = interested;
+        if !interested && !p.choke.am_choking {
             self.set_choke(key, true);
         }
         self.fill_upload_slots(now);
@@ -38,16 +38,16 @@ impl Engine {
             .iter()
             .map(|(key, p)| Candidate {
                 key: *key,
-                interested: p.peer_interested,
-                unchoked: !p.am_choking,
+                interested: p.choke.peer_interested,
+                unchoked: !p.choke.am_choking,
                 down_rate: p.down.get(),
                 up_rate: p.up.get(),
                 connected_at: p.connected_at,
-                unchoked_at: p.unchoked_at,
-                sent_this_turn: p.sent_this_turn,
-                snubbed: p.am_interested
-                    && !p.peer_choking
-                    && now.saturating_duration_since(p.last_received) >= self.cfg.snub_time,
+                unchoked_at: p.serve.unchoked_at,
+                sent_this_turn: p.serve.sent_this_turn,
+                snubbed: p.choke.am_interested
+                    && !p.choke.peer_choking
+                    && now.saturating_duration_since(p.req.last_received) >= self.cfg.snub_time,
             })
             .collect()
     }
@@ -77,10 +77,10 @@ impl Engine {
 
     fn set_choke_at(&mut self, now: Instant, key: PeerKey, choke: bool) {
         if let Some(p) = self.peers.get_mut(&key) {
-            if p.am_choking && !choke {
-                p.unchoked_at = Some(now);
+            if p.choke.am_choking && !choke {
+                p.serve.unchoked_at = Some(now);
                 p.last_useful = now;
-                p.sent_this_turn = 0;
+                p.serve.sent_this_turn = 0;
             }
         }
         self.set_choke(key, choke);
@@ -90,12 +90,12 @@ impl Engine {
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
-        if p.am_choking == choke {
+        if p.choke.am_choking == choke {
             return;
         }
-        p.am_choking = choke;
+        p.choke.am_choking = choke;
         let dropped = if choke {
-            std::mem::take(&mut p.upload_queue)
+            std::mem::take(&mut p.serve.upload_queue)
         } else {
             Default::default()
         };
@@ -130,18 +130,18 @@ impl Engine {
         // Our count of pending uploads lags the wire (a block counts until its write is
         // reported), so an honest peer can briefly exceed the `reqq` we advertised: the
         // hard limit is twice that.
-        let pending = p.serving + p.upload_queue.len();
+        let pending = p.serve.serving + p.serve.upload_queue.len();
         let queue_full = pending >= self.cfg.our_reqq.saturating_mul(2);
-        if !p.am_choking && !queue_full && servable {
-            p.upload_queue.push_back(block);
-            p.overflow = 0;
+        if !p.choke.am_choking && !queue_full && servable {
+            p.serve.upload_queue.push_back(block);
+            p.serve.overflow = 0;
             self.release_uploads(key);
             return;
         }
         if queue_full {
             // Requests refused in a row while the queue stays full: a flood, not a race.
-            p.overflow += 1;
-            if p.overflow > self.cfg.our_reqq {
+            p.serve.overflow += 1;
+            if p.serve.overflow > self.cfg.our_reqq {
                 self.drop_peer(now, key, "request flood");
                 return;
             }
@@ -157,8 +157,8 @@ impl Engine {
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
-        if let Some(i) = p.upload_queue.iter().position(|b| *b == block) {
-            p.upload_queue.remove(i);
+        if let Some(i) = p.serve.upload_queue.iter().position(|b| *b == block) {
+            p.serve.upload_queue.remove(i);
             if p.fast {
                 self.send(key, Message::Reject(block));
             }
@@ -172,11 +172,11 @@ impl Engine {
         };
         let (lo, hi) = self.cfg.serve_window;
         let window = ((p.up.get() / BLOCK_SIZE as f64).ceil() as usize).clamp(lo, hi.max(lo));
-        while p.serving < window {
-            let Some(block) = p.upload_queue.pop_front() else {
+        while p.serve.serving < window {
+            let Some(block) = p.serve.upload_queue.pop_front() else {
                 break;
             };
-            p.serving += 1;
+            p.serve.serving += 1;
             self.actions.push_back(Action::Serve { key, block });
         }
     }
@@ -187,10 +187,10 @@ impl Engine {
             if p.up.total() == 0 {
                 self.peers_served += 1;
             }
-            p.serving = p.serving.saturating_sub(1);
+            p.serve.serving = p.serve.serving.saturating_sub(1);
             p.last_useful = now;
             p.up.add(block.len as u64);
-            p.sent_this_turn += block.len as u64;
+            p.serve.sent_this_turn += block.len as u64;
         }
         self.release_uploads(key);
         self.superseed_on_served(now, key, &block);

@@ -265,14 +265,14 @@ fn a_peer_that_stops_sending_loses_its_slot_to_others() {
     t.advance(1);
     let a = t.advance(10);
     // Peer 1 is the fastest uploader to us: the regular slot is its.
-    assert!(!t.e.peers[&1].am_choking, "{a:?}");
+    assert!(!t.e.peers[&1].choke.am_choking, "{a:?}");
     // 60 s without a block while it has us unchoked: snubbed, choked at a rechoke
     // (unless it happens to be the optimistic pick, which the others outnumber).
     let a = t.advance(70);
     let regular =
         t.e.peers
             .iter()
-            .filter(|(k, p)| !p.am_choking && Some(**k) != t.e.choker.optimistic())
+            .filter(|(k, p)| !p.choke.am_choking && Some(**k) != t.e.choker.optimistic())
             .map(|(k, _)| *k)
             .collect::<Vec<_>>();
     assert!(!regular.contains(&1), "{regular:?} {a:?}");
