@@ -100,8 +100,8 @@ impl Engine {
             }
             return;
         }
-        self.ever_connected = true;
-        self.peers_seen += 1;
+        self.tally.ever_connected = true;
+        self.tally.peers_seen += 1;
         let mut p = Peer::new(
             addr,
             peer_id,
@@ -224,17 +224,17 @@ impl Engine {
             now.saturating_duration_since(p.connected_at) >= STABLE_CONNECTION || p.down.total() > 0
         });
         if contact {
-            self.last_contact = now;
+            self.clock.last_contact = now;
         }
         if self.complete_sent
             || self.is_complete()
-            || now.saturating_duration_since(self.last_contact) < limit
+            || now.saturating_duration_since(self.clock.last_contact) < limit
         {
             return;
         }
         self.cfg.give_up_after = None;
         let secs = limit.as_secs();
-        let reason = if self.ever_connected {
+        let reason = if self.tally.ever_connected {
             format!("no usable peer for {secs} s (peers connected, then dropped us or left)")
         } else {
             let tried = self.list.dialled();

@@ -127,12 +127,12 @@ impl Engine {
     pub fn block_received(&mut self, now: Instant, key: PeerKey, block: BlockRef) -> bool {
         let len = block.len as u64;
         let Some(p) = self.peers.get_mut(&key) else {
-            self.wasted += len;
+            self.tally.wasted += len;
             return false;
         };
         if p.req.in_flight.remove(&block).is_none() {
             // Unrequested, or requested and given up on (choke, timeout): not ours to take.
-            self.wasted += len;
+            self.tally.wasted += len;
             return false;
         }
         p.on_block(&self.cfg, now);
@@ -156,7 +156,7 @@ impl Engine {
                 self.cancel_duplicates(key, &block);
             }
         } else {
-            self.wasted += len;
+            self.tally.wasted += len;
         }
         self.fill(now, key);
         wanted
@@ -244,7 +244,7 @@ impl Engine {
         }
         self.picker.on_piece_verified(piece);
         self.single_source.remove(&piece);
-        self.verified_bytes += self.layout.piece_size(piece) as u64;
+        self.tally.verified_bytes += self.layout.piece_size(piece) as u64;
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {
             let Some(p) = self.peers.get_mut(&key) else {
@@ -286,8 +286,8 @@ impl Engine {
             return;
         }
         tracing::warn!(piece, peers = peers.len(), "piece failed its hash check");
-        self.failed_pieces += 1;
-        self.wasted += self.layout.piece_size(piece) as u64;
+        self.tally.failed_pieces += 1;
+        self.tally.wasted += self.layout.piece_size(piece) as u64;
         self.picker.on_piece_failed(piece);
         // Requests still out for the piece are void: their data belongs to the failed
         // attempt and must not count towards the next one (nor blur who sent what).

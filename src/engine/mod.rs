@@ -138,19 +138,8 @@ pub struct Engine {
     rng: StdRng,
     down: Rate,
     up: Rate,
-    wasted: u64,
-    failed_pieces: u32,
-    verified_bytes: u64,
-    last_tick: Instant,
-    last_rechoke: Instant,
-    last_turnover: Instant,
-    /// Last time some peer was contact for the give-up rule (start, at first).
-    last_contact: Instant,
-    /// Peers dropped to free their slot (eviction and turnover).
-    evicted: u64,
-    ever_connected: bool,
-    peers_seen: usize,
-    peers_served: usize,
+    tally: Tally,
+    clock: Clocks,
     /// When every piece was verified (at start, for data already complete).
     completed_at: Option<Instant>,
     complete_sent: bool,
@@ -168,6 +157,32 @@ pub struct Engine {
     /// What earlier runs of this torrent uploaded and seeded (resume data): seeding goals
     /// count them too.
     before: Totals,
+}
+
+/// What the engine counts for the snapshot and the give-up rule.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Bytes received that we did not need (duplicates, unrequested, failed pieces).
+    wasted: u64,
+    failed_pieces: u32,
+    verified_bytes: u64,
+    /// Connections admitted, ever.
+    peers_seen: usize,
+    /// Peers we sent at least one block, ever.
+    peers_served: usize,
+    /// Peers dropped to free their slot (eviction and turnover).
+    evicted: u64,
+    ever_connected: bool,
+}
+
+/// When the engine last did each of its periodic jobs.
+#[derive(Debug)]
+struct Clocks {
+    last_tick: Instant,
+    last_rechoke: Instant,
+    last_turnover: Instant,
+    /// Last time some peer was contact for the give-up rule (start, at first).
+    last_contact: Instant,
 }
 
 /// How often the engine wants [`Engine::handle_timeout`].
@@ -202,7 +217,6 @@ impl Engine {
                 idle_turn: cfg.idle_turn,
             }),
             completed_at: have.is_full().then_some(now),
-            peers_served: 0,
             cfg,
             layout,
             picker,
@@ -211,16 +225,16 @@ impl Engine {
             actions: VecDeque::new(),
             down: Rate::default(),
             up: Rate::default(),
-            wasted: 0,
-            failed_pieces: 0,
-            verified_bytes,
-            last_tick: now,
-            last_rechoke: now,
-            last_turnover: now,
-            last_contact: now,
-            evicted: 0,
-            ever_connected: false,
-            peers_seen: 0,
+            tally: Tally {
+                verified_bytes,
+                ..Tally::default()
+            },
+            clock: Clocks {
+                last_tick: now,
+                last_rechoke: now,
+                last_turnover: now,
+                last_contact: now,
+            },
             complete_sent: false,
             pick_buf: Vec::new(),
             single_source: BTreeMap::new(),
@@ -261,7 +275,7 @@ impl Engine {
 
     /// When the engine next wants [`Engine::handle_timeout`].
     pub fn next_deadline(&self) -> Instant {
-        self.last_tick + TICK
+        self.clock.last_tick + TICK
     }
 
     pub fn is_complete(&self) -> bool {
@@ -280,23 +294,23 @@ impl Engine {
         Stats {
             downloaded: self.down.total(),
             uploaded: self.up.total(),
-            wasted: self.wasted,
-            failed_pieces: self.failed_pieces,
-            verified_bytes: self.verified_bytes,
+            wasted: self.tally.wasted,
+            failed_pieces: self.tally.failed_pieces,
+            verified_bytes: self.tally.verified_bytes,
             pieces_have: self.picker.have().count_ones(),
             down_rate: self.down.get(),
             up_rate: self.up.get(),
             peers_connected: self.peers.len(),
-            peers_seen: self.peers_seen,
+            peers_seen: self.tally.peers_seen,
             peers_known: self.list.len(),
             peers_banned: self.list.banned_count(),
-            peers_evicted: self.evicted,
+            peers_evicted: self.tally.evicted,
             peers_unchoked: self
                 .peers
                 .values()
                 .filter(|p| !p.choke.am_choking && p.choke.peer_interested)
                 .count(),
-            peers_served: self.peers_served,
+            peers_served: self.tally.peers_served,
             buffer: self.buffer,
         }
     }
@@ -350,16 +364,16 @@ impl Engine {
         if now < self.next_deadline() {
             return;
         }
-        let elapsed = now - self.last_tick;
-        self.last_tick = now;
+        let elapsed = now - self.clock.last_tick;
+        self.clock.last_tick = now;
         self.down.tick(elapsed);
         self.up.tick(elapsed);
         for p in self.peers.values_mut() {
             p.tick(&self.cfg, elapsed);
         }
         self.expire_requests(now);
-        if now >= self.last_rechoke + self.cfg.rechoke_interval {
-            self.last_rechoke = now;
+        if now >= self.clock.last_rechoke + self.cfg.rechoke_interval {
+            self.clock.last_rechoke = now;
             self.rechoke(now);
         }
         self.turnover(now);

@@ -108,7 +108,7 @@ impl Engine {
             if p.outbound {
                 self.list.failed(now, &p.addr);
             }
-            self.evicted += 1;
+            self.tally.evicted += 1;
             if !p.choke.am_choking {
                 self.fill_upload_slots(now);
             }
@@ -118,10 +118,10 @@ impl Engine {
     /// Once per `turnover_interval`: a downloading torrent with every slot taken and
     /// addresses left to try drops up to `turnover_count` useless peers, then dials.
     pub(super) fn turnover(&mut self, now: Instant) {
-        if now < self.last_turnover + self.cfg.turnover_interval {
+        if now < self.clock.last_turnover + self.cfg.turnover_interval {
             return;
         }
-        self.last_turnover = now;
+        self.clock.last_turnover = now;
         let complete = self.is_complete();
         if complete
             || self.peers.len() + self.list.connecting() < self.cfg.max_peers

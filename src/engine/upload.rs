@@ -185,7 +185,7 @@ impl Engine {
         self.up.add(block.len as u64);
         if let Some(p) = self.peers.get_mut(&key) {
             if p.up.total() == 0 {
-                self.peers_served += 1;
+                self.tally.peers_served += 1;
             }
             p.serve.serving = p.serve.serving.saturating_sub(1);
             p.last_useful = now;
