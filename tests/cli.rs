@@ -8,13 +8,14 @@ mod common;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
 
+use common::process::ChildGuard;
 use common::{ip, random_bytes};
 
 /// Info-hash of `fixtures/single.torrent` (computed independently; see tests/metainfo.rs).
@@ -63,66 +64,11 @@ fn assert_one_error_line(stderr: &str) -> &str {
     lines[0]
 }
 
-/// A spawned `swarm` process, killed and reaped when dropped (also on panic).
-struct ChildGuard(Child);
-
-impl ChildGuard {
-    fn spawn(args: &[&str]) -> ChildGuard {
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("swarm"))
-            .args(args)
-            .env_remove("RUST_LOG")
-            .env("XDG_STATE_HOME", fallback_state())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning swarm");
-        ChildGuard(child)
-    }
-
-    /// Poll until the process exits; panics (and the guard kills it) past `limit`.
-    fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "swarm (pid {}) did not exit within {limit:?}",
-                self.0.id()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Everything the (exited) process wrote to stderr.
-    fn stderr(&mut self) -> String {
-        let mut s = String::new();
-        if let Some(mut e) = self.0.stderr.take() {
-            e.read_to_string(&mut s).expect("reading stderr");
-        }
-        s
-    }
-
-    fn interrupt(&self) {
-        self.signal("INT");
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{sig}"), &self.0.id().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill -{sig} failed");
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A `swarm` process with the test's fallback state directory.
+fn swarm_child(args: &[&str]) -> ChildGuard {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("swarm"));
+    cmd.args(args).env("XDG_STATE_HOME", fallback_state());
+    ChildGuard::start(&mut cmd)
 }
 
 /// A port that was free on `ip` a moment ago (bind port 0, read it, release it).
@@ -406,7 +352,7 @@ fn content_and_torrent(dir: &Path, name: &str, len: usize, piece: u32) -> (PathB
 /// Start `swarm seed` of `torrent` from `dir` on 127.0.0.2 and wait until it listens.
 fn start_seed(torrent: &Path, dir: &Path) -> (ChildGuard, SocketAddr) {
     let addr = SocketAddr::new(ip(2), free_port(ip(2)));
-    let mut seed = ChildGuard::spawn(&[
+    let mut seed = swarm_child(&[
         "seed",
         torrent.to_str().unwrap(),
         "-d",
@@ -573,7 +519,7 @@ fn ctrl_c_stops_a_fetch_that_waits_for_peers() {
     let addr = SocketAddr::new(ip(1), free_port(ip(1)));
     let torrent = fixture("single.torrent");
     let out = dir.path().join("out");
-    let mut child = ChildGuard::spawn(&[
+    let mut child = swarm_child(&[
         "fetch",
         torrent.to_str().unwrap(),
         "-o",
@@ -620,7 +566,7 @@ fn seed_stops_by_itself_after_seed_time_and_fetch_seeds_until_the_ratio() {
     let src = dir.path().join("src");
     // A seed capped at 4 MiB/s that stops after 2 s of seeding with nobody around.
     let port = free_port(ip(2)).to_string();
-    let mut seed = ChildGuard::spawn(&[
+    let mut seed = swarm_child(&[
         "seed",
         torrent.to_str().unwrap(),
         "-d",
@@ -737,7 +683,7 @@ fn multi_torrent_fetch_survives_random_kill_9() {
     let src_s = src.to_str().unwrap();
     args.extend(["-d", src_s, "--bind", "127.0.0.2", "--port", &port]);
     args.extend(["--max-upload-rate", "3MiB", "--state-dir", &seed_state]);
-    let mut seeder = ChildGuard::spawn(&args);
+    let mut seeder = swarm_child(&args);
     wait_listening(&mut seeder, seed_at);
 
     let out = dir.path().join("out");
@@ -756,7 +702,7 @@ fn multi_torrent_fetch_survives_random_kill_9() {
     fetch_args.extend(["--peer", &peer, "--state-dir", &fetch_state]);
     let mut kills = 0u64;
     for round in 1..=4 {
-        let mut f = ChildGuard::spawn(&[&fetch_args[..], &["--quiet"]].concat());
+        let mut f = swarm_child(&[&fetch_args[..], &["--quiet"]].concat());
         let nap = Duration::from_millis(rng.gen_range(300..=1500));
         std::thread::sleep(nap);
         if let Some(status) = f.0.try_wait().unwrap() {
@@ -771,7 +717,7 @@ fn multi_torrent_fetch_survives_random_kill_9() {
     }
 
     // The last run, left alone, completes with every file intact.
-    let mut f = ChildGuard::spawn(&fetch_args);
+    let mut f = swarm_child(&fetch_args);
     let status = f.wait(CMD_TIMEOUT);
     let fetch_err = f.stderr();
     assert!(

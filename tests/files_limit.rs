@@ -3,61 +3,27 @@
 //! The store's open-file pool is sized under the descriptor limit, files are created only
 //! when first written, and an open that still hits EMFILE evicts and retries.
 
-use std::io::Read;
+mod common;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::process::ChildGuard;
 
 const FILES: usize = 3_000;
 /// Bound on each process: generous, so a slow CI machine cannot fail it; no timing assert.
 const LIMIT: Duration = Duration::from_secs(300);
 
-/// A `swarm` process under `ulimit -n 128`, killed and reaped when dropped.
-struct Limited(Child);
-
-impl Limited {
-    fn spawn(args: &[&str]) -> Limited {
-        let swarm = assert_cmd::cargo::cargo_bin("swarm");
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(r#"ulimit -n 128 && exec "$0" "$@""#)
-            .arg(swarm)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning sh");
-        Limited(child)
-    }
-
-    fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "swarm did not exit in {limit:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stderr(&mut self) -> String {
-        let mut s = String::new();
-        if let Some(mut e) = self.0.stderr.take() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    }
-}
-
-impl Drop for Limited {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A `swarm` process under `ulimit -n 128`.
+fn limited(args: &[&str]) -> ChildGuard {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"ulimit -n 128 && exec "$0" "$@""#)
+        .arg(assert_cmd::cargo::cargo_bin("swarm"))
+        .args(args);
+    ChildGuard::start(&mut cmd)
 }
 
 fn content(root: &Path) {
@@ -96,7 +62,7 @@ fn three_thousand_files_seed_and_fetch_under_ulimit_128() {
         .port();
     let addr = SocketAddr::from(([127, 0, 0, 2], port));
     let seed_state = dir.path().join("seed.state");
-    let mut seed = Limited::spawn(&[
+    let mut seed = limited(&[
         "seed",
         torrent.to_str().unwrap(),
         "-d",
@@ -119,7 +85,7 @@ fn three_thousand_files_seed_and_fetch_under_ulimit_128() {
 
     let out_dir = dir.path().join("out");
     let fetch_state = dir.path().join("fetch.state");
-    let mut fetch = Limited::spawn(&[
+    let mut fetch = limited(&[
         "fetch",
         torrent.to_str().unwrap(),
         "-o",

@@ -2,6 +2,8 @@
 //! scripted fake peer. Everything binds to 127.0.0.x and is bounded in time.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

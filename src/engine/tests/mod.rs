@@ -54,16 +54,27 @@ impl T {
     }
 
     pub(super) fn connect(&mut self, key: PeerKey, reserved: [u8; 8]) -> Vec<Action> {
+        self.connect_from(key, Self::addr(key), reserved, false)
+    }
+
+    /// A handshake completed with `key` at `addr` (peer id derived from the key).
+    pub(super) fn connect_from(
+        &mut self,
+        key: PeerKey,
+        addr: SocketAddr,
+        reserved: [u8; 8],
+        outbound: bool,
+    ) -> Vec<Action> {
         let mut id = [b'x'; 20];
         id[19] = key as u8;
         self.e.handle(
             self.now,
             Event::PeerConnected {
                 key,
-                addr: Self::addr(key),
+                addr,
                 peer_id: PeerId(id),
                 reserved,
-                outbound: false,
+                outbound,
             },
         );
         self.drain()

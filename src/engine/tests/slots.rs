@@ -13,22 +13,6 @@ fn cfg(max_peers: usize) -> TorrentConfig {
     }
 }
 
-fn connect_from(t: &mut T, key: PeerKey, addr: SocketAddr, outbound: bool) -> Vec<Action> {
-    let mut id = [b'y'; 20];
-    id[19] = key as u8;
-    t.e.handle(
-        t.now,
-        Event::PeerConnected {
-            key,
-            addr,
-            peer_id: PeerId(id),
-            reserved: FAST,
-            outbound,
-        },
-    );
-    t.drain()
-}
-
 fn disconnected(a: &[Action], key: PeerKey) -> Option<&'static str> {
     a.iter().find_map(|x| match x {
         Action::Disconnect { key: k, reason } if *k == key => Some(*reason),
@@ -97,7 +81,7 @@ fn one_ip_holds_only_a_few_slots() {
     let cap = t.e.cfg.max_peers_per_ip;
     for k in 0..cap + 3 {
         let addr = SocketAddr::from(([127, 0, 0, 9], 1000 + k as u16));
-        let a = connect_from(&mut t, k as PeerKey + 1, addr, false);
+        let a = t.connect_from(k as PeerKey + 1, addr, FAST, false);
         let refused = disconnected(&a, k as PeerKey + 1);
         if k < cap {
             assert_eq!(refused, None);
@@ -126,7 +110,7 @@ fn inbound_peers_leave_room_to_dial() {
     let addr: SocketAddr = "127.0.0.50:7000".parse().unwrap();
     t.add(vec![addr]);
     assert_eq!(t.drain(), vec![Action::Connect { addr }]);
-    assert_eq!(disconnected(&connect_from(&mut t, 4, addr, true), 4), None);
+    assert_eq!(disconnected(&t.connect_from(4, addr, FAST, true), 4), None);
     assert_eq!(t.e.stats().peers_connected, 3);
 }
 
@@ -180,14 +164,14 @@ fn gives_up_when_the_only_peer_keeps_dropping_us() {
     for _ in 0..60 {
         if t.drain().contains(&Action::Connect { addr }) || key == 100 {
             key += 1;
-            connect_from(&mut t, key, addr, true);
+            t.connect_from(key, addr, FAST, true);
             t.e.handle(t.now, Event::PeerDisconnected { key });
         }
         let a = t.advance(1);
         gave_up |= a.iter().any(|x| matches!(x, Action::GiveUp { .. }));
         if a.contains(&Action::Connect { addr }) {
             key += 1;
-            connect_from(&mut t, key, addr, true);
+            t.connect_from(key, addr, FAST, true);
             t.e.handle(t.now, Event::PeerDisconnected { key });
         }
     }
