@@ -104,10 +104,12 @@ pub struct TorrentConfig {
     /// unchoked and deliver (a rechoke interval and then some).
     pub eviction_grace: Duration,
     /// How often a downloading torrent with every slot taken drops useless peers to try
-    /// others (libtorrent's `peer_turnover_interval` is 300 s for 200 peers; 30 s for 50).
+    /// others. libtorrent's `peer_turnover_interval` is 300 s with 4 % of 200 peers; that
+    /// gentle pace left a leecher whose slots were held by fake seeds waiting minutes
+    /// (benches/hostile/peers.py, never-unchoke), so we turn over faster: only peers
+    /// useless for `eviction_grace` go, so useful ones are never churned.
     pub turnover_interval: Duration,
-    /// Peers dropped per turnover at most (libtorrent's `peer_turnover`: 4 % of the
-    /// limit; we take 4 of 50, 8 %, because our limit is a quarter of libtorrent's).
+    /// Peers dropped per turnover at most: one round of dials (`max_connecting`).
     pub turnover_count: usize,
     /// Addresses remembered to dial, per torrent (libtorrent's `max_peerlist_size`: 3,000;
     /// a tracker reply carries 50-200, so 2,000 is many replies' worth).
@@ -120,8 +122,9 @@ pub struct TorrentConfig {
     /// fewer slots leave upload capacity idle while a slot's peer is slow to ask, and with
     /// round-robin seeding more slots spread a seed's pieces wider.
     pub upload_slots: usize,
-    /// Seeding: a turn in which the peer took nothing for this long is over (a peer that
-    /// is unchoked and never asks holds a slot for nothing): one rechoke interval.
+    /// Seeding: a turn in which the peer took nothing for this long is over at once (a peer
+    /// that is unchoked and never asks holds a slot for nothing); a peer that wants data
+    /// asks within a round trip, so 5 s is ample.
     pub idle_turn: Duration,
     /// Rechokes an optimistic unchoke lasts: 3 × 10 s = 30 s (BEP 3, libtorrent: 30 s).
     pub optimistic_rechokes: u32,
@@ -204,12 +207,12 @@ impl Default for TorrentConfig {
             max_peers_per_ip: 4,
             outbound_reserve: 5,
             eviction_grace: Duration::from_secs(30),
-            turnover_interval: Duration::from_secs(30),
-            turnover_count: 4,
+            turnover_interval: Duration::from_secs(15),
+            turnover_count: 10,
             max_known_peers: 2000,
             forget_after_failures: 3,
             upload_slots: 8,
-            idle_turn: Duration::from_secs(10),
+            idle_turn: Duration::from_secs(5),
             optimistic_rechokes: 3,
             newcomer_age: Duration::from_secs(60),
             newcomer_weight: 3,

@@ -42,6 +42,9 @@ pub struct Candidate {
     pub sent_this_turn: u64,
     /// It has us unchoked, has pieces we want, and sent no block for the snub time.
     pub snubbed: bool,
+    /// It sent nothing but keep-alives for a while (see `slots`): it waits behind peers
+    /// that show signs of life.
+    pub silent: bool,
 }
 
 /// The choker's numbers (see `TorrentConfig` for where each comes from).
@@ -273,11 +276,12 @@ fn faster_to_us(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
         .then(a.key.cmp(&b.key))
 }
 
-/// Never unchoked first, then the one whose last unchoke is oldest, then the longest
-/// connected.
+/// Never unchoked first, then the one whose last unchoke is oldest; among equals a peer
+/// that shows signs of life before a silent one, then the longest connected.
 fn waited_longest(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
     a.unchoked_at
         .cmp(&b.unchoked_at)
+        .then(a.silent.cmp(&b.silent))
         .then(a.connected_at.cmp(&b.connected_at))
         .then(a.key.cmp(&b.key))
 }

@@ -375,6 +375,8 @@ impl Engine {
         if now >= self.clock.last_rechoke + self.cfg.rechoke_interval {
             self.clock.last_rechoke = now;
             self.rechoke(now);
+        } else {
+            self.end_idle_turns(now);
         }
         self.turnover(now);
         self.dial(now);

@@ -4,8 +4,8 @@
 //! A torrent has `max_peers` slots, of which inbound connections may hold all but
 //! `outbound_reserve` (so we can always dial), and one IP at most `max_peers_per_ip`.
 //! Every peer carries `last_useful`: when it last sent us a block, took one from us, was
-//! given an upload turn, offered us its pieces (unchoked us while we wanted them), or
-//! connected. When slots run out:
+//! given an upload turn (unless it wasted its last one), offered us its pieces (unchoked us
+//! while we wanted them), or connected. When slots run out:
 //!
 //! - **A newcomer** (inbound, or a dial that completed) takes the slot of the *least useful*
 //!   peer, if there is one that has been useless for at least `eviction_grace`; otherwise

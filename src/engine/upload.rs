@@ -48,6 +48,7 @@ impl Engine {
                 snubbed: p.choke.am_interested
                     && !p.choke.peer_choking
                     && now.saturating_duration_since(p.req.last_received) >= self.cfg.snub_time,
+                silent: now.saturating_duration_since(p.last_message) >= self.cfg.eviction_grace,
             })
             .collect()
     }
@@ -64,6 +65,35 @@ impl Engine {
         }
     }
 
+    /// Seeding, once a tick: a peer unchoked for `idle_turn` that has asked for nothing
+    /// loses its slot now, not at the next rechoke, and waiting peers take the slots.
+    pub(super) fn end_idle_turns(&mut self, now: Instant) {
+        if !self.picker.is_complete() {
+            return;
+        }
+        let idle: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                !p.choke.am_choking
+                    && p.serve.sent_this_turn == 0
+                    && p.serve.serving == 0
+                    && p.serve.upload_queue.is_empty()
+                    && p.serve
+                        .unchoked_at
+                        .is_some_and(|t| now.saturating_duration_since(t) >= self.cfg.idle_turn)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        for key in idle {
+            self.set_choke(key, true);
+        }
+        self.fill_upload_slots(now);
+    }
+
     /// Periodic re-ranking of the upload slots.
     pub(super) fn rechoke(&mut self, now: Instant) {
         let seeding = self.picker.is_complete();
@@ -78,8 +108,12 @@ impl Engine {
     fn set_choke_at(&mut self, now: Instant, key: PeerKey, choke: bool) {
         if let Some(p) = self.peers.get_mut(&key) {
             if p.choke.am_choking && !choke {
+                // A first turn, or one after a turn it used, is a chance to be useful; a
+                // turn after a wasted one is not (or squatters would stay fresh for ever).
+                if p.serve.unchoked_at.is_none() || p.serve.sent_this_turn > 0 {
+                    p.last_useful = now;
+                }
                 p.serve.unchoked_at = Some(now);
-                p.last_useful = now;
                 p.serve.sent_this_turn = 0;
             }
         }

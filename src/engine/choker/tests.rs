@@ -34,6 +34,7 @@ fn cand(key: PeerKey, down: f64, t0: Instant) -> Candidate {
         unchoked_at: None,
         sent_this_turn: 0,
         snubbed: false,
+        silent: false,
     }
 }
 

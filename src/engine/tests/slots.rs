@@ -177,3 +177,27 @@ fn gives_up_when_the_only_peer_keeps_dropping_us() {
     }
     assert!(gave_up);
 }
+
+/// Found by benches/hostile/peers.py (squat-many-ips): after eviction let an honest
+/// leecher in, it still waited 15-25 s for an upload slot held by squatters that never ask.
+#[test]
+fn a_seed_takes_back_upload_slots_from_peers_that_never_ask() {
+    let mut t = T::with_config(
+        4,
+        &[0, 1, 2, 3],
+        TorrentConfig {
+            upload_slots: 1,
+            ..cfg(10)
+        },
+    );
+    squat(&mut t, 1);
+    squat(&mut t, 2);
+    t.advance(2);
+    t.connect(3, FAST);
+    t.msg(3, Message::HaveNone);
+    let a = t.msg(3, Message::Interested);
+    assert!(!sent(&a, 3, &Message::Unchoke), "both slots are held");
+    let idle = t.e.cfg.idle_turn.as_secs();
+    let a = t.advance(idle);
+    assert!(sent(&a, 3, &Message::Unchoke), "{a:?}");
+}
