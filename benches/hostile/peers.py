@@ -25,7 +25,8 @@ Scenarios (64 MiB of random data, 256 KiB pieces):
 "bytes" are the bytes of pieces whose SHA-1 verifies in the fetch's output after it stopped
 (SIGINT, then SIGKILL after 10 s). RSS is VmHWM of the attacked process (read just before
 stopping it; for a fetch that exits on its own, the last of reads every 20 ms while it
-ran). Every process gets its own --state-dir and --port; every wait is bounded (the honest
+ran). "first-piece" is when the fetch had written 256 KiB (its /proc/PID/io wchar): how
+long the attack kept it from its first piece. Every process gets its own --state-dir and --port; every wait is bounded (the honest
 fetch gets --cap seconds, default 150). Numbers are printed, never asserted. Python 3
 standard library only; the work directory (in $TMPDIR) is removed unless --keep.
 """
@@ -137,6 +138,18 @@ def vmhwm_kb(pid):
     return 0
 
 
+def wchar(pid):
+    """Bytes the process has written (a fetch writes nothing but pieces until it ends)."""
+    try:
+        with open("/proc/%d/io" % pid) as f:
+            for line in f:
+                if line.startswith("wchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 class Proc:
     """A swarm process in its own session, stderr to a log file."""
 
@@ -150,6 +163,7 @@ class Proc:
         self.hwm = 0  # peak RSS in kB, from VmHWM (wait4's ru_maxrss counts the forked parent)
         self.end = None
         self.signalled = False  # RSS while shutting down is not the attack's
+        self.first_piece = None  # seconds until it had written a piece's worth of bytes
         PROCS.append(self)
 
     def poll(self):
@@ -165,6 +179,8 @@ class Proc:
     def sample(self):
         if self.rc is None and not self.signalled:
             self.hwm = max(self.hwm, vmhwm_kb(self.p.pid))
+            if self.first_piece is None and wchar(self.p.pid) >= PIECE:
+                self.first_piece = time.monotonic() - self.start
 
     def stop(self):
         """SIGINT, then SIGKILL after 10 s. Returns the peak RSS read just before."""
@@ -388,11 +404,14 @@ class JunkTracker:
         class H(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 tracker.announces += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:  # a `stopped` announce at exit may not wait for the body
+                    pass
 
             def log_message(self, *a):
                 pass
@@ -422,11 +441,12 @@ def outcome(args, t, fetch, secs, out):
         head = "completed=no (exit %d after %.1f s) bytes=%d" % (fetch.rc, secs, got)
     else:
         head = "completed=no bytes=%d (not completed in %d s)" % (got, args.cap)
-    return head
+    first = "%.2f s" % fetch.first_piece if fetch.first_piece is not None else "never"
+    return head + " first-piece=" + first
 
 
 def seed_served(seed):
-    m = re.search(r"seeded \S+ to (\d+) peers", seed.text())
+    m = re.search(r"seeded \S+ to (\d+) peers?", seed.text())
     return m.group(1) if m else "?"
 
 
