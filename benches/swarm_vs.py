@@ -9,6 +9,10 @@ Modes
               downloads the whole file on 127.0.0.1 into a fresh directory, --runs times,
               the order reversed on every other run (ABBA) so drift hits all alike; then
               the start-up recheck speed of `swarm seed` on the complete file.
+  --busy      the same, but back to back (no warm-up, nothing cleared; a run's download is
+              deleted only once the next run has started) with a background writer filling
+              another large file the whole time, >= 5 runs each; min / median / max per
+              leecher (swarm_vs_busy.py).
   --swarm N   one `swarm seed --super-seed` (127.0.0.2; --plain-seed: without) and N
               `swarm fetch --seed` leechers
               (127.0.0.10+i, fixed ports, each told about the seed and every other leecher)
@@ -37,6 +41,8 @@ import time
 import urllib.parse
 import urllib.request
 
+import swarm_vs_busy as busy
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LT_DRIVER = os.path.join(ROOT, "tests", "interop", "lt_driver.py")
 LT_PYTHON = "/usr/bin/python3"
@@ -63,6 +69,9 @@ def die(msg):
 # Processes: own process group each, killed by group id on exit.
 
 PROCS = []
+# Run once, right after the next timed process (a leecher) has started: --busy deletes the
+# previous run's download there, so that deletion overlaps the run.
+SPAWN_HOOKS = []
 
 
 class Proc:
@@ -86,6 +95,8 @@ class Proc:
             )
         self.start = time.monotonic()
         PROCS.append(self)
+        while timed and SPAWN_HOOKS:
+            SPAWN_HOOKS.pop(0)()
 
     def alive(self):
         return self.p.poll() is None
@@ -336,6 +347,7 @@ class Bench:
         self.tracker_port = None
         self.rows = []
         self.notes = []
+        self.deleter = busy.Deleter(SPAWN_HOOKS)
 
     # -- setup --------------------------------------------------------------------------
 
@@ -355,10 +367,10 @@ class Bench:
         """A swarm process's own resume-data directory (never the user's)."""
         return os.path.join(self.states, name)
 
-    def make_workdir(self, size):
+    def make_workdir(self, size, extra=0):
         base = os.environ.get("TMPDIR") or "/tmp"
-        # source + one download at a time + slack
-        need = size * 2 + (256 << 20)
+        # source + one download at a time + slack (+ extra: --busy's second download and writer)
+        need = size * 2 + (256 << 20) + extra
         free = shutil.disk_usage(base).free
         if free < need:
             die("%s has %.1f GiB free, need %.1f GiB (set TMPDIR)" % (base, free / GIB, need / GIB))
@@ -451,10 +463,16 @@ class Bench:
     def run_leecher(self, who, run):
         out = self.out_dir(who, run)
         fn = getattr(self, "run_" + who)
+        mem = busy.meminfo()  # the page cache's state as this run starts
+        if self.a.busy:
+            self.deleter.arm()
         res = fn(out, run)
         verify(os.path.join(out, self.name), self.sha1, "%s run %d" % (who, run))
-        if not self.a.keep:
+        if self.a.busy and not self.a.keep:
+            self.deleter.done(out)
+        elif not self.a.keep:
             shutil.rmtree(out, ignore_errors=True)
+        res["mem"] = mem
         return res
 
     def timed_finish(self, p, t_done, who):
@@ -679,7 +697,7 @@ Advanced\\AnnounceToAllTrackers=true
         a = self.a
         leechers = a.leechers
         need_tracker = any(x in leechers for x in ("aria2", "qbittorrent"))
-        self.make_workdir(a.size)
+        self.make_workdir(a.size, (a.size + busy.WRAP_BYTES) if a.busy else 0)
         # The tracker's URL goes into the torrent and its whitelist needs the info-hash:
         # pick its port first, start it once the torrent exists.
         tracker_url = None
@@ -694,7 +712,15 @@ Advanced\\AnnounceToAllTrackers=true
         self.start_seeder()
         say("leechers: %s; %d run(s), order reversed on odd runs" % (", ".join(leechers), a.runs))
         results = {w: [] for w in leechers}
-        if not a.no_warmup:
+        bg = None
+        if a.busy:
+            # No warm-up and nothing cleared: the page cache is whatever the last run left.
+            deadline = len(leechers) * a.runs * (self.timeout() + 60) + 600
+            bg = busy.Background(Proc, self.work, self.logs, a.busy_rate, deadline)
+            bg.start()
+            say("busy: %s; back to back, no warm-up, a download deleted once the next run starts"
+                % bg.describe())
+        elif not a.no_warmup:
             # One untimed download first: whoever goes first otherwise pays for the
             # seeder's cold start (libtorrent maps the file lazily) and for the kernel
             # reclaiming page cache to make room for a fresh GiB (free memory is small here
@@ -708,18 +734,34 @@ Advanced\\AnnounceToAllTrackers=true
                 r = self.run_leecher(who, run)
                 r["mbps"] = self.size / 1e6 / r["wall"]
                 results[who].append(r)
-                say("  run %d %-12s %7.2f s %8.1f MB/s  cpu %6.2f s  rss %7.1f MiB" % (
-                    run + 1, who, r["wall"], r["mbps"], r["user"] + r["sys"], r["rss_kib"] / 1024))
+                mem = r["mem"]
+                if a.busy:
+                    say("  run %d %-12s %7.2f s %8.1f MB/s  user %5.2f s  sys %5.2f s  rss %7.1f MiB"
+                        "  (at start: dirty %d MiB, cached %d MiB)" % (
+                            run + 1, who, r["wall"], r["mbps"], r["user"], r["sys"],
+                            r["rss_kib"] / 1024, mem["Dirty"] >> 10, mem["Cached"] >> 10))
+                else:
+                    say("  run %d %-12s %7.2f s %8.1f MB/s  cpu %6.2f s  rss %7.1f MiB" % (
+                        run + 1, who, r["wall"], r["mbps"], r["user"] + r["sys"], r["rss_kib"] / 1024))
                 self.rows.append({
-                    "mode": "compare", "run": run + 1, "order_pos": pos + 1, "client": who,
+                    "mode": "busy" if a.busy else "compare", "run": run + 1, "order_pos": pos + 1,
+                    "client": who, "busy_rate_mb_s": ("%g" % a.busy_rate) if a.busy else "",
+                    "dirty_kib_start": mem["Dirty"], "writeback_kib_start": mem["Writeback"],
+                    "cached_kib_start": mem["Cached"],
                     "seeder": a.seeder, "size_bytes": self.size, "piece_length": a.piece_length,
                     "wall_s": "%.3f" % r["wall"], "time_elapsed_s": "%.2f" % r["time_wall"],
                     "user_s": "%.2f" % r["user"], "sys_s": "%.2f" % r["sys"],
                     "cpu_s": "%.2f" % (r["user"] + r["sys"]), "max_rss_kib": r["rss_kib"],
                     "mb_per_s": "%.1f" % r["mbps"], "sha1_ok": 1, "note": r.get("note", ""),
                 })
+        if bg:
+            self.deleter.finish()
+            bg.stop()
         self.seed.stop(signal.SIGINT, 20)
-        self.print_table(results)
+        if bg:
+            self.print_busy_table(results, bg)
+        else:
+            self.print_table(results)
         if not a.no_recheck:
             self.recheck()
 
@@ -768,6 +810,17 @@ Advanced\\AnnounceToAllTrackers=true
             say("transmission: wall to its finish script; CPU/RSS include its SIGINT shutdown.")
         if "qbittorrent" in meds:
             say("qbittorrent: wall/CPU from the Web API add to complete (daemon start-up excluded).")
+
+    def print_busy_table(self, results, bg):
+        notes = ["RSS of libtorrent and qBittorrent (libtorrent 2.0) counts mmap'd file pages: not comparable.",
+                 "Nothing cleared between runs; the first run meets the seeder cold."]
+        if "transmission" in results:
+            notes.append("transmission: wall to its finish script; CPU/RSS include its SIGINT shutdown.")
+        if "qbittorrent" in results:
+            notes.append("qbittorrent: wall/CPU from the Web API add to complete (daemon start-up excluded).")
+        head = "%s, %s pieces, seeder %s, busy: %d run(s) each back to back; %s" % (
+            human(self.size), human(self.a.piece_length), self.a.seeder, self.a.runs, bg.describe())
+        busy.print_spread(say, self.size, results, head, notes)
 
     def recheck(self):
         """`swarm seed` start-up verification of the complete file, until `recheck done`."""
@@ -890,7 +943,8 @@ Advanced\\AnnounceToAllTrackers=true
         if not self.a.csv:
             return
         cols = ["mode", "run", "order_pos", "client", "seeder", "size_bytes", "piece_length", "wall_s",
-                "time_elapsed_s", "user_s", "sys_s", "cpu_s", "max_rss_kib", "mb_per_s", "sha1_ok", "note"]
+                "time_elapsed_s", "user_s", "sys_s", "cpu_s", "max_rss_kib", "mb_per_s", "sha1_ok", "note",
+                "busy_rate_mb_s", "dirty_kib_start", "writeback_kib_start", "cached_kib_start"]
         with open(self.a.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=cols)
             w.writeheader()
@@ -907,7 +961,14 @@ def main():
     ap.add_argument("--size", type=parse_size, default=None,
                     help="content size (default 1GiB; 256MiB with --swarm)")
     ap.add_argument("--piece-length", type=parse_size, default=256 * 1024, help="default 256KiB")
-    ap.add_argument("--runs", type=int, default=3, help="runs per leecher (default 3)")
+    ap.add_argument("--runs", type=int, default=None,
+                    help="runs per leecher (default 3; %d with --busy)" % busy.DEFAULT_RUNS)
+    ap.add_argument("--busy", action="store_true",
+                    help="back to back, nothing cleared, a background writer running; "
+                         "min/median/max per leecher")
+    ap.add_argument("--busy-rate", type=float, default=busy.DEFAULT_RATE, metavar="MB_S",
+                    help="--busy: the background writer's rate in MB/s, 0 = unlimited "
+                         "(default %.0f)" % busy.DEFAULT_RATE)
     ap.add_argument("--seeder", choices=["libtorrent", "swarm"], default="libtorrent")
     ap.add_argument("--leechers", default=None,
                     help="comma list of swarm,libtorrent,aria2,transmission,qbittorrent "
@@ -929,6 +990,12 @@ def main():
     a = ap.parse_args()
     if a.size is None:
         a.size = 256 << 20 if a.swarm else GIB
+    if a.runs is None:
+        a.runs = busy.DEFAULT_RUNS if a.busy else 3
+    if a.busy and a.swarm is not None:
+        die("--busy and --swarm do not go together")
+    if a.busy_rate < 0:
+        die("--busy-rate must be >= 0")
     if a.runs < 1:
         die("--runs must be at least 1")
     if a.swarm is not None and a.swarm < 1:
@@ -977,8 +1044,16 @@ def main():
             else:
                 # keep the logs for a post-mortem, drop the bulky data
                 for e in os.listdir(b.work):
-                    if e != "logs":
-                        shutil.rmtree(os.path.join(b.work, e), ignore_errors=True)
+                    path = os.path.join(b.work, e)
+                    if e == "logs":
+                        continue
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:  # the torrent, --busy's writer file
+                        try:
+                            os.unlink(path)
+                        except OSError:
+                            pass
                 sys.stderr.write("swarm-vs: logs kept in %s\n" % b.logs)
     return 0
 
