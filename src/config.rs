@@ -50,6 +50,11 @@ pub struct SessionConfig {
     pub peer_idle_timeout: Duration,
     /// We send a keep-alive after this much silence (under the 120 s timeouts above).
     pub keepalive_interval: Duration,
+    /// Verified pieces are written with `O_DIRECT` where the filesystem allows it, past the
+    /// page cache: the same cost in every run instead of one that grows several-fold when
+    /// the machine's memory is under reclaim (PERFORMANCE.md, "The page cache under our
+    /// writes"). Off: every write goes through the page cache.
+    pub direct_writes: bool,
     /// Where resume data lives (`None`: nothing is remembered; every start rechecks).
     pub state_dir: Option<PathBuf>,
     /// How often resume data is written while something changed (libtorrent's
@@ -79,6 +84,7 @@ impl Default for SessionConfig {
             silent_timeout: Duration::from_secs(5),
             peer_idle_timeout: Duration::from_secs(120),
             keepalive_interval: Duration::from_secs(90),
+            direct_writes: true,
             state_dir: None,
             resume_interval: Duration::from_secs(30),
             stop_announce_timeout: Duration::from_secs(5),

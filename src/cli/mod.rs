@@ -101,6 +101,10 @@ struct NetArgs {
     /// Connected peers per torrent at most.
     #[arg(long, value_name = "N", default_value_t = TorrentConfig::default().max_peers)]
     max_peers: usize,
+    /// Write downloaded data through the page cache instead of past it (O_DIRECT, used
+    /// where the filesystem allows it).
+    #[arg(long)]
+    buffered_writes: bool,
     /// Connections from one IP address per torrent at most.
     #[arg(long, value_name = "N", default_value_t = TorrentConfig::default().max_peers_per_ip)]
     max_peers_per_ip: usize,

@@ -42,6 +42,7 @@ pub(super) fn torrent_cmd(
         peer_timeout: (net.peer_timeout > 0).then(|| Duration::from_secs(net.peer_timeout)),
     };
     let mut scfg = SessionConfig {
+        direct_writes: !net.buffered_writes,
         max_upload_rate: net.max_upload_rate,
         max_download_rate: net.max_download_rate,
         state_dir: net.state_dir.clone().or_else(|| {

@@ -225,13 +225,15 @@ async fn open(shared: &Shared, spec: &TorrentSpec) -> Result<(Storage, Start), T
     let create = matches!(spec.mode, Mode::Fetch { .. });
     let state = shared.state.clone();
     let force = spec.recheck;
+    let direct = shared.cfg.direct_writes;
     let job = tokio::task::spawn_blocking(move || {
         let files: Vec<(PathBuf, u64)> = meta
             .files
             .iter()
             .map(|f| (f.path.clone(), f.length))
             .collect();
-        let storage = Storage::open(&dir, &files, meta.layout.clone(), create)?;
+        let storage =
+            Storage::open(&dir, &files, meta.layout.clone(), create)?.with_direct_writes(direct);
         let start = resume::load(state.as_ref(), &meta, storage.stamps_at_open(), force);
         Ok::<_, TorrentError>((storage, start))
     });

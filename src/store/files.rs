@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use super::direct::{Direct, DirectError};
 use super::pool::{max_open_files, FileCache};
 use super::{extents, StoreError};
 use crate::layout::Layout;
@@ -50,6 +51,8 @@ pub struct Storage {
     empties: Vec<(u32, usize)>,
     /// Whether writes may create files (a download); a seed only writes files that exist.
     create: bool,
+    /// Whether (and how) verified data bypasses the page cache.
+    direct: Direct,
 }
 
 /// What a file looked like: its size and modification time, to the nanosecond as the
@@ -136,6 +139,7 @@ impl Storage {
             sized,
             empties,
             create,
+            direct: Direct::new(false),
         })
     }
 
@@ -221,14 +225,58 @@ impl Storage {
             .try_for_each(|span| {
                 let file = self.file(span.file, true)?;
                 let at = u64::from(span.piece_offset - offset);
-                let slices = span_slices(blocks, at, span.len as u64);
-                write_all_vectored_at(&file, slices, span.file_offset)
-                    .map_err(|e| self.io(span.file, "writing", e))?;
+                let (start, end) = (span.file_offset, span.file_offset + u64::from(span.len));
+                let buffered = |from: u64, to: u64| {
+                    if from == to {
+                        return Ok(());
+                    }
+                    let slices = span_slices(blocks, at + (from - start), to - from);
+                    write_all_vectored_at(&file, slices, from)
+                        .map_err(|e| self.io(span.file, "writing", e))
+                };
+                match self.direct_middle(span.file, blocks, at, start, end)? {
+                    // The aligned middle went straight to the device: the edges remain.
+                    Some((a, b)) => {
+                        buffered(start, a)?;
+                        buffered(b, end)?;
+                    }
+                    None => buffered(start, end)?,
+                }
                 // After the write, so a concurrent sync_all that cleared the flag before the
                 // write landed leaves it set for the next one.
                 self.dirty[span.file].store(true, Ordering::Release);
                 Ok(())
             })
+    }
+
+    /// Writes the aligned middle of the file range `[start, end)` (bytes `at..` of
+    /// `blocks`) with `O_DIRECT`, when direct writes are on and the filesystem takes them;
+    /// returns the range written, or `None` when the caller must write it all buffered.
+    fn direct_middle(
+        &self,
+        file: usize,
+        blocks: &[Bytes],
+        at: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        let Some((a, b)) = self.direct.middle(start, end) else {
+            return Ok(None);
+        };
+        let slices = span_slices(blocks, at + (a - start), b - a);
+        let parts: Vec<&[u8]> = slices.iter().map(|s| &**s).collect();
+        match self.direct.write(&self.paths[file], &parts, a) {
+            Ok(()) => Ok(Some((a, b))),
+            Err(DirectError::Unsupported) => Ok(None),
+            Err(DirectError::Io(e)) => Err(self.io(file, "writing", e)),
+        }
+    }
+
+    /// Writes of verified data bypass the page cache (`O_DIRECT`, see `direct.rs`) where the
+    /// filesystem allows it. Off unless asked for.
+    pub fn with_direct_writes(mut self, on: bool) -> Storage {
+        self.direct = Direct::new(on);
+        self
     }
 
     /// Makes every write so far durable: `fsync` (data and size) of each file that held data
