@@ -15,8 +15,8 @@
 //!   (pieces straddle file boundaries anywhere) are written buffered by the caller.
 //! - At most [`CHUNK`] bytes per direct write, from a pool of at most [`POOL`] buffers, so
 //!   memory stays bounded whatever the piece length.
-//! - The first `EINVAL` (a filesystem without `O_DIRECT`, such as tmpfs, or one that wants a
-//!   larger alignment) turns direct writes off for this storage; the write is then done
+//! - The first `EINVAL` or `EOPNOTSUPP` (a filesystem without `O_DIRECT`, such as tmpfs before
+//!   Linux 6.6, or one that wants a larger alignment) turns direct writes off for this storage; the write is then done
 //!   buffered, and so are all later ones. Nothing is lost or written twice.
 
 use std::fs::{File, OpenOptions};
@@ -92,7 +92,9 @@ impl Direct {
     }
 
     fn failed(&self, e: io::Error) -> DirectError {
-        if e.raw_os_error() == Some(libc::EINVAL) {
+        // EINVAL: no O_DIRECT here, or another alignment; EOPNOTSUPP: some filesystems
+        // say it that way.
+        if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) {
             if self.enabled.swap(false, Ordering::Relaxed) {
                 tracing::debug!("the filesystem refuses O_DIRECT; writing through the page cache");
             }
@@ -173,6 +175,18 @@ mod tests {
         assert_eq!(d.middle(4095, 8191), None);
         assert_eq!(d.middle(4095, 8193), Some((4096, 8192)));
         assert_eq!(Direct::new(false).middle(0, 8192), None);
+    }
+
+    #[test]
+    fn a_refusal_turns_direct_off_and_other_errors_do_not() {
+        let d = Direct::new(true);
+        let eio = io::Error::from_raw_os_error(libc::EIO);
+        assert!(matches!(d.failed(eio), DirectError::Io(_)));
+        assert!(d.enabled());
+        let einval = io::Error::from_raw_os_error(libc::EINVAL);
+        assert!(matches!(d.failed(einval), DirectError::Unsupported));
+        assert!(!d.enabled());
+        assert_eq!(d.middle(0, 8192), None);
     }
 
     /// Whatever the filesystem under the test's temp dir does with O_DIRECT, the bytes end
