@@ -106,6 +106,17 @@ impl Fixture {
             .collect()
     }
 
+    /// Every file on disk holds exactly the torrent's bytes.
+    pub fn assert_files_written(&self) {
+        for i in 0..self.files.len() {
+            assert_eq!(
+                std::fs::read(self.file_path(i)).unwrap(),
+                self.expected_file(i),
+                "file {i}"
+            );
+        }
+    }
+
     pub fn file_path(&self, i: usize) -> PathBuf {
         self.root().join(&self.files[i].0)
     }
@@ -129,6 +140,40 @@ impl Fixture {
 }
 
 /// Deterministic bytes (xorshift64), so a failing test reproduces.
+/// The next store event, within a generous bound.
+pub(super) async fn next_event(
+    events: &mut tokio::sync::mpsc::Receiver<crate::store::StoreEvent>,
+) -> crate::store::StoreEvent {
+    tokio::time::timeout(std::time::Duration::from_secs(30), events.recv())
+        .await
+        .expect("store event in time")
+        .expect("event channel open")
+}
+
+/// Waits for `n` `Verified` events (any other event fails) and checks they name every
+/// piece `0..n` once.
+pub(super) async fn expect_all_verified(
+    events: &mut tokio::sync::mpsc::Receiver<crate::store::StoreEvent>,
+    n: u32,
+) {
+    let mut verified = Vec::new();
+    for _ in 0..n {
+        match next_event(events).await {
+            crate::store::StoreEvent::Verified { piece } => verified.push(piece),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    verified.sort();
+    assert_eq!(verified, (0..n).collect::<Vec<_>>());
+}
+
+/// `data` cut at `cuts` (offsets, clamped to its length) into blocks.
+fn cut(data: &Bytes, cuts: &[usize]) -> Vec<Bytes> {
+    cuts.windows(2)
+        .map(|w| data.slice(w[0].min(data.len())..w[1].min(data.len())))
+        .collect()
+}
+
 pub(super) fn pseudo_random(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     (0..len)
@@ -244,11 +289,7 @@ fn write_piece_takes_blocks_of_any_size_across_files() {
     for p in 0..fx.layout.num_pieces() {
         // Cuts that fall on, before and after file boundaries, and an empty block.
         let data = Bytes::copy_from_slice(fx.piece(p));
-        let cuts = [0, 1, 1, 9999, 10001, 12345, data.len()];
-        let blocks: Vec<Bytes> = cuts
-            .windows(2)
-            .map(|w| data.slice(w[0].min(data.len())..w[1].min(data.len())))
-            .collect();
+        let blocks = cut(&data, &[0, 1, 1, 9999, 10001, 12345, data.len()]);
         s.write_piece(p, &blocks).unwrap();
     }
     for i in 0..fx.files.len() {
@@ -411,11 +452,7 @@ fn direct_writes_put_every_byte_in_place() {
     let n = fx.layout.num_pieces();
     for p in (0..n).rev() {
         let data = Bytes::copy_from_slice(fx.piece(p));
-        let cuts = [0, 1, 4097, 16384, 40000, data.len()];
-        let blocks: Vec<Bytes> = cuts
-            .windows(2)
-            .map(|w| data.slice(w[0].min(data.len())..w[1].min(data.len())))
-            .collect();
+        let blocks = cut(&data, &[0, 1, 4097, 16384, 40000, data.len()]);
         s.write_piece(p, &blocks).unwrap();
     }
     for i in 0..fx.files.len() {

@@ -89,18 +89,8 @@ async fn streamed_pieces_verify_in_any_order_within_a_tiny_budget() {
         let (db, dd) = &all[i / 2];
         send(&h, 9, *db, dd.clone(), BUDGET).await;
     }
-    let mut verified = Vec::new();
-    for _ in 0..n {
-        match next(&mut events).await {
-            StoreEvent::Verified { piece } => verified.push(piece),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    verified.sort();
-    assert_eq!(verified, (0..n).collect::<Vec<_>>());
-    for i in 0..fx.files.len() {
-        assert_eq!(std::fs::read(fx.file_path(i)).unwrap(), fx.expected_file(i));
-    }
+    super::expect_all_verified(&mut events, n).await;
+    fx.assert_files_written();
     // Duplicates sent after their piece verified may still be on their way to the task,
     // which drops them (and their reservations) when it gets to them.
     let drained = tokio::time::timeout(std::time::Duration::from_secs(10), async {

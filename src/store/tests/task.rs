@@ -66,18 +66,8 @@ async fn out_of_order_blocks_with_duplicates_verify_every_piece() {
         let short = BlockRef { len: 10, ..*b };
         send(h, 98, short, d.slice(..10)).await.unwrap();
     }
-    let mut verified = Vec::new();
-    for _ in 0..n {
-        match next(&mut run.events).await {
-            StoreEvent::Verified { piece } => verified.push(piece),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    verified.sort();
-    assert_eq!(verified, (0..n).collect::<Vec<_>>());
-    for i in 0..fx.files.len() {
-        assert_eq!(std::fs::read(fx.file_path(i)).unwrap(), fx.expected_file(i));
-    }
+    super::expect_all_verified(&mut run.events, n).await;
+    fx.assert_files_written();
     assert_eq!(run.handle.buffered_bytes(), 0);
     // Uploads read back what was written, across files.
     let b = BlockRef {
