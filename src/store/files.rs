@@ -18,16 +18,19 @@
 //!   fails), so a sync covers at least every write that completed before it began.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, IoSlice};
+use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
 use super::direct::{Direct, DirectError};
+use super::paths::{inspect_file, safe_join};
+use super::pool::is_out_of_descriptors;
 use super::pool::{max_open_files, FileCache};
+use super::vectored::{span_slices, write_all_vectored_at};
 use super::{extents, StoreError};
 use crate::layout::Layout;
 use crate::types::Bitfield;
@@ -76,9 +79,6 @@ impl FileStamp {
         }
     }
 }
-
-/// Slices per `pwritev` call: well under every system's `IOV_MAX` (1024 on Linux).
-const MAX_IOV: usize = 512;
 
 impl Storage {
     /// Checks every path and `stat`s every file; creates and opens nothing. With `create`,
@@ -502,84 +502,4 @@ impl Storage {
         // The cache holds no invariant a panic could break halfway; keep using it.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// `root/rel`, refusing anything but plain relative components.
-fn safe_join(root: &Path, rel: &Path) -> Result<PathBuf, StoreError> {
-    let unsafe_path = || StoreError::UnsafePath {
-        path: rel.to_path_buf(),
-    };
-    if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(unsafe_path());
-    }
-    let path = root.join(rel);
-    if !path.starts_with(root) {
-        return Err(unsafe_path());
-    }
-    Ok(path)
-}
-
-fn is_out_of_descriptors(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
-}
-
-/// `stat`s `path`: how many bytes of it exist (capped at `len`) and its stamp. Missing is
-/// fine with `create` (nothing exists yet), [`StoreError::Missing`] without.
-fn inspect_file(
-    path: &Path,
-    len: u64,
-    create: bool,
-) -> Result<(u64, Option<FileStamp>), StoreError> {
-    match fs::metadata(path) {
-        Ok(m) => Ok((m.len().min(len), Some(FileStamp::of(&m)))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound && create => Ok((0, None)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::Missing {
-            path: path.to_path_buf(),
-        }),
-        Err(e) => Err(StoreError::Io {
-            path: path.to_path_buf(),
-            op: "inspecting",
-            source: e,
-        }),
-    }
-}
-
-/// The parts of `blocks` (laid end to end) that cover `len` bytes from `start`.
-fn span_slices(blocks: &[Bytes], start: u64, len: u64) -> Vec<IoSlice<'_>> {
-    let end = start + len;
-    let mut out = Vec::new();
-    let mut at = 0u64;
-    for block in blocks {
-        let (lo, hi) = (at, at + block.len() as u64);
-        at = hi;
-        if hi <= start || lo >= end {
-            continue;
-        }
-        let from = start.saturating_sub(lo) as usize;
-        let to = (end.min(hi) - lo) as usize;
-        out.push(IoSlice::new(&block[from..to]));
-    }
-    out
-}
-
-/// `pwritev` until every slice is written (short writes resume where they stopped).
-fn write_all_vectored_at(
-    file: &File,
-    mut slices: Vec<IoSlice<'_>>,
-    mut offset: u64,
-) -> io::Result<()> {
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        let batch = rest.len().min(MAX_IOV);
-        match rustix::io::pwritev(file, &rest[..batch], offset) {
-            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
-            Ok(n) => {
-                offset += n as u64;
-                IoSlice::advance_slices(&mut rest, n);
-            }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }

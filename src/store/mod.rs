@@ -23,10 +23,12 @@
 mod direct;
 mod extents;
 mod files;
+mod paths;
 mod pool;
 mod recheck;
 mod stream;
 mod task;
+mod vectored;
 
 #[cfg(test)]
 mod tests;

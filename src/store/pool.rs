@@ -50,6 +50,11 @@ fn parse_soft_nofile(limits: &str) -> Option<u64> {
     }
 }
 
+/// The open failed for want of descriptors (ours or the system's).
+pub(super) fn is_out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
 /// A small LRU of open handles, keyed by file index.
 #[derive(Debug)]
 pub(super) struct FileCache {
