@@ -5,11 +5,11 @@
 //! registry owns the truth (its swarm and peer tables); the queues here may hold *stale*
 //! entries (a peer that already stopped or expired, a swarm already gone), which the registry
 //! recognises by their sequence number and skips. Invariants:
-//! - `peers`/`swarms` of a source are exact (maintained on every insert and removal);
-//! - the ordered indexes `by_peers`/`by_swarms` hold `(count, source)` for every source
-//!   with a non-zero count, so the heaviest is the last element (O(log n));
+//! - each [`Ledger`] (peers stored, swarms created) keeps an exact count per source
+//!   (maintained on every insert and removal) and an ordered index holding `(count, source)`
+//!   for every source with a non-zero count, so the heaviest is the last element (O(log n));
 //! - a queue never holds more than twice its live count plus [`SLACK`] entries (it is
-//!   compacted on push), and a source with nothing stored is forgotten, so this costs memory
+//!   compacted on push), and a source with nothing left in a ledger is forgotten there, so this costs memory
 //!   in proportion to what is stored, never to how much was announced.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -46,65 +46,102 @@ impl Source {
 /// A queued entry: what it refers to and the sequence number it had when made.
 pub(crate) type Queued<T> = (T, u64);
 
+/// One kind of entry (peers, or swarms created) counted per source: the exact count, the
+/// entries oldest first (possibly stale), and an index for the heaviest source.
 #[derive(Debug)]
-struct Load<P> {
-    peers: usize,
-    swarms: usize,
-    /// Peers stored for this source, oldest first (may hold stale entries).
-    peer_queue: VecDeque<Queued<P>>,
-    /// Swarms this source created, oldest first (may hold stale entries).
-    swarm_queue: VecDeque<Queued<InfoHash>>,
+struct Ledger<T> {
+    map: HashMap<Source, (usize, VecDeque<Queued<T>>)>,
+    by_count: BTreeSet<(usize, Source)>,
 }
 
-impl<P> Default for Load<P> {
-    fn default() -> Self {
-        Load {
-            peers: 0,
-            swarms: 0,
-            peer_queue: VecDeque::new(),
-            swarm_queue: VecDeque::new(),
+impl<T> Ledger<T> {
+    fn new() -> Self {
+        Ledger {
+            map: HashMap::new(),
+            by_count: BTreeSet::new(),
         }
+    }
+
+    fn count(&self, s: Source) -> usize {
+        self.map.get(&s).map_or(0, |(n, _)| *n)
+    }
+
+    fn heaviest(&self) -> Option<(Source, usize)> {
+        self.by_count.last().map(|&(n, s)| (s, n))
+    }
+
+    /// An entry was stored for `s`; the queue is compacted (`live` keeps the entries that
+    /// still refer to something stored) once it holds more than twice the count + SLACK.
+    fn added(&mut self, s: Source, e: Queued<T>, live: impl Fn(&Queued<T>) -> bool) {
+        let (n, queue) = self.map.entry(s).or_default();
+        reindex(&mut self.by_count, s, *n, *n + 1);
+        *n += 1;
+        queue.push_back(e);
+        if queue.len() > 2 * *n + SLACK {
+            queue.retain(&live);
+        }
+    }
+
+    /// An entry of `s` was removed (its queue entry goes stale); a source left with none is
+    /// forgotten.
+    fn removed(&mut self, s: Source) {
+        let Some((n, _)) = self.map.get_mut(&s) else {
+            return;
+        };
+        reindex(&mut self.by_count, s, *n, n.saturating_sub(1));
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.map.remove(&s);
+        }
+    }
+
+    fn queue(&mut self, s: Source) -> Option<&mut VecDeque<Queued<T>>> {
+        self.map.get_mut(&s).map(|(_, q)| q)
     }
 }
 
 /// Per-source loads. `P` is how the registry names a stored peer.
 #[derive(Debug)]
 pub(crate) struct Sources<P> {
-    map: HashMap<Source, Load<P>>,
-    by_peers: BTreeSet<(usize, Source)>,
-    by_swarms: BTreeSet<(usize, Source)>,
+    peers: Ledger<P>,
+    swarms: Ledger<InfoHash>,
 }
 
 impl<P: Copy> Sources<P> {
     pub(crate) fn new() -> Self {
         Sources {
-            map: HashMap::new(),
-            by_peers: BTreeSet::new(),
-            by_swarms: BTreeSet::new(),
+            peers: Ledger::new(),
+            swarms: Ledger::new(),
         }
     }
 
     /// Sources currently holding something.
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        let only_swarms = self
+            .swarms
+            .map
+            .keys()
+            .filter(|s| !self.peers.map.contains_key(s))
+            .count();
+        self.peers.map.len() + only_swarms
     }
 
     pub(crate) fn peers(&self, s: Source) -> usize {
-        self.map.get(&s).map_or(0, |l| l.peers)
+        self.peers.count(s)
     }
 
     pub(crate) fn swarms(&self, s: Source) -> usize {
-        self.map.get(&s).map_or(0, |l| l.swarms)
+        self.swarms.count(s)
     }
 
     /// The source with the most stored peers, and that count.
     pub(crate) fn heaviest_by_peers(&self) -> Option<(Source, usize)> {
-        self.by_peers.last().map(|&(n, s)| (s, n))
+        self.peers.heaviest()
     }
 
     /// The source that created the most live swarms, and that count.
     pub(crate) fn heaviest_by_swarms(&self) -> Option<(Source, usize)> {
-        self.by_swarms.last().map(|&(n, s)| (s, n))
+        self.swarms.heaviest()
     }
 
     /// A peer was stored for `s`. `live` tells whether a queued entry still refers to a
@@ -115,22 +152,12 @@ impl<P: Copy> Sources<P> {
         p: Queued<P>,
         live: impl Fn(&Queued<P>) -> bool,
     ) {
-        let l = self.map.entry(s).or_default();
-        reindex(&mut self.by_peers, s, l.peers, l.peers + 1);
-        l.peers += 1;
-        l.peer_queue.push_back(p);
-        if l.peer_queue.len() > 2 * l.peers + SLACK {
-            l.peer_queue.retain(&live);
-        }
+        self.peers.added(s, p, live);
     }
 
     /// A peer of `s` was removed (its queue entry goes stale).
     pub(crate) fn peer_removed(&mut self, s: Source) {
-        if let Some(l) = self.map.get_mut(&s) {
-            reindex(&mut self.by_peers, s, l.peers, l.peers.saturating_sub(1));
-            l.peers = l.peers.saturating_sub(1);
-        }
-        self.forget_if_empty(s);
+        self.peers.removed(s);
     }
 
     /// A swarm was created by `s`.
@@ -140,55 +167,35 @@ impl<P: Copy> Sources<P> {
         w: Queued<InfoHash>,
         live: impl Fn(&Queued<InfoHash>) -> bool,
     ) {
-        let l = self.map.entry(s).or_default();
-        reindex(&mut self.by_swarms, s, l.swarms, l.swarms + 1);
-        l.swarms += 1;
-        l.swarm_queue.push_back(w);
-        if l.swarm_queue.len() > 2 * l.swarms + SLACK {
-            l.swarm_queue.retain(&live);
-        }
+        self.swarms.added(s, w, live);
     }
 
     /// A swarm created by `s` was removed.
     pub(crate) fn swarm_removed(&mut self, s: Source) {
-        if let Some(l) = self.map.get_mut(&s) {
-            reindex(&mut self.by_swarms, s, l.swarms, l.swarms.saturating_sub(1));
-            l.swarms = l.swarms.saturating_sub(1);
-        }
-        self.forget_if_empty(s);
+        self.swarms.removed(s);
     }
 
     /// Take the oldest queued peer entry of `s` (possibly stale: the caller checks).
     pub(crate) fn pop_peer(&mut self, s: Source) -> Option<Queued<P>> {
-        self.map.get_mut(&s)?.peer_queue.pop_front()
+        self.peers.queue(s)?.pop_front()
     }
 
     /// Take the oldest queued swarm entry of `s` (possibly stale: the caller checks).
     pub(crate) fn pop_swarm(&mut self, s: Source) -> Option<Queued<InfoHash>> {
-        self.map.get_mut(&s)?.swarm_queue.pop_front()
+        self.swarms.queue(s)?.pop_front()
     }
 
     /// Put back a live swarm entry that could not be evicted (it goes to the back, so the
     /// next search starts with other swarms).
     pub(crate) fn requeue_swarm(&mut self, s: Source, w: Queued<InfoHash>) {
-        if let Some(l) = self.map.get_mut(&s) {
-            l.swarm_queue.push_back(w);
+        if let Some(q) = self.swarms.queue(s) {
+            q.push_back(w);
         }
     }
 
     /// Queued swarm entries of `s` (a bound for a search through them).
     pub(crate) fn swarm_queue_len(&self, s: Source) -> usize {
-        self.map.get(&s).map_or(0, |l| l.swarm_queue.len())
-    }
-
-    fn forget_if_empty(&mut self, s: Source) {
-        if self
-            .map
-            .get(&s)
-            .is_some_and(|l| l.peers == 0 && l.swarms == 0)
-        {
-            self.map.remove(&s);
-        }
+        self.swarms.map.get(&s).map_or(0, |(_, q)| q.len())
     }
 }
 
@@ -251,7 +258,7 @@ mod tests {
         for i in 0..100_000u64 {
             s.peer_added(a, (i, i), |&(_, seq)| seq == u64::MAX || seq == i);
             s.peer_removed(a);
-            assert!(s.map[&a].peer_queue.len() <= 2 * 2 + SLACK + 1);
+            assert!(s.peers.map[&a].1.len() <= 2 * 2 + SLACK + 1);
         }
         assert_eq!(s.peers(a), 1);
     }
