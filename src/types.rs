@@ -190,6 +190,15 @@ impl Bitfield {
         self.ones == 0
     }
 
+    /// Whether some bit set here is clear in `other` (a bitfield of the same length), a
+    /// byte at a time: "we have a piece it lacks".
+    pub fn has_any_missing_from(&self, other: &Bitfield) -> bool {
+        self.bytes
+            .iter()
+            .zip(&other.bytes)
+            .any(|(a, b)| a & !b != 0)
+    }
+
     /// Indexes of the set bits, ascending.
     pub fn iter_ones(&self) -> impl Iterator<Item = u32> + '_ {
         self.bytes
@@ -224,6 +233,18 @@ pub fn to_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn has_any_missing_from_compares_bytewise() {
+        let mut ours = Bitfield::new(10);
+        let mut theirs = Bitfield::new(10);
+        assert!(!ours.has_any_missing_from(&theirs));
+        ours.set(9);
+        assert!(ours.has_any_missing_from(&theirs));
+        theirs.set(9);
+        theirs.set(3);
+        assert!(!ours.has_any_missing_from(&theirs));
+    }
 
     #[test]
     fn bitfield_set_get_count() {

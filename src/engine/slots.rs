@@ -73,7 +73,7 @@ impl Engine {
                     && now.saturating_duration_since(p.last_message) < self.cfg.eviction_grace
                     && p.serve.unchoked_at.is_none()
                     && !p.seed
-                    && have.iter_ones().any(|i| !p.has.get(i)),
+                    && have.has_any_missing_from(&p.has),
             })
             .collect()
     }
