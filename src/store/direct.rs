@@ -24,7 +24,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Alignment of offsets, lengths and buffers: the page size, which covers every common
 /// logical block size (512 B or 4 KiB).
@@ -42,6 +42,10 @@ const POOL: usize = 2;
 pub(super) struct Direct {
     enabled: AtomicBool,
     pool: Mutex<Vec<Vec<u8>>>,
+    /// `O_DIRECT` handles of the files written last, by file index, most recent last (at
+    /// most [`POOL`]: pieces arrive in any order, but each writer works on one file at a
+    /// time, so a file is opened once per run of writes to it, not once per piece).
+    handles: Mutex<Vec<(usize, Arc<File>)>>,
 }
 
 /// What a direct write could not do.
@@ -56,6 +60,7 @@ impl Direct {
         Direct {
             enabled: AtomicBool::new(enabled),
             pool: Mutex::new(Vec::new()),
+            handles: Mutex::new(Vec::new()),
         }
     }
 
@@ -75,20 +80,53 @@ impl Direct {
     }
 
     /// Writes `data` (the parts of one contiguous range whose start `at` and total length
-    /// are multiples of [`ALIGN`]) into the file at `path`, bypassing the page cache.
-    pub fn write(&self, path: &Path, data: &[&[u8]], at: u64) -> Result<(), DirectError> {
-        let file = match OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-        {
-            Ok(f) => f,
-            Err(e) => return Err(self.failed(e)),
-        };
+    /// are multiples of [`ALIGN`]) into file `index` at `path`, bypassing the page cache.
+    pub fn write(
+        &self,
+        index: usize,
+        path: &Path,
+        data: &[&[u8]],
+        at: u64,
+    ) -> Result<(), DirectError> {
+        let file = self.handle(index, path).map_err(|e| self.failed(e))?;
         let mut buf = self.take();
         let r = copy_and_write(&file, &mut buf, data, at);
         self.give_back(buf);
         r.map_err(|e| self.failed(e))
+    }
+
+    /// The cached `O_DIRECT` handle of file `index`, or a fresh one (replacing the least
+    /// recently used). Opened outside the lock.
+    fn handle(&self, index: usize, path: &Path) -> io::Result<Arc<File>> {
+        {
+            let mut handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(pos) = handles.iter().position(|(i, _)| *i == index) {
+                let hit = handles.remove(pos);
+                let file = hit.1.clone();
+                handles.push(hit);
+                return Ok(file);
+            }
+        }
+        let file = Arc::new(
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(path)?,
+        );
+        let mut handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+        if handles.len() >= POOL {
+            handles.remove(0);
+        }
+        handles.push((index, file.clone()));
+        Ok(file)
+    }
+
+    /// Closes the cached handles (the storage is closing its files).
+    pub fn close(&self) {
+        self.handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     fn failed(&self, e: io::Error) -> DirectError {
@@ -199,7 +237,7 @@ mod tests {
         let d = Direct::new(true);
         let a: Vec<u8> = (0..CHUNK + 8192).map(|i| (i % 251) as u8).collect();
         let b: Vec<u8> = (0..8192).map(|i| (i % 13) as u8).collect();
-        match d.write(&path, &[&a, &b], 4096) {
+        match d.write(0, &path, &[&a, &b], 4096) {
             Ok(()) => {
                 let got = std::fs::read(&path).unwrap();
                 assert_eq!(&got[4096..4096 + a.len()], &a[..]);

@@ -265,9 +265,11 @@ impl Storage {
         };
         let slices = span_slices(blocks, at + (a - start), b - a);
         let parts: Vec<&[u8]> = slices.iter().map(|s| &**s).collect();
-        match self.direct.write(&self.paths[file], &parts, a) {
+        match self.direct.write(file, &self.paths[file], &parts, a) {
             Ok(()) => Ok(Some((a, b))),
             Err(DirectError::Unsupported) => Ok(None),
+            // Out of descriptors for the direct handle: the buffered path evicts and retries.
+            Err(DirectError::Io(e)) if is_out_of_descriptors(&e) => Ok(None),
             Err(DirectError::Io(e)) => Err(self.io(file, "writing", e)),
         }
     }
@@ -399,6 +401,7 @@ impl Storage {
     /// does not hold one per torrent.
     pub fn close_files(&self) {
         self.lock().clear();
+        self.direct.close();
     }
 
     /// Handles currently in the open-file cache.
