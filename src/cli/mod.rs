@@ -65,8 +65,9 @@ struct NetArgs {
     /// Address to listen on [default: all interfaces].
     #[arg(long, value_name = "IP")]
     bind: Option<IpAddr>,
-    /// Seconds to wait for a first peer before giving up (0: wait forever). Only applies
-    /// when peers come from --peer alone (no trackers).
+    /// Seconds without a usable peer before giving up: none reachable, or those reached
+    /// keep dropping us (0: wait forever). Only applies when peers come from --peer alone
+    /// (no trackers).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     peer_timeout: u64,
     /// Announce to this tracker too (repeatable; each is a tier after the torrent's own).
