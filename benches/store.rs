@@ -49,6 +49,15 @@ fn verify_and_write(c: &mut Criterion) {
     });
     g.bench_function("hash_256KiB", |b| b.iter(|| hash_blocks(&blocks)));
     g.finish();
+    // Two pieces at once on one core (SHA-NI interleaved): compare its bytes/s with
+    // hash_256KiB's.
+    let other: Vec<Bytes> = blocks.iter().rev().cloned().collect();
+    let mut g = c.benchmark_group("store");
+    g.throughput(Throughput::Bytes(2 * PIECE as u64));
+    g.bench_function("hash_pair_2x256KiB", |b| {
+        b.iter(|| swarm::sha1_pair::digest_pair(&blocks, &other))
+    });
+    g.finish();
 }
 
 fn recheck_throughput(c: &mut Criterion) {

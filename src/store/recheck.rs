@@ -4,7 +4,7 @@
 //! range for a full [`recheck`]; runs of contiguous pieces for [`recheck_pieces`]) and walks
 //! each run with large sequential reads (whole pieces, about [`READ_BUF`] bytes at a time,
 //! adjacent file runs merged into one `pread`), hashing piece by piece straight from the
-//! buffer. Pieces longer than [`READ_BUF`] are read and hashed [`READ_BUF`] bytes at a time
+//! buffer, two pieces at once where it can (`sha1_pair`). Pieces longer than [`READ_BUF`] are read and hashed [`READ_BUF`] bytes at a time
 //! instead, so a thread never holds more than [`READ_BUF`] of data whatever the piece length
 //! (a 64 MiB piece costs 4 MiB per thread, not 64).
 //!
@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use sha1::{Digest, Sha1};
 
 use super::{Storage, StoreError};
+use crate::sha1_pair::digest_pair;
 use crate::types::Bitfield;
 
 /// Target size of one read, and the most data a hashing thread holds. Large enough that
@@ -301,18 +302,32 @@ impl Ctx<'_> {
             if let Some(r) = run {
                 read_run(storage, r, buf, &mut holes)?;
             }
+            // Present pieces are hashed two at a time (`sha1_pair`); absent ones only count.
+            let mut present = Vec::with_capacity(chunk.len());
             for q in chunk.clone() {
                 let lo = (q - p) as usize * piece_len;
-                let size = layout.piece_size(q) as usize;
-                let hi = lo + size;
-                let absent = holes.iter().any(|h| h.start < hi && lo < h.end);
-                if !absent {
-                    let digest: [u8; 20] = Sha1::digest(&buf[lo..hi]).into();
-                    if hashes.get(q as usize) == Some(&digest) {
-                        found.push(q);
-                    }
+                let hi = lo + layout.piece_size(q) as usize;
+                if !holes.iter().any(|h| h.start < hi && lo < h.end) {
+                    present.push((q, lo..hi));
+                } else {
+                    progress.fetch_add((hi - lo) as u64, Ordering::Relaxed);
                 }
-                progress.fetch_add(size as u64, Ordering::Relaxed);
+            }
+            for two in present.chunks(2) {
+                let digests = match two {
+                    [(_, a), (_, b)] => {
+                        let (x, y) = digest_pair(&[&buf[a.clone()]], &[&buf[b.clone()]]);
+                        [x, y]
+                    }
+                    [(_, a)] => [Sha1::digest(&buf[a.clone()]).into(); 2],
+                    _ => continue,
+                };
+                for ((q, range), digest) in two.iter().zip(digests) {
+                    if hashes.get(*q as usize) == Some(&digest) {
+                        found.push(*q);
+                    }
+                    progress.fetch_add(range.len() as u64, Ordering::Relaxed);
+                }
             }
             p = chunk.end;
         }
