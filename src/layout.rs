@@ -162,11 +162,29 @@ impl Layout {
 
     /// The file runs that make up bytes `[offset, offset+len)` of `piece`, in order.
     pub fn spans(&self, piece: u32, offset: u32, len: u32) -> Vec<FileSpan> {
-        let mut out = Vec::new();
         let size = self.piece_size(piece);
         if offset as u64 + len as u64 > size as u64 || len == 0 {
-            return out;
+            return Vec::new();
         }
+        self.spans_from(piece, offset, len)
+    }
+
+    /// The file runs of the `len` bytes from the start of `piece` on, across the pieces that
+    /// follow it (`piece_offset` counts from `piece`'s start); empty if that runs past the
+    /// end of the torrent.
+    pub fn run_spans(&self, piece: u32, len: u32) -> Vec<FileSpan> {
+        if piece >= self.num_pieces()
+            || len == 0
+            || self.piece_start(piece) + len as u64 > self.total_len()
+        {
+            return Vec::new();
+        }
+        self.spans_from(piece, 0, len)
+    }
+
+    /// `spans` without the bounds check (the callers check).
+    fn spans_from(&self, piece: u32, offset: u32, len: u32) -> Vec<FileSpan> {
+        let mut out = Vec::new();
         let mut pos = self.piece_start(piece) + offset as u64;
         let end = pos + len as u64;
         // First file whose range contains `pos` (skipping empty files).

@@ -32,7 +32,7 @@ use super::pool::is_out_of_descriptors;
 use super::pool::{max_open_files, FileCache};
 use super::vectored::{span_slices, write_all_vectored_at};
 use super::{extents, StoreError};
-use crate::layout::Layout;
+use crate::layout::{FileSpan, Layout};
 use crate::types::Bitfield;
 
 /// The files of one torrent under a root directory. `Send + Sync`; share as `Arc<Storage>`.
@@ -186,6 +186,12 @@ impl Storage {
     /// No fsync: durability is [`Storage::sync_all`]'s job, called before resume data that
     /// names the piece is saved.
     pub fn write_piece(&self, piece: u32, blocks: &[Bytes]) -> Result<(), StoreError> {
+        self.check_whole_piece(piece, blocks)?;
+        self.write_at(piece, 0, blocks)
+    }
+
+    /// That `blocks` add up to exactly piece `piece`, an existing piece.
+    pub(super) fn check_whole_piece(&self, piece: u32, blocks: &[Bytes]) -> Result<(), StoreError> {
         let size = self.layout.piece_size(piece);
         let got: u64 = blocks.iter().map(|b| b.len() as u64).sum();
         if piece >= self.layout.num_pieces() {
@@ -202,7 +208,7 @@ impl Storage {
                 got,
             });
         }
-        self.write_at(piece, 0, blocks)
+        Ok(())
     }
 
     /// Positioned writes of `blocks`, laid end to end, at `offset` of `piece`; the caller
@@ -216,37 +222,45 @@ impl Storage {
     ) -> Result<(), StoreError> {
         let len: u64 = blocks.iter().map(|b| b.len() as u64).sum();
         self.create_empties(piece)?;
-        // One vectored positioned write per file span instead of one write per block, and
-        // no gathering copy: the blocks go to the kernel straight from the socket buffers.
         let len = u32::try_from(len).unwrap_or(u32::MAX);
-        self.layout
-            .spans(piece, offset, len)
-            .iter()
-            .try_for_each(|span| {
-                let file = self.file(span.file, true)?;
-                let at = u64::from(span.piece_offset - offset);
-                let (start, end) = (span.file_offset, span.file_offset + u64::from(span.len));
-                let buffered = |from: u64, to: u64| {
-                    if from == to {
-                        return Ok(());
-                    }
-                    let slices = span_slices(blocks, at + (from - start), to - from);
-                    write_all_vectored_at(&file, slices, from)
-                        .map_err(|e| self.io(span.file, "writing", e))
-                };
-                match self.direct_middle(span.file, blocks, at, start, end)? {
-                    // The aligned middle went straight to the device: the edges remain.
-                    Some((a, b)) => {
-                        buffered(start, a)?;
-                        buffered(b, end)?;
-                    }
-                    None => buffered(start, end)?,
+        self.write_spans(&self.layout.spans(piece, offset, len), offset, blocks)
+    }
+
+    /// Writes `blocks`, laid end to end from byte `offset` of the first span's piece, into
+    /// `spans`. One vectored positioned write per file span instead of one write per block,
+    /// and no gathering copy: the blocks go to the kernel straight from the socket buffers
+    /// (or through one aligned buffer, for the direct middle).
+    pub(super) fn write_spans(
+        &self,
+        spans: &[FileSpan],
+        offset: u32,
+        blocks: &[Bytes],
+    ) -> Result<(), StoreError> {
+        spans.iter().try_for_each(|span| {
+            let file = self.file(span.file, true)?;
+            let at = u64::from(span.piece_offset - offset);
+            let (start, end) = (span.file_offset, span.file_offset + u64::from(span.len));
+            let buffered = |from: u64, to: u64| {
+                if from == to {
+                    return Ok(());
                 }
-                // After the write, so a concurrent sync_all that cleared the flag before the
-                // write landed leaves it set for the next one.
-                self.dirty[span.file].store(true, Ordering::Release);
-                Ok(())
-            })
+                let slices = span_slices(blocks, at + (from - start), to - from);
+                write_all_vectored_at(&file, slices, from)
+                    .map_err(|e| self.io(span.file, "writing", e))
+            };
+            match self.direct_middle(span.file, blocks, at, start, end)? {
+                // The aligned middle went straight to the device: the edges remain.
+                Some((a, b)) => {
+                    buffered(start, a)?;
+                    buffered(b, end)?;
+                }
+                None => buffered(start, end)?,
+            }
+            // After the write, so a concurrent sync_all that cleared the flag before the
+            // write landed leaves it set for the next one.
+            self.dirty[span.file].store(true, Ordering::Release);
+            Ok(())
+        })
     }
 
     /// Writes the aligned middle of the file range `[start, end)` (bytes `at..` of
@@ -383,7 +397,7 @@ impl Storage {
     }
 
     /// Creates the empty files that sit at `piece` (once; a download only).
-    fn create_empties(&self, piece: u32) -> Result<(), StoreError> {
+    pub(super) fn create_empties(&self, piece: u32) -> Result<(), StoreError> {
         let from = self.empties.partition_point(|&(p, _)| p < piece);
         for &(_, file) in self.empties[from..]
             .iter()

@@ -20,6 +20,7 @@
 //!
 //! The store knows nothing of peers beyond an opaque `u64` key, nor of the wire protocol.
 
+mod adjacent;
 mod direct;
 mod extents;
 mod files;

@@ -426,7 +426,12 @@ impl Task {
                 let Some(first) = self.ready.pop_front() else {
                     return;
                 };
-                let second = self.ready.pop_front();
+                // A neighbour, if one is ready, is written with it as one run.
+                let near = |&(p, _): &(u32, Vec<Bytes>)| p.abs_diff(first.0) == 1;
+                let second = match self.ready.iter().position(near) {
+                    Some(i) => self.ready.remove(i),
+                    None => self.ready.pop_front(),
+                };
                 let storage = self.storage.clone();
                 let hashes = self.hashes.clone();
                 self.spawn_job(first.0, move || {
@@ -545,34 +550,47 @@ impl Task {
 /// What a job did: each piece it handled (one or two) and the outcome.
 type Done = Vec<(u32, Outcome)>;
 
-/// Hashes one complete piece, or two together, and writes each whose SHA-1 matched.
+/// Hashes one complete piece, or two together, and writes each whose SHA-1 matched (two
+/// neighbours that both matched as one run).
 fn verify_and_write(
     storage: &Storage,
     hashes: &[[u8; 20]],
     first: (u32, Vec<Bytes>),
     second: Option<(u32, Vec<Bytes>)>,
 ) -> Done {
-    let digests = match &second {
-        Some((_, b)) => {
-            let (x, y) = crate::sha1_pair::digest_pair(&first.1, b);
-            [Some(x), Some(y)]
-        }
-        None => [Some(hash_blocks(&first.1)), None],
+    let matches = |piece: u32, digest: [u8; 20]| hashes.get(piece as usize) == Some(&digest);
+    let Some(second) = second else {
+        let ok = matches(first.0, hash_blocks(&first.1));
+        return vec![write_one(storage, first, ok)];
     };
-    [Some(first), second]
-        .into_iter()
-        .zip(digests)
-        .filter_map(|(piece, digest)| {
-            let (piece, blocks) = piece?;
-            if digest.is_none() || digest != hashes.get(piece as usize).copied() {
-                return Some((piece, Outcome::Mismatch));
-            }
-            Some(match storage.write_piece(piece, &blocks) {
-                Ok(()) => (piece, Outcome::Verified),
-                Err(e) => (piece, Outcome::WriteFailed(e)),
-            })
-        })
-        .collect()
+    let (x, y) = crate::sha1_pair::digest_pair(&first.1, &second.1);
+    let (ok_a, ok_b) = (matches(first.0, x), matches(second.0, y));
+    if ok_a && ok_b && first.0.abs_diff(second.0) == 1 {
+        let (lo, hi) = if first.0 < second.0 {
+            (&first, &second)
+        } else {
+            (&second, &first)
+        };
+        if storage.write_adjacent(lo.0, &lo.1, &hi.1).is_ok() {
+            return vec![(first.0, Outcome::Verified), (second.0, Outcome::Verified)];
+        }
+        // Written apart again, so each piece gets its own outcome (and its own error).
+    }
+    vec![
+        write_one(storage, first, ok_a),
+        write_one(storage, second, ok_b),
+    ]
+}
+
+/// Writes one piece whose hash was checked (`ok`: it matched).
+fn write_one(storage: &Storage, (piece, blocks): (u32, Vec<Bytes>), ok: bool) -> (u32, Outcome) {
+    if !ok {
+        return (piece, Outcome::Mismatch);
+    }
+    match storage.write_piece(piece, &blocks) {
+        Ok(()) => (piece, Outcome::Verified),
+        Err(e) => (piece, Outcome::WriteFailed(e)),
+    }
 }
 
 /// Blocks in order, each run of adjacent blocks of one piece read with one `read`.

@@ -1,7 +1,8 @@
 //! The piece picker: decides which blocks to request from a peer. Pure, synchronous state.
 //!
 //! Policy, in order: blocks of pieces already in progress ("partials") first, so pieces finish
-//! and leave the store's buffer; then new pieces, rarest first with a random tie-break (or at
+//! and leave the store's buffer; then new pieces, rarest first with the tie broken in favour of
+//! a piece next to one just started (extent affinity, `extent.rs`), else at random (or at
 //! random while we have fewer than [`RANDOM_FIRST_PIECES`], so we soon have something to
 //! trade); then, once every missing block is requested (endgame), duplicates of outstanding
 //! requests, fewest outstanding first, never to a peer that already asked for that block.
@@ -22,6 +23,7 @@
 //! The engine owns the per-peer in-flight sets; it reports every request's end through
 //! [`Picker::on_block_received`] or [`Picker::on_request_dropped`].
 
+mod extent;
 mod order;
 #[cfg(test)]
 mod proptests;
@@ -219,8 +221,9 @@ impl Picker {
         }
     }
 
-    /// Walk the ordering from the rarest bucket; inside a bucket, start at a random offset
-    /// and wrap, which is the random tie-break among equally available pieces.
+    /// Walk the ordering from the rarest bucket. Inside a bucket, a piece next to one just
+    /// started comes first (`extent.rs`); otherwise the scan starts at a random offset and
+    /// wraps, which is the random tie-break among equally available pieces.
     fn pick_new_rarest(
         &mut self,
         peer_has: &Bitfield,
@@ -236,15 +239,35 @@ impl Picker {
                 continue;
             }
             let offset = rng.gen_range(0..len);
-            for k in 0..len {
-                if out.len() >= want_total || self.partials.len() >= self.max_partials {
-                    return;
+            let (mut k, mut affinity) = (0, true);
+            while out.len() < want_total && self.partials.len() < self.max_partials {
+                let neighbour = affinity
+                    .then(|| self.extent_neighbour(b, peer_has))
+                    .flatten();
+                let piece = match neighbour {
+                    Some(q) => q,
+                    None => {
+                        let scan =
+                            (k..len).map(|i| (i, self.order.at(range.start + (offset + i) % len)));
+                        let found = scan
+                            .into_iter()
+                            .find(|&(_, q)| peer_has.get(q) && !self.partials.contains_key(&q));
+                        let Some((i, q)) = found else { break };
+                        k = i + 1;
+                        q
+                    }
+                };
+                let before = out.len();
+                self.start_piece(piece);
+                self.take_free(piece, want_total, in_flight_here, out);
+                if out.len() == before && neighbour.is_some() {
+                    // Every free block of it is in flight here (only after a failed piece):
+                    // the same neighbour would be found again; scan at random instead.
+                    affinity = false;
                 }
-                let piece = self.order.at(range.start + (offset + k) % len);
-                if peer_has.get(piece) && !self.partials.contains_key(&piece) {
-                    self.start_piece(piece);
-                    self.take_free(piece, want_total, in_flight_here, out);
-                }
+            }
+            if out.len() >= want_total || self.partials.len() >= self.max_partials {
+                return;
             }
         }
     }

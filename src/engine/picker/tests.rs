@@ -505,3 +505,53 @@ fn failed_piece_with_requests_still_in_flight_here() {
         assert_eq!(pick(&mut p, &full(1), 100, 2), a, "another peer gets them");
     }
 }
+
+/// Pieces started by picking one piece's worth of blocks `count` times.
+fn started(p: &mut Picker, peer: &Bitfield, count: usize) -> Vec<u32> {
+    (0..count)
+        .map(|i| {
+            let blocks = pick(p, peer, BPP as usize, i as u64);
+            assert!(blocks.iter().all(|b| b.piece == blocks[0].piece));
+            blocks[0].piece
+        })
+        .collect()
+}
+
+#[test]
+fn ties_go_to_the_extent_in_progress() {
+    // 64 KiB pieces: 64 to a 4 MiB extent. All equally rare: after the first piece (at
+    // random), its extent's pieces follow in order, wrapping inside the extent.
+    let mut p = setup(&"1".repeat(200), "", 1000);
+    assert_eq!(p.extent_pieces(), 64);
+    let got = started(&mut p, &full(200), 64);
+    let first = got[0];
+    let extent = first / 64 * 64..(first / 64 * 64 + 64).min(200);
+    let want: Vec<u32> = (first..extent.end).chain(extent.start..first).collect();
+    assert_eq!(got[..want.len()], want[..]);
+    // The extent done, the next piece is a random one of another extent.
+    let next = started(&mut p, &full(200), 1)[0];
+    assert!(!extent.contains(&next), "{next} in {extent:?}");
+}
+
+#[test]
+fn extent_affinity_never_beats_rarity() {
+    // Pieces 10 and 100 are rarer than the rest: both come first, whatever their extents.
+    let mut avail = vec!['2'; 200];
+    avail[10] = '1';
+    avail[100] = '1';
+    let mut p = setup(&avail.iter().collect::<String>(), "", 1000);
+    let got = started(&mut p, &full(200), 3);
+    let mut rare = got[..2].to_vec();
+    rare.sort();
+    assert_eq!(rare, [10, 100]);
+    // Then a neighbour of one of them, in its extent.
+    assert!(got[2] / 64 == got[1] / 64 || got[2] / 64 == got[0] / 64);
+}
+
+#[test]
+fn no_extent_affinity_with_pieces_of_4_mib() {
+    let layout = Layout::new(4 << 20, &[40 << 20]).unwrap();
+    let p = Picker::new(&layout, &Bitfield::new(10), 10);
+    assert_eq!(p.extent_pieces(), 1);
+    assert_eq!(p.extent_neighbour(0, &full(10)), None);
+}
