@@ -184,6 +184,7 @@ mod tests {
             trackers: vec!["http://t1/a".into(), "http://t2/a".into()],
             comment: Some("a comment".into()),
             creation_date: Some(0),
+            include_junk: false,
             ..Default::default()
         })
         .unwrap();
