@@ -2,6 +2,8 @@
 //! bars, per-torrent summaries and the exit status.
 
 use super::*;
+use crate::snapshot::Phase;
+use crate::types::InfoHash;
 
 fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>> {
     let mut out = Vec::new();
@@ -127,6 +129,9 @@ pub(super) fn torrent_cmd(
     let waiting = waiting_note(&metas, &sources);
     let (interrupted, outcome) = rt.block_on(async move {
         let session = Session::start(scfg).await.context("starting the session")?;
+        // Ctrl-C is handled from before the first line a user (or a test) may act on.
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        tokio::spawn(stop_on_signal(stop_tx));
         if !quiet {
             for n in &notes {
                 progress::print_line(n);
@@ -137,9 +142,6 @@ pub(super) fn torrent_cmd(
                     progress::print_line(&format!("swarm: port {p} is taken; listening on {addr}"))
                 }
                 _ => progress::print_line(&format!("swarm: listening on {addr}")),
-            }
-            if let Some(w) = &waiting {
-                progress::print_line(&format!("swarm: {w}"));
             }
         }
         let mut handles = Vec::with_capacity(metas.len());
@@ -154,8 +156,30 @@ pub(super) fn torrent_cmd(
             };
             handles.push(session.add(spec).await?);
         }
-        let (stop_tx, mut stop_rx) = watch::channel(false);
-        tokio::spawn(stop_on_signal(stop_tx));
+        // Said once a torrent is past its check (a seed whose data is missing fails first
+        // and has nothing to wait for).
+        let mut notes_tasks = tokio::task::JoinSet::new();
+        if let (Some((why, lone)), false) = (&waiting, quiet) {
+            for (h, meta) in handles.iter().zip(&metas) {
+                if !lone.contains(&meta.info_hash) {
+                    continue;
+                }
+                let (mut snap, why) = (h.snapshot.clone(), why.clone());
+                let name = text::quoted(&meta.name);
+                notes_tasks.spawn(async move {
+                    loop {
+                        let phase = snap.borrow_and_update().phase;
+                        if matches!(phase, Phase::Downloading | Phase::Seeding) {
+                            progress::print_line(&format!("swarm: {name}: {why}"));
+                            return;
+                        }
+                        if snap.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
         let ui = display.spawn(handles.iter().map(|h| h.snapshot.clone()).collect());
         let mut waits = tokio::task::JoinSet::new();
         // With several torrents, one that cannot be seeded is reported at once (the others
@@ -197,6 +221,7 @@ pub(super) fn torrent_cmd(
                 results[i] = r;
             }
         }
+        notes_tasks.abort_all();
         ui.finish().await;
         anyhow::Ok((interrupted, (metas, results)))
     })?;
@@ -216,18 +241,18 @@ pub(super) fn torrent_cmd(
 }
 
 /// Why a torrent will wait for peers with nothing to find them: no tracker (none in the
-/// torrent, or --no-trackers) and no --peer; only peers that dial us can come.
-fn waiting_note(metas: &[Arc<Metainfo>], sources: &Sources) -> Option<String> {
+/// torrent, or --no-trackers) and no --peer; only peers that dial us can come. The reason,
+/// and which torrents it concerns.
+fn waiting_note(metas: &[Arc<Metainfo>], sources: &Sources) -> Option<(String, Vec<InfoHash>)> {
     if !sources.peers.is_empty() {
         return None;
     }
-    let lone: Vec<_> = metas
+    let no_tracker =
+        |m: &Metainfo| m.tracker_tiers().is_empty() && sources.extra_trackers.is_empty();
+    let lone: Vec<InfoHash> = metas
         .iter()
-        .filter(|m| {
-            sources.no_trackers
-                || (m.tracker_tiers().is_empty() && sources.extra_trackers.is_empty())
-        })
-        .map(|m| text::quoted(&m.name))
+        .filter(|m| sources.no_trackers || no_tracker(m))
+        .map(|m| m.info_hash)
         .collect();
     if lone.is_empty() {
         return None;
@@ -235,12 +260,9 @@ fn waiting_note(metas: &[Arc<Metainfo>], sources: &Sources) -> Option<String> {
     let why = if sources.no_trackers {
         "--no-trackers and no --peer"
     } else {
-        "the torrent names no tracker and no --peer was given"
+        "the torrent names no tracker, and no --peer was given"
     };
-    Some(format!(
-        "waiting for peers to connect to us ({why}): {}",
-        lone.join(", ")
-    ))
+    Some((format!("waiting for peers to connect to us ({why})"), lone))
 }
 
 /// Prints each torrent's summary and turns the results into the exit status.
