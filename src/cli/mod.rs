@@ -3,6 +3,7 @@
 //! Whatever is printed that came from outside (a torrent, a tracker, an error chain quoting
 //! them) goes through [`text`] first, so no control sequence reaches the terminal.
 
+mod create_cmd;
 pub mod info;
 mod lock;
 mod parse;
@@ -24,7 +25,6 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use tokio::sync::watch;
 
 use crate::config::{SessionConfig, TorrentConfig};
-use crate::create::{create_torrent_reporting, CreateOptions};
 use crate::metainfo::Metainfo;
 use crate::session::{Mode, Session, Sources, TorrentSpec};
 
@@ -309,8 +309,8 @@ pub fn run() -> Result<()> {
     let cli = Cli::parse();
     progress::init_logging(cli.verbose);
     match cli.command {
-        Command::Info(a) => info_cmd(a),
-        Command::Create(a) => create_cmd(a, cli.quiet),
+        Command::Info(a) => info::info_cmd(a),
+        Command::Create(a) => create_cmd::create_cmd(a, cli.quiet),
         Command::Fetch(a) => {
             let c = &a.common;
             let seed = a.seed || c.seed_ratio.is_some() || c.seed_time.is_some();
@@ -367,116 +367,6 @@ fn man_cmd(command: Option<&str>) -> Result<()> {
 
 fn load_torrent(arg: &str) -> Result<Metainfo> {
     source::load(arg)
-}
-
-fn info_cmd(a: InfoArgs) -> Result<()> {
-    let meta = load_torrent(&a.torrent)?;
-    let scrapes = if a.scrape {
-        Some(scrape::scrape_all(&meta)?)
-    } else {
-        None
-    };
-    if a.json {
-        let mut v = info::render_json(&meta);
-        if let Some(sc) = &scrapes {
-            let list = sc
-                .results
-                .iter()
-                .map(|(url, r)| match r {
-                    Ok(s) => serde_json::json!({"url": url, "seeders": s.complete,
-                        "leechers": s.incomplete, "completed": s.downloaded}),
-                    Err(e) => serde_json::json!({"url": url, "error": e}),
-                })
-                .collect();
-            v["scrape"] = serde_json::Value::Array(list);
-            v["scrape_skipped"] = sc.skipped.into();
-        }
-        println!("{}", text::json_safe(&serde_json::to_string_pretty(&v)?));
-    } else {
-        print!("{}", info::render_text(&meta));
-        if let Some(sc) = &scrapes {
-            if sc.skipped > 0 {
-                println!(
-                    "Scrape (the first {} trackers; {} more not asked):",
-                    sc.results.len(),
-                    sc.skipped
-                );
-            } else {
-                println!("Scrape:");
-            }
-            for (url, r) in &sc.results {
-                let url = text::clean(url);
-                match r {
-                    Ok(s) => println!(
-                        "  {url}: {} seeders, {} leechers, {} completed",
-                        s.complete, s.incomplete, s.downloaded
-                    ),
-                    Err(e) => println!("  {url}: {}", text::clean(e)),
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn create_cmd(a: CreateArgs, quiet: bool) -> Result<()> {
-    let opts = CreateOptions {
-        path: a.path.clone(),
-        trackers: a.trackers,
-        piece_length: a.piece_length,
-        private: a.private,
-        comment: a.comment,
-        created_by: Some(concat!("swarm/", env!("CARGO_PKG_VERSION")).to_string()),
-        creation_date: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_secs() as i64),
-        include_junk: a.include_junk,
-    };
-    let (bytes, skipped) = create_torrent_reporting(&opts)
-        .with_context(|| format!("creating a torrent of {}", a.path.display()))?;
-    let meta = Metainfo::from_bytes(&bytes).context("the created torrent does not parse back")?;
-    let out = a
-        .out
-        .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", meta.name)));
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true);
-    if a.force {
-        open.create(true).truncate(true);
-    } else {
-        open.create_new(true);
-    }
-    let mut file = match open.open(&out) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
-            "{} already exists (use --force to replace it)",
-            out.display()
-        ),
-        r => r.with_context(|| format!("writing {}", out.display()))?,
-    };
-    use std::io::Write as _;
-    file.write_all(&bytes)
-        .with_context(|| format!("writing {}", out.display()))?;
-    if !quiet {
-        let shown = |p: &Path| text::clean(&p.display().to_string()).into_owned();
-        if !skipped.junk.is_empty() {
-            let names: Vec<_> = skipped.junk.iter().map(|p| shown(p)).collect();
-            eprintln!(
-                "swarm: left out {} (version control / OS clutter; --include-junk adds it)",
-                names.join(", ")
-            );
-        }
-        for (path, why) in &skipped.unreadable {
-            eprintln!("swarm: skipped {}: {why}", shown(path));
-        }
-    }
-    println!(
-        "{}  {}  ({} pieces of {})",
-        meta.info_hash,
-        text::clean(&out.display().to_string()),
-        meta.num_pieces(),
-        info::human_bytes(meta.piece_length as u64)
-    );
-    Ok(())
 }
 
 /// The error chain joined with `: `, as `{:#}` prints it, safe for a terminal (a cause may
@@ -554,53 +444,5 @@ pub(super) async fn stop_on_signal(stop: watch::Sender<bool>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every command, argument and option says what it is for in `--help`.
-    #[test]
-    fn every_argument_has_a_description() {
-        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
-            for arg in cmd.get_arguments() {
-                let id = arg.get_id().as_str();
-                if id == "help" || id == "version" {
-                    continue;
-                }
-                if arg.get_help().is_none() && arg.get_long_help().is_none() {
-                    missing.push(format!("{path} {id}"));
-                }
-            }
-            for sub in cmd.get_subcommands() {
-                if sub.get_about().is_none() {
-                    missing.push(format!("{path} {}", sub.get_name()));
-                }
-                walk(sub, &format!("{path} {}", sub.get_name()), missing);
-            }
-        }
-        let mut cmd = Cli::command();
-        cmd.build();
-        cmd.clone().debug_assert();
-        let mut missing = Vec::new();
-        walk(&cmd, "swarm", &mut missing);
-        assert!(missing.is_empty(), "no description: {missing:?}");
-    }
-
-    #[test]
-    fn options_are_grouped_under_headings() {
-        // Built, so the global options are propagated to the commands.
-        let mut cmd = Cli::command();
-        cmd.build();
-        let fetch = cmd.find_subcommand("fetch").unwrap();
-        let heading = |id: &str| {
-            fetch
-                .get_arguments()
-                .find(|a| a.get_id() == id)
-                .and_then(|a| a.get_help_heading())
-                .map(str::to_string)
-        };
-        assert_eq!(heading("peers").as_deref(), Some("Network"));
-        assert_eq!(heading("max_download_rate").as_deref(), Some("Limits"));
-        assert_eq!(heading("seed_ratio").as_deref(), Some("Seeding"));
-        assert_eq!(heading("quiet").as_deref(), Some("Output"));
-    }
-}
+#[path = "help_tests.rs"]
+mod tests;
