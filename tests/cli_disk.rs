@@ -16,7 +16,9 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// `seed TORRENT -d DIR` on 127.0.0.5, trackerless, with its own state.
+/// `seed TORRENT -d DIR` on 127.0.0.5 (default port: 6881 or the fallback), trackerless,
+/// with its own state. Only the test of the fallback uses it as is; the others add
+/// `--port 0`, so as not to take 6881 from it.
 fn seed_args<'a>(torrent: &'a str, dir: &'a str, state: &'a str) -> Vec<&'a str> {
     vec![
         "seed",
@@ -29,6 +31,13 @@ fn seed_args<'a>(torrent: &'a str, dir: &'a str, state: &'a str) -> Vec<&'a str>
         "--state-dir",
         state,
     ]
+}
+
+/// [`seed_args`] on a port the OS picks.
+fn seed_args_any_port<'a>(torrent: &'a str, dir: &'a str, state: &'a str) -> Vec<&'a str> {
+    let mut v = seed_args(torrent, dir, state);
+    v.extend(["--port", "0"]);
+    v
 }
 
 #[test]
@@ -167,7 +176,7 @@ fn seed_dir_pointing_at_the_content_folder_gets_a_hint() {
     create(&root.join("My Album"), &torrent);
     let content = root.join("My Album");
     let o = swarm()
-        .args(seed_args(
+        .args(seed_args_any_port(
             s(&torrent),
             s(&content),
             s(&dir.path().join("state")),
@@ -205,7 +214,7 @@ fn a_seed_recreates_a_missing_empty_file_and_keeps_a_long_one_as_it_is() {
     long.extend_from_slice(b"user data");
     std::fs::write(&z, &long).unwrap();
 
-    let mut seed = Live::start(&seed_args(
+    let mut seed = Live::start(&seed_args_any_port(
         s(&torrent),
         s(&root),
         s(&dir.path().join("state")),
@@ -253,7 +262,7 @@ fn a_failing_piece_names_its_file() {
     data[30_000] ^= 0xff;
     std::fs::write(&second, &data).unwrap();
     let o = swarm()
-        .args(seed_args(
+        .args(seed_args_any_port(
             s(&torrent),
             s(&root),
             s(&dir.path().join("state")),
