@@ -406,14 +406,14 @@ fn tracker_cmd(a: TrackerArgs) -> Result<()> {
         let server = tracker_server::bind(cfg)
             .await
             .context("starting the tracker")?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(stop_on_signal(stop_tx));
         if let Some(addr) = server.http_addr() {
             println!("http tracker on http://{addr}/announce");
         }
         if let Some(addr) = server.udp_addr() {
             println!("udp tracker on udp://{addr}/announce");
         }
-        let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(stop_on_signal(stop_tx));
         server.run(stop_rx).await;
         Ok(())
     })
@@ -421,26 +421,51 @@ fn tracker_cmd(a: TrackerArgs) -> Result<()> {
 
 /// Ctrl-C or SIGTERM asks for a clean stop (`stop` turns true); a second one exits at once.
 /// The sender lives as long as the process, so `stop` never closes by itself.
-pub(super) async fn stop_on_signal(stop: watch::Sender<bool>) {
-    async fn signal() {
+///
+/// The handlers are installed when this is called (inside the runtime), not when the
+/// future is first polled: a signal that arrives right after a line the caller prints
+/// next (`listening on …`) is already ours, not the default action's.
+pub(super) fn stop_on_signal(stop: watch::Sender<bool>) -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let mut signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(int), Ok(term)) => Some((int, term)),
+            _ => None,
+        }
+    };
+    async move {
         #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        async fn next(
+            signals: &mut Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+        ) {
+            match signals {
+                Some((int, term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-                return;
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
+        #[cfg(unix)]
+        next(&mut signals).await;
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("stopping (signal)");
+        let _ = stop.send(true);
+        #[cfg(unix)]
+        next(&mut signals).await;
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
     }
-    signal().await;
-    tracing::info!("stopping (signal)");
-    let _ = stop.send(true);
-    signal().await;
-    std::process::exit(130);
 }
 
 #[cfg(test)]
