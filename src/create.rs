@@ -1,8 +1,11 @@
 //! Building a `.torrent` (BEP 3, v1) from a file or a directory.
 //!
-//! Owns: choosing the file list (regular files only, symlinks never followed, sorted by path
-//! components byte-wise so the same tree always gives the same torrent), choosing a piece
-//! length, hashing pieces on every core, and writing canonical bencode.
+//! Owns: choosing the file list (regular files, symlinks followed as mktorrent and
+//! transmission-create do, a link back into its own ancestors skipped so a walk always ends;
+//! version-control and OS clutter left out unless asked for; sorted by path components
+//! byte-wise so the same tree always gives the same torrent), choosing a piece length,
+//! hashing pieces on every core, and writing canonical bencode. What was left out is
+//! reported ([`Skipped`]) so the caller can name it.
 //!
 //! Invariants of the output: the `info` dictionary is canonical (sorted keys), every path
 //! component passes [`metainfo::check_component`], and the bytes parse back with
@@ -34,6 +37,44 @@ pub struct CreateOptions {
     pub comment: Option<String>,
     pub created_by: Option<String>,
     pub creation_date: Option<i64>,
+    /// Keep [`JUNK`] files and directories too (left out by default).
+    pub include_junk: bool,
+}
+
+/// Names left out of a directory's torrent unless [`CreateOptions::include_junk`]: version
+/// control metadata and the files operating systems leave behind, which nobody means to
+/// share (the list mktorrent users pass by hand with `-e`).
+pub const JUNK: &[&str] = &[
+    ".git",
+    ".svn",
+    ".hg",
+    ".DS_Store",
+    "Thumbs.db",
+    "desktop.ini",
+];
+
+/// What [`create_torrent_reporting`] left out of the file list, by disk path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Names in [`JUNK`] (a directory counts once).
+    pub junk: Vec<PathBuf>,
+    /// Entries that cannot be shared, each with why: a broken symlink, a link to one of
+    /// its own ancestors, a device, FIFO or socket.
+    pub unreadable: Vec<(PathBuf, &'static str)>,
+}
+
+/// Tracker URLs a torrent may carry: http, https (BEP 3) and udp (BEP 15), with a host.
+pub fn check_tracker_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https" | "udp") {
+        return Err(format!(
+            "{url:?}: a tracker URL starts with http://, https:// or udp://"
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{url:?}: a tracker URL needs a host"));
+    }
+    Ok(())
 }
 
 /// Why a torrent could not be created.
@@ -57,6 +98,8 @@ pub enum CreateError {
     UnsafeName { path: PathBuf, reason: &'static str },
     #[error("piece length {0} must be a power of two of at least 16 KiB")]
     InvalidPieceLength(u32),
+    #[error("tracker: {0}")]
+    BadTracker(String),
     #[error(transparent)]
     Layout(#[from] LayoutError),
 }
@@ -81,14 +124,30 @@ pub fn auto_piece_length(total: u64) -> u32 {
 
 /// Build the torrent described by `opts` and return its bencoded bytes.
 pub fn create_torrent(opts: &CreateOptions) -> Result<Vec<u8>, CreateError> {
+    create_torrent_reporting(opts).map(|(bytes, _)| bytes)
+}
+
+/// [`create_torrent`], also saying what was left out of the file list.
+pub fn create_torrent_reporting(opts: &CreateOptions) -> Result<(Vec<u8>, Skipped), CreateError> {
+    for t in &opts.trackers {
+        check_tracker_url(t).map_err(CreateError::BadTracker)?;
+    }
     let root = &opts.path;
-    let meta = std::fs::symlink_metadata(root).map_err(io_err(root))?;
+    // `metadata` follows a symlink given as the root, as it follows those inside.
+    let meta = std::fs::metadata(root).map_err(io_err(root))?;
     let name = component_name(root)?;
+    let mut skipped = Skipped::default();
     let files: Vec<(Vec<String>, PathBuf, u64)> = if meta.is_file() {
         vec![(Vec::new(), root.clone(), meta.len())]
     } else if meta.is_dir() {
         let mut found = Vec::new();
-        walk(root, &mut Vec::new(), &mut found)?;
+        let mut walk = Walk {
+            include_junk: opts.include_junk,
+            ancestors: vec![dir_id(&meta)],
+            out: &mut found,
+            skipped: &mut skipped,
+        };
+        walk.dir(root, &mut Vec::new())?;
         if found.is_empty() {
             return Err(CreateError::EmptyDirectory(root.clone()));
         }
@@ -161,7 +220,7 @@ pub fn create_torrent(opts: &CreateOptions) -> Result<Vec<u8>, CreateError> {
     if let Some(d) = opts.creation_date {
         top.push((b"creation date", Value::Int(d)));
     }
-    Ok(bencode::to_vec(&Value::Dict(top)))
+    Ok((bencode::to_vec(&Value::Dict(top)), skipped))
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CreateError + '_ {
@@ -195,30 +254,66 @@ fn checked_component(name: &std::ffi::OsStr, path: &Path) -> Result<String, Crea
     Ok(name.to_owned())
 }
 
-/// Collect regular files under `dir` as (components below the root, disk path, length).
-/// Symlinks and special files are skipped; symlinks are never followed, so no loop.
-fn walk(
-    dir: &Path,
-    prefix: &mut Vec<String>,
-    out: &mut Vec<(Vec<String>, PathBuf, u64)>,
-) -> Result<(), CreateError> {
-    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
-        let entry = entry.map_err(io_err(dir))?;
-        let path = entry.path();
-        let ty = entry.file_type().map_err(io_err(&path))?;
-        if !(ty.is_file() || ty.is_dir()) {
-            continue;
+/// A directory's identity (device, inode): how a symlink back to an ancestor is seen.
+fn dir_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+/// The walk of a directory tree, following symlinks.
+struct Walk<'a> {
+    include_junk: bool,
+    /// The directories from the root down to the one being read: a link to any of them
+    /// would walk forever.
+    ancestors: Vec<(u64, u64)>,
+    /// (components below the root, disk path, length) of each regular file.
+    out: &'a mut Vec<(Vec<String>, PathBuf, u64)>,
+    skipped: &'a mut Skipped,
+}
+
+impl Walk<'_> {
+    fn dir(&mut self, dir: &Path, prefix: &mut Vec<String>) -> Result<(), CreateError> {
+        for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+            let entry = entry.map_err(io_err(dir))?;
+            let path = entry.path();
+            let name = entry.file_name();
+            if !self.include_junk && name.to_str().is_some_and(|n| JUNK.contains(&n)) {
+                self.skipped.junk.push(path);
+                continue;
+            }
+            let meta = match std::fs::metadata(&path) {
+                Ok(m) => m,
+                // A link to nothing: the link is there, its target is not.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.skipped.unreadable.push((path, "broken symlink"));
+                    continue;
+                }
+                Err(e) => return Err(io_err(&path)(e)),
+            };
+            if meta.is_dir() && self.ancestors.contains(&dir_id(&meta)) {
+                self.skipped
+                    .unreadable
+                    .push((path, "symlink to a directory that contains it"));
+                continue;
+            }
+            if !(meta.is_file() || meta.is_dir()) {
+                self.skipped
+                    .unreadable
+                    .push((path, "not a regular file or directory"));
+                continue;
+            }
+            prefix.push(checked_component(&name, &path)?);
+            if meta.is_dir() {
+                self.ancestors.push(dir_id(&meta));
+                self.dir(&path, prefix)?;
+                self.ancestors.pop();
+            } else {
+                self.out.push((prefix.clone(), path, meta.len()));
+            }
+            prefix.pop();
         }
-        prefix.push(checked_component(&entry.file_name(), &path)?);
-        if ty.is_dir() {
-            walk(&path, prefix, out)?;
-        } else {
-            let len = entry.metadata().map_err(io_err(&path))?.len();
-            out.push((prefix.clone(), path, len));
-        }
-        prefix.pop();
+        Ok(())
     }
-    Ok(())
 }
 
 /// SHA-1 of every piece, concatenated. Each thread hashes one contiguous range of pieces.

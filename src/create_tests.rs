@@ -50,6 +50,7 @@ fn directory_round_trip() {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, content(i as u64, *len)).unwrap();
     }
+    // A symlink is followed (as mktorrent does): its target's bytes under the link's name.
     std::os::unix::fs::symlink(root.join("top.dat"), root.join("link")).unwrap();
     fs::create_dir_all(root.join("only/empty/dirs")).unwrap();
 
@@ -80,6 +81,7 @@ fn directory_round_trip() {
             "My Data/a/z.txt",
             "My Data/a-b",
             "My Data/empty",
+            "My Data/link",
             "My Data/top.dat",
         ]
     );
@@ -215,4 +217,96 @@ fn auto_piece_length_targets_1000_to_2000_pieces() {
             "{total}: {pieces}"
         );
     }
+}
+
+#[test]
+fn junk_is_left_out_unless_asked_for_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("share");
+    for p in [
+        "keep.txt",
+        ".git/HEAD",
+        ".git/objects/ab",
+        "sub/.DS_Store",
+        "Thumbs.db",
+    ] {
+        let path = root.join(p);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, b"data").unwrap();
+    }
+    let (bytes, skipped) = create_torrent_reporting(&opts(&root)).unwrap();
+    let m = Metainfo::from_bytes(&bytes).unwrap();
+    let paths: Vec<_> = m.files.iter().map(|f| f.path.clone()).collect();
+    assert_eq!(paths, [PathBuf::from("share/keep.txt")]);
+    let mut junk = skipped.junk.clone();
+    junk.sort();
+    assert_eq!(
+        junk,
+        [
+            root.join(".git"),
+            root.join("Thumbs.db"),
+            root.join("sub/.DS_Store")
+        ]
+    );
+
+    let all = CreateOptions {
+        include_junk: true,
+        ..opts(&root)
+    };
+    let (bytes, skipped) = create_torrent_reporting(&all).unwrap();
+    assert_eq!(Metainfo::from_bytes(&bytes).unwrap().files.len(), 5);
+    assert!(skipped.junk.is_empty());
+}
+
+#[test]
+fn symlink_loops_and_broken_links_are_skipped_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tree");
+    fs::create_dir_all(root.join("a")).unwrap();
+    fs::write(root.join("a/f"), b"data").unwrap();
+    std::os::unix::fs::symlink(&root, root.join("a/up")).unwrap();
+    std::os::unix::fs::symlink(root.join("nowhere"), root.join("dangling")).unwrap();
+    let (bytes, skipped) = create_torrent_reporting(&opts(&root)).unwrap();
+    let m = Metainfo::from_bytes(&bytes).unwrap();
+    assert_eq!(m.files.len(), 1);
+    let mut why = skipped.unreadable.clone();
+    why.sort();
+    assert_eq!(
+        why,
+        [
+            (root.join("a/up"), "symlink to a directory that contains it"),
+            (root.join("dangling"), "broken symlink"),
+        ]
+    );
+}
+
+#[test]
+fn tracker_urls_are_checked() {
+    for good in [
+        "http://t.example/announce",
+        "https://t.example:8443/a",
+        "udp://t.example:6969",
+    ] {
+        assert_eq!(check_tracker_url(good), Ok(()), "{good}");
+    }
+    for bad in [
+        "notaurl",
+        "ftp://t.example/announce",
+        "http://",
+        "udp:/x",
+        "file:///etc",
+    ] {
+        assert!(check_tracker_url(bad).is_err(), "{bad}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    fs::write(&path, b"data").unwrap();
+    let o = CreateOptions {
+        trackers: vec!["ftp://t.example/x".into()],
+        ..opts(&path)
+    };
+    assert!(matches!(
+        create_torrent(&o),
+        Err(CreateError::BadTracker(_))
+    ));
 }

@@ -1,10 +1,12 @@
-//! `swarm` binary: arguments to `cli::run`, errors to one line and an exit code.
+//! `swarm` binary: arguments to `cli::run`, errors to one line and an exit code (1, or 130
+//! when interrupted).
 
 fn main() {
     one_malloc_arena();
     if let Err(e) = swarm::cli::run() {
         eprintln!("swarm: error: {}", swarm::cli::error_line(&e));
-        std::process::exit(1);
+        // 130 for a run stopped by Ctrl-C or SIGTERM, as a shell reports SIGINT.
+        std::process::exit(swarm::cli::exit_code(&e));
     }
 }
 

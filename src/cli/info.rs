@@ -9,7 +9,10 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use super::text::clean;
+use anyhow::Result;
+
+use super::text::{self, clean};
+use super::{load_torrent, scrape, InfoArgs};
 
 use crate::metainfo::Metainfo;
 
@@ -140,6 +143,57 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (y, m, d)
 }
 
+/// `swarm info`: the torrent as text or JSON, and with `--scrape` what its trackers say.
+pub(super) fn info_cmd(a: InfoArgs) -> Result<()> {
+    let meta = load_torrent(&a.torrent)?;
+    let scrapes = if a.scrape {
+        Some(scrape::scrape_all(&meta)?)
+    } else {
+        None
+    };
+    if a.json {
+        let mut v = render_json(&meta);
+        if let Some(sc) = &scrapes {
+            let list = sc
+                .results
+                .iter()
+                .map(|(url, r)| match r {
+                    Ok(s) => serde_json::json!({"url": url, "seeders": s.complete,
+                        "leechers": s.incomplete, "completed": s.downloaded}),
+                    Err(e) => serde_json::json!({"url": url, "error": e}),
+                })
+                .collect();
+            v["scrape"] = serde_json::Value::Array(list);
+            v["scrape_skipped"] = sc.skipped.into();
+        }
+        println!("{}", text::json_safe(&serde_json::to_string_pretty(&v)?));
+    } else {
+        print!("{}", render_text(&meta));
+        if let Some(sc) = &scrapes {
+            if sc.skipped > 0 {
+                println!(
+                    "Scrape (the first {} trackers; {} more not asked):",
+                    sc.results.len(),
+                    sc.skipped
+                );
+            } else {
+                println!("Scrape:");
+            }
+            for (url, r) in &sc.results {
+                let url = text::clean(url);
+                match r {
+                    Ok(s) => println!(
+                        "  {url}: {} seeders, {} leechers, {} completed",
+                        s.complete, s.incomplete, s.downloaded
+                    ),
+                    Err(e) => println!("  {url}: {}", text::clean(e)),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +238,7 @@ mod tests {
             trackers: vec!["http://t1/a".into(), "http://t2/a".into()],
             comment: Some("a comment".into()),
             creation_date: Some(0),
+            include_junk: false,
             ..Default::default()
         })
         .unwrap();

@@ -3,10 +3,14 @@
 //! Whatever is printed that came from outside (a torrent, a tracker, an error chain quoting
 //! them) goes through [`text`] first, so no control sequence reaches the terminal.
 
+mod create_cmd;
 pub mod info;
+mod lock;
 mod parse;
+mod preflight;
 mod progress;
 mod scrape;
+mod source;
 pub mod text;
 mod torrents;
 
@@ -17,24 +21,40 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use tokio::sync::watch;
 
 use crate::config::{SessionConfig, TorrentConfig};
-use crate::create::{create_torrent, CreateOptions};
-use crate::metainfo::{Metainfo, MAX_TORRENT_FILE};
+use crate::metainfo::Metainfo;
 use crate::session::{Mode, Session, Sources, TorrentSpec};
+
+/// `--version`: the crate's version and the commit it was built from (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SWARM_GIT_COMMIT"),
+    ")"
+);
 
 #[derive(Parser, Debug)]
 #[command(
     name = "swarm",
-    version,
+    version = VERSION,
     about = "A BitTorrent client: fast, lean, friendly."
 )]
 pub struct Cli {
     /// Log each announce and peer connection (same as RUST_LOG=swarm=info).
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Output")]
     verbose: bool,
+    /// No progress bars, no summary line, no notes: only errors.
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Output"
+    )]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,98 +72,142 @@ enum Command {
     Info(InfoArgs),
     /// Run a small HTTP + UDP tracker until Ctrl-C.
     Tracker(TrackerArgs),
+    /// Print a shell completion script (e.g. `source <(swarm completions bash)`).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `swarm man | man -l -`.
+    Man {
+        /// The command whose page to print [default: swarm's own].
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
+/// Rates take sizes per second: binary units are powers of 1024, decimal ones of 1000.
+const RATE_HELP: &str = "bytes per second: 2MiB (or 2M) = 2×1024² B/s, 800kB = 800,000 B/s, \
+                         a plain number is bytes; 0 = unlimited";
+
+/// Options `fetch` and `seed` share.
 #[derive(Args, Debug)]
-struct NetArgs {
+struct CommonArgs {
     /// Connect to this peer directly (repeatable); works without any tracker.
-    #[arg(long = "peer", value_name = "HOST:PORT")]
+    #[arg(long = "peer", value_name = "HOST:PORT", help_heading = "Network")]
     peers: Vec<String>,
     /// Port to listen on for incoming peers [default: 6881, or a free port if taken].
-    #[arg(long)]
+    #[arg(long, help_heading = "Network")]
     port: Option<u16>,
     /// Address to listen on [default: all interfaces].
-    #[arg(long, value_name = "IP")]
+    #[arg(long, value_name = "IP", help_heading = "Network")]
     bind: Option<IpAddr>,
-    /// Seconds without a usable peer before giving up: none reachable, or those reached
-    /// keep dropping us (0: wait forever). Only applies when peers come from --peer alone
-    /// (no trackers).
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    peer_timeout: u64,
     /// Announce to this tracker too (repeatable; each is a tier after the torrent's own).
-    #[arg(long = "tracker", value_name = "URL")]
+    #[arg(
+        long = "tracker",
+        value_name = "URL",
+        value_parser = parse::parse_tracker_url,
+        help_heading = "Network"
+    )]
     trackers: Vec<String>,
-    /// Ignore every tracker (the torrent's and --tracker): peers only from --peer.
-    #[arg(long)]
+    /// Ignore every tracker (the torrent's own): peers only from --peer and those that
+    /// dial us.
+    #[arg(long, conflicts_with = "trackers", help_heading = "Network")]
     no_trackers: bool,
-    /// No progress bars and no summary line.
-    #[arg(long, short)]
-    quiet: bool,
-    /// Cap on upload for the whole session, bytes/s (e.g. 2MiB, 500KiB, 800kB).
-    #[arg(long, value_name = "RATE", value_parser = parse::parse_size)]
+    /// Connected peers per torrent at most.
+    #[arg(long, value_name = "N", default_value_t = TorrentConfig::default().max_peers,
+          help_heading = "Network")]
+    max_peers: usize,
+    /// Connections from one IP address per torrent at most.
+    #[arg(long, value_name = "N", default_value_t = TorrentConfig::default().max_peers_per_ip,
+          help_heading = "Network")]
+    max_peers_per_ip: usize,
+    /// Cap on upload for the whole session, in bytes per second (e.g. 2MiB, 500KiB,
+    /// 800kB; 0 = unlimited).
+    #[arg(long, value_name = "RATE", value_parser = parse::parse_rate,
+          long_help = format!("Cap on upload for the whole session, in {RATE_HELP}."),
+          help_heading = "Limits")]
     max_upload_rate: Option<u64>,
-    /// Cap on download for the whole session, bytes/s (e.g. 10MiB).
-    #[arg(long, value_name = "RATE", value_parser = parse::parse_size)]
-    max_download_rate: Option<u64>,
     /// Stop seeding once uploaded ÷ content size reaches R (with `fetch`, implies --seed).
-    #[arg(long, value_name = "R", value_parser = parse::parse_ratio)]
+    #[arg(long, value_name = "R", value_parser = parse::parse_ratio, help_heading = "Seeding")]
     seed_ratio: Option<f64>,
     /// Stop seeding after this long complete, e.g. 90s, 30m, 2h (with `fetch`, implies
     /// --seed). With --seed-ratio too, whichever comes first.
-    #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration,
+          help_heading = "Seeding")]
     seed_time: Option<std::time::Duration>,
-    /// Where resume data is kept [default: $XDG_STATE_HOME/swarm, else
+    /// Where resume data and locks are kept [default: $XDG_STATE_HOME/swarm, else
     /// ~/.local/state/swarm].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = "Storage")]
     state_dir: Option<PathBuf>,
     /// Ignore resume data: re-hash all data on disk before starting.
-    #[arg(long)]
+    #[arg(long, help_heading = "Storage")]
     recheck: bool,
-    /// Connected peers per torrent at most.
-    #[arg(long, value_name = "N", default_value_t = TorrentConfig::default().max_peers)]
-    max_peers: usize,
+}
+
+/// Options only a download has (`seed` writes nothing and always waits for peers).
+#[derive(Args, Debug, Default)]
+struct DownloadArgs {
+    /// Cap on download for the whole session, in bytes per second (e.g. 10MiB; 0 =
+    /// unlimited).
+    #[arg(long, value_name = "RATE", value_parser = parse::parse_rate,
+          long_help = format!("Cap on download for the whole session, in {RATE_HELP}."),
+          help_heading = "Limits")]
+    max_download_rate: Option<u64>,
+    /// Seconds without a usable peer before giving up: none reachable, or those reached
+    /// keep dropping us (0: wait forever). Only applies when peers come from --peer alone
+    /// (no trackers).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30,
+        help_heading = "Network"
+    )]
+    peer_timeout: u64,
     /// Write downloaded data through the page cache instead of past it (O_DIRECT, used
     /// where the filesystem allows it).
-    #[arg(long)]
+    #[arg(long, help_heading = "Storage")]
     buffered_writes: bool,
-    /// Connections from one IP address per torrent at most.
-    #[arg(long, value_name = "N", default_value_t = TorrentConfig::default().max_peers_per_ip)]
-    max_peers_per_ip: usize,
 }
 
 #[derive(Args, Debug)]
 struct FetchArgs {
-    /// The .torrent files to download (each into DIR, as its own name says).
+    /// The .torrent files to download: paths, http(s):// URLs, or - for standard input
+    /// (each downloads into DIR, as its own name says).
     #[arg(required = true, value_name = "TORRENT")]
-    torrents: Vec<PathBuf>,
+    torrents: Vec<String>,
     /// Download directory.
     #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
     dir: PathBuf,
+    // The shared options first: their headings (Network, Limits, Seeding, ...) then come
+    // in that order in --help.
+    #[command(flatten)]
+    common: CommonArgs,
     /// Keep seeding after the download completes, until Ctrl-C (or --seed-ratio /
     /// --seed-time).
-    #[arg(long)]
+    #[arg(long, help_heading = "Seeding")]
     seed: bool,
     #[command(flatten)]
-    net: NetArgs,
+    download: DownloadArgs,
 }
 
 #[derive(Args, Debug)]
 struct SeedArgs {
-    /// The .torrent files to seed; a torrent whose data is missing or wrong is reported
-    /// and skipped.
+    /// The .torrent files to seed (paths, http(s):// URLs, or - for standard input); a
+    /// torrent whose data is missing or wrong is reported and skipped.
     #[arg(required = true, value_name = "TORRENT")]
-    torrents: Vec<PathBuf>,
-    /// Directory that holds the data (each torrent's content under it, as `fetch -o DIR`
-    /// leaves it).
+    torrents: Vec<String>,
+    /// Directory that holds the data: the parent of each torrent's content (as `fetch -o
+    /// DIR` leaves it), not the content folder itself.
     #[arg(short = 'd', long = "dir", value_name = "DIR", default_value = ".")]
     dir: PathBuf,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Super-seeding (BEP 16), for the first seed of new content: peers are offered one
     /// piece at a time, the next once they have passed the last one on, so the seed sends
     /// little more than one copy. Slower for a lone downloader; not for general use.
-    #[arg(long)]
+    #[arg(long, help_heading = "Seeding")]
     super_seed: bool,
-    #[command(flatten)]
-    net: NetArgs,
 }
 
 #[derive(Args, Debug)]
@@ -153,22 +217,34 @@ struct CreateArgs {
     /// Where to write the torrent [default: NAME.torrent].
     #[arg(short = 'o', long = "output", value_name = "OUT.torrent")]
     out: Option<PathBuf>,
-    /// Tracker announce URL (repeatable; each becomes its own tier).
-    #[arg(long = "tracker", value_name = "URL")]
+    /// Replace OUT.torrent if it exists.
+    #[arg(short, long)]
+    force: bool,
+    /// Tracker announce URL, http://, https:// or udp:// (repeatable; each becomes its
+    /// own tier).
+    #[arg(long = "tracker", value_name = "URL", value_parser = parse::parse_tracker_url)]
     trackers: Vec<String>,
-    /// Piece length in bytes (a power of two, at least 16384) [default: automatic].
-    #[arg(long, value_name = "BYTES")]
+    /// Piece length: a power of two of at least 16KiB, e.g. 256KiB, 1MiB, 4M
+    /// [default: automatic, ~1000-2000 pieces].
+    #[arg(long, value_name = "SIZE", value_parser = parse::parse_piece_length)]
     piece_length: Option<u32>,
     /// Mark the torrent private (peers only from its trackers).
     #[arg(long)]
     private: bool,
+    /// Free text stored in the torrent's `comment` field.
     #[arg(long, value_name = "TEXT")]
     comment: Option<String>,
+    /// Also add version-control and OS clutter, left out by default: .git/, .svn/, .hg/,
+    /// .DS_Store, Thumbs.db.
+    #[arg(long)]
+    include_junk: bool,
 }
 
 #[derive(Args, Debug)]
 struct InfoArgs {
-    torrent: PathBuf,
+    /// The .torrent to show: a path, an http(s):// URL, or - for standard input.
+    #[arg(value_name = "TORRENT")]
+    torrent: String,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -213,118 +289,84 @@ struct TrackerArgs {
     http_connections_per_source: Option<usize>,
 }
 
+/// A run stopped by Ctrl-C or SIGTERM before it did its job: `main` exits 130, as a shell
+/// does for a process ended by SIGINT.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Interrupted(pub String);
+
+/// The process's exit status for an error `run` returned.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    if e.is::<Interrupted>() {
+        130
+    } else {
+        1
+    }
+}
+
 /// Parse arguments and run; errors come back with their chain for `main` to print.
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
     progress::init_logging(cli.verbose);
     match cli.command {
-        Command::Info(a) => info_cmd(a),
-        Command::Create(a) => create_cmd(a),
+        Command::Info(a) => info::info_cmd(a),
+        Command::Create(a) => create_cmd::create_cmd(a, cli.quiet),
         Command::Fetch(a) => {
-            let seed = a.seed || a.net.seed_ratio.is_some() || a.net.seed_time.is_some();
+            let c = &a.common;
+            let seed = a.seed || c.seed_ratio.is_some() || c.seed_time.is_some();
             let mode = Mode::Fetch { seed };
-            torrents::torrent_cmd(&a.torrents, a.dir, mode, a.net, false)
+            let run = torrents::Run {
+                mode,
+                quiet: cli.quiet,
+                super_seed: false,
+            };
+            torrents::torrent_cmd(&a.torrents, a.dir, run, a.common, a.download)
         }
         Command::Seed(a) => {
-            torrents::torrent_cmd(&a.torrents, a.dir, Mode::Seed, a.net, a.super_seed)
+            let run = torrents::Run {
+                mode: Mode::Seed,
+                quiet: cli.quiet,
+                super_seed: a.super_seed,
+            };
+            torrents::torrent_cmd(&a.torrents, a.dir, run, a.common, DownloadArgs::default())
         }
         Command::Tracker(a) => tracker_cmd(a),
-    }
-}
-
-fn load_torrent(path: &Path) -> Result<Metainfo> {
-    let len = std::fs::metadata(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .len();
-    if len > MAX_TORRENT_FILE {
-        bail!(
-            "{} is {len} bytes; a .torrent file is at most {MAX_TORRENT_FILE}",
-            path.display()
-        );
-    }
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Metainfo::from_bytes(&bytes)
-        .with_context(|| format!("{} is not a valid torrent", path.display()))
-}
-
-fn info_cmd(a: InfoArgs) -> Result<()> {
-    let meta = load_torrent(&a.torrent)?;
-    let scrapes = if a.scrape {
-        Some(scrape::scrape_all(&meta)?)
-    } else {
-        None
-    };
-    if a.json {
-        let mut v = info::render_json(&meta);
-        if let Some(sc) = &scrapes {
-            let list = sc
-                .results
-                .iter()
-                .map(|(url, r)| match r {
-                    Ok(s) => serde_json::json!({"url": url, "seeders": s.complete,
-                        "leechers": s.incomplete, "completed": s.downloaded}),
-                    Err(e) => serde_json::json!({"url": url, "error": e}),
-                })
-                .collect();
-            v["scrape"] = serde_json::Value::Array(list);
-            v["scrape_skipped"] = sc.skipped.into();
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "swarm", &mut std::io::stdout());
+            Ok(())
         }
-        println!("{}", text::json_safe(&serde_json::to_string_pretty(&v)?));
-    } else {
-        print!("{}", info::render_text(&meta));
-        if let Some(sc) = &scrapes {
-            if sc.skipped > 0 {
-                println!(
-                    "Scrape (the first {} trackers; {} more not asked):",
-                    sc.results.len(),
-                    sc.skipped
-                );
-            } else {
-                println!("Scrape:");
-            }
-            for (url, r) in &sc.results {
-                let url = text::clean(url);
-                match r {
-                    Ok(s) => println!(
-                        "  {url}: {} seeders, {} leechers, {} completed",
-                        s.complete, s.incomplete, s.downloaded
-                    ),
-                    Err(e) => println!("  {url}: {}", text::clean(e)),
-                }
-            }
-        }
+        Command::Man { command } => man_cmd(command.as_deref()),
     }
-    Ok(())
 }
 
-fn create_cmd(a: CreateArgs) -> Result<()> {
-    let opts = CreateOptions {
-        path: a.path.clone(),
-        trackers: a.trackers,
-        piece_length: a.piece_length,
-        private: a.private,
-        comment: a.comment,
-        created_by: Some(concat!("swarm/", env!("CARGO_PKG_VERSION")).to_string()),
-        creation_date: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_secs() as i64),
+/// The roff manual page of swarm, or of one of its commands.
+fn man_cmd(command: Option<&str>) -> Result<()> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let page = match command {
+        None => cmd,
+        Some(name) => {
+            let Some(sub) = cmd.find_subcommand(name) else {
+                let names: Vec<_> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+                bail!("no command {name:?} (one of: {})", names.join(", "));
+            };
+            // After `build`, a subcommand is titled `swarm-NAME` and used as `swarm NAME`.
+            sub.clone()
+        }
     };
-    let bytes = create_torrent(&opts)
-        .with_context(|| format!("creating a torrent of {}", a.path.display()))?;
-    let meta = Metainfo::from_bytes(&bytes).context("the created torrent does not parse back")?;
-    let out = a
-        .out
-        .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", meta.name)));
-    std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
-    println!(
-        "{}  {}  ({} pieces of {})",
-        meta.info_hash,
-        text::clean(&out.display().to_string()),
-        meta.num_pieces(),
-        info::human_bytes(meta.piece_length as u64)
-    );
-    Ok(())
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page)
+        .render(&mut out)
+        .context("rendering the manual page")?;
+    use std::io::Write as _;
+    std::io::stdout()
+        .write_all(&out)
+        .context("writing the manual page")
+}
+
+fn load_torrent(arg: &str) -> Result<Metainfo> {
+    source::load(arg)
 }
 
 /// The error chain joined with `: `, as `{:#}` prints it, safe for a terminal (a cause may
@@ -364,14 +406,14 @@ fn tracker_cmd(a: TrackerArgs) -> Result<()> {
         let server = tracker_server::bind(cfg)
             .await
             .context("starting the tracker")?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(stop_on_signal(stop_tx));
         if let Some(addr) = server.http_addr() {
             println!("http tracker on http://{addr}/announce");
         }
         if let Some(addr) = server.udp_addr() {
             println!("udp tracker on udp://{addr}/announce");
         }
-        let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(stop_on_signal(stop_tx));
         server.run(stop_rx).await;
         Ok(())
     })
@@ -379,24 +421,53 @@ fn tracker_cmd(a: TrackerArgs) -> Result<()> {
 
 /// Ctrl-C or SIGTERM asks for a clean stop (`stop` turns true); a second one exits at once.
 /// The sender lives as long as the process, so `stop` never closes by itself.
-pub(super) async fn stop_on_signal(stop: watch::Sender<bool>) {
-    async fn signal() {
+///
+/// The handlers are installed when this is called (inside the runtime), not when the
+/// future is first polled: a signal that arrives right after a line the caller prints
+/// next (`listening on …`) is already ours, not the default action's.
+pub(super) fn stop_on_signal(stop: watch::Sender<bool>) -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let mut signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(int), Ok(term)) => Some((int, term)),
+            _ => None,
+        }
+    };
+    async move {
         #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        async fn next(
+            signals: &mut Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+        ) {
+            match signals {
+                Some((int, term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-                return;
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
+        #[cfg(unix)]
+        next(&mut signals).await;
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("stopping (signal)");
+        let _ = stop.send(true);
+        #[cfg(unix)]
+        next(&mut signals).await;
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
     }
-    signal().await;
-    tracing::info!("stopping (signal)");
-    let _ = stop.send(true);
-    signal().await;
-    std::process::exit(130);
 }
+
+#[cfg(test)]
+#[path = "help_tests.rs"]
+mod tests;

@@ -1,4 +1,5 @@
-//! Parsing of human-friendly sizes (rates) and durations given on the command line.
+//! Parsing of what is given on the command line: human-friendly sizes (rates, piece
+//! lengths), durations, ratios and tracker URLs, each with an error that says what would do.
 
 use std::time::Duration;
 
@@ -34,6 +35,32 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Err(format!("{s:?} is out of range (at least 1 byte)"));
     }
     Ok(bytes.round() as u64)
+}
+
+/// A rate cap: a size per second as [`parse_size`] reads it, or `0` for no cap (as in
+/// Transmission and qBittorrent), given back as `0`; the caller maps it to "unlimited".
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    match s.trim().strip_suffix("/s").unwrap_or(s.trim()).trim() {
+        "0" | "0B" => Ok(0),
+        _ => parse_size(s),
+    }
+}
+
+/// A piece length: a size as [`parse_size`] reads it (`1MiB`, `256K`, `16384`), which
+/// must be a power of two from 16 KiB (one block) up to what fits in 32 bits.
+pub fn parse_piece_length(s: &str) -> Result<u32, String> {
+    let n = parse_size(s)?;
+    match u32::try_from(n) {
+        Ok(n) if n >= 16 * 1024 && n.is_power_of_two() => Ok(n),
+        _ => Err(format!(
+            "{s:?} is {n} bytes; a piece length is a power of two of at least 16KiB (e.g. 256KiB, 1MiB)"
+        )),
+    }
+}
+
+/// A tracker announce URL: http, https or udp, with a host.
+pub fn parse_tracker_url(s: &str) -> Result<String, String> {
+    crate::create::check_tracker_url(s).map(|()| s.to_string())
 }
 
 /// A duration: `90s`, `30m`, `2h`, `1d`, combinations such as `1h30m`, or a plain number
@@ -98,6 +125,25 @@ mod tests {
         assert_eq!(parse_size("1G"), Ok(1 << 30));
         for bad in ["", "MiB", "2 parsecs", "0", "-1K", "1e400", "2XiB"] {
             assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rates_take_zero_for_unlimited() {
+        assert_eq!(parse_rate("0"), Ok(0));
+        assert_eq!(parse_rate("0/s"), Ok(0));
+        assert_eq!(parse_rate("2MiB/s"), Ok(2 << 20));
+        assert!(parse_rate("-1").is_err());
+        assert!(parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn piece_lengths() {
+        assert_eq!(parse_piece_length("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_piece_length("256K"), Ok(256 << 10));
+        assert_eq!(parse_piece_length("16384"), Ok(16384));
+        for bad in ["1000kB", "8KiB", "3MiB", "8GiB", "x"] {
+            assert!(parse_piece_length(bad).is_err(), "{bad:?}");
         }
     }
 

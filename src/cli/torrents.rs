@@ -2,6 +2,8 @@
 //! bars, per-torrent summaries and the exit status.
 
 use super::*;
+use crate::snapshot::Phase;
+use crate::types::InfoHash;
 
 fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>> {
     let mut out = Vec::new();
@@ -14,22 +16,36 @@ fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>> {
     Ok(out)
 }
 
+/// How `fetch` or `seed` runs, besides its options.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Run {
+    pub mode: Mode,
+    pub quiet: bool,
+    pub super_seed: bool,
+}
+
 /// Runs `fetch` or `seed` for every torrent given, in one session on one port.
 pub(super) fn torrent_cmd(
-    paths: &[PathBuf],
+    args: &[String],
     dir: PathBuf,
-    mode: Mode,
-    net: NetArgs,
-    super_seed: bool,
+    run: Run,
+    net: CommonArgs,
+    down: DownloadArgs,
 ) -> Result<()> {
-    let mut metas = Vec::with_capacity(paths.len());
+    let Run {
+        mode,
+        quiet,
+        super_seed,
+    } = run;
+    let fetch = matches!(mode, Mode::Fetch { .. });
+    let mut metas = Vec::with_capacity(args.len());
     let mut seen = HashSet::new();
-    for path in paths {
-        let meta = load_torrent(path)?;
+    for arg in args {
+        let meta = load_torrent(arg)?;
         if !seen.insert(meta.info_hash) {
             bail!(
                 "{} is given twice (info-hash {})",
-                path.display(),
+                text::clean(arg),
                 meta.info_hash
             );
         }
@@ -39,12 +55,13 @@ pub(super) fn torrent_cmd(
         peers: resolve_peers(&net.peers)?,
         extra_trackers: net.trackers.clone(),
         no_trackers: net.no_trackers,
-        peer_timeout: (net.peer_timeout > 0).then(|| Duration::from_secs(net.peer_timeout)),
+        peer_timeout: (down.peer_timeout > 0).then(|| Duration::from_secs(down.peer_timeout)),
     };
     let mut scfg = SessionConfig {
-        direct_writes: !net.buffered_writes,
-        max_upload_rate: net.max_upload_rate,
-        max_download_rate: net.max_download_rate,
+        direct_writes: !down.buffered_writes,
+        // 0 means unlimited, as elsewhere.
+        max_upload_rate: net.max_upload_rate.filter(|&r| r > 0),
+        max_download_rate: down.max_download_rate.filter(|&r| r > 0),
         state_dir: net.state_dir.clone().or_else(|| {
             crate::state::default_root(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
         }),
@@ -60,6 +77,41 @@ pub(super) fn torrent_cmd(
     if scfg.state_dir.is_none() {
         tracing::warn!("no state directory (set --state-dir or HOME): every start rechecks");
     }
+    // Before anything is created: the directory, each torrent's files, the disk space, and
+    // that no other swarm downloads the same torrent into the same place.
+    let mut notes = Vec::new();
+    let mut befores = Vec::with_capacity(metas.len());
+    let mut locks = Vec::new();
+    if fetch {
+        preflight::check_output_dir(&dir)?;
+        if let Some(state) = &scfg.state_dir {
+            for meta in &metas {
+                let lock = lock::acquire(state, &meta.info_hash, &dir)
+                    .with_context(|| text::quoted(&meta.name))?;
+                locks.push(lock);
+            }
+        }
+    }
+    let mut needed = 0u64;
+    for meta in &metas {
+        let label = || text::quoted(&meta.name);
+        if !fetch {
+            preflight::check_seed_dir(meta, &dir).with_context(label)?;
+        }
+        befores.push(preflight::Before::record(meta, &dir));
+        let repaired = preflight::repair(meta, &dir, fetch).with_context(label)?;
+        notes.extend(
+            repaired
+                .into_iter()
+                .map(|n| format!("swarm: {}: {n}", label())),
+        );
+        if fetch {
+            needed += preflight::bytes_to_write(meta, &dir);
+        }
+    }
+    if fetch {
+        preflight::check_space(&dir, needed)?;
+    }
     let tcfg = TorrentConfig {
         super_seed,
         max_peers: net.max_peers.max(1),
@@ -68,13 +120,30 @@ pub(super) fn torrent_cmd(
         seed_time: net.seed_time,
         ..TorrentConfig::default()
     };
-    let display = progress::Display::new(net.quiet);
+    let display = progress::Display::new(quiet);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let results = rt.block_on(async move {
+    let wanted_port = (scfg.port_fallback && scfg.listen_port != 0).then_some(scfg.listen_port);
+    let waiting = waiting_note(&metas, &sources);
+    let (interrupted, outcome) = rt.block_on(async move {
         let session = Session::start(scfg).await.context("starting the session")?;
+        // Ctrl-C is handled from before the first line a user (or a test) may act on.
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        tokio::spawn(stop_on_signal(stop_tx));
+        if !quiet {
+            for n in &notes {
+                progress::print_line(n);
+            }
+            let addr = session.local_addr();
+            match wanted_port {
+                Some(p) if p != addr.port() => {
+                    progress::print_line(&format!("swarm: port {p} is taken; listening on {addr}"))
+                }
+                _ => progress::print_line(&format!("swarm: listening on {addr}")),
+            }
+        }
         let mut handles = Vec::with_capacity(metas.len());
         for meta in &metas {
             let spec = TorrentSpec {
@@ -87,13 +156,35 @@ pub(super) fn torrent_cmd(
             };
             handles.push(session.add(spec).await?);
         }
-        let (stop_tx, mut stop_rx) = watch::channel(false);
-        tokio::spawn(stop_on_signal(stop_tx));
+        // Said once a torrent is past its check (a seed whose data is missing fails first
+        // and has nothing to wait for).
+        let mut notes_tasks = tokio::task::JoinSet::new();
+        if let (Some((why, lone)), false) = (&waiting, quiet) {
+            for (h, meta) in handles.iter().zip(&metas) {
+                if !lone.contains(&meta.info_hash) {
+                    continue;
+                }
+                let (mut snap, why) = (h.snapshot.clone(), why.clone());
+                let name = text::quoted(&meta.name);
+                notes_tasks.spawn(async move {
+                    loop {
+                        let phase = snap.borrow_and_update().phase;
+                        if matches!(phase, Phase::Downloading | Phase::Seeding) {
+                            progress::print_line(&format!("swarm: {name}: {why}"));
+                            return;
+                        }
+                        if snap.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
         let ui = display.spawn(handles.iter().map(|h| h.snapshot.clone()).collect());
         let mut waits = tokio::task::JoinSet::new();
         // With several torrents, one that cannot be seeded is reported at once (the others
         // go on); a lone torrent's failure is the command's error.
-        let tell = !net.quiet && metas.len() > 1;
+        let tell = !quiet && metas.len() > 1;
         for (i, h) in handles.into_iter().enumerate() {
             let (mut h, meta) = (h, metas[i].clone());
             waits.spawn(async move {
@@ -109,6 +200,7 @@ pub(super) fn torrent_cmd(
             });
         }
         let mut results = vec![None; metas.len()];
+        let mut interrupted = false;
         loop {
             tokio::select! {
                 done = waits.join_next() => match done {
@@ -117,7 +209,10 @@ pub(super) fn torrent_cmd(
                     None => break,
                 },
                 // Ctrl-C: every torrent stops cleanly (below); their waits then end.
-                _ = stop_rx.changed() => break,
+                _ = stop_rx.changed() => {
+                    interrupted = true;
+                    break;
+                }
             }
         }
         session.shutdown().await;
@@ -126,10 +221,48 @@ pub(super) fn torrent_cmd(
                 results[i] = r;
             }
         }
+        notes_tasks.abort_all();
         ui.finish().await;
-        anyhow::Ok((metas, results))
+        anyhow::Ok((interrupted, (metas, results)))
     })?;
-    report(mode, &display, results)
+    if fetch {
+        // A download that failed and wrote nothing leaves nothing behind.
+        for (before, r) in befores.iter().zip(&outcome.1) {
+            if matches!(r.as_deref(), Some(Err(_))) {
+                before.remove_created();
+            }
+        }
+    }
+    drop(locks);
+    match report(mode, &display, outcome) {
+        Err(e) if interrupted => Err(Interrupted(super::error_line(&e)).into()),
+        r => r,
+    }
+}
+
+/// Why a torrent will wait for peers with nothing to find them: no tracker (none in the
+/// torrent, or --no-trackers) and no --peer; only peers that dial us can come. The reason,
+/// and which torrents it concerns.
+fn waiting_note(metas: &[Arc<Metainfo>], sources: &Sources) -> Option<(String, Vec<InfoHash>)> {
+    if !sources.peers.is_empty() {
+        return None;
+    }
+    let no_tracker =
+        |m: &Metainfo| m.tracker_tiers().is_empty() && sources.extra_trackers.is_empty();
+    let lone: Vec<InfoHash> = metas
+        .iter()
+        .filter(|m| sources.no_trackers || no_tracker(m))
+        .map(|m| m.info_hash)
+        .collect();
+    if lone.is_empty() {
+        return None;
+    }
+    let why = if sources.no_trackers {
+        "--no-trackers and no --peer"
+    } else {
+        "the torrent names no tracker, and no --peer was given"
+    };
+    Some((format!("waiting for peers to connect to us ({why})"), lone))
 }
 
 /// Prints each torrent's summary and turns the results into the exit status.

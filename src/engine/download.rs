@@ -285,7 +285,8 @@ impl Engine {
         if piece >= self.layout.num_pieces() || self.picker.we_have(piece) {
             return;
         }
-        tracing::warn!(piece, peers = peers.len(), "piece failed its hash check");
+        // Warned by the store, which knows the files.
+        tracing::debug!(piece, peers = peers.len(), "piece failed its hash check");
         self.tally.failed_pieces += 1;
         self.tally.wasted += self.layout.piece_size(piece) as u64;
         self.picker.on_piece_failed(piece);

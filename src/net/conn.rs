@@ -67,6 +67,8 @@ pub enum PeerEvent {
     },
     ConnectFailed {
         addr: SocketAddr,
+        /// Why, for the give-up message (`connection refused`, `timed out`, ...).
+        error: String,
     },
     DialedSelf {
         addr: SocketAddr,
@@ -160,13 +162,21 @@ pub async fn dial(key: PeerKey, addr: SocketAddr, ctx: Arc<ConnCtx>) {
     let stream = match timeout(ctx.connect_timeout, connect(addr, ctx.local_addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            tracing::debug!(error = %e, "connect failed");
-            let _ = ctx.events.send(PeerEvent::ConnectFailed { addr }).await;
+            tracing::info!(error = %e, "connect failed");
+            let error = connect_error(&e);
+            let _ = ctx
+                .events
+                .send(PeerEvent::ConnectFailed { addr, error })
+                .await;
             return;
         }
         Err(_) => {
-            tracing::debug!("connect timed out");
-            let _ = ctx.events.send(PeerEvent::ConnectFailed { addr }).await;
+            tracing::info!("connect timed out");
+            let error = "connection timed out".to_string();
+            let _ = ctx
+                .events
+                .send(PeerEvent::ConnectFailed { addr, error })
+                .await;
             return;
         }
     };
@@ -182,13 +192,31 @@ pub async fn dial(key: PeerKey, addr: SocketAddr, ctx: Arc<ConnCtx>) {
     match hs {
         Ok(theirs) => established(key, rd, wr, buf, addr, theirs, true, ctx).await,
         Err(e) => {
-            tracing::debug!(error = %e, "handshake failed");
+            tracing::info!(error = %e, "handshake failed");
             let ev = match e {
                 ConnError::SelfConnection => PeerEvent::DialedSelf { addr },
-                _ => PeerEvent::ConnectFailed { addr },
+                e => PeerEvent::ConnectFailed {
+                    addr,
+                    error: format!("handshake failed: {}", crate::error::error_chain(&e)),
+                },
             };
             let _ = ctx.events.send(ev).await;
         }
+    }
+}
+
+/// A connect error as a person reads it: `connection refused`, not `Connection refused
+/// (os error 111)`.
+fn connect_error(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        k @ (K::ConnectionRefused
+        | K::TimedOut
+        | K::ConnectionReset
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::AddrNotAvailable) => k.to_string(),
+        _ => e.to_string(),
     }
 }
 
@@ -281,7 +309,7 @@ async fn established(
     if ctx.events.send(connected).await.is_err() {
         return;
     }
-    tracing::debug!(key, outbound, "peer connected");
+    tracing::info!(key, outbound, "peer connected");
     let mut writer =
         tokio::spawn(write_loop(key, wr, cmd_rx, ctx.clone()).instrument(tracing::Span::current()));
     let result = tokio::select! {
@@ -296,7 +324,7 @@ async fn established(
         Ok(()) => "closed".to_string(),
         Err(e) => crate::error::error_chain(&e),
     };
-    tracing::debug!(key, %reason, "peer disconnected");
+    tracing::info!(key, %reason, "peer disconnected");
     let _ = ctx.events.send(PeerEvent::Closed { key, reason }).await;
 }
 

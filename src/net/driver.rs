@@ -53,7 +53,13 @@ struct State {
     tasks: JoinSet<()>,
     next_key: PeerKey,
     outcome: Option<Outcome>,
+    /// The last connect error of each address dialled (the first [`MAX_LAST_ERRORS`]),
+    /// named when the torrent gives up.
+    last_errors: HashMap<SocketAddr, String>,
 }
+
+/// Addresses whose last connect error a give-up message names: `--peer` lists are short.
+const MAX_LAST_ERRORS: usize = 8;
 
 impl Driver {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Outcome {
@@ -62,6 +68,7 @@ impl Driver {
             tasks: JoinSet::new(),
             next_key: 1,
             outcome: None,
+            last_errors: HashMap::new(),
         };
         if self.engine.is_complete() && !self.seed {
             return Outcome::Complete;
@@ -148,7 +155,10 @@ impl Driver {
                     },
                 );
             }
-            PeerEvent::ConnectFailed { addr } => {
+            PeerEvent::ConnectFailed { addr, error } => {
+                if st.last_errors.len() < MAX_LAST_ERRORS || st.last_errors.contains_key(&addr) {
+                    st.last_errors.insert(addr, error);
+                }
                 self.engine.handle(now, Event::ConnectFailed { addr })
             }
             PeerEvent::DialedSelf { addr } => self.engine.handle(now, Event::DialedSelf { addr }),
@@ -216,7 +226,12 @@ impl Driver {
                         st.outcome.get_or_insert(Outcome::Complete);
                     }
                 }
-                Action::GiveUp { reason } => {
+                Action::GiveUp { mut reason } => {
+                    let mut errors: Vec<_> = st.last_errors.iter().collect();
+                    errors.sort();
+                    for (addr, e) in errors {
+                        reason.push_str(&format!("; {addr}: {e}"));
+                    }
                     st.outcome.get_or_insert(Outcome::GiveUp(reason));
                 }
                 Action::GrowBuffer { bytes } => self.store.grow_budget(bytes),

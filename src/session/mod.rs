@@ -77,8 +77,14 @@ pub struct TorrentSpec {
 pub enum TorrentError {
     #[error("storage")]
     Store(#[from] StoreError),
-    #[error("data in {dir} is incomplete: {have} of {total} pieces verified")]
-    Incomplete { dir: PathBuf, have: u32, total: u32 },
+    #[error("data in {dir} is incomplete: {have} of {total} pieces verified (the first missing or wrong is in {first_bad})")]
+    Incomplete {
+        dir: PathBuf,
+        have: u32,
+        total: u32,
+        /// The file(s) of the first piece that failed.
+        first_bad: String,
+    },
     #[error("{0}")]
     GaveUp(String),
     #[error("a background task failed")]

@@ -50,6 +50,7 @@ mod tests {
             comment: None,
             created_by: None,
             creation_date: None,
+            include_junk: false,
         })
         .unwrap();
         Metainfo::from_bytes(&bytes).unwrap()

@@ -65,10 +65,12 @@ pub(super) async fn run(
     );
     let resumed_bytes: u64 = have.iter_ones().map(|p| layout.piece_size(p) as u64).sum();
     if spec.mode == Mode::Seed && !have.is_full() {
+        let bad = (0..have.len()).find(|&p| !have.get(p)).unwrap_or(0);
         return Err(TorrentError::Incomplete {
             dir: spec.dir.clone(),
             have: have.count_ones(),
             total: have.len(),
+            first_bad: storage.files_of_piece(bad),
         });
     }
     let recorder = shared

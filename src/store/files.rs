@@ -418,6 +418,20 @@ impl Storage {
         self.direct.close();
     }
 
+    /// The files `piece` covers, for a message: `a.bin, b.bin` (the first few).
+    pub fn files_of_piece(&self, piece: u32) -> String {
+        let spans = self.layout.piece_spans(piece);
+        let mut names: Vec<String> = spans
+            .iter()
+            .take(3)
+            .map(|s| self.paths[s.file].display().to_string())
+            .collect();
+        if spans.len() > 3 {
+            names.push(format!("and {} more", spans.len() - 3));
+        }
+        names.join(", ")
+    }
+
     /// Handles currently in the open-file cache.
     #[cfg(test)]
     pub(super) fn open_handles(&self) -> usize {

@@ -500,13 +500,15 @@ impl Task {
                 StoreEvent::Verified { piece }
             }
             Outcome::Mismatch => {
-                tracing::debug!(piece, ?peers, "piece failed hash check");
+                let files = self.storage.files_of_piece(piece);
+                tracing::warn!(piece, files = %files, "piece failed its hash check");
                 StoreEvent::Failed { piece, peers }
             }
             // Taken apart above; never reaches here.
             Outcome::Streamed(_) => return,
             Outcome::WriteFailed(e) => {
-                tracing::error!(piece, error = %error_chain(&e), "disk write failed; store stops");
+                // The error reaches the user once, as the torrent's own; not as a log line too.
+                tracing::debug!(piece, error = %error_chain(&e), "disk write failed; store stops");
                 self.fatal = true;
                 rx.close();
                 // Drop every queued and buffered block so waiting connections are released.

@@ -63,6 +63,7 @@ pub fn make_torrent(content: &Path, piece_length: u32) -> Arc<Metainfo> {
         comment: None,
         created_by: Some("swarm tests".into()),
         creation_date: None,
+        include_junk: false,
     })
     .unwrap();
     Arc::new(Metainfo::from_bytes(&bytes).unwrap())

@@ -511,7 +511,8 @@ pub fn swarm_create(
     trackers: &[&str],
 ) -> String {
     let mut c = swarm_cmd();
-    c.arg("create").arg(path).arg("-o").arg(out);
+    // --force: a test may write the same OUT twice (one torrent after another).
+    c.arg("create").arg(path).arg("-o").arg(out).arg("--force");
     if let Some(n) = piece_length {
         c.args(["--piece-length", &n.to_string()]);
     }

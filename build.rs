@@ -1,0 +1,36 @@
+//! Build script: puts the commit the binary is built from into `SWARM_GIT_COMMIT`, for
+//! `swarm --version`. Without git or a repository (a source tarball) it says so instead of
+//! failing the build.
+
+use std::path::Path;
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+fn main() {
+    let commit = git(&["rev-parse", "--short", "HEAD"]);
+    println!(
+        "cargo:rustc-env=SWARM_GIT_COMMIT={}",
+        commit.as_deref().unwrap_or("commit unknown")
+    );
+    // Rebuild when HEAD moves: HEAD itself (a checkout) and the branch it names (a commit),
+    // wherever this checkout keeps them (a worktree's .git is a file pointing elsewhere).
+    // Only paths that exist: cargo reruns a script on every build for a missing one.
+    println!("cargo:rerun-if-changed=build.rs");
+    let mut names = vec!["HEAD".to_string(), "packed-refs".to_string()];
+    names.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for name in names {
+        if let Some(p) = git(&["rev-parse", "--git-path", &name]) {
+            if Path::new(&p).exists() {
+                println!("cargo:rerun-if-changed={p}");
+            }
+        }
+    }
+}
