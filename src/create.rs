@@ -21,6 +21,7 @@ use sha1::{Digest, Sha1};
 use crate::bencode::{self, Value};
 use crate::layout::{Layout, LayoutError};
 use crate::metainfo;
+use crate::sha1_pair::digest_pair;
 use crate::types::BLOCK_SIZE;
 
 /// What to put in the torrent.
@@ -383,11 +384,24 @@ fn hash_range(
             }
             pos += len;
         }
+        // Two pieces at a time (`sha1_pair`), the odd one out alone.
+        let mut ranges = Vec::with_capacity((last - first) as usize);
         let mut piece_pos = 0;
         for p in first..last {
             let size = layout.piece_size(p) as usize;
-            out.extend_from_slice(&Sha1::digest(&buf[piece_pos..piece_pos + size]));
+            ranges.push(piece_pos..piece_pos + size);
             piece_pos += size;
+        }
+        for two in ranges.chunks(2) {
+            match two {
+                [a, b] => {
+                    let (x, y) = digest_pair(&[&buf[a.clone()]], &[&buf[b.clone()]]);
+                    out.extend_from_slice(&x);
+                    out.extend_from_slice(&y);
+                }
+                [a] => out.extend_from_slice(&Sha1::digest(&buf[a.clone()])),
+                _ => {}
+            }
         }
         first = last;
     }
