@@ -106,6 +106,10 @@ struct NetArgs {
     /// where the filesystem allows it).
     #[arg(long)]
     buffered_writes: bool,
+    /// Print one JSON object per torrent per second on stdout (name, phase, bytes done and
+    /// total, rates, peers, ETA), for scripts and GUIs.
+    #[arg(long)]
+    progress_json: bool,
     /// Connections from one IP address per torrent at most.
     #[arg(long, value_name = "N", default_value_t = TorrentConfig::default().max_peers_per_ip)]
     max_peers_per_ip: usize,
@@ -221,11 +225,13 @@ pub fn run() -> Result<()> {
         Command::Info(a) => info_cmd(a),
         Command::Create(a) => create_cmd(a),
         Command::Fetch(a) => {
+            progress::set_progress_json(a.net.progress_json);
             let seed = a.seed || a.net.seed_ratio.is_some() || a.net.seed_time.is_some();
             let mode = Mode::Fetch { seed };
             torrents::torrent_cmd(&a.torrents, a.dir, mode, a.net, false)
         }
         Command::Seed(a) => {
+            progress::set_progress_json(a.net.progress_json);
             torrents::torrent_cmd(&a.torrents, a.dir, Mode::Seed, a.net, a.super_seed)
         }
         Command::Tracker(a) => tracker_cmd(a),
