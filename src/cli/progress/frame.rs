@@ -35,17 +35,17 @@ pub fn state_word(s: &Snapshot, mem: &mut Memory) -> Option<String> {
     if s.phase != Phase::Downloading {
         return None;
     }
-    let flowing = st.down_rate >= STALL_RATE;
-    if flowing {
-        mem.stalled = false;
-        return None;
-    }
+    // No peer, no data, whatever the rate's average still says while it decays.
     if st.peers_connected == 0 {
         if st.peers_seen == 0 {
             return Some("waiting for peers".into());
         }
         mem.stalled = true;
         return Some("stalled: no peers".into());
+    }
+    if st.down_rate >= STALL_RATE {
+        mem.stalled = false;
+        return None;
     }
     if mem.stalled {
         return Some("reconnecting".into());
@@ -98,9 +98,19 @@ fn trackers_seg(s: &Snapshot) -> Option<Seg> {
     Some(seg)
 }
 
+/// The download rate worth showing: the average decays for seconds after the last peer
+/// left, but nothing arrives without a peer.
+fn down_rate(s: &Snapshot) -> f64 {
+    if s.stats.peers_connected == 0 {
+        0.0
+    } else {
+        s.stats.down_rate
+    }
+}
+
 /// The `↓ rate` field, marked when the session's cap is set.
 fn down_seg(s: &Snapshot) -> Seg {
-    let r = rate(s.stats.down_rate);
+    let r = rate(down_rate(s));
     match s.limits.max_down_rate {
         Some(cap) => {
             Seg::new(9, format!("↓ {r} (cap {})", rate(cap as f64))).or_short(format!("↓ {r}*"))
@@ -277,7 +287,7 @@ fn plural(n: usize) -> &'static str {
 pub fn total_line(snaps: &[Snapshot], width: usize) -> String {
     let total: u64 = snaps.iter().map(|s| s.total_bytes).sum();
     let verified: u64 = snaps.iter().map(|s| s.stats.verified_bytes).sum();
-    let down: f64 = snaps.iter().map(|s| s.stats.down_rate).sum();
+    let down: f64 = snaps.iter().map(down_rate).sum();
     let up: f64 = snaps.iter().map(|s| s.stats.up_rate).sum();
     let done = snaps
         .iter()

@@ -152,7 +152,7 @@ impl Display {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut n: u64 = 0;
-            let mut done = false;
+            let (mut done, mut drawn) = (false, false);
             while !done {
                 tokio::select! {
                     _ = tick.tick() => {}
@@ -176,6 +176,7 @@ impl Display {
                         bar.set_message(text.clone());
                         last = text;
                     }
+                    drawn |= !last.is_empty();
                 }
                 if json && (n.is_multiple_of(REDRAW_HZ as u64) || done) {
                     print_json(&snaps, &mut json_mems);
@@ -186,6 +187,11 @@ impl Display {
             // verified (finishing would draw an interrupted download at 100 %).
             if let Some(bar) = bar {
                 bar.abandon();
+                // The cursor stays at the end of the last line drawn: what is printed next
+                // (the summary) starts on a line of its own.
+                if drawn {
+                    let _ = std::io::stderr().write_all(b"\n");
+                }
             }
         });
         Ui {
