@@ -448,3 +448,53 @@ fn the_terminal_model_catches_wide_lines() {
     assert!(over.is_empty(), "{over:?}");
     assert_eq!(lines, ["abcde", "名前"]);
 }
+
+/// `--progress-json` when stderr is not a terminal: one JSON object per torrent per second
+/// on stdout with the figures a script needs, and only the summary on stderr.
+#[test]
+fn progress_json_is_one_object_per_line_on_stdout() {
+    let s = setup(2 * 1024 * 1024, false);
+    let port = free_port();
+    let _seed = start_seed(&s, port, "1MiB");
+    let out = s.root.join("out");
+    let args = fetch_args(&s, &out, port, &["--no-trackers", "--progress-json"]);
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("fetch did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(status.success(), "{status}\n{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let objects: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(objects.len() >= 2, "{stdout}");
+    for v in &objects {
+        assert_eq!(v["name"], LONG_NAME, "{v}");
+        assert_eq!(v["bytes_total"], 2 * 1024 * 1024, "{v}");
+        for key in ["phase", "bytes_done", "down_rate", "up_rate", "peers", "eta_secs"] {
+            assert!(v.get(key).is_some(), "{key} missing in {v}");
+        }
+    }
+    let last = objects.last().unwrap();
+    assert_eq!(last["bytes_done"], 2 * 1024 * 1024, "{last}");
+    assert!(last["eta_secs"].is_null(), "{last}");
+}
