@@ -478,8 +478,18 @@ fn progress_json_is_one_object_per_line_on_stdout() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let (mut stdout, mut stderr) = (String::new(), String::new());
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(status.success(), "{status}\n{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     let objects: Vec<serde_json::Value> = stdout
@@ -490,7 +500,14 @@ fn progress_json_is_one_object_per_line_on_stdout() {
     for v in &objects {
         assert_eq!(v["name"], LONG_NAME, "{v}");
         assert_eq!(v["bytes_total"], 2 * 1024 * 1024, "{v}");
-        for key in ["phase", "bytes_done", "down_rate", "up_rate", "peers", "eta_secs"] {
+        for key in [
+            "phase",
+            "bytes_done",
+            "down_rate",
+            "up_rate",
+            "peers",
+            "eta_secs",
+        ] {
             assert!(v.get(key).is_some(), "{key} missing in {v}");
         }
     }

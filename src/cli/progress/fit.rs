@@ -39,9 +39,11 @@ impl Seg {
 /// The widest bar drawn, brackets included (the old fixed bar was 30 cells).
 const BAR_MAX: usize = 32;
 /// Narrower than this the bar says nothing a percentage does not: it goes.
-const BAR_MIN: usize = 7;
+const BAR_MIN: usize = 10;
 /// A name is cut to no less than this before fields are dropped for it.
-const NAME_MIN: usize = 12;
+const NAME_MIN: usize = 16;
+/// Fields of lower priority go before the bar does; higher ones outlive it.
+pub const BAR_PRIO: u8 = 5;
 
 /// Width of `s` in terminal cells.
 pub fn width(s: &str) -> usize {
@@ -108,14 +110,21 @@ pub fn bar(fraction: f64, cells: usize) -> String {
 }
 
 /// The line `name [bar] fields…` fitted to `max` cells. `bar` is the fraction to draw, or
-/// `None` for a line without one.
+/// `None` for a line without one. The bar counts as a field of priority [`BAR_PRIO`] (at
+/// its narrowest) when fields are dropped.
 pub fn fit(max: usize, name: &str, bar_fraction: Option<f64>, segs: &[Seg]) -> String {
+    // The bar is the last entry: a field of BAR_MIN cells that has no short form.
+    let mut all: Vec<Seg> = segs.to_vec();
+    let has_bar = bar_fraction.is_some();
+    if has_bar {
+        all.push(Seg::new(BAR_PRIO, " ".repeat(BAR_MIN)));
+    }
     // Per field: whether shown, and whether in its short form.
-    let mut shown: Vec<(bool, bool)> = vec![(true, false); segs.len()];
+    let mut shown: Vec<(bool, bool)> = vec![(true, false); all.len()];
     let seg_text = |i: usize, short: bool| -> &str {
-        match (&segs[i].short, short) {
+        match (&all[i].short, short) {
             (Some(s), true) => s,
-            _ => &segs[i].text,
+            _ => &all[i].text,
         }
     };
     let fields_width = |shown: &[(bool, bool)]| -> usize {
@@ -128,47 +137,47 @@ pub fn fit(max: usize, name: &str, bar_fraction: Option<f64>, segs: &[Seg]) -> S
     };
     let name_w = width(name);
     let name_floor = name_w.min(NAME_MIN);
-    // Shorten, then drop, the lowest-priority fields until the name's floor fits.
-    let mut order: Vec<usize> = (0..segs.len()).collect();
-    order.sort_by_key(|&i| (segs[i].prio, std::cmp::Reverse(i)));
-    for &i in &order {
-        if name_floor + fields_width(&shown) <= max {
-            break;
-        }
-        if segs[i].short.is_some() {
-            shown[i].1 = true;
-        }
-        if name_floor + fields_width(&shown) > max && segs[i].prio != KEEP {
-            shown[i].0 = false;
+    // Lowest priority first (the later of equals first): shorten each field, and drop it if
+    // that is not enough, until the name's floor fits; kept fields are only shortened, last.
+    let mut order: Vec<usize> = (0..all.len()).collect();
+    order.sort_by_key(|&i| (all[i].prio, std::cmp::Reverse(i)));
+    let fits = |shown: &[(bool, bool)]| name_floor + fields_width(shown) <= max;
+    for kept_pass in [false, true] {
+        for &i in &order {
+            if fits(&shown) {
+                break;
+            }
+            if (all[i].prio == KEEP) != kept_pass {
+                continue;
+            }
+            if all[i].short.is_some() {
+                shown[i].1 = true;
+            }
+            if !kept_pass && !fits(&shown) {
+                shown[i].0 = false;
+            }
         }
     }
+    let bar_on = has_bar && shown[all.len() - 1].0;
     let fields: Vec<&str> = (0..segs.len())
         .filter(|&i| shown[i].0)
         .map(|i| seg_text(i, shown[i].1))
         .collect();
-    let fields_w = fields_width(&shown);
+    let fields_w: usize = fields.iter().map(|f| width(f) + 1).sum();
     let room = max.saturating_sub(fields_w);
-    // The name takes what it needs, up to two fifths of the line while the bar is there.
-    let name_cap = (max * 2 / 5).max(NAME_MIN);
-    let bar_cells = match bar_fraction {
-        Some(_) => {
-            let left = room.saturating_sub(name_w.min(name_cap) + 1);
-            let cells = left.min(BAR_MAX);
-            if cells >= BAR_MIN {
-                cells
-            } else {
-                0
-            }
-        }
-        None => 0,
-    };
-    let name_room = if bar_cells > 0 {
-        room - bar_cells - 1
+    let (name_room, bar_cells) = if bar_on {
+        // The name takes what it needs up to two fifths of the line, the bar the rest (up
+        // to BAR_MAX), and the name whatever the bar leaves.
+        let space = room.saturating_sub(1);
+        let cap = (max * 2 / 5).max(NAME_MIN);
+        let name_first = name_w.min(cap).min(space.saturating_sub(BAR_MIN));
+        let bar = space.saturating_sub(name_first).clamp(0, BAR_MAX);
+        (space.saturating_sub(bar), bar)
     } else {
-        room
+        (room, 0)
     };
     let mut line = middle_truncate(name, name_room);
-    if bar_cells > 0 {
+    if bar_cells >= BAR_MIN {
         line.push(' ');
         line.push_str(&bar(bar_fraction.unwrap_or(0.0), bar_cells));
     }

@@ -91,9 +91,12 @@ fn trackers_seg(s: &Snapshot) -> Option<Seg> {
         return None;
     }
     let count = format!("trackers {}/{}", s.trackers_ok, s.trackers_total);
+    // Without peers the tracker's trouble is likely why: it outranks the figures then;
+    // with peers it is a footnote.
+    let prio = if s.stats.peers_connected == 0 { 10 } else { 3 };
     let seg = match &s.tracker_status {
-        Some(why) => Seg::new(6, format!("{count} ({})", clean(why))).or_short(count),
-        None => Seg::new(6, count),
+        Some(why) => Seg::new(prio, format!("{count} ({})", clean(why))).or_short(clean(why)),
+        None => Seg::new(prio, count),
     };
     Some(seg)
 }
@@ -176,7 +179,7 @@ pub fn torrent_line(s: &Snapshot, mem: &mut Memory, width: usize) -> String {
             segs.push(Seg::new(KEEP, percent(st.verified_bytes, total)));
             segs.push(
                 Seg::new(
-                    5,
+                    4,
                     format!("{}/{}", human_bytes(st.verified_bytes), human_bytes(total)),
                 )
                 .or_short(human_bytes(total)),

@@ -232,3 +232,25 @@ fn several_torrents_get_a_total_line_and_nothing_before_data() {
     assert!(lines[1].starts_with("total "), "{lines:?}");
     assert!(lines[1].contains("0/2 complete"), "{lines:?}");
 }
+
+#[test]
+fn a_long_name_keeps_a_bar_and_the_essentials_at_80_columns() {
+    for w in [80, 120, 200] {
+        let mut s = downloading(NAMES[1]);
+        s.limits = Limits::default();
+        let line = torrent_line(&s, &mut Memory::default(), w);
+        assert!(line.contains("[==="), "{w}: {line}");
+        for part in ["44.2%", "↓ 2.00 MiB/s", "peers 3/12", "ETA 15s"] {
+            assert!(line.contains(part), "{w}: {part}: {line}");
+        }
+        assert!(line.starts_with("My Album"), "{line}");
+    }
+    // Without peers the tracker's trouble outranks the figures.
+    let mut s = downloading(NAMES[1]);
+    s.stats.peers_connected = 0;
+    let line = torrent_line(&s, &mut Memory::default(), 80);
+    assert!(
+        line.contains("tracker.invalid: DNS lookup failed"),
+        "{line}"
+    );
+}
