@@ -244,6 +244,20 @@ fn ctrl_c_leaves_the_true_percentage_on_screen() {
         (shown - verified).abs() <= 15.0,
         "last frame {shown}% but {verified}% verified\n{text}"
     );
+
+    // The next run starts by saying what it resumes from.
+    let mut again = PtyChild::spawn(&strs(&args), 80);
+    let resumed = again.wait_for(Duration::from_secs(30), |t| t.contains("swarm: resuming"));
+    let text = again.text();
+    assert!(resumed, "no resume line:\n{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("swarm: resuming"))
+        .unwrap();
+    assert!(
+        line.contains(&format!("({verified:.1}%) already verified")),
+        "{line}"
+    );
 }
 
 /// The only seed dies mid-download: the line says `stalled: no peers` and shows no ETA;
