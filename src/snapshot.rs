@@ -5,6 +5,7 @@
 //! A leaf: it names no engine, store or session type, so whatever displays or records a
 //! torrent depends on this module alone.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::types::Bitfield;
@@ -75,6 +76,36 @@ pub struct Snapshot {
     pub trackers_ok: usize,
     /// The last tracker error, prefixed with the tracker's URL.
     pub tracker_error: Option<String>,
+    /// The last tracker error for the display: the tracker's host and a short cause
+    /// (`tracker.invalid: DNS lookup failed`); never the announce query (our peer id, key).
+    pub tracker_status: Option<String>,
+    /// Bytes already verified on disk when the download started (resume or recheck).
+    pub resumed_bytes: u64,
+    /// Where the content is (the download directory joined with the torrent's name).
+    pub save_path: String,
+    /// The torrent's piece length, and its files' sizes in order when it has several
+    /// (empty for a single file): enough to derive each file's progress from `have`.
+    pub piece_len: u32,
+    pub files: Arc<[FileSize]>,
+    /// What the display states about the goals and caps in force.
+    pub limits: Limits,
+}
+
+/// One file of a multi-file torrent, for per-file progress.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileSize {
+    /// The file's path inside the torrent, `/`-separated, without the torrent's name.
+    pub path: String,
+    pub len: u64,
+}
+
+/// Seeding goals and rate caps (session-wide caps: every torrent shows the same).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    pub seed_ratio: Option<f64>,
+    pub seed_time: Option<Duration>,
+    pub max_down_rate: Option<u64>,
+    pub max_up_rate: Option<u64>,
 }
 
 impl Snapshot {

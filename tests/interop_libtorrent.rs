@@ -41,7 +41,10 @@ fn swarm_from_lt_seed(cell: &str, content: &Content, torrent: &Path, tmp: &Path)
     let line = swarm_finish(&mut fetch);
     timer.done();
     content.assert_same_in(&out, "swarm");
-    assert_eq!(summary_field(&line, "downloaded "), content.total, "{line}");
+    assert!(
+        about(summary_field(&line, "downloaded "), content.total),
+        "{line}"
+    );
     let (up, _) = lt_seed_stop(&mut seed);
     assert!(up >= content.total, "libtorrent uploaded only {up} B");
 }
@@ -461,9 +464,8 @@ fn one_swarm_seed_serves_three_torrents() {
     for (i, (fetch, out)) in fetches.iter_mut().enumerate() {
         let line = swarm_finish(fetch);
         contents[i].assert_same_in(out, "swarm");
-        assert_eq!(
-            summary_field(&line, "downloaded "),
-            contents[i].total,
+        assert!(
+            about(summary_field(&line, "downloaded "), contents[i].total),
             "{line}"
         );
     }

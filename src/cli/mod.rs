@@ -143,6 +143,10 @@ struct CommonArgs {
     /// Ignore resume data: re-hash all data on disk before starting.
     #[arg(long, help_heading = "Storage")]
     recheck: bool,
+    /// Print one JSON object per torrent per second on stdout (name, phase, bytes done and
+    /// total, rates, peers, ETA), for scripts and GUIs.
+    #[arg(long, help_heading = "Output")]
+    progress_json: bool,
 }
 
 /// Options only a download has (`seed` writes nothing and always waits for peers).
@@ -313,6 +317,7 @@ pub fn run() -> Result<()> {
         Command::Create(a) => create_cmd::create_cmd(a, cli.quiet),
         Command::Fetch(a) => {
             let c = &a.common;
+            progress::set_progress_json(c.progress_json);
             let seed = a.seed || c.seed_ratio.is_some() || c.seed_time.is_some();
             let mode = Mode::Fetch { seed };
             let run = torrents::Run {
@@ -323,6 +328,7 @@ pub fn run() -> Result<()> {
             torrents::torrent_cmd(&a.torrents, a.dir, run, a.common, a.download)
         }
         Command::Seed(a) => {
+            progress::set_progress_json(a.common.progress_json);
             let run = torrents::Run {
                 mode: Mode::Seed,
                 quiet: cli.quiet,

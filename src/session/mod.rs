@@ -122,6 +122,8 @@ pub struct Summary {
     pub stopped: bool,
     /// How long it was complete in this run (seeding time).
     pub seeded: Option<Duration>,
+    /// Where the content is: the download directory joined with the torrent's name.
+    pub path: PathBuf,
 }
 
 /// Where a torrent is, as the session sees it.

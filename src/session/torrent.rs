@@ -18,7 +18,7 @@ use super::{plan, Mode, Shared, Summary, TorrentError, TorrentSpec};
 use crate::engine::{Engine, Event, PeerSource};
 use crate::net::conn::{ConnCtx, Incoming};
 use crate::net::driver::{Control, Driver, Outcome};
-use crate::snapshot::{Phase, Snapshot, Totals};
+use crate::snapshot::{FileSize, Limits, Phase, Snapshot, Totals};
 use crate::store::{self, Storage, StoreConfig};
 use crate::tracker::announcer::{self, AnnouncerConfig};
 use crate::tracker::client;
@@ -45,6 +45,15 @@ pub(super) async fn run(
             total_bytes: layout.total_len(),
             pieces_total: layout.num_pieces(),
             listen_port: Some(shared.port),
+            save_path: spec.dir.join(&meta.name).display().to_string(),
+            piece_len: layout.piece_len(),
+            files: display_files(&meta),
+            limits: Limits {
+                seed_ratio: spec.cfg.seed_ratio,
+                seed_time: spec.cfg.seed_time,
+                max_down_rate: shared.cfg.max_download_rate,
+                max_up_rate: shared.cfg.max_upload_rate,
+            },
             ..Snapshot::default()
         }
     });
@@ -54,7 +63,7 @@ pub(super) async fn run(
     let Some((have, before, trusted)) =
         verified_pieces(&shared, &storage, &hashes, start, &snapshot, &mut stop).await?
     else {
-        return Ok(stopped_while_checking(started));
+        return Ok(stopped_while_checking(started, spec.dir.join(&meta.name)));
     };
     snapshot.send_modify(|s| s.before = before);
     tracing::info!(
@@ -64,6 +73,7 @@ pub(super) async fn run(
         "ready"
     );
     let resumed_bytes: u64 = have.iter_ones().map(|p| layout.piece_size(p) as u64).sum();
+    snapshot.send_modify(|s| s.resumed_bytes = resumed_bytes);
     if spec.mode == Mode::Seed && !have.is_full() {
         let bad = (0..have.len()).find(|&p| !have.get(p)).unwrap_or(0);
         return Err(TorrentError::Incomplete {
@@ -195,6 +205,7 @@ pub(super) async fn run(
         elapsed: started.elapsed(),
         complete,
         stopped,
+        path: spec.dir.join(&meta.name),
     };
     match outcome {
         Outcome::Complete => Ok(summary(true, false)),
@@ -207,7 +218,23 @@ pub(super) async fn run(
     }
 }
 
-fn stopped_while_checking(started: Instant) -> Summary {
+/// A multi-file torrent's files for the display's per-file lines (none for one file).
+fn display_files(meta: &crate::metainfo::Metainfo) -> Arc<[FileSize]> {
+    if !meta.multi_file {
+        return Arc::from([]);
+    }
+    let files = meta.files.iter().map(|f| {
+        // The torrent's name is the first component; the display shows it on its own line.
+        let rel = f.path.strip_prefix(&meta.name).unwrap_or(&f.path);
+        FileSize {
+            path: rel.display().to_string(),
+            len: f.length,
+        }
+    });
+    files.collect()
+}
+
+fn stopped_while_checking(started: Instant, path: PathBuf) -> Summary {
     Summary {
         stats: Default::default(),
         before: Totals::default(),
@@ -216,6 +243,7 @@ fn stopped_while_checking(started: Instant) -> Summary {
         complete: false,
         stopped: true,
         seeded: None,
+        path,
     }
 }
 

@@ -76,6 +76,7 @@ pub async fn run(
         s.trackers_total = tiers.len();
         s.trackers_ok = 0;
         s.tracker_error = None;
+        s.tracker_status = None;
     });
     if tiers.is_empty() {
         return;
@@ -406,7 +407,11 @@ impl Announcer {
     fn set_error(&mut self, id: TrackerId, e: &TrackerError) {
         self.error_from = Some(id);
         let text = format!("{}: {}", self.tiers.url(id), error_chain(e));
-        self.snapshot.send_modify(|s| s.tracker_error = Some(text));
+        let short = super::brief::brief(self.tiers.url(id), e);
+        self.snapshot.send_modify(|s| {
+            s.tracker_error = Some(text);
+            s.tracker_status = Some(short);
+        });
         self.publish(false);
     }
 
@@ -416,6 +421,7 @@ impl Announcer {
             s.trackers_ok = ok;
             if clear_error {
                 s.tracker_error = None;
+                s.tracker_status = None;
             }
         });
     }

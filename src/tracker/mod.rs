@@ -15,6 +15,7 @@
 //! key): only the tracker URL as the torrent gave it.
 
 pub mod announcer;
+pub mod brief;
 pub mod client;
 pub mod http;
 pub mod tiers;
