@@ -43,7 +43,7 @@ class Swarm:
 
     def __init__(self, binary, torrents, data, state, extra, log):
         argv = [binary, "-v", "seed", *torrents, "-d", data, "--bind", BIND, "--port", "0",
-                "--no-trackers", "--peer-timeout", "0", "--state-dir", state, *extra]
+                "--no-trackers", "--state-dir", state, *extra]
         self.log = open(log, "w+")
         self.start = time.monotonic()
         env = dict(os.environ, RUST_LOG="warn,swarm=info")

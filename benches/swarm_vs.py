@@ -438,7 +438,7 @@ class Bench:
             p.wait_for(r"^SEEDING", 600, which="out", poll=0.05)
         else:
             argv = [self.swarm, "seed", self.torrent, "-d", self.src_dir, "--bind", SEED_IP,
-                    "--port", str(port), "--peer-timeout", "0", "-v",
+                    "--port", str(port), "-v",
                     "--state-dir", self.state_dir("seed")]
             if not self.tracker_port:
                 argv.append("--no-trackers")
@@ -566,7 +566,7 @@ class Bench:
             helper = Proc("tr-helper-seed-%d" % run, [
                 self.swarm, "seed", self.torrent, "-d", self.src_dir, "--bind", HELPER_IP,
                 "--port", "0", "--no-trackers", "--peer", "%s:%d" % (LEECH_IP, port),
-                "--peer-timeout", "0", "--quiet", "--state-dir", self.state_dir("tr-helper")],
+                "--quiet", "--state-dir", self.state_dir("tr-helper")],
                 self.logs)
         deadline = time.monotonic() + self.timeout()
         while not os.path.exists(marker):
@@ -828,7 +828,7 @@ Advanced\\AnnounceToAllTrackers=true
         for i in range(max(1, self.a.runs)):
             p = Proc("recheck-%d" % i, [self.swarm, "seed", self.torrent, "-d", self.src_dir,
                                         "--bind", RECHECK_IP, "--port", "0", "--no-trackers",
-                                        "--peer-timeout", "0", "-v", "--recheck",
+                                        "-v", "--recheck",
                                         "--state-dir", self.state_dir("recheck")], self.logs)
             t = p.wait_for(r"recheck done", 300, poll=0.002)
             times.append(t - p.start)
@@ -850,7 +850,7 @@ Advanced\\AnnounceToAllTrackers=true
         self.make_content(a.size, a.piece_length, None)
         seed_port = free_port(SEED_IP)
         seed_argv = [self.swarm, "seed", self.torrent, "-d", self.src_dir, "--bind", SEED_IP,
-                     "--port", str(seed_port), "--no-trackers", "--peer-timeout", "0", "-v",
+                     "--port", str(seed_port), "--no-trackers", "-v",
                      "--state-dir", self.state_dir("swarm-seed")]
         if not a.plain_seed:
             seed_argv.append("--super-seed")

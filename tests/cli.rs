@@ -764,11 +764,12 @@ fn multi_torrent_fetch_survives_random_kill_9() {
         .iter()
         .map(|n| summary_field(complete_line_of(&seed_err, n), "uploaded "))
         .sum();
+    // The summary's sizes have three significant digits: "at least" within that.
     assert!(
-        uploaded >= total,
+        uploaded >= total || about(uploaded, total),
         "{uploaded} B uploaded of {total}\n{seed_err}"
     );
-    let twice = uploaded - total;
+    let twice = uploaded.saturating_sub(total);
     eprintln!("re-downloaded {twice} B over {kills} kills (content {total} B)");
     let bound = kills * names.len() as u64 * LOST_PER_KILL;
     assert!(

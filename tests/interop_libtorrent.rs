@@ -135,8 +135,9 @@ fn libtorrent_leechers_from_swarm_super_seed() {
         "interop super-seed: seed uploaded {up} B = {:.2}x the content",
         up as f64 / content.total as f64
     ));
+    // The summary's sizes have three significant digits: "at least" within that.
     assert!(
-        up >= content.total,
+        up >= content.total || about(up, content.total),
         "every piece comes from the seed once: {line}"
     );
     assert!(
@@ -483,7 +484,7 @@ fn one_swarm_seed_serves_three_torrents() {
         let line = summary_line_of(&stderr, &c.name);
         let up = summary_field(&line, "uploaded ");
         assert!(
-            up >= c.total,
+            up >= c.total || about(up, c.total),
             "the seed uploaded only {up} B of {}: {line}\n{}",
             c.name,
             seed.logs()

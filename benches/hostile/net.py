@@ -69,7 +69,7 @@ class Seed:
         self.log = open(os.path.join(work, "seed.log"), "w")
         self.p = subprocess.Popen(
             [swarm, "seed", torrent, "-d", data, "--bind", SEED_IP, "--port", str(self.port),
-             "--no-trackers", "--peer-timeout", "0", "--state-dir", state, "-q"],
+             "--no-trackers", "--state-dir", state, "-q"],
             stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:  # listening once a connect succeeds

@@ -207,8 +207,8 @@ def start_seed(args, work, tag, ip, torrent):
     port = free_port(ip)
     state = tempfile.mkdtemp(prefix="state-seed-", dir=work)
     p = Proc([args.swarm, "-v", "seed", torrent, "-d", os.path.join(work, "data"),
-              "--bind", ip, "--port", str(port), "--state-dir", state, "--no-trackers",
-              "--peer-timeout", "0"], os.path.join(work, tag + "-seed.log"))
+              "--bind", ip, "--port", str(port), "--state-dir", state, "--no-trackers"],
+             os.path.join(work, tag + "-seed.log"))
     deadline = time.monotonic() + 60
     while " ready " not in p.text():
         if p.poll() is not None or time.monotonic() > deadline:

@@ -611,7 +611,8 @@ pub fn summary_line(stderr: &str) -> String {
 }
 
 /// The size after `key` in the summary line, e.g. `downloaded 3.01 MiB` → 3156213 (as
-/// precise as the line: sizes from 1 KiB on have three significant digits).
+/// precise as the line: sizes from 1 KiB on have three significant digits), or the bare
+/// count after it (`uploaded=0` in a tracker's line).
 pub fn summary_field(line: &str, key: &str) -> u64 {
     let rest = &line[line
         .find(key)
@@ -628,6 +629,8 @@ pub fn summary_field(line: &str, key: &str) -> u64 {
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
+        // A bare count (a tracker's `STATS uploaded=0 downloaded=25178169`): bytes.
+        _ if number.fract() == 0.0 => 1,
         _ => panic!("no unit after {key:?} in {line:?}"),
     };
     (number * scale as f64).round() as u64

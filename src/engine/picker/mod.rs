@@ -1,8 +1,9 @@
 //! The piece picker: decides which blocks to request from a peer. Pure, synchronous state.
 //!
 //! Policy, in order: blocks of pieces already in progress ("partials") first, so pieces finish
-//! and leave the store's buffer; then new pieces, rarest first with the tie broken in favour of
-//! a piece next to one just started (extent affinity, `extent.rs`), else at random (or at
+//! and leave the store's buffer; then new pieces, rarest first with a random tie-break (in
+//! favour of a piece next to one just started while only seeds have what we lack: extent
+//! affinity, `extent.rs`) (or at
 //! random while we have fewer than [`RANDOM_FIRST_PIECES`], so we soon have something to
 //! trade); then, once every missing block is requested (endgame), duplicates of outstanding
 //! requests, fewest outstanding first, never to a peer that already asked for that block.
@@ -239,7 +240,7 @@ impl Picker {
                 continue;
             }
             let offset = rng.gen_range(0..len);
-            let (mut k, mut affinity) = (0, true);
+            let (mut k, mut affinity) = (0, self.extent_affinity());
             while out.len() < want_total && self.partials.len() < self.max_partials {
                 let neighbour = affinity
                     .then(|| self.extent_neighbour(b, peer_has))

@@ -519,9 +519,10 @@ fn started(p: &mut Picker, peer: &Bitfield, count: usize) -> Vec<u32> {
 
 #[test]
 fn ties_go_to_the_extent_in_progress() {
-    // 64 KiB pieces: 64 to a 4 MiB extent. All equally rare: after the first piece (at
+    // 64 KiB pieces: 64 to a 4 MiB extent. All from seeds: after the first piece (at
     // random), its extent's pieces follow in order, wrapping inside the extent.
-    let mut p = setup(&"1".repeat(200), "", 1000);
+    let mut p = setup(&"0".repeat(200), "", 1000);
+    p.add_seed();
     assert_eq!(p.extent_pieces(), 64);
     let got = started(&mut p, &full(200), 64);
     let first = got[0];
@@ -534,18 +535,25 @@ fn ties_go_to_the_extent_in_progress() {
 }
 
 #[test]
-fn extent_affinity_never_beats_rarity() {
-    // Pieces 10 and 100 are rarer than the rest: both come first, whatever their extents.
-    let mut avail = vec!['2'; 200];
-    avail[10] = '1';
-    avail[100] = '1';
+fn extent_affinity_only_while_everything_comes_from_seeds() {
+    let mut p = setup(&"0".repeat(200), "", 1000);
+    p.add_seed();
+    assert!(p.extent_affinity());
+    // A leecher has piece 150: someone to trade with, so ties are random again.
+    p.add_have(150);
+    assert!(!p.extent_affinity());
+    p.remove_have(150);
+    assert!(p.extent_affinity());
+    // Rarity still comes first: with one leecher holding most pieces, the pieces only
+    // the seed has are started before any other.
+    let mut avail = vec!['1'; 200];
+    avail[10] = '0';
+    avail[100] = '0';
     let mut p = setup(&avail.iter().collect::<String>(), "", 1000);
-    let got = started(&mut p, &full(200), 3);
-    let mut rare = got[..2].to_vec();
+    p.add_seed();
+    let mut rare = started(&mut p, &full(200), 2);
     rare.sort();
     assert_eq!(rare, [10, 100]);
-    // Then a neighbour of one of them, in its extent.
-    assert!(got[2] / 64 == got[1] / 64 || got[2] / 64 == got[0] / 64);
 }
 
 #[test]
