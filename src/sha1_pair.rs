@@ -28,36 +28,6 @@ pub fn digest_pair<A: AsRef<[u8]>, B: AsRef<[u8]>>(a: &[A], b: &[B]) -> ([u8; 20
     (portable(a), portable(b))
 }
 
-/// [`digest_pair`], and each message's bytes copied into `into_a` / `into_b` (exactly the
-/// messages' lengths) as they are hashed: a run is copied right after it was hashed, while
-/// it is still in the core's L1 cache, so the copy costs almost nothing next to a second
-/// pass over memory (the store's direct writes go from that copy).
-pub fn digest_pair_into<A: AsRef<[u8]>, B: AsRef<[u8]>>(
-    a: &[A],
-    b: &[B],
-    into_a: &mut [u8],
-    into_b: &mut [u8],
-) -> ([u8; 20], [u8; 20]) {
-    #[cfg(target_arch = "x86_64")]
-    if shani::available() {
-        return shani::pair_into(a, b, Some(into_a), Some(into_b));
-    }
-    copy_chunks(a, into_a);
-    copy_chunks(b, into_b);
-    (portable(a), portable(b))
-}
-
-/// Copies the concatenated chunks into `out` (as far as both go).
-fn copy_chunks<C: AsRef<[u8]>>(chunks: &[C], out: &mut [u8]) {
-    let mut at = 0;
-    for c in chunks {
-        let c = c.as_ref();
-        let n = c.len().min(out.len() - at);
-        out[at..at + n].copy_from_slice(&c[..n]);
-        at += n;
-    }
-}
-
 /// The `sha1` crate's digest of the concatenated chunks: the path without SHA-NI, and the
 /// reference the tests compare with.
 fn portable<C: AsRef<[u8]>>(chunks: &[C]) -> [u8; 20] {
@@ -91,23 +61,18 @@ struct Blocks<'a, C> {
     /// Total message length in bytes (for the padding).
     len: u64,
     carry: [u8; 64],
-    /// Where consumed bytes are copied, if anywhere (the message's length or longer).
-    copy: Option<&'a mut [u8]>,
 }
 
 #[cfg(target_arch = "x86_64")]
 impl<'a, C: AsRef<[u8]>> Blocks<'a, C> {
-    fn new(chunks: &'a [C], copy: Option<&'a mut [u8]>) -> Self {
+    fn new(chunks: &'a [C]) -> Self {
         let len = chunks.iter().map(|c| c.as_ref().len() as u64).sum();
-        // A copy target shorter than the message is a caller's bug: copy nothing then.
-        let copy = copy.filter(|c| c.len() as u64 >= len);
         Blocks {
             chunks,
             at: (0, 0),
             left: len,
             len,
             carry: [0; 64],
-            copy,
         }
     }
 
@@ -136,24 +101,18 @@ impl<'a, C: AsRef<[u8]>> Blocks<'a, C> {
         Some(&self.carry)
     }
 
-    /// Consumes `n` bytes (at most what is left), copying them to `copy` if set.
+    /// Consumes `n` bytes (at most what is left).
     fn advance(&mut self, mut n: usize) {
-        let mut to = (self.len - self.left) as usize;
         self.left -= n as u64;
         while n > 0 {
             let (i, off) = self.at;
-            let chunk = &self.chunks[i].as_ref()[off..];
-            let k = n.min(chunk.len());
-            if let Some(copy) = self.copy.as_deref_mut() {
-                copy[to..to + k].copy_from_slice(&chunk[..k]);
+            let rest = self.chunks[i].as_ref().len() - off;
+            if n < rest {
+                self.at.1 += n;
+                return;
             }
-            to += k;
-            n -= k;
-            if k < chunk.len() {
-                self.at.1 += k;
-            } else {
-                self.at = (i + 1, 0);
-            }
+            n -= rest;
+            self.at = (i + 1, 0);
         }
     }
 
@@ -205,25 +164,13 @@ mod shani {
     }
 
     pub fn pair<A: AsRef<[u8]>, B: AsRef<[u8]>>(a: &[A], b: &[B]) -> ([u8; 20], [u8; 20]) {
-        pair_into(a, b, None, None)
-    }
-
-    pub fn pair_into<A: AsRef<[u8]>, B: AsRef<[u8]>>(
-        a: &[A],
-        b: &[B],
-        into_a: Option<&mut [u8]>,
-        into_b: Option<&mut [u8]>,
-    ) -> ([u8; 20], [u8; 20]) {
-        let (ma, mb) = (Blocks::new(a, into_a), Blocks::new(b, into_b));
         // SAFETY: `available()` was true: this CPU has every feature `pair_shani` enables.
-        unsafe { pair_shani(ma, mb) }
+        unsafe { pair_shani(a, b) }
     }
 
     #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-    fn pair_shani<A: AsRef<[u8]>, B: AsRef<[u8]>>(
-        mut ma: Blocks<'_, A>,
-        mut mb: Blocks<'_, B>,
-    ) -> ([u8; 20], [u8; 20]) {
+    fn pair_shani<A: AsRef<[u8]>, B: AsRef<[u8]>>(a: &[A], b: &[B]) -> ([u8; 20], [u8; 20]) {
+        let (mut ma, mut mb) = (Blocks::new(a), Blocks::new(b));
         let (mut sa, mut sb) = (State::new(), State::new());
         // Both messages, a run at a time, as long as both have whole blocks.
         while let (Some(ra), Some(rb)) = (ma.run(), mb.run()) {
@@ -412,22 +359,6 @@ mod tests {
         let (a, b) = digest_pair(&[&long[..10], &long[10..]], &[long]);
         assert_eq!(hex(&a), "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
         assert_eq!(a, b);
-    }
-
-    #[test]
-    fn the_copy_holds_each_message() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        let data: Vec<u8> = (0..100_000).map(|_| rng.gen()).collect();
-        for (la, lb) in [(0, 5), (63, 64), (16384 * 3, 1000), (99_999, 65)] {
-            let (a, b) = (&data[..la], &data[100_000 - lb..]);
-            let ca = split(a, &[la / 3, la / 2]);
-            let cb = split(b, &[lb / 2]);
-            let (mut ia, mut ib) = (vec![0u8; la], vec![0u8; lb + 10]);
-            let (da, db) = digest_pair_into(&ca, &cb, &mut ia, &mut ib);
-            assert_eq!((da, db), (portable(&[a]), portable(&[b])));
-            assert_eq!(ia, a);
-            assert_eq!(&ib[..lb], b);
-        }
     }
 
     /// Every length around the padding's edges (55, 56, 63, 64, …), cut into chunks at

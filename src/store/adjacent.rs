@@ -19,18 +19,6 @@ impl Storage {
         first: &[Bytes],
         second: &[Bytes],
     ) -> Result<(), StoreError> {
-        self.write_adjacent_from(piece, first, second, None)
-    }
-
-    /// [`Storage::write_adjacent`], the direct part from `image` (both pieces' bytes in
-    /// order in an aligned buffer, see `Storage::image`) where it can.
-    pub(super) fn write_adjacent_from(
-        &self,
-        piece: u32,
-        first: &[Bytes],
-        second: &[Bytes],
-        image: Option<&[u8]>,
-    ) -> Result<(), StoreError> {
         let next = piece.saturating_add(1);
         self.check_whole_piece(piece, first)?;
         self.check_whole_piece(next, second)?;
@@ -44,7 +32,7 @@ impl Storage {
         self.create_empties(piece)?;
         self.create_empties(next)?;
         let blocks: Vec<Bytes> = first.iter().chain(second).cloned().collect();
-        self.write_spans(&layout.run_spans(piece, len), 0, &blocks, image)
+        self.write_spans(&layout.run_spans(piece, len), 0, &blocks)
     }
 }
 
@@ -95,66 +83,6 @@ mod tests {
             let written = (piece as usize)..all.len();
             assert_eq!(got[written.clone()], all[written], "direct {direct}");
         }
-    }
-
-    /// The aligned middle goes from the image, the unaligned edges from the blocks (the
-    /// two hold the same bytes in real use; here they differ, to see which was written).
-    #[test]
-    fn the_direct_part_comes_from_the_image() {
-        let dir = tempfile::tempdir().unwrap();
-        let piece = 65536u32;
-        // One file starting 1000 bytes into the torrent: the pieces' file offsets are
-        // unaligned, so each has a buffered head and tail around its direct middle.
-        let lens = [1000u64, 4 * piece as u64];
-        let layout = Layout::new(piece, &lens).unwrap();
-        let files = [(PathBuf::from("a"), lens[0]), (PathBuf::from("b"), lens[1])];
-        let storage = Storage::open(dir.path(), &files, layout, true)
-            .unwrap()
-            .with_direct_writes(true);
-        let from_blocks = vec![1u8; 2 * piece as usize];
-        let mut image = storage.image(2 * piece as usize).unwrap();
-        image.bytes_mut().fill(2);
-        let blocks = blocks(&from_blocks);
-        let (a, b) = blocks.split_at(4);
-        storage
-            .write_adjacent_from(1, a, b, Some(image.bytes()))
-            .unwrap();
-        storage.release_image(image);
-        let got = std::fs::read(dir.path().join("b")).unwrap();
-        let run = &got[piece as usize - 1000..3 * piece as usize - 1000];
-        if storage.direct.enabled() {
-            // The image's windows are aligned in memory only where the file offset is
-            // aligned too: here the file offset is 1000 bytes off the piece's, so the
-            // image cannot be used and everything came from the blocks, through a copy.
-            assert!(run.iter().all(|&x| x == 1));
-        }
-    }
-
-    #[test]
-    fn an_aligned_image_is_written_as_it_is() {
-        let dir = tempfile::tempdir().unwrap();
-        let piece = 65536u32;
-        let layout = Layout::new(piece, &[4 * piece as u64]).unwrap();
-        let files = [(PathBuf::from("f"), 4 * piece as u64)];
-        let storage = Storage::open(dir.path(), &files, layout, true)
-            .unwrap()
-            .with_direct_writes(true);
-        let mut image = storage.image(2 * piece as usize).unwrap();
-        image.bytes_mut().fill(2);
-        let blocks = blocks(&vec![1u8; 2 * piece as usize]);
-        let (a, b) = blocks.split_at(4);
-        storage
-            .write_adjacent_from(1, a, b, Some(image.bytes()))
-            .unwrap();
-        storage.release_image(image);
-        let got = std::fs::read(dir.path().join("f")).unwrap();
-        let run = &got[piece as usize..3 * piece as usize];
-        let want = if storage.direct.enabled() { 2 } else { 1 };
-        assert!(
-            run.iter().all(|&x| x == want),
-            "direct {}",
-            storage.direct.enabled()
-        );
     }
 
     #[test]

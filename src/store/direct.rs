@@ -48,23 +48,6 @@ pub(super) struct Direct {
     handles: Mutex<Vec<(usize, Arc<File>)>>,
 }
 
-/// A pooled buffer's aligned window of `len` bytes (see [`Direct::image`]).
-pub(super) struct Image {
-    buf: Vec<u8>,
-    skip: usize,
-    len: usize,
-}
-
-impl Image {
-    pub fn bytes(&self) -> &[u8] {
-        &self.buf[self.skip..self.skip + self.len]
-    }
-
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.skip..self.skip + self.len]
-    }
-}
-
 /// What a direct write could not do.
 pub(super) enum DirectError {
     /// The filesystem refused `O_DIRECT`: write this range buffered (direct is now off).
@@ -110,36 +93,6 @@ impl Direct {
         let r = copy_and_write(&file, &mut buf, data, at);
         self.give_back(buf);
         r.map_err(|e| self.failed(e))
-    }
-
-    /// Writes `data`, whose address and length are multiples of [`ALIGN`] (a window of an
-    /// [`Image`]), at `at` (a multiple of [`ALIGN`]) of file `index`: no copy.
-    pub fn write_aligned(
-        &self,
-        index: usize,
-        path: &Path,
-        data: &[u8],
-        at: u64,
-    ) -> Result<(), DirectError> {
-        let file = self.handle(index, path).map_err(|e| self.failed(e))?;
-        write_all_at(&file, data, at).map_err(|e| self.failed(e))
-    }
-
-    /// An aligned buffer of `len` bytes from the pool, for a caller that fills it itself
-    /// (the store copies a pair of pieces into it while hashing them) and writes windows of
-    /// it with [`Direct::write_aligned`]; `None` when direct writes are off or `len` is
-    /// more than [`CHUNK`]. Give it back with [`Direct::release`].
-    pub fn image(&self, len: usize) -> Option<Image> {
-        if !self.enabled() || len > CHUNK || len == 0 {
-            return None;
-        }
-        let buf = self.take();
-        let skip = buf.as_ptr().align_offset(ALIGN as usize);
-        Some(Image { buf, skip, len })
-    }
-
-    pub fn release(&self, image: Image) {
-        self.give_back(image.buf);
     }
 
     /// The cached `O_DIRECT` handle of file `index`, or a fresh one (replacing the least

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use super::direct::{Direct, DirectError, Image, ALIGN};
+use super::direct::{Direct, DirectError};
 use super::paths::{inspect_file, safe_join};
 use super::pool::is_out_of_descriptors;
 use super::pool::{max_open_files, FileCache};
@@ -55,7 +55,7 @@ pub struct Storage {
     /// Whether writes may create files (a download); a seed only writes files that exist.
     create: bool,
     /// Whether (and how) verified data bypasses the page cache.
-    pub(super) direct: Direct,
+    direct: Direct,
 }
 
 /// What a file looked like: its size and modification time, to the nanosecond as the
@@ -223,20 +223,18 @@ impl Storage {
         let len: u64 = blocks.iter().map(|b| b.len() as u64).sum();
         self.create_empties(piece)?;
         let len = u32::try_from(len).unwrap_or(u32::MAX);
-        self.write_spans(&self.layout.spans(piece, offset, len), offset, blocks, None)
+        self.write_spans(&self.layout.spans(piece, offset, len), offset, blocks)
     }
 
     /// Writes `blocks`, laid end to end from byte `offset` of the first span's piece, into
     /// `spans`. One vectored positioned write per file span instead of one write per block,
-    /// and no gathering copy: the blocks go to the kernel straight from the socket buffers.
-    /// The direct middle goes from `image` (the same bytes, copied while hashing into an
-    /// aligned buffer) where its window there is aligned, else through one aligned buffer.
+    /// and no gathering copy: the blocks go to the kernel straight from the socket buffers
+    /// (or through one aligned buffer, for the direct middle).
     pub(super) fn write_spans(
         &self,
         spans: &[FileSpan],
         offset: u32,
         blocks: &[Bytes],
-        image: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         spans.iter().try_for_each(|span| {
             let file = self.file(span.file, true)?;
@@ -250,7 +248,7 @@ impl Storage {
                 write_all_vectored_at(&file, slices, from)
                     .map_err(|e| self.io(span.file, "writing", e))
             };
-            match self.direct_middle(span.file, (blocks, image), at, start, end)? {
+            match self.direct_middle(span.file, blocks, at, start, end)? {
                 // The aligned middle went straight to the device: the edges remain.
                 Some((a, b)) => {
                     buffered(start, a)?;
@@ -266,13 +264,12 @@ impl Storage {
     }
 
     /// Writes the aligned middle of the file range `[start, end)` (bytes `at..` of
-    /// `blocks`, or of `image` when its window is aligned) with `O_DIRECT`, when direct
-    /// writes are on and the filesystem takes them; returns the range written, or `None`
-    /// when the caller must write it all buffered.
+    /// `blocks`) with `O_DIRECT`, when direct writes are on and the filesystem takes them;
+    /// returns the range written, or `None` when the caller must write it all buffered.
     fn direct_middle(
         &self,
         file: usize,
-        (blocks, image): (&[Bytes], Option<&[u8]>),
+        blocks: &[Bytes],
         at: u64,
         start: u64,
         end: u64,
@@ -280,50 +277,15 @@ impl Storage {
         let Some((a, b)) = self.direct.middle(start, end) else {
             return Ok(None);
         };
-        let from = (at + (a - start)) as usize;
-        let window = image
-            .and_then(|img| img.get(from..from + (b - a) as usize))
-            .filter(|w| w.as_ptr().align_offset(ALIGN as usize) == 0);
-        let written = match window {
-            Some(w) => self.direct.write_aligned(file, &self.paths[file], w, a),
-            None => {
-                let slices = span_slices(blocks, at + (a - start), b - a);
-                let parts: Vec<&[u8]> = slices.iter().map(|s| &**s).collect();
-                self.direct.write(file, &self.paths[file], &parts, a)
-            }
-        };
-        match written {
+        let slices = span_slices(blocks, at + (a - start), b - a);
+        let parts: Vec<&[u8]> = slices.iter().map(|s| &**s).collect();
+        match self.direct.write(file, &self.paths[file], &parts, a) {
             Ok(()) => Ok(Some((a, b))),
             Err(DirectError::Unsupported) => Ok(None),
             // Out of descriptors for the direct handle: the buffered path evicts and retries.
             Err(DirectError::Io(e)) if is_out_of_descriptors(&e) => Ok(None),
             Err(DirectError::Io(e)) => Err(self.io(file, "writing", e)),
         }
-    }
-
-    /// An aligned buffer for `len` bytes of verified data to be written from (see
-    /// `Direct::image`); `None` when direct writes are off or `len` is too large.
-    pub(super) fn image(&self, len: usize) -> Option<Image> {
-        self.direct.image(len)
-    }
-
-    pub(super) fn release_image(&self, image: Image) {
-        self.direct.release(image)
-    }
-
-    /// Like [`Storage::write_piece`], the direct part from `image` (the piece's bytes in an
-    /// aligned buffer, see [`Storage::image`]) where it can.
-    pub(super) fn write_piece_from(
-        &self,
-        piece: u32,
-        blocks: &[Bytes],
-        image: Option<&[u8]>,
-    ) -> Result<(), StoreError> {
-        self.check_whole_piece(piece, blocks)?;
-        let len: u64 = blocks.iter().map(|b| b.len() as u64).sum();
-        self.create_empties(piece)?;
-        let len = u32::try_from(len).unwrap_or(u32::MAX);
-        self.write_spans(&self.layout.spans(piece, 0, len), 0, blocks, image)
     }
 
     /// Writes of verified data bypass the page cache (`O_DIRECT`, see `direct.rs`) where the

@@ -553,9 +553,7 @@ impl Task {
 type Done = Vec<(u32, Outcome)>;
 
 /// Hashes one complete piece, or two together, and writes each whose SHA-1 matched (two
-/// neighbours that both matched as one run). A pair is copied, as it is hashed, into an
-/// aligned buffer the direct writes go from (`sha1_pair::digest_pair_into`), so its bytes
-/// are read from memory once, not once to hash and again to copy for the device.
+/// neighbours that both matched as one run).
 fn verify_and_write(
     storage: &Storage,
     hashes: &[[u8; 20]],
@@ -565,57 +563,33 @@ fn verify_and_write(
     let matches = |piece: u32, digest: [u8; 20]| hashes.get(piece as usize) == Some(&digest);
     let Some(second) = second else {
         let ok = matches(first.0, hash_blocks(&first.1));
-        return vec![write_one(storage, first, ok, None)];
+        return vec![write_one(storage, first, ok)];
     };
-    let adjacent = first.0.abs_diff(second.0) == 1;
-    // Neighbours in file order, so the buffer holds them as the run is written.
-    let (a, b) = if adjacent && second.0 < first.0 {
-        (second, first)
-    } else {
-        (first, second)
-    };
-    let len = |blocks: &[Bytes]| blocks.iter().map(|x| x.len()).sum::<usize>();
-    let la = len(&a.1);
-    let mut image = storage.image(la + len(&b.1));
-    let (x, y) = match image.as_mut() {
-        Some(img) => {
-            let (ia, ib) = img.bytes_mut().split_at_mut(la);
-            crate::sha1_pair::digest_pair_into(&a.1, &b.1, ia, ib)
+    let (x, y) = crate::sha1_pair::digest_pair(&first.1, &second.1);
+    let (ok_a, ok_b) = (matches(first.0, x), matches(second.0, y));
+    if ok_a && ok_b && first.0.abs_diff(second.0) == 1 {
+        let (lo, hi) = if first.0 < second.0 {
+            (&first, &second)
+        } else {
+            (&second, &first)
+        };
+        if storage.write_adjacent(lo.0, &lo.1, &hi.1).is_ok() {
+            return vec![(first.0, Outcome::Verified), (second.0, Outcome::Verified)];
         }
-        None => crate::sha1_pair::digest_pair(&a.1, &b.1),
-    };
-    let (ok_a, ok_b) = (matches(a.0, x), matches(b.0, y));
-    let bytes = image.as_ref().map(|i| i.bytes());
-    let mut done = None;
-    // A failed run is written apart again below, so each piece gets its own outcome.
-    if ok_a && ok_b && adjacent && storage.write_adjacent_from(a.0, &a.1, &b.1, bytes).is_ok() {
-        done = Some(vec![(a.0, Outcome::Verified), (b.0, Outcome::Verified)]);
+        // Written apart again, so each piece gets its own outcome (and its own error).
     }
-    let done = done.unwrap_or_else(|| {
-        let (ia, ib) = (bytes.map(|i| &i[..la]), bytes.map(|i| &i[la..]));
-        vec![
-            write_one(storage, a, ok_a, ia),
-            write_one(storage, b, ok_b, ib),
-        ]
-    });
-    if let Some(image) = image {
-        storage.release_image(image);
-    }
-    done
+    vec![
+        write_one(storage, first, ok_a),
+        write_one(storage, second, ok_b),
+    ]
 }
 
-/// Writes one piece whose hash was checked (`ok`: it matched), the direct part from
-/// `image` (its bytes in an aligned buffer) where it can.
-fn write_one(
-    storage: &Storage,
-    (piece, blocks): (u32, Vec<Bytes>),
-    ok: bool,
-    image: Option<&[u8]>,
-) -> (u32, Outcome) {
+/// Writes one piece whose hash was checked (`ok`: it matched).
+fn write_one(storage: &Storage, (piece, blocks): (u32, Vec<Bytes>), ok: bool) -> (u32, Outcome) {
     if !ok {
         return (piece, Outcome::Mismatch);
     }
-    match storage.write_piece_from(piece, &blocks, image) {
+    match storage.write_piece(piece, &blocks) {
         Ok(()) => (piece, Outcome::Verified),
         Err(e) => (piece, Outcome::WriteFailed(e)),
     }
