@@ -16,6 +16,7 @@ use predicates::prelude::*;
 use serde_json::Value;
 
 use common::process::ChildGuard;
+use common::summary::{about, summary_field};
 use common::{ip, random_bytes};
 
 /// Info-hash of `fixtures/single.torrent` (computed independently; see tests/metainfo.rs).
@@ -101,34 +102,6 @@ fn wait_listening(child: &mut ChildGuard, addr: SocketAddr) {
         assert!(Instant::now() < deadline, "nothing listens on {addr}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// The size after `key` in the summary line, e.g. `downloaded 3.01 MiB` → 3156213 (as
-/// precise as the line: sizes from 1 KiB on have three significant digits).
-fn summary_field(line: &str, key: &str) -> u64 {
-    let rest = &line[line
-        .find(key)
-        .unwrap_or_else(|| panic!("no {key:?} in {line:?}"))
-        + key.len()..];
-    let mut words = rest.split_whitespace();
-    let number: f64 = words
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no number after {key:?} in {line:?}"));
-    let unit = words.next().unwrap_or("").trim_end_matches([',', ';', ')']);
-    let scale = match unit {
-        "B" => 1u64,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        _ => panic!("no unit after {key:?} in {line:?}"),
-    };
-    (number * scale as f64).round() as u64
-}
-
-/// Whether a size read from a summary line is `exact` as far as the line can tell.
-fn about(read: u64, exact: u64) -> bool {
-    read.abs_diff(exact) <= exact / 200 + 1
 }
 
 /// The `swarm: complete "NAME": ...` line of `stderr`.

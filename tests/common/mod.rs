@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod summary;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
