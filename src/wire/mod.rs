@@ -25,6 +25,8 @@ pub mod extended;
 pub mod guard;
 mod handshake;
 mod message;
+pub mod ut_metadata;
+pub mod ut_pex;
 
 #[cfg(test)]
 mod tests;
@@ -34,6 +36,8 @@ pub use extended::{ExtError, ExtHandshake};
 pub use guard::{PeerGuard, Verdict};
 pub use handshake::{extended_bit, fast_bit, Handshake, PROTOCOL};
 pub use message::{encode, piece_header, Message};
+pub use ut_metadata::{MetadataError, MetadataMsg, MAX_METADATA_SIZE};
+pub use ut_pex::{PexError, PexFlags, PexMsg};
 
 use crate::types::BitfieldError;
 
