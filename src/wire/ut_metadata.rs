@@ -394,6 +394,30 @@ mod tests {
             let _ = dec(&bytes, known);
         }
 
+        /// Well-formed headers with arbitrary values and tails reach every check.
+        #[test]
+        fn arbitrary_headers_never_panic(
+            kind in -2i64..5,
+            piece in proptest::option::of(-3i64..3000),
+            total in proptest::option::of(-3i64..=i64::from(MAX_METADATA_SIZE) + 3),
+            tail in 0usize..17_000,
+            known in proptest::option::of(0u32..=MAX_METADATA_SIZE + 1),
+        ) {
+            let mut p = format!("d8:msg_typei{kind}e");
+            if let Some(piece) = piece {
+                p += &format!("5:piecei{piece}e");
+            }
+            if let Some(total) = total {
+                p += &format!("10:total_sizei{total}e");
+            }
+            p.push('e');
+            let mut bytes = p.into_bytes();
+            bytes.resize(bytes.len() + tail, 0);
+            if let Ok(Some(MetadataMsg::Data { piece, total_size, data })) = dec(&bytes, known) {
+                prop_assert_eq!(Some(data.len() as u32), piece_len(total_size, piece));
+            }
+        }
+
         #[test]
         fn round_trips(total in 1..=MAX_METADATA_SIZE, pick in any::<u32>(), kind in 0..3u8) {
             let piece = pick % num_pieces(total);

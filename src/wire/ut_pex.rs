@@ -186,7 +186,7 @@ fn compact<T>(
     entry: usize,
     read: fn(&[u8]) -> T,
 ) -> Result<Vec<T>, PexError> {
-    if b.len() % entry != 0 {
+    if !b.len().is_multiple_of(entry) {
         return Err(PexError::BadCompactLength {
             key,
             len: b.len(),
