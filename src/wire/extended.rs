@@ -9,6 +9,10 @@
 //! in the wild send odd values; only a payload that is not a bencoded dictionary at all is
 //! an error). What is kept is bounded too: at most [`MAX_EXTENSIONS`] names in `m`, each
 //! at most [`MAX_NAME`] bytes, and a client name of at most [`MAX_NAME`] bytes.
+//!
+//! Encoding ([`ExtHandshake::encode`]) writes our own handshake canonically (keys sorted,
+//! each extension name once); [`ExtHandshake::ours`] builds it with the extensions we
+//! speak under the ids in [`OUR_UT_METADATA`] and [`OUR_UT_PEX`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -19,6 +23,16 @@ pub const MAX_EXTENSIONS: usize = 64;
 
 /// Longest extension or client name kept, in bytes (real ones are under 32).
 pub const MAX_NAME: usize = 64;
+
+/// BEP 9's extension name in `m`.
+pub const UT_METADATA: &str = "ut_metadata";
+/// BEP 11's extension name in `m`.
+pub const UT_PEX: &str = "ut_pex";
+
+/// The extended ids we ask peers to send `ut_metadata` and `ut_pex` messages to us under
+/// (each side picks its own, BEP 10). The same as libtorrent's, so captures compare easily.
+pub const OUR_UT_METADATA: u8 = 2;
+pub const OUR_UT_PEX: u8 = 1;
 
 /// Why an extension handshake was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +84,64 @@ impl ExtHandshake {
             }
         }
         Ok(hs)
+    }
+
+    /// Our handshake: `ut_metadata` always (we serve metadata once we have it, and reject
+    /// requests before), `ut_pex` unless `pex` is off (private torrents: BEP 27 forbids it,
+    /// and an absent key is how libtorrent says so), and `metadata_size` once known.
+    pub fn ours(
+        listen_port: Option<u16>,
+        reqq: u32,
+        metadata_size: Option<u32>,
+        yourip: Option<IpAddr>,
+        pex: bool,
+    ) -> ExtHandshake {
+        let mut m = vec![(UT_METADATA.to_owned(), OUR_UT_METADATA)];
+        if pex {
+            m.push((UT_PEX.to_owned(), OUR_UT_PEX));
+        }
+        ExtHandshake {
+            m,
+            p: listen_port.filter(|&p| p > 0),
+            v: Some(concat!("swarm/", env!("CARGO_PKG_VERSION")).to_owned()),
+            reqq: Some(reqq).filter(|&r| r > 0),
+            yourip,
+            metadata_size: metadata_size.filter(|&s| s > 0),
+        }
+    }
+
+    /// The payload of extended message 0, canonical bencode. Absent fields are left out;
+    /// an extension named twice in `m` is written once (its first id), so the result is
+    /// always a valid dictionary.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut m: Vec<(&[u8], Value<'_>)> = Vec::with_capacity(self.m.len());
+        for (name, id) in &self.m {
+            if !m.iter().any(|(k, _)| *k == name.as_bytes()) {
+                m.push((name.as_bytes(), Value::Int(i64::from(*id))));
+            }
+        }
+        let ip = self.yourip.map(|ip| match ip {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        });
+        let mut d: Vec<(&[u8], Value<'_>)> = vec![(b"m", Value::Dict(m))];
+        let int = |n: u32| Value::Int(i64::from(n));
+        if let Some(p) = self.p {
+            d.push((b"p", int(u32::from(p))));
+        }
+        if let Some(v) = &self.v {
+            d.push((b"v", Value::Bytes(v.as_bytes())));
+        }
+        if let Some(r) = self.reqq {
+            d.push((b"reqq", int(r)));
+        }
+        if let Some(ip) = &ip {
+            d.push((b"yourip", Value::Bytes(ip)));
+        }
+        if let Some(s) = self.metadata_size {
+            d.push((b"metadata_size", int(s)));
+        }
+        bencode::to_vec(&Value::Dict(d))
     }
 
     /// The id the peer wants extension `name` sent under, if it supports it.
@@ -158,6 +230,42 @@ mod tests {
         let hs = ExtHandshake::decode(&p).unwrap();
         assert_eq!(hs.m.len(), MAX_EXTENSIONS);
         assert_eq!(hs.v.unwrap().len(), MAX_NAME);
+    }
+
+    #[test]
+    fn encodes_ours_canonically_and_reads_it_back() {
+        let ours = ExtHandshake::ours(
+            Some(6881),
+            2000,
+            Some(31235),
+            Some(IpAddr::from([127, 0, 0, 2])),
+            true,
+        );
+        let bytes = ours.encode();
+        let v = concat!("swarm/", env!("CARGO_PKG_VERSION"));
+        let expected = format!(
+            "d1:md11:ut_metadatai2e6:ut_pexi1ee13:metadata_sizei31235e1:pi6881e4:reqqi2000e1:v{}:{v}6:yourip4:\x7f\x00\x00\x02e",
+            v.len()
+        );
+        assert_eq!(bytes, expected.as_bytes());
+        assert_eq!(ExtHandshake::decode(&bytes).unwrap(), ours);
+
+        // A private torrent's handshake has no ut_pex; unknown fields are left out; IPv6.
+        let private = ExtHandshake::ours(None, 500, None, Some("::1".parse().unwrap()), false);
+        let back = ExtHandshake::decode(&private.encode()).unwrap();
+        assert_eq!(back, private);
+        assert_eq!(back.id_of(UT_PEX), None);
+        assert_eq!(back.id_of(UT_METADATA), Some(OUR_UT_METADATA));
+        assert_eq!(ExtHandshake::default().encode(), b"d1:mdee");
+    }
+
+    #[test]
+    fn a_name_twice_is_encoded_once() {
+        let hs = ExtHandshake {
+            m: vec![("a".into(), 1), ("a".into(), 2)],
+            ..ExtHandshake::default()
+        };
+        assert_eq!(hs.encode(), b"d1:md1:ai1eee");
     }
 
     #[test]

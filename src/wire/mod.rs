@@ -1,6 +1,7 @@
 //! The BitTorrent peer wire protocol as a pure codec: the handshake (BEP 3), the
 //! length-prefixed messages of BEP 3, the fast extension (BEP 6), the framing of
 //! extension-protocol messages (BEP 10) with a typed extension handshake ([`ExtHandshake`]),
+//! the typed BEP 9 ([`MetadataMsg`]) and BEP 11 ([`PexMsg`]) extension messages,
 //! and the per-connection rate rules of [`PeerGuard`]. No sockets here: the connection task feeds bytes
 //! in and writes the bytes that come out.
 //!
@@ -25,15 +26,19 @@ pub mod extended;
 pub mod guard;
 mod handshake;
 mod message;
+pub mod ut_metadata;
+pub mod ut_pex;
 
 #[cfg(test)]
 mod tests;
 
 pub use decoder::{Decoder, MAX_EXTENDED_FRAME};
-pub use extended::{ExtError, ExtHandshake};
+pub use extended::{ExtError, ExtHandshake, OUR_UT_METADATA, OUR_UT_PEX, UT_METADATA, UT_PEX};
 pub use guard::{PeerGuard, Verdict};
 pub use handshake::{extended_bit, fast_bit, Handshake, PROTOCOL};
 pub use message::{encode, piece_header, Message};
+pub use ut_metadata::{MetadataError, MetadataMsg, MAX_METADATA_SIZE};
+pub use ut_pex::{PexError, PexFlags, PexMsg};
 
 use crate::types::BitfieldError;
 
