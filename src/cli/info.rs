@@ -1,6 +1,7 @@
 //! `swarm info`: a torrent's metadata as human text or as JSON.
 //!
-//! Owns only presentation: everything shown comes from an already validated [`Metainfo`].
+//! Owns only presentation: everything shown comes from an already validated [`Metainfo`]
+//! or, for a `magnet:` link, from a parsed [`Magnet`] (what the link says, nothing more).
 //! Torrent-supplied strings are printed through [`clean`], so a hostile
 //! name or comment cannot drive the terminal (JSON goes through
 //! [`json_safe`](super::text::json_safe) where it is printed).
@@ -9,12 +10,18 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
 use super::text::{self, clean};
 use super::{load_torrent, scrape, InfoArgs};
 
+use crate::magnet::{self, Magnet};
 use crate::metainfo::Metainfo;
+
+/// What `info` says under a magnet link: it has no file list until metadata exchange.
+pub const MAGNET_NOTE: &str = "a magnet link carries no file list or sizes: they come from \
+                               peers by metadata exchange (BEP 9), which is coming; until \
+                               then `swarm fetch` needs the .torrent file";
 
 /// `1536` → `"1.50 KiB"`; below 1 KiB, `"512 B"`.
 pub fn human_bytes(n: u64) -> String {
@@ -111,6 +118,68 @@ pub fn render_json(m: &Metainfo) -> serde_json::Value {
     })
 }
 
+/// What a magnet link says, as text: name, info-hash, trackers as tiers, peers, a note.
+pub fn render_magnet_text(m: &Magnet) -> String {
+    let mut s = String::new();
+    // Writing to a String cannot fail.
+    let name = m.name.as_deref().map_or("(not given)".into(), clean);
+    let _ = writeln!(s, "Name:         {name}");
+    let _ = writeln!(s, "Info hash:    {}", m.info_hash);
+    if m.trackers.is_empty() {
+        let _ = writeln!(s, "Trackers:     none");
+    } else {
+        let _ = writeln!(s, "Trackers:");
+        for (i, t) in m.trackers.iter().enumerate() {
+            let _ = writeln!(s, "  tier {}: {}", i + 1, clean(t));
+        }
+    }
+    let peers = magnet_peers(m);
+    if peers.is_empty() {
+        let _ = writeln!(s, "Peers:        none");
+    } else {
+        let _ = writeln!(s, "Peers:");
+        for p in &peers {
+            let _ = writeln!(s, "  {}", clean(p));
+        }
+    }
+    let _ = writeln!(s, "Note:         {MAGNET_NOTE}");
+    s
+}
+
+/// The same fields as [`render_magnet_text`], machine-readable.
+pub fn render_magnet_json(m: &Magnet) -> serde_json::Value {
+    let tiers: Vec<[&String; 1]> = m.trackers.iter().map(|t| [t]).collect();
+    json!({
+        "magnet": true,
+        "name": m.name,
+        "info_hash": m.info_hash.to_hex(),
+        "trackers": tiers,
+        "peers": magnet_peers(m),
+        "note": MAGNET_NOTE,
+    })
+}
+
+/// `x.pe` addresses, then host names, as text.
+fn magnet_peers(m: &Magnet) -> Vec<String> {
+    let addrs = m.peers.iter().map(ToString::to_string);
+    addrs.chain(m.peer_hosts.iter().cloned()).collect()
+}
+
+/// `swarm info 'magnet:?…'`: what the link says.
+fn magnet_info(a: &InfoArgs) -> Result<()> {
+    let m = Magnet::parse(&a.torrent).context("invalid magnet link")?;
+    if a.scrape {
+        bail!("--scrape needs a .torrent for now, not a magnet link");
+    }
+    if a.json {
+        let v = render_magnet_json(&m);
+        println!("{}", text::json_safe(&serde_json::to_string_pretty(&v)?));
+    } else {
+        print!("{}", render_magnet_text(&m));
+    }
+    Ok(())
+}
+
 /// `"2023-11-14 22:13:20 UTC (1700000000)"`; just the number when out of calendar range.
 fn format_unix_utc(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
@@ -145,6 +214,9 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 /// `swarm info`: the torrent as text or JSON, and with `--scrape` what its trackers say.
 pub(super) fn info_cmd(a: InfoArgs) -> Result<()> {
+    if magnet::is_magnet(&a.torrent) {
+        return magnet_info(&a);
+    }
     let meta = load_torrent(&a.torrent)?;
     let scrapes = if a.scrape {
         Some(scrape::scrape_all(&meta)?)
@@ -272,5 +344,37 @@ mod tests {
         assert_eq!(j["files"][1]["path"], "pack/sub/a.bin");
         assert_eq!(j["created_by"], serde_json::Value::Null);
         assert_eq!(j["private"], false);
+    }
+
+    #[test]
+    fn renders_a_magnet() {
+        let m = Magnet::parse(
+            "magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&dn=Big+Buck%1B[2J\
+             &tr=udp://a:1&tr=http://b/announce&x.pe=1.2.3.4:5&x.pe=[::1]:6&x.pe=h.example:7",
+        )
+        .unwrap();
+        let text = render_magnet_text(&m);
+        for needle in [
+            "Info hash:    dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c",
+            "tier 1: udp://a:1\n",
+            "tier 2: http://b/announce\n",
+            "Peers:\n  1.2.3.4:5\n  [::1]:6\n  h.example:7\n",
+            "metadata exchange",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        // The name's escape sequence does not reach the terminal.
+        assert!(text.starts_with("Name:         Big Buck"), "{text}");
+        assert!(!text.contains('\x1b'), "{text:?}");
+
+        let j = render_magnet_json(&m);
+        assert_eq!(j["info_hash"], "dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c");
+        assert_eq!(j["trackers"], json!([["udp://a:1"], ["http://b/announce"]]));
+        assert_eq!(j["peers"], json!(["1.2.3.4:5", "[::1]:6", "h.example:7"]));
+
+        let bare = render_magnet_text(&Magnet::new(m.info_hash));
+        assert!(bare.contains("Name:         (not given)"), "{bare}");
+        assert!(bare.contains("Trackers:     none"), "{bare}");
+        assert!(bare.contains("Peers:        none"), "{bare}");
     }
 }

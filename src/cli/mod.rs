@@ -68,7 +68,7 @@ enum Command {
     Seed(SeedArgs),
     /// Make a .torrent from a file or directory.
     Create(CreateArgs),
-    /// Show what a .torrent contains.
+    /// Show what a .torrent (or a magnet link) contains.
     Info(InfoArgs),
     /// Run a small HTTP + UDP tracker until Ctrl-C.
     Tracker(TrackerArgs),
@@ -246,7 +246,8 @@ struct CreateArgs {
 
 #[derive(Args, Debug)]
 struct InfoArgs {
-    /// The .torrent to show: a path, an http(s):// URL, or - for standard input.
+    /// The .torrent to show: a path, an http(s):// URL, - for standard input, or a
+    /// magnet: link (what the link says).
     #[arg(value_name = "TORRENT")]
     torrent: String,
     /// Machine-readable output.

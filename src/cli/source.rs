@@ -1,5 +1,6 @@
 //! Where a `.torrent` given on the command line comes from: a path, `-` (standard input) or
-//! an `http(s)://` URL. A magnet link is recognised and refused with a clear word.
+//! an `http(s)://` URL. A magnet link is parsed (so a malformed one is told what part is
+//! wrong) and then refused with a clear word: fetching one needs metadata exchange.
 //!
 //! Invariant: whatever the source, at most [`MAX_TORRENT_FILE`] bytes are read before the
 //! input is refused, and a download is bounded in time ([`FETCH_TIMEOUT`]).
@@ -26,10 +27,12 @@ pub fn load(arg: &str) -> Result<Metainfo> {
 /// The raw bytes named by `arg`, and how to name their source in a message.
 fn read(arg: &str) -> Result<(Vec<u8>, String)> {
     let lower = arg.get(..8).unwrap_or(arg).to_ascii_lowercase();
-    if lower.starts_with("magnet:") {
+    if crate::magnet::is_magnet(arg) {
+        crate::magnet::Magnet::parse(arg).context("invalid magnet link")?;
         bail!(
-            "magnet links are not supported yet: give the .torrent file (a path, an \
-             http(s):// URL, or - for standard input)"
+            "magnet links are not supported yet (fetching one needs metadata exchange, \
+             coming): give the .torrent file (a path, an http(s):// URL, or - for standard \
+             input)"
         );
     }
     if lower.starts_with("http://") || lower.starts_with("https://") {
@@ -106,7 +109,12 @@ mod tests {
             format!("{e:#}").contains("magnet links are not supported"),
             "{e:#}"
         );
-        assert!(load("MAGNET:?xt=x").is_err());
+        let e = load("MAGNET:?xt=urn:btih:0123").unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "invalid magnet link: xt: the info-hash is 4 characters long; it must be 40 \
+             (hex) or 32 (base32)"
+        );
     }
 
     #[test]
