@@ -31,6 +31,9 @@ const PURE: &[&str] = &[
     "src/metainfo.rs",
     "src/bencode.rs",
     "src/types.rs",
+    "src/magnet.rs",
+    "src/pex",
+    "src/lsd",
 ];
 
 #[test]
