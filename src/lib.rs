@@ -10,6 +10,7 @@ pub mod create;
 pub mod engine;
 pub mod error;
 pub mod layout;
+pub mod metadata;
 pub mod metainfo;
 pub mod net;
 pub mod session;
