@@ -12,6 +12,7 @@ pub mod error;
 pub mod layout;
 pub mod lsd;
 pub mod magnet;
+pub mod metadata;
 pub mod metainfo;
 pub mod net;
 pub mod pex;
