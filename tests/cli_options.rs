@@ -74,21 +74,9 @@ fn rates_take_zero_for_unlimited_and_piece_lengths_take_units() {
     let file = dir.path().join("data.bin");
     std::fs::write(&file, bytes(3 << 20, 1)).unwrap();
     let torrent = dir.path().join("data.torrent");
-    let out = swarm()
-        .arg("create")
-        .arg(&file)
-        .arg("-o")
-        .arg(&torrent)
-        .args(["--piece-length", "1MiB"])
-        .output()
-        .unwrap();
+    let out = create_with(&file, &torrent, &["--piece-length", "1MiB"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    let info = swarm()
-        .args(["info", "--json"])
-        .arg(&torrent)
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let v = info_json(&torrent);
     assert_eq!(v["piece_length"], 1 << 20, "{v}");
     // `--max-upload-rate 0` is "unlimited": the seed of complete data starts.
     let mut seed = Live::start(&[
@@ -126,13 +114,7 @@ fn create_refuses_to_overwrite_without_force_and_leaves_junk_out() {
     let torrent = dir.path().join("share.torrent");
     std::fs::write(&torrent, b"precious").unwrap();
 
-    let out = swarm()
-        .arg("create")
-        .arg(&root)
-        .arg("-o")
-        .arg(&torrent)
-        .output()
-        .unwrap();
+    let out = create_with(&root, &torrent, &[]);
     assert!(!out.status.success());
     let stderr = stderr_of(&out);
     assert!(
@@ -141,14 +123,7 @@ fn create_refuses_to_overwrite_without_force_and_leaves_junk_out() {
     );
     assert_eq!(std::fs::read(&torrent).unwrap(), b"precious");
 
-    let out = swarm()
-        .arg("create")
-        .arg(&root)
-        .arg("-o")
-        .arg(&torrent)
-        .arg("--force")
-        .output()
-        .unwrap();
+    let out = create_with(&root, &torrent, &["--force"]);
     let stderr = stderr_of(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -156,15 +131,7 @@ fn create_refuses_to_overwrite_without_force_and_leaves_junk_out() {
         "{stderr}"
     );
     assert!(stderr.contains("--include-junk"), "{stderr}");
-    let v: serde_json::Value = serde_json::from_slice(
-        &swarm()
-            .args(["info", "--json"])
-            .arg(&torrent)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let v = info_json(&torrent);
     let paths: Vec<String> = v["files"]
         .as_array()
         .unwrap()
@@ -174,24 +141,9 @@ fn create_refuses_to_overwrite_without_force_and_leaves_junk_out() {
     // The symlink is followed, as mktorrent does; the junk is not there.
     assert_eq!(paths, ["share/keep.bin", "share/linked.bin"], "{v}");
 
-    let out = swarm()
-        .arg("create")
-        .arg(&root)
-        .arg("-o")
-        .arg(&torrent)
-        .args(["--force", "--include-junk"])
-        .output()
-        .unwrap();
+    let out = create_with(&root, &torrent, &["--force", "--include-junk"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    let v: serde_json::Value = serde_json::from_slice(
-        &swarm()
-            .args(["info", "--json"])
-            .arg(&torrent)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let v = info_json(&torrent);
     assert_eq!(v["files"].as_array().unwrap().len(), 4, "{v}");
 }
 

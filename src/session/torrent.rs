@@ -190,10 +190,19 @@ pub(super) async fn run(
             None
         }
     };
-    let (stats, seeded, totals) = {
+    let (mut stats, seeded, totals) = {
         let s = snapshot.borrow();
         (s.stats.clone(), s.seeded, s.totals())
     };
+    // The summary says what is on disk now, as the resume record will: pieces the store
+    // finished during the flush count too (the last snapshot was taken before it).
+    if let Some(have) = &on_disk {
+        stats.pieces_have = have.count_ones();
+        stats.verified_bytes = have
+            .iter_ones()
+            .map(|p| u64::from(layout.piece_size(p)))
+            .sum();
+    }
     if let (Some(r), Some(have)) = (&recorder, on_disk) {
         r.write_async(have, totals).await;
     }

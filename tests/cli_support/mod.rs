@@ -3,11 +3,16 @@
 //! are read as they come, every wait bounded.
 #![allow(dead_code)]
 
+#[path = "../common/ports.rs"]
+mod ports;
+// Shared by several test crates; not every one uses it.
+#[allow(unused_imports)]
+pub use ports::free_port;
 #[path = "../common/process.rs"]
 pub mod process;
 
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -49,15 +54,6 @@ pub fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A port that was free on `ip` a moment ago.
-pub fn free_port(ip: IpAddr) -> u16 {
-    TcpListener::bind(SocketAddr::new(ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Deterministic bytes.
 pub fn bytes(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -77,14 +73,7 @@ pub fn make_tree(root: &Path, files: &[(&str, usize)]) -> PathBuf {
 
 /// `swarm create PATH -o OUT --piece-length 16384`, which must succeed.
 pub fn create(path: &Path, out: &Path) {
-    let o = swarm()
-        .arg("create")
-        .arg(path)
-        .arg("-o")
-        .arg(out)
-        .args(["--piece-length", "16KiB"])
-        .output()
-        .unwrap();
+    let o = create_with(path, out, &["--piece-length", "16KiB"]);
     assert!(o.status.success(), "create failed: {}", stderr_of(&o));
 }
 
@@ -161,4 +150,26 @@ impl Live {
         }
         (status, all.join("\n"))
     }
+}
+
+/// `swarm create CONTENT -o TORRENT EXTRA...`, its output.
+pub fn create_with(content: &Path, torrent: &Path, extra: &[&str]) -> std::process::Output {
+    swarm()
+        .arg("create")
+        .arg(content)
+        .arg("-o")
+        .arg(torrent)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// `swarm info --json TORRENT`, parsed.
+pub fn info_json(torrent: &Path) -> serde_json::Value {
+    let out = swarm()
+        .args(["info", "--json"])
+        .arg(torrent)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -2,6 +2,7 @@
 //! scripted fake peer. Everything binds to 127.0.0.x and is bounded in time.
 #![allow(dead_code)]
 
+pub mod ports;
 pub mod process;
 pub mod summary;
 

@@ -7,13 +7,19 @@
 //! test with the Debian package to install.
 #![allow(dead_code)]
 
+#[path = "../common/ports.rs"]
+mod ports;
+// Shared by several test crates; not every one uses it.
+#[allow(unused_imports)]
+pub use ports::free_port;
 #[path = "../common/summary.rs"]
 mod summary;
+#[allow(unused_imports)]
 pub use summary::{about, summary_field};
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -96,15 +102,6 @@ pub fn require_libtorrent() {
 
 pub fn ip(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])
-}
-
-/// A TCP port that was free on `ip` a moment ago (bind port 0, read it, release it).
-pub fn free_port(ip: IpAddr) -> u16 {
-    TcpListener::bind(SocketAddr::new(ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A port free for both TCP and UDP on `ip` (a tracker listens on both).
