@@ -24,6 +24,7 @@ mod adjacent;
 mod direct;
 mod extents;
 mod files;
+mod pairs;
 mod paths;
 mod pool;
 mod recheck;

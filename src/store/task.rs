@@ -16,8 +16,8 @@
 //!   [`StoreConfig::budget_cap`]): it is streamed to disk as its blocks arrive and hashed
 //!   in order (`stream.rs`), still counted as verified only once its whole SHA-1 matched.
 //!   Which rule applies is fixed per torrent at [`spawn`].
-//! - Hashing and writing run on blocking threads, at most `hash_threads` pieces at a time
-//!   for this store, and at most the pool's permits across every store sharing
+//! - Hashing and writing run on blocking threads, at most `hash_threads` jobs at a time
+//!   for this store (a job hashes one or two pieces: `pairs.rs`), and at most the pool's permits across every store sharing
 //!   [`StoreConfig::pool`]; the task itself only moves `Bytes` handles around.
 //! - After a write error ([`StoreEvent::Fatal`]) the store accepts no more blocks
 //!   (`write_block` returns [`StoreClosed`]); pieces already hashing finish, and data already
@@ -36,7 +36,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -44,8 +43,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::pairs::{verify_and_write, Done, Outcome, Ready};
 use super::stream::{self, Stream};
-use super::{hash_blocks, Storage, StoreError};
+use super::{Storage, StoreError};
 use crate::error::error_chain;
 use crate::layout;
 use crate::types::{Bitfield, BlockRef, BLOCK_SIZE};
@@ -259,8 +259,7 @@ pub fn spawn(
         streamed,
         streams: HashMap::new(),
         stream_ready: VecDeque::new(),
-        ready: VecDeque::new(),
-        lone_since: None,
+        ready: Ready::default(),
         busy: HashMap::new(),
         jobs: JoinSet::new(),
         events,
@@ -284,14 +283,6 @@ struct Busy {
     _reservations: Vec<Reservation>,
 }
 
-enum Outcome {
-    Verified,
-    Mismatch,
-    WriteFailed(StoreError),
-    /// A streamed piece's job ended (the piece may or may not be complete).
-    Streamed(stream::Done),
-}
-
 struct Task {
     storage: Arc<Storage>,
     hashes: Arc<Vec<[u8; 20]>>,
@@ -306,10 +297,7 @@ struct Task {
     /// Streamed pieces with blocks waiting for a job, each once.
     stream_ready: VecDeque<u32>,
     /// Complete pieces waiting for a hashing slot, with their blocks in order.
-    ready: VecDeque<(u32, Vec<Bytes>)>,
-    /// When the one piece in `ready` started waiting for a partner (`None` unless exactly
-    /// one piece is ready).
-    lone_since: Option<Instant>,
+    ready: Ready,
     /// Pieces in `ready` or in `jobs`: who contributed, and the budget they hold.
     busy: HashMap<u32, Busy>,
     jobs: JoinSet<Done>,
@@ -326,8 +314,8 @@ impl Task {
                 break;
             }
             // A lone ready piece waiting for a partner: look again when its wait is over.
-            let wait = self.lone_since.filter(|_| self.jobs.is_empty());
-            let wake = wait.map_or_else(Instant::now, |t| t + PAIR_WAIT);
+            let wait = self.ready.wake_at(!self.jobs.is_empty());
+            let wake = wait.unwrap_or_else(Instant::now);
             tokio::select! {
                 _ = tokio::time::sleep_until(wake), if wait.is_some() => {}
                 msg = rx.recv(), if open => match msg {
@@ -414,8 +402,7 @@ impl Task {
         if p.received == n {
             if let Some(p) = self.partial.remove(&piece) {
                 let blocks = p.blocks.into_iter().flatten().collect();
-                self.ready.push_back((piece, blocks));
-                self.lone_since = (self.ready.len() == 1).then(Instant::now);
+                self.ready.push(piece, blocks);
                 self.busy.insert(
                     piece,
                     Busy {
@@ -427,26 +414,11 @@ impl Task {
         }
     }
 
-    /// Moves ready pieces onto blocking threads while slots are free. Two ready pieces go
-    /// to one job, hashed together (`sha1_pair`: two SHA-1s on one core cost ~60 % of two
-    /// apart); a lone piece starts only when no job runs and it has waited [`PAIR_WAIT`]
-    /// for a partner (at once when `closing`), since hashing it alone costs more CPU.
+    /// Moves ready pieces onto blocking threads while slots are free: one or two complete
+    /// pieces per job, as [`Ready::take`] decides, then streamed pieces.
     fn start_jobs(&mut self, closing: bool) {
         while self.jobs.len() < self.hash_threads {
-            let waited = self
-                .lone_since
-                .is_none_or(|t| closing || t.elapsed() >= PAIR_WAIT);
-            if self.ready.len() >= 2 || (self.ready.len() == 1 && self.jobs.is_empty() && waited) {
-                let Some(first) = self.ready.pop_front() else {
-                    return;
-                };
-                // A neighbour, if one is ready, is written with it as one run.
-                let near = |&(p, _): &(u32, Vec<Bytes>)| p.abs_diff(first.0) == 1;
-                let second = match self.ready.iter().position(near) {
-                    Some(i) => self.ready.remove(i),
-                    None => self.ready.pop_front(),
-                };
-                self.lone_since = (self.ready.len() == 1).then(Instant::now);
+            if let Some((first, second)) = self.ready.take(!self.jobs.is_empty(), closing) {
                 let storage = self.storage.clone();
                 let hashes = self.hashes.clone();
                 self.spawn_job(first.0, move || {
@@ -531,8 +503,7 @@ impl Task {
                 self.partial.clear();
                 self.streams.clear();
                 self.stream_ready.clear();
-                self.lone_since = None;
-                for (p, _) in self.ready.drain(..) {
+                for p in self.ready.drain() {
                     self.busy.remove(&p);
                 }
                 StoreEvent::Fatal(e)
@@ -562,60 +533,6 @@ impl Task {
         };
         let peers = self.streams.remove(&piece).map(|s| s.peers);
         Some((peers.unwrap_or_default(), outcome))
-    }
-}
-
-/// How long a lone complete piece waits for a second one to be hashed with. At 50 MB/s and
-/// more a 256 KiB piece follows within 5 ms, so fast downloads hash in pairs even when the
-/// hashing keeps up with the network, when each piece would otherwise find no job running
-/// and go alone (profiled on a 1 GiB fetch: lone pieces were 12 % of the hashing without
-/// the wait, none with it); slower downloads lose 5 ms of latency per piece, which nothing
-/// waits on.
-const PAIR_WAIT: Duration = Duration::from_millis(5);
-
-/// What a job did: each piece it handled (one or two) and the outcome.
-type Done = Vec<(u32, Outcome)>;
-
-/// Hashes one complete piece, or two together, and writes each whose SHA-1 matched (two
-/// neighbours that both matched as one run).
-fn verify_and_write(
-    storage: &Storage,
-    hashes: &[[u8; 20]],
-    first: (u32, Vec<Bytes>),
-    second: Option<(u32, Vec<Bytes>)>,
-) -> Done {
-    let matches = |piece: u32, digest: [u8; 20]| hashes.get(piece as usize) == Some(&digest);
-    let Some(second) = second else {
-        let ok = matches(first.0, hash_blocks(&first.1));
-        return vec![write_one(storage, first, ok)];
-    };
-    let (x, y) = crate::sha1_pair::digest_pair(&first.1, &second.1);
-    let (ok_a, ok_b) = (matches(first.0, x), matches(second.0, y));
-    if ok_a && ok_b && first.0.abs_diff(second.0) == 1 {
-        let (lo, hi) = if first.0 < second.0 {
-            (&first, &second)
-        } else {
-            (&second, &first)
-        };
-        if storage.write_adjacent(lo.0, &lo.1, &hi.1).is_ok() {
-            return vec![(first.0, Outcome::Verified), (second.0, Outcome::Verified)];
-        }
-        // Written apart again, so each piece gets its own outcome (and its own error).
-    }
-    vec![
-        write_one(storage, first, ok_a),
-        write_one(storage, second, ok_b),
-    ]
-}
-
-/// Writes one piece whose hash was checked (`ok`: it matched).
-fn write_one(storage: &Storage, (piece, blocks): (u32, Vec<Bytes>), ok: bool) -> (u32, Outcome) {
-    if !ok {
-        return (piece, Outcome::Mismatch);
-    }
-    match storage.write_piece(piece, &blocks) {
-        Ok(()) => (piece, Outcome::Verified),
-        Err(e) => (piece, Outcome::WriteFailed(e)),
     }
 }
 
