@@ -32,7 +32,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::types::InfoHash;
+use crate::types::{hex_digit, InfoHash};
 
 /// Longest link accepted, in bytes. 64 KiB is 30 times the 2,083 characters the most
 /// restrictive browsers allow in a URL, and room for [`MAX_TRACKERS`] long tracker URLs.
@@ -246,8 +246,8 @@ fn decode(raw: &str, part: &'static str) -> Result<Vec<u8>, MagnetError> {
         let c = match b[i] {
             b'+' => b' ',
             b'%' => {
-                let hi = b.get(i + 1).and_then(|&c| hex_val(c));
-                let lo = b.get(i + 2).and_then(|&c| hex_val(c));
+                let hi = b.get(i + 1).and_then(|&c| hex_digit(c));
+                let lo = b.get(i + 2).and_then(|&c| hex_digit(c));
                 match (hi, lo) {
                     (Some(hi), Some(lo)) => {
                         i += 2;
@@ -274,15 +274,6 @@ fn decode_str(raw: &str, part: &'static str) -> Result<String, MagnetError> {
     String::from_utf8(decode(raw, part)?).map_err(|_| MagnetError::NotUtf8 { part })
 }
 
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Appends `s` percent-encoded: RFC 3986's unreserved characters and `:` `/` `@` (allowed
 /// in a query, and they keep tracker URLs readable) stay; everything else is `%XX`.
 fn encode_into(out: &mut String, s: &str) {
@@ -303,8 +294,8 @@ fn parse_hash(s: &str) -> Result<InfoHash, MagnetError> {
     match b.len() {
         40 => {
             for (i, pair) in b.chunks_exact(2).enumerate() {
-                let hi = hex_val(pair[0]).ok_or(MagnetError::BadHex { pos: 2 * i + 1 })?;
-                let lo = hex_val(pair[1]).ok_or(MagnetError::BadHex { pos: 2 * i + 2 })?;
+                let hi = hex_digit(pair[0]).ok_or(MagnetError::BadHex { pos: 2 * i + 1 })?;
+                let lo = hex_digit(pair[1]).ok_or(MagnetError::BadHex { pos: 2 * i + 2 })?;
                 h[i] = (hi << 4) | lo;
             }
         }

@@ -219,6 +219,11 @@ impl fmt::Debug for Bitfield {
     }
 }
 
+/// The value of one hex digit (either case), `None` for any other byte.
+pub fn hex_digit(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
 /// Lower-case hex of any bytes.
 pub fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

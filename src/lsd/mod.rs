@@ -25,7 +25,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::types::InfoHash;
+use crate::types::{hex_digit, InfoHash};
 
 pub mod policy;
 #[cfg(test)]
@@ -272,13 +272,4 @@ fn parse_cookie(value: &[u8]) -> Option<Cookie> {
         .iter()
         .try_fold(0u32, |n, &d| Some((n << 4) | u32::from(hex_digit(d)?)))
         .map(Cookie)
-}
-
-fn hex_digit(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }

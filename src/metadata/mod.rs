@@ -1,9 +1,9 @@
 //! Metadata exchange (BEP 9, `ut_metadata`): fetching a magnet's info dictionary from
 //! peers, and serving ours to peers that ask. Sans-IO: no sockets, no clock.
 //!
-//! Owns: the 16 KiB piece geometry of metadata ([`piece_count`], [`piece_len`]), the
-//! size cap ([`MAX_METADATA_SIZE`]), the fetch state machine ([`Fetcher`]) and the pure
-//! serving function ([`serve`]). It knows nothing of the wire encoding: the edge decodes
+//! Owns: the fetch state machine ([`Fetcher`]) and the pure
+//! serving function ([`serve`]); the 16 KiB piece geometry and the size cap are the codec's
+//! (`wire::ut_metadata`), re-exported here. It knows nothing of the wire encoding: the edge decodes
 //! `ut_metadata` messages and the extension handshake's `metadata_size` into [`Event`]s,
 //! and encodes [`Action::Request`] and [`Reply`] back.
 //!
@@ -23,25 +23,14 @@ pub use fetch::{
 };
 pub use serve::{serve, Reply};
 
-/// Bytes in one metadata piece; only the last may be shorter (BEP 9).
-pub const PIECE_SIZE: u32 = 16 * 1024;
+// The piece geometry and the size cap are the protocol's: one definition, in the codec.
+pub use crate::wire::ut_metadata::{
+    num_pieces as piece_count, MAX_METADATA_SIZE, METADATA_PIECE_LEN as PIECE_SIZE,
+};
 
-/// The largest `metadata_size` we accept: 30 MiB, libtorrent's default
-/// `max_metadata_size` (`3 * 1024 * 10240`). Real info dictionaries are far smaller (a
-/// 1 TiB torrent with 1 MiB pieces carries 20 MiB of hashes); anything larger is a lie or
-/// an attack on our memory.
-pub const MAX_METADATA_SIZE: u32 = 30 * 1024 * 1024;
-
-/// Number of pieces metadata of `size` bytes splits into.
-pub fn piece_count(size: u32) -> u32 {
-    size.div_ceil(PIECE_SIZE)
-}
-
-/// Length of `piece` in metadata of `size` bytes (0 when out of range).
+/// Length of `piece` in metadata of `size` bytes, as a slice length (0 when out of range).
 pub fn piece_len(size: u32, piece: u32) -> usize {
-    let start = u64::from(piece) * u64::from(PIECE_SIZE);
-    let end = (start + u64::from(PIECE_SIZE)).min(u64::from(size));
-    end.saturating_sub(start) as usize
+    crate::wire::ut_metadata::piece_len(size, piece).map_or(0, |n| n as usize)
 }
 
 #[cfg(test)]

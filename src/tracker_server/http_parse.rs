@@ -3,7 +3,7 @@
 //! The caps are [`MAX_HEAD`] bytes of head and [`MAX_SCRAPE`] info-hashes per scrape.
 
 use crate::tracker_server::registry::Event;
-use crate::types::{InfoHash, PeerId};
+use crate::types::{hex_digit, InfoHash, PeerId};
 
 /// Largest request head (request line + headers) accepted.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -166,8 +166,8 @@ pub fn percent_decode(s: &[u8]) -> Result<Vec<u8>, HttpError> {
     let mut i = 0;
     while i < s.len() {
         if s[i] == b'%' {
-            let hi = s.get(i + 1).and_then(|&c| hex_val(c));
-            let lo = s.get(i + 2).and_then(|&c| hex_val(c));
+            let hi = s.get(i + 1).and_then(|&c| hex_digit(c));
+            let lo = s.get(i + 2).and_then(|&c| hex_digit(c));
             match (hi, lo) {
                 (Some(h), Some(l)) => out.push(h << 4 | l),
                 _ => return Err(HttpError::BadPercent),
@@ -179,10 +179,6 @@ pub fn percent_decode(s: &[u8]) -> Result<Vec<u8>, HttpError> {
         }
     }
     Ok(out)
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
 }
 
 /// The single value of `key`: `None` when absent, an error when repeated.
