@@ -39,6 +39,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::engine::is_dialable;
+use crate::wire::ut_pex::PexFlags as Bits;
 
 #[cfg(test)]
 mod tests;
@@ -57,26 +58,24 @@ pub struct PexFlags {
 }
 
 impl PexFlags {
-    pub const ENCRYPTION: u8 = 0x01;
-    pub const SEED: u8 = 0x02;
-    pub const UTP: u8 = 0x04;
-    pub const CONNECTABLE: u8 = 0x10;
-
-    /// The `added.f` byte (bits we do not model, such as holepunch 0x08, are left clear).
+    /// The `added.f` byte (bits we do not model, such as holepunch 0x08, are left clear);
+    /// the bit values are the codec's (`wire::ut_pex::PexFlags`).
     pub fn to_bits(self) -> u8 {
-        (u8::from(self.encryption) * Self::ENCRYPTION)
-            | (u8::from(self.seed) * Self::SEED)
-            | (u8::from(self.utp) * Self::UTP)
-            | (u8::from(self.connectable) * Self::CONNECTABLE)
+        let bit = |on: bool, flag: Bits| if on { flag.0 } else { 0 };
+        bit(self.encryption, Bits::ENCRYPTION)
+            | bit(self.seed, Bits::SEED)
+            | bit(self.utp, Bits::UTP)
+            | bit(self.connectable, Bits::REACHABLE)
     }
 
     /// From an `added.f` byte; unknown bits are ignored.
     pub fn from_bits(bits: u8) -> Self {
+        let b = Bits(bits);
         PexFlags {
-            encryption: bits & Self::ENCRYPTION != 0,
-            seed: bits & Self::SEED != 0,
-            utp: bits & Self::UTP != 0,
-            connectable: bits & Self::CONNECTABLE != 0,
+            encryption: b.contains(Bits::ENCRYPTION),
+            seed: b.contains(Bits::SEED),
+            utp: b.contains(Bits::UTP),
+            connectable: b.contains(Bits::REACHABLE),
         }
     }
 }
