@@ -203,6 +203,12 @@ pub struct TorrentConfig {
     pub super_seed: bool,
     /// Seed of the engine's random choices; fixed seeds make simulations reproducible.
     pub rng_seed: u64,
+    /// A private torrent (BEP 27): no peer exchange (and no other discovery than its
+    /// trackers).
+    pub private: bool,
+    /// The port we listen on, told to peers in the extension handshake (`p`), so those
+    /// we dialled can pass it on (PEX) and dial us back.
+    pub listen_port: Option<u16>,
 }
 
 impl Default for TorrentConfig {
@@ -242,6 +248,8 @@ impl Default for TorrentConfig {
             reconnect_base: Duration::from_secs(1),
             super_seed: false,
             rng_seed: rand::random(),
+            private: false,
+            listen_port: None,
         }
     }
 }

@@ -112,6 +112,9 @@ pub struct Metainfo {
     pub created_by: Option<String>,
     pub creation_date: Option<i64>,
     pub layout: Layout,
+    /// The raw `info` dictionary, exactly the bytes the info-hash is taken over: what we
+    /// serve to peers fetching the metadata (BEP 9).
+    pub info_bytes: bytes::Bytes,
 }
 
 impl Metainfo {
@@ -195,7 +198,35 @@ impl Metainfo {
             created_by: raw.created_by.and_then(Lenient::into_string),
             creation_date: raw.creation_date.and_then(Lenient::into_int),
             layout,
+            info_bytes: bytes::Bytes::copy_from_slice(info_bytes),
         })
+    }
+
+    /// A `.torrent` file around an info dictionary fetched from peers (BEP 9), with the
+    /// magnet's trackers as `announce` and one tier each in `announce-list`. The caller
+    /// has checked that `info` hashes to the info-hash it wanted; [`Self::from_bytes`]
+    /// then validates it as it would any `.torrent`.
+    pub fn torrent_bytes(info: &[u8], trackers: &[String]) -> Vec<u8> {
+        use crate::bencode::Value;
+        let mut out = Vec::with_capacity(info.len() + 64 + 32 * trackers.len());
+        out.push(b'd');
+        if let Some(first) = trackers.first() {
+            let tiers = trackers
+                .iter()
+                .map(|t| Value::List(vec![Value::Bytes(t.as_bytes())]))
+                .collect();
+            let head = Value::Dict(vec![
+                (b"announce", Value::Bytes(first.as_bytes())),
+                (b"announce-list", Value::List(tiers)),
+            ]);
+            let head = crate::bencode::to_vec(&head);
+            // The dictionary's entries without its own `d`…`e`.
+            out.extend_from_slice(&head[1..head.len() - 1]);
+        }
+        out.extend_from_slice(b"4:info");
+        out.extend_from_slice(info);
+        out.push(b'e');
+        out
     }
 
     pub fn total_length(&self) -> u64 {

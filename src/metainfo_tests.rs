@@ -294,3 +294,25 @@ fn long_paths_are_quoted_only_in_part() {
     assert!(matches!(e, MetainfoError::DuplicatePath { .. }));
     assert!(shown.len() < 200 && shown.contains('…'), "{shown}");
 }
+
+#[test]
+fn a_fetched_info_dictionary_becomes_the_same_torrent() {
+    let bytes = torrent(40_000, |_, _| {});
+    let meta = Metainfo::from_bytes(&bytes).unwrap();
+    let trackers = vec!["http://a/announce".to_string(), "udp://b:1".to_string()];
+    let rebuilt =
+        Metainfo::from_bytes(&Metainfo::torrent_bytes(&meta.info_bytes, &trackers)).unwrap();
+    assert_eq!(rebuilt.info_hash, meta.info_hash);
+    assert_eq!(rebuilt.info_bytes, meta.info_bytes);
+    assert_eq!(rebuilt.announce.as_deref(), Some("http://a/announce"));
+    assert_eq!(
+        rebuilt.tracker_tiers(),
+        vec![
+            vec!["http://a/announce".to_string()],
+            vec!["udp://b:1".to_string()]
+        ]
+    );
+    let bare = Metainfo::from_bytes(&Metainfo::torrent_bytes(&meta.info_bytes, &[])).unwrap();
+    assert_eq!(bare.info_hash, meta.info_hash);
+    assert!(bare.tracker_tiers().is_empty());
+}

@@ -14,12 +14,6 @@ use crate::wire::{extended_bit, fast_bit, Message};
 /// anything (a peer that handshakes and then drops us again and again is no contact).
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 
-/// Our BEP 10 handshake: no extensions yet, our request queue and client name.
-fn extended_handshake(reqq: usize) -> bytes::Bytes {
-    let v = concat!("swarm/", env!("CARGO_PKG_VERSION"));
-    bytes::Bytes::from(format!("d1:mde4:reqqi{reqq}e1:v{}:{v}e", v.len()))
-}
-
 impl Engine {
     pub(super) fn add_peers(&mut self, now: Instant, addrs: Vec<SocketAddr>, source: PeerSource) {
         let before = self.list.dropped();
@@ -115,8 +109,9 @@ impl Engine {
         p.extended = extended_bit(&reserved);
         let (fast, extended) = (p.fast, p.extended);
         self.peers.insert(key, p);
+        self.pex_peer_changed(now, key);
         if extended {
-            let payload = extended_handshake(self.cfg.our_reqq);
+            let payload = self.our_ext_handshake(addr.ip());
             self.send(key, Message::Extended { id: 0, payload });
         }
         let have = self.picker.have();
@@ -170,6 +165,7 @@ impl Engine {
     /// the single-source map and the dial list; nothing is refilled.
     pub(super) fn remove_peer(&mut self, now: Instant, key: PeerKey) -> Option<Peer> {
         let p = self.peers.remove(&key)?;
+        self.pex_peer_gone(key, &p);
         if p.seed {
             self.picker.remove_seed();
         } else {

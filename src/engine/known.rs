@@ -35,6 +35,19 @@ pub enum PeerSource {
     Manual,
     /// A tracker's announce reply.
     Tracker,
+    /// A peer's `ut_pex` message (BEP 11).
+    Pex,
+    /// A local service discovery announce (BEP 14).
+    Lsd,
+    /// A magnet link's `x.pe` (kept like `--peer`: the link's author named them).
+    Magnet,
+}
+
+impl PeerSource {
+    /// Addresses a person gave (`--peer`, a magnet's `x.pe`) are retried, never forgotten.
+    pub fn is_kept(self) -> bool {
+        matches!(self, PeerSource::Manual | PeerSource::Magnet)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +178,7 @@ impl PeerList {
             // Listed again: fresher, but its failures stand (a source that keeps listing a
             // dead address must not keep it at the front).
             k.listed = now;
-            if source == PeerSource::Manual {
+            if source.is_kept() {
                 k.source = source;
             }
             return true;
@@ -259,7 +272,7 @@ impl PeerList {
         };
         k.state = DialState::Idle;
         k.failures = k.failures.saturating_add(1);
-        if k.source != PeerSource::Manual && k.failures >= self.cfg.forget_after {
+        if !k.source.is_kept() && k.failures >= self.cfg.forget_after {
             self.entries.remove(addr);
             return;
         }

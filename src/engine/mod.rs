@@ -10,8 +10,10 @@
 pub mod choker;
 mod connect;
 mod download;
+mod extension;
 mod known;
 pub mod peer;
+mod pex;
 pub mod picker;
 mod slots;
 mod superseed;
@@ -74,6 +76,16 @@ pub enum Event {
     ExtendedHandshake {
         key: PeerKey,
         handshake: Box<crate::wire::ExtHandshake>,
+    },
+    /// A BEP 9 `ut_metadata` message, decoded on its connection's task.
+    Metadata {
+        key: PeerKey,
+        msg: crate::wire::MetadataMsg,
+    },
+    /// A BEP 11 `ut_pex` message, decoded on its connection's task.
+    Pex {
+        key: PeerKey,
+        msg: Box<crate::wire::PexMsg>,
     },
     /// The connection ended (error, EOF, or our own Disconnect).
     PeerDisconnected {
@@ -157,6 +169,13 @@ pub struct Engine {
     /// What earlier runs of this torrent uploaded and seeded (resume data): seeding goals
     /// count them too.
     before: Totals,
+    /// Our raw info dictionary, served to peers that ask (BEP 9); `None` in tests and
+    /// simulations that do not need it (requests are then rejected).
+    info: Option<bytes::Bytes>,
+    /// Peer exchange (BEP 11): what each peer is told and what we accept (silent for a
+    /// private torrent).
+    #[allow(dead_code)] // Used by `pex.rs` in the next commit.
+    pex: crate::pex::Pex<PeerKey>,
 }
 
 /// What the engine counts for the snapshot and the give-up rule.
@@ -198,6 +217,7 @@ impl Engine {
         let superseed = (cfg.super_seed && have.is_full())
             .then(|| SuperSeed::new(layout.num_pieces(), &mut rng));
         let buffer = Self::store_budget(&cfg, &layout);
+        let cfg_private = cfg.private;
         let list = PeerList::new(ListConfig {
             cap: cfg.max_known_peers,
             forget_after: cfg.forget_after_failures,
@@ -239,7 +259,15 @@ impl Engine {
             pick_buf: Vec::new(),
             single_source: BTreeMap::new(),
             before: Totals::default(),
+            info: None,
+            pex: crate::pex::Pex::new(crate::pex::PexConfig::default(), cfg_private),
         }
+    }
+
+    /// The raw info dictionary (the bytes the info-hash is taken over), served to peers
+    /// that ask for it (BEP 9) and announced as `metadata_size`.
+    pub fn set_info(&mut self, info: bytes::Bytes) {
+        self.info = Some(info);
     }
 
     /// Counts what earlier runs of this torrent did towards the seeding goals.
@@ -351,7 +379,11 @@ impl Engine {
                 outbound,
             } => self.peer_connected(now, key, addr, peer_id, reserved, outbound),
             Event::PeerMessage { key, msg } => self.peer_message(now, key, msg),
-            Event::ExtendedHandshake { key, handshake } => self.extended_handshake(key, &handshake),
+            Event::ExtendedHandshake { key, handshake } => {
+                self.extended_handshake(now, key, &handshake)
+            }
+            Event::Metadata { key, msg } => self.peer_metadata(key, msg),
+            Event::Pex { key, msg } => self.pex_received(now, key, &msg),
             Event::PeerDisconnected { key } => self.peer_gone(now, key),
             Event::Served { key, block } => self.served(now, key, block),
             Event::PieceVerified { piece } => self.piece_verified(now, piece),
@@ -384,6 +416,7 @@ impl Engine {
         self.adapt_buffer();
         self.fill_all(now);
         self.superseed_all(now);
+        self.pex_poll(now);
     }
 
     /// Bytes the store may buffer now, which also caps the data in flight (pieces in
@@ -478,17 +511,9 @@ impl Engine {
             Message::Cancel(block) => self.peer_cancel(key, block),
             Message::Reject(block) => self.peer_rejected(now, key, block),
             Message::Piece { .. } => {}
-            // Extension messages are decoded on the connection's own task (the handshake
-            // arrives as `Event::ExtendedHandshake`); none other is used yet.
+            // Extension messages are decoded on the connection's own task and arrive as
+            // their own events (`ExtendedHandshake`, `Metadata`, `Pex`).
             Message::Extended { .. } => {}
-        }
-    }
-
-    /// BEP 10 handshake: we only use `reqq` (how many requests the peer queues).
-    fn extended_handshake(&mut self, key: PeerKey, hs: &crate::wire::ExtHandshake) {
-        if let (Some(p), Some(reqq)) = (self.peers.get_mut(&key), hs.reqq) {
-            p.req.reqq = Some(reqq.min(100_000) as usize);
-            p.req.depth = p.req.depth.min(p.depth_cap(&self.cfg));
         }
     }
 

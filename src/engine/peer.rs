@@ -135,6 +135,8 @@ pub struct Peer {
     pub last_message: Instant,
     /// Pieces we offered it while super-seeding (BEP 16).
     pub offers: Vec<super::superseed::Offer>,
+    /// What its extension handshake said (BEP 10).
+    pub ext: super::extension::Extensions,
 }
 
 impl Peer {
@@ -182,6 +184,7 @@ impl Peer {
             last_useful: now,
             last_message: now,
             offers: Vec::new(),
+            ext: Default::default(),
         }
     }
 

@@ -86,6 +86,18 @@ pub enum PeerEvent {
         handshake: Box<wire::ExtHandshake>,
         budget: EventBudget,
     },
+    /// A BEP 9 `ut_metadata` message.
+    Metadata {
+        key: PeerKey,
+        msg: wire::MetadataMsg,
+        budget: EventBudget,
+    },
+    /// A BEP 11 `ut_pex` message.
+    Pex {
+        key: PeerKey,
+        msg: Box<wire::PexMsg>,
+        budget: EventBudget,
+    },
     Block {
         key: PeerKey,
         block: BlockRef,

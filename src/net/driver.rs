@@ -19,7 +19,11 @@ use crate::store::{StoreError, StoreEvent, StoreHandle};
 /// Requests from the session to a running driver.
 #[derive(Debug)]
 pub enum Control {
-    AddPeers(Vec<SocketAddr>),
+    /// Addresses to try, and where they came from (trackers, local discovery).
+    AddPeers {
+        addrs: Vec<SocketAddr>,
+        source: PeerSource,
+    },
 }
 
 /// How a driver run ended.
@@ -95,11 +99,8 @@ impl Driver {
                     None => st.outcome = Some(Outcome::Stopped),
                 },
                 Some(c) = self.control.recv() => match c {
-                    Control::AddPeers(addrs) => {
-                        self.engine.handle(
-                            Instant::now(),
-                            Event::AddPeers { addrs, source: PeerSource::Tracker },
-                        )
+                    Control::AddPeers { addrs, source } => {
+                        self.engine.handle(Instant::now(), Event::AddPeers { addrs, source })
                     }
                 },
                 Some(incoming) = self.incoming.recv() => {
@@ -175,6 +176,14 @@ impl Driver {
             } => {
                 self.engine
                     .handle(now, Event::ExtendedHandshake { key, handshake });
+                drop(budget);
+            }
+            PeerEvent::Metadata { key, msg, budget } => {
+                self.engine.handle(now, Event::Metadata { key, msg });
+                drop(budget);
+            }
+            PeerEvent::Pex { key, msg, budget } => {
+                self.engine.handle(now, Event::Pex { key, msg });
                 drop(budget);
             }
             PeerEvent::Block {

@@ -3,8 +3,9 @@
 //! Everything that costs per peer is paid here, on the connection's own task, not on the
 //! driver that serves every peer of the torrent:
 //! - frames are decoded and validated ([`Decoder`]);
-//! - the BEP 10 extension handshake is decoded into an [`ExtHandshake`]; the driver gets
-//!   only that typed value. Other extension messages are not used yet and end here;
+//! - BEP 10 extension messages are decoded into typed values (the handshake, BEP 9
+//!   `ut_metadata`, BEP 11 `ut_pex`, under the ids our handshake gave); the driver gets
+//!   only those. Messages under any other id end here;
 //! - [`PeerGuard`] caps repeated extension handshakes and extension messages a second
 //!   (a flood ends the connection) and throttles whole bitfields.
 //!
@@ -31,7 +32,10 @@ use tokio::time::timeout;
 use super::conn::{ConnCtx, ConnError, PeerEvent, READ_CHUNK};
 use crate::engine::PeerKey;
 use crate::types::BlockRef;
-use crate::wire::{Decoder, ExtHandshake, Message, PeerGuard, Verdict, WireError};
+use crate::wire::{
+    Decoder, ExtHandshake, Message, MetadataMsg, PeerGuard, PexMsg, Verdict, WireError,
+    OUR_UT_METADATA, OUR_UT_PEX,
+};
 
 /// Bytes of non-Piece events one connection may have queued toward the driver: 32 KiB is
 /// about 350 Request events (a leecher keeps up to its `reqq`, 500 with us, in flight, and
@@ -70,6 +74,13 @@ fn handshake_size(hs: &ExtHandshake) -> usize {
     std::mem::size_of::<ExtHandshake>()
         + hs.m.iter().map(|(n, _)| n.len() + 32).sum::<usize>()
         + hs.v.as_ref().map_or(0, |v| v.len())
+}
+
+/// What a decoded PEX message costs in memory.
+fn pex_size(msg: &PexMsg) -> usize {
+    std::mem::size_of::<PexMsg>()
+        + (msg.added.len() + msg.dropped.len()) * 8
+        + (msg.added6.len() + msg.dropped6.len()) * 32
 }
 
 pub(super) async fn read_loop(
@@ -113,8 +124,32 @@ pub(super) async fn read_loop(
                                 handshake: Box::new(hs),
                             }
                         }
-                        // No extension but the handshake is used yet: counted by the
-                        // guard, then dropped here.
+                        // Sent under the ids our handshake gave (BEP 10); a malformed
+                        // one ends this connection only.
+                        Message::Extended {
+                            id: OUR_UT_METADATA,
+                            payload,
+                        } => match MetadataMsg::decode(&payload, None).map_err(WireError::from)? {
+                            Some(msg) => PeerEvent::Metadata {
+                                key,
+                                budget: hold(&budget, payload.len()).await?,
+                                msg,
+                            },
+                            // A message type BEP 9 may add later: ignored.
+                            None => continue,
+                        },
+                        Message::Extended {
+                            id: OUR_UT_PEX,
+                            payload,
+                        } => {
+                            let msg = PexMsg::decode(&payload).map_err(WireError::from)?;
+                            PeerEvent::Pex {
+                                key,
+                                budget: hold(&budget, pex_size(&msg)).await?,
+                                msg: Box::new(msg),
+                            }
+                        }
+                        // An id we never gave: counted by the guard, then dropped here.
                         Message::Extended { .. } => continue,
                         msg => PeerEvent::Message {
                             key,

@@ -27,12 +27,17 @@ use tracing::Instrument;
 use super::{Cmd, SessionError, SessionStats, Shared, Status, TorrentError, TorrentHandle};
 use super::{Summary, TorrentSpec};
 use crate::net::conn::{self, ConnError, Incoming};
+use crate::net::driver::Control;
 use crate::net::half_open::{Admit, HalfOpen};
 use crate::snapshot::Snapshot;
 use crate::types::InfoHash;
 
 /// Routed connections queued per torrent before its driver takes them; more are closed.
 const INCOMING_QUEUE: usize = 64;
+
+/// Control messages queued per torrent run (peers found by the session for it); more are
+/// dropped (the same addresses come again at the next announce).
+const CONTROL_QUEUE: usize = 64;
 
 /// After a failed `accept` (e.g. out of descriptors), wait this long before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -54,6 +59,9 @@ struct Run {
     gen: u64,
     stop: watch::Sender<bool>,
     incoming: mpsc::Sender<Incoming>,
+    /// Peers found for it by the session (local discovery) join its driver here.
+    #[allow(dead_code)]
+    control: mpsc::Sender<Control>,
 }
 
 struct Entry {
@@ -204,12 +212,17 @@ impl Actor {
         let gen = self.next_gen;
         let (stop, stop_rx) = watch::channel(false);
         let (incoming, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
+        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let span = tracing::info_span!("torrent", name = %entry.spec.meta.name);
         let run = super::torrent::run(
             self.shared.clone(),
             entry.spec.clone(),
             entry.snapshot.clone(),
-            incoming_rx,
+            super::torrent::Inputs {
+                incoming: incoming_rx,
+                control: control.clone(),
+                control_rx,
+            },
             stop_rx,
         );
         let ih = *info_hash;
@@ -219,6 +232,7 @@ impl Actor {
             gen,
             stop,
             incoming,
+            control,
         });
         entry.after = After::Finish;
         entry.status.send_replace(Status::Running);

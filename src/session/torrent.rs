@@ -27,14 +27,27 @@ use crate::types::Bitfield;
 /// How long the store may take to flush what it holds when a run ends.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What reaches a run from the session: connections routed to it, and control messages
+/// (peers found for it). The run keeps a sender of its own control queue for its announcer.
+pub(super) struct Inputs {
+    pub incoming: mpsc::Receiver<Incoming>,
+    pub control: mpsc::Sender<Control>,
+    pub control_rx: mpsc::Receiver<Control>,
+}
+
 /// Runs the torrent until it completes (fetch), or until `stop` turns true.
 pub(super) async fn run(
     shared: Arc<Shared>,
     spec: Arc<TorrentSpec>,
     snapshot: watch::Sender<Snapshot>,
-    incoming: mpsc::Receiver<Incoming>,
+    inputs: Inputs,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Summary, TorrentError> {
+    let Inputs {
+        incoming,
+        control: control_tx,
+        control_rx,
+    } = inputs;
     let started = Instant::now();
     let meta = spec.meta.clone();
     let layout = meta.layout.clone();
@@ -97,6 +110,8 @@ pub(super) async fn run(
     let seed = matches!(spec.mode, Mode::Seed | Mode::Fetch { seed: true });
     let trackers = plan::tracker_tiers(&meta, &spec.sources);
     let mut cfg = spec.cfg.clone();
+    cfg.private = meta.private;
+    cfg.listen_port = Some(shared.port);
     cfg.give_up_after = plan::give_up_after(spec.mode, &spec.sources, !trackers.is_empty());
 
     let (store_tx, store_rx) = mpsc::channel(1024);
@@ -125,6 +140,7 @@ pub(super) async fn run(
     });
     let mut engine = Engine::new(cfg, layout.clone(), have, Instant::now());
     engine.carry_over(before);
+    engine.set_info(meta.info_bytes.clone());
     if !spec.sources.peers.is_empty() {
         engine.handle(
             Instant::now(),
@@ -134,7 +150,6 @@ pub(super) async fn run(
             },
         );
     }
-    let (control_tx, control_rx) = mpsc::channel::<Control>(16);
     let announcer = (!trackers.is_empty()).then(|| {
         let cfg = AnnouncerConfig {
             info_hash: meta.info_hash,
@@ -396,7 +411,12 @@ impl Announcing {
         // Tracker peers join the driver's control queue.
         tokio::spawn(async move {
             while let Some(addrs) = peers_rx.recv().await {
-                if control.send(Control::AddPeers(addrs)).await.is_err() {
+                let source = PeerSource::Tracker;
+                if control
+                    .send(Control::AddPeers { addrs, source })
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }

@@ -65,6 +65,10 @@ pub enum WireError {
     EmptyExtended,
     #[error("bad extension handshake")]
     ExtHandshake(#[from] ExtError),
+    #[error("bad ut_metadata message")]
+    Metadata(#[from] MetadataError),
+    #[error("bad ut_pex message")]
+    Pex(#[from] PexError),
     #[error("more than {max} extension handshakes")]
     TooManyExtHandshakes { max: u32 },
     #[error("more than {per_sec} extension messages a second")]

@@ -1,0 +1,90 @@
+//! The BEP 10 extension protocol on a connection: our handshake, what the peer's says
+//! (its request queue, its listen port, the ids it wants `ut_metadata` and `ut_pex` sent
+//! under), and serving our metadata (BEP 9) to peers that ask.
+//!
+//! Invariant: an extension message is only ever sent under the id the peer gave for it in
+//! its latest handshake; a peer that withdrew an extension (id 0) gets none.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{Engine, PeerKey};
+use crate::metadata::{serve, Reply};
+use crate::wire::{ExtHandshake, Message, MetadataMsg, UT_METADATA, UT_PEX};
+
+/// What a peer's latest extension handshake said that we use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extensions {
+    /// The id it wants `ut_metadata` messages under, if it speaks it.
+    pub ut_metadata: Option<u8>,
+    /// The id it wants `ut_pex` messages under, if it speaks it.
+    pub ut_pex: Option<u8>,
+    /// The port it says it listens on (`p`).
+    pub listen_port: Option<u16>,
+}
+
+impl Engine {
+    /// Our extension handshake for a peer at `peer_ip`: the extensions we speak, our
+    /// request queue, our listen port, the metadata size once we have the metadata, and the
+    /// address we see the peer at (`yourip`, which tells it its external address).
+    pub(super) fn our_ext_handshake(&self, peer_ip: std::net::IpAddr) -> Bytes {
+        let size = self.info.as_ref().and_then(|i| u32::try_from(i.len()).ok());
+        let hs = ExtHandshake::ours(
+            self.cfg.listen_port,
+            u32::try_from(self.cfg.our_reqq).unwrap_or(u32::MAX),
+            size,
+            Some(peer_ip),
+            !self.cfg.private,
+        );
+        Bytes::from(hs.encode())
+    }
+
+    /// A peer's BEP 10 handshake (the first, or a later update): its `reqq` bounds our
+    /// queue to it; its `m` says which extension messages it takes, and under which ids.
+    pub(super) fn extended_handshake(&mut self, now: Instant, key: PeerKey, hs: &ExtHandshake) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if let Some(reqq) = hs.reqq {
+            p.req.reqq = Some(reqq.min(100_000) as usize);
+            p.req.depth = p.req.depth.min(p.depth_cap(&self.cfg));
+        }
+        p.ext = Extensions {
+            ut_metadata: hs.id_of(UT_METADATA),
+            ut_pex: hs.id_of(UT_PEX),
+            listen_port: hs.p.or(p.ext.listen_port),
+        };
+        self.pex_peer_changed(now, key);
+    }
+
+    /// A `ut_metadata` message: requests are answered from our info dictionary (a reject
+    /// when we have none, or no such piece); data and rejects are for a fetch, which this
+    /// torrent is past, and are ignored.
+    pub(super) fn peer_metadata(&mut self, key: PeerKey, msg: MetadataMsg) {
+        let MetadataMsg::Request { piece } = msg else {
+            return;
+        };
+        let Some(id) = self.peers.get(&key).and_then(|p| p.ext.ut_metadata) else {
+            return;
+        };
+        let reply = match self.info.as_ref() {
+            Some(info) => match serve(info, piece) {
+                Reply::Data {
+                    piece,
+                    total_size,
+                    bytes,
+                } => MetadataMsg::Data {
+                    piece,
+                    // `serve` refuses info dictionaries past u32::MAX.
+                    total_size: total_size as u32,
+                    data: info.slice_ref(bytes),
+                },
+                Reply::Reject { piece } => MetadataMsg::Reject { piece },
+            },
+            None => MetadataMsg::Reject { piece },
+        };
+        let payload = Bytes::from(reply.encode());
+        self.send(key, Message::Extended { id, payload });
+    }
+}
