@@ -71,6 +71,42 @@ impl Engine {
         if outbound {
             self.list.connected(&addr);
         }
+        if !self.admit(now, key, addr, peer_id, reserved, outbound) {
+            return;
+        }
+        let (fast, extended) = (fast_bit(&reserved), extended_bit(&reserved));
+        if extended {
+            let payload = self.our_ext_handshake(addr.ip());
+            self.send(key, Message::Extended { id: 0, payload });
+        }
+        let have = self.picker.have();
+        if self.super_seeding() {
+            // BEP 16: we look like a peer with nothing, then offer pieces one by one.
+            if fast {
+                self.send(key, Message::HaveNone);
+            }
+            self.offer_pieces(now, key);
+        } else if fast && have.is_full() {
+            self.send(key, Message::HaveAll);
+        } else if fast && have.is_clear() {
+            self.send(key, Message::HaveNone);
+        } else if !have.is_clear() {
+            let bf = have.clone();
+            self.send(key, Message::Bitfield(bf));
+        }
+    }
+
+    /// Gives a new connection a slot, or refuses it (banned, a second connection to the
+    /// same peer id, too many from its IP, no slot even after eviction). Nothing is sent.
+    pub(super) fn admit(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        addr: SocketAddr,
+        peer_id: PeerId,
+        reserved: [u8; 8],
+        outbound: bool,
+    ) -> bool {
         let same_ip = self
             .peers
             .values()
@@ -92,7 +128,7 @@ impl Engine {
             if outbound {
                 self.list.failed(now, &addr);
             }
-            return;
+            return false;
         }
         self.tally.ever_connected = true;
         self.tally.peers_seen += 1;
@@ -107,28 +143,9 @@ impl Engine {
         // Our handshake (`Handshake::new`) always sets both bits, so the peer's decide.
         p.fast = fast_bit(&reserved);
         p.extended = extended_bit(&reserved);
-        let (fast, extended) = (p.fast, p.extended);
         self.peers.insert(key, p);
         self.pex_peer_changed(now, key);
-        if extended {
-            let payload = self.our_ext_handshake(addr.ip());
-            self.send(key, Message::Extended { id: 0, payload });
-        }
-        let have = self.picker.have();
-        if self.super_seeding() {
-            // BEP 16: we look like a peer with nothing, then offer pieces one by one.
-            if fast {
-                self.send(key, Message::HaveNone);
-            }
-            self.offer_pieces(now, key);
-        } else if fast && have.is_full() {
-            self.send(key, Message::HaveAll);
-        } else if fast && have.is_clear() {
-            self.send(key, Message::HaveNone);
-        } else if !have.is_clear() {
-            let bf = have.clone();
-            self.send(key, Message::Bitfield(bf));
-        }
+        true
     }
 
     /// We are complete and so is this peer: part, and do not dial it again.

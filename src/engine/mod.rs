@@ -12,6 +12,7 @@ mod connect;
 mod download;
 mod extension;
 mod known;
+pub mod magnet;
 pub mod peer;
 mod pex;
 pub mod picker;

@@ -31,10 +31,20 @@ pub const MAX_EXTENDED_FRAME: usize = 64 * 1024;
 /// Frame length of a Piece message carrying a full block.
 const MAX_PIECE_FRAME: usize = 1 + 8 + BLOCK_SIZE as usize;
 
+/// Most pieces a torrent whose size we do not know yet may have: what an info dictionary
+/// of [`super::MAX_METADATA_SIZE`] bytes can list (20 bytes of hash each). Its bitfield is
+/// 192 KiB.
+pub const MAX_UNSIZED_PIECES: u32 = super::MAX_METADATA_SIZE / 20;
+
 /// Frame decoder for one connection; knows the torrent's piece count so it can validate.
 #[derive(Debug, Clone)]
 pub struct Decoder {
     num_pieces: u32,
+    /// The piece count is not known yet (a magnet's metadata is being fetched): a bitfield
+    /// of any length up to [`MAX_UNSIZED_PIECES`] bits is taken as it is, and indexes are
+    /// checked against that bound only. The driver checks them against the torrent once it
+    /// is known ([`super::Message::check_indexes`]).
+    unsized_bitfield: bool,
     max_frame: usize,
     /// Bytes still to discard from an unknown-id frame whose tail has not arrived yet.
     skip: usize,
@@ -49,10 +59,33 @@ impl Decoder {
             .max(MAX_EXTENDED_FRAME);
         Decoder {
             num_pieces,
+            unsized_bitfield: false,
             max_frame,
             skip: 0,
             grow_by: 0,
         }
+    }
+
+    /// A decoder for a torrent whose piece count is not known yet (see `unsized_bitfield`).
+    pub fn without_piece_count() -> Self {
+        Decoder {
+            unsized_bitfield: true,
+            ..Decoder::new(MAX_UNSIZED_PIECES)
+        }
+    }
+
+    /// Whether the piece count is still unknown.
+    pub fn is_unsized(&self) -> bool {
+        self.unsized_bitfield
+    }
+
+    /// The piece count is known now: validate exactly from the next frame on (a frame
+    /// half-received keeps its place).
+    pub fn set_num_pieces(&mut self, num_pieces: u32) {
+        let fresh = Decoder::new(num_pieces);
+        self.num_pieces = fresh.num_pieces;
+        self.max_frame = fresh.max_frame;
+        self.unsized_bitfield = false;
     }
 
     /// When the buffer has no room for the rest of a frame, make room for at least `n`
@@ -144,7 +177,7 @@ impl Decoder {
             id::REQUEST | id::CANCEL | id::REJECT => exact(13),
             id::BITFIELD => {
                 let expected = Bitfield::byte_len(self.num_pieces);
-                if len - 1 == expected {
+                if len - 1 == expected || (self.unsized_bitfield && len - 1 <= expected) {
                     Ok(true)
                 } else {
                     Err(WireError::Bitfield(BitfieldError::WrongLength {
@@ -222,10 +255,14 @@ impl Decoder {
             id::SUGGEST => Some(Message::Suggest(self.index(be32(body))?)),
             id::ALLOWED_FAST => Some(Message::AllowedFast(self.index(be32(body))?)),
             id::PORT => Some(Message::Port(u16::from_be_bytes([body[0], body[1]]))),
-            id::BITFIELD => Some(Message::Bitfield(Bitfield::from_bytes(
-                body,
-                self.num_pieces,
-            )?)),
+            id::BITFIELD => {
+                let bits = if self.unsized_bitfield {
+                    body.len() as u32 * 8
+                } else {
+                    self.num_pieces
+                };
+                Some(Message::Bitfield(Bitfield::from_bytes(body, bits)?))
+            }
             id::REQUEST => Some(Message::Request(self.block(body)?)),
             id::CANCEL => Some(Message::Cancel(self.block(body)?)),
             id::REJECT => Some(Message::Reject(self.block(body)?)),

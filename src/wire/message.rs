@@ -6,6 +6,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::WireError;
 use crate::types::{Bitfield, BlockRef};
 
 /// Message ids on the wire.
@@ -63,6 +64,50 @@ pub enum Message {
 }
 
 impl Message {
+    /// Checks a message decoded before the piece count was known
+    /// ([`super::Decoder::without_piece_count`]) against the torrent's `num_pieces`, as the decoder
+    /// would have: every index in range, a bitfield of exactly the torrent's length with no
+    /// spare bit set (it is resized to `num_pieces` bits).
+    pub fn check_indexes(self, num_pieces: u32) -> Result<Message, WireError> {
+        let index = |index: u32| {
+            if index < num_pieces {
+                Ok(index)
+            } else {
+                Err(WireError::IndexOutOfRange { index, num_pieces })
+            }
+        };
+        Ok(match self {
+            Message::Have(i) => Message::Have(index(i)?),
+            Message::Suggest(i) => Message::Suggest(index(i)?),
+            Message::AllowedFast(i) => Message::AllowedFast(index(i)?),
+            Message::Request(b) => Message::Request(BlockRef {
+                piece: index(b.piece)?,
+                ..b
+            }),
+            Message::Cancel(b) => Message::Cancel(BlockRef {
+                piece: index(b.piece)?,
+                ..b
+            }),
+            Message::Reject(b) => Message::Reject(BlockRef {
+                piece: index(b.piece)?,
+                ..b
+            }),
+            Message::Piece {
+                piece,
+                offset,
+                data,
+            } => Message::Piece {
+                piece: index(piece)?,
+                offset,
+                data,
+            },
+            Message::Bitfield(bf) if bf.len() != num_pieces => {
+                Message::Bitfield(Bitfield::from_bytes(bf.as_bytes(), num_pieces)?)
+            }
+            m => m,
+        })
+    }
+
     /// The id byte, or `None` for a keep-alive (which has none).
     pub fn id(&self) -> Option<u8> {
         Some(match self {

@@ -32,7 +32,7 @@ pub mod ut_pex;
 #[cfg(test)]
 mod tests;
 
-pub use decoder::{Decoder, MAX_EXTENDED_FRAME};
+pub use decoder::{Decoder, MAX_EXTENDED_FRAME, MAX_UNSIZED_PIECES};
 pub use extended::{ExtError, ExtHandshake, OUR_UT_METADATA, OUR_UT_PEX, UT_METADATA, UT_PEX};
 pub use guard::{PeerGuard, Verdict};
 pub use handshake::{extended_bit, fast_bit, Handshake, PROTOCOL};

@@ -489,3 +489,50 @@ proptest! {
         prop_assert!(buf.is_empty());
     }
 }
+
+#[test]
+fn without_a_piece_count_bitfields_of_any_length_are_kept_and_checked_later() {
+    let mut dec = Decoder::without_piece_count();
+    assert!(dec.is_unsized());
+    let mut buf = enc(&[
+        Message::Bitfield(Bitfield::from_bytes(&[0b1010_0000, 0b1000_0000], 16).unwrap()),
+        Message::Have(1_000_000),
+        Message::Request(block(7, 0, 16384)),
+    ]);
+    let got = drain(&mut dec, &mut buf);
+    assert_eq!(got.len(), 3);
+    // Ten pieces: the bitfield fits (spare bits clear) and is resized; the have does not.
+    let Message::Bitfield(bf) = got[0].clone().check_indexes(10).unwrap() else {
+        panic!("not a bitfield");
+    };
+    assert_eq!((bf.len(), bf.count_ones()), (10, 3));
+    assert!(matches!(
+        got[0].clone().check_indexes(9),
+        Err(WireError::Bitfield(_))
+    ));
+    assert!(matches!(
+        got[0].clone().check_indexes(17),
+        Err(WireError::Bitfield(_))
+    ));
+    assert_eq!(
+        got[1].clone().check_indexes(10),
+        Err(WireError::IndexOutOfRange {
+            index: 1_000_000,
+            num_pieces: 10
+        })
+    );
+    assert!(got[2].clone().check_indexes(8).is_ok());
+    assert!(got[2].clone().check_indexes(7).is_err());
+    // Once the count is known the decoder is exact again.
+    dec.set_num_pieces(10);
+    assert!(!dec.is_unsized());
+    let mut buf = enc(&[Message::Bitfield(Bitfield::new(16))]);
+    assert!(dec.decode(&mut buf).is_err());
+    // A bitfield longer than any torrent we could fetch is refused from its header.
+    let mut dec = Decoder::without_piece_count();
+    let mut buf = BytesMut::new();
+    let len = 1 + Bitfield::byte_len(MAX_UNSIZED_PIECES) as u32 + 1;
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(&[5]);
+    assert!(dec.decode(&mut buf).is_err());
+}
