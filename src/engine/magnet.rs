@@ -291,11 +291,7 @@ impl MetadataPhase {
             }
             Message::HaveAll => p.has = Has::All,
             Message::HaveNone => p.has = Has::Nothing,
-            Message::Have(i) => {
-                if p.haves.len() < MAX_EARLY_HAVES {
-                    p.haves.push(i);
-                }
-            }
+            Message::Have(i) if p.haves.len() < MAX_EARLY_HAVES => p.haves.push(i),
             Message::Choke => p.choking_us = true,
             Message::Unchoke => p.choking_us = false,
             Message::Interested => p.interested = true,
