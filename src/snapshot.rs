@@ -45,6 +45,8 @@ pub enum Phase {
     /// Re-hashing data already on disk.
     #[default]
     Checking,
+    /// A magnet: fetching the info dictionary from peers (BEP 9).
+    Metadata,
     Downloading,
     /// Complete and serving until stopped.
     Seeding,
@@ -89,6 +91,18 @@ pub struct Snapshot {
     pub files: Arc<[FileSize]>,
     /// What the display states about the goals and caps in force.
     pub limits: Limits,
+    /// While fetching a magnet's metadata: from how many peers, how far.
+    pub metadata: Option<MetadataStatus>,
+}
+
+/// A metadata fetch, as the display shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetadataStatus {
+    /// Peers that offer the metadata.
+    pub peers: usize,
+    /// 16 KiB metadata pieces received, of how many (0 until a size is accepted).
+    pub pieces_have: u32,
+    pub pieces_total: u32,
 }
 
 /// One file of a multi-file torrent, for per-file progress.

@@ -97,17 +97,29 @@ fn malformed_links_are_refused_naming_the_part() {
     }
 }
 
+/// Item 6 of issue 14: a magnet with no way to find peers is refused at once, in one line
+/// saying what to add, not left waiting for ever.
 #[test]
-fn fetch_refuses_a_valid_magnet_in_one_line() {
+fn fetch_refuses_a_magnet_with_no_way_to_find_peers() {
     let state = tempfile::tempdir().unwrap();
-    let e = one_line_error(&[
-        "fetch",
-        LINK,
-        "--no-trackers",
-        "--state-dir",
-        state.path().to_str().unwrap(),
-    ]);
-    assert!(e.contains("magnet links are not supported yet"), "{e}");
-    assert!(e.contains("metadata exchange"), "{e}");
-    assert!(!e.contains("invalid"), "{e}");
+    let state = state.path().to_str().unwrap();
+    let bare = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567&dn=x";
+    let tracked = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567\
+                   &tr=http%3A%2F%2F127.0.0.1%3A9%2Fannounce";
+    for args in [
+        vec!["fetch", bare, "--state-dir", state],
+        // The link's trackers, all switched off.
+        vec!["fetch", tracked, "--no-trackers", "--state-dir", state],
+    ] {
+        let e = one_line_error(&args);
+        assert!(
+            e.contains("names no tracker (tr=) and no peer (x.pe=)"),
+            "{args:?}: {e}"
+        );
+        assert!(e.contains("--tracker URL or --peer HOST:PORT"), "{e}");
+        assert!(!e.contains("invalid"), "{e}");
+    }
+    // Seeding a magnet makes no sense: said as plainly.
+    let e = one_line_error(&["seed", LINK, "--state-dir", state]);
+    assert!(e.contains("a magnet link cannot be seeded"), "{e}");
 }

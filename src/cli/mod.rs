@@ -172,12 +172,16 @@ struct DownloadArgs {
     /// where the filesystem allows it).
     #[arg(long, help_heading = "Storage")]
     buffered_writes: bool,
+    /// With a magnet link: also write the .torrent fetched from peers to FILE (it is kept
+    /// in the state directory either way).
+    #[arg(long, value_name = "FILE", help_heading = "Storage")]
+    save_torrent: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
 struct FetchArgs {
-    /// The .torrent files to download: paths, http(s):// URLs, or - for standard input
-    /// (each downloads into DIR, as its own name says).
+    /// What to download: .torrent files (paths, http(s):// URLs, or - for standard input)
+    /// or magnet: links (each downloads into DIR, as its own name says).
     #[arg(required = true, value_name = "TORRENT")]
     torrents: Vec<String>,
     /// Download directory.

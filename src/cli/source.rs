@@ -1,6 +1,6 @@
 //! Where a `.torrent` given on the command line comes from: a path, `-` (standard input) or
 //! an `http(s)://` URL. A magnet link is parsed (so a malformed one is told what part is
-//! wrong) and then refused with a clear word: fetching one needs metadata exchange.
+//! wrong) and then refused with a clear word: only `fetch` takes one (`cli/torrents.rs`).
 //!
 //! Invariant: whatever the source, at most [`MAX_TORRENT_FILE`] bytes are read before the
 //! input is refused, and a download is bounded in time ([`FETCH_TIMEOUT`]).
@@ -30,9 +30,9 @@ fn read(arg: &str) -> Result<(Vec<u8>, String)> {
     if crate::magnet::is_magnet(arg) {
         crate::magnet::Magnet::parse(arg).context("invalid magnet link")?;
         bail!(
-            "magnet links are not supported yet (fetching one needs metadata exchange, \
-             coming): give the .torrent file (a path, an http(s):// URL, or - for standard \
-             input)"
+            "a magnet link has no .torrent to read here: `swarm fetch` takes the link \
+             itself, or give the .torrent file (a path, an http(s):// URL, or - for \
+             standard input)"
         );
     }
     if lower.starts_with("http://") || lower.starts_with("https://") {
@@ -106,7 +106,7 @@ mod tests {
     fn magnets_are_refused_by_name() {
         let e = load("magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567").unwrap_err();
         assert!(
-            format!("{e:#}").contains("magnet links are not supported"),
+            format!("{e:#}").contains("a magnet link has no .torrent to read here"),
             "{e:#}"
         );
         let e = load("MAGNET:?xt=urn:btih:0123").unwrap_err();

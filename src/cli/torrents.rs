@@ -2,8 +2,54 @@
 //! bars, per-torrent summaries and the exit status.
 
 use super::*;
+use crate::session::{Content, MagnetSource};
 use crate::snapshot::Phase;
 use crate::types::InfoHash;
+
+/// A magnet link to fetch: its metainfo from the state directory when an earlier run
+/// fetched it, else the link as it is. A link that gives no way to find peers (no
+/// tracker, no peer, none given on the command line) is refused at once.
+fn magnet_content(
+    arg: &str,
+    state_root: Option<&std::path::Path>,
+    net: &CommonArgs,
+    down: &DownloadArgs,
+) -> Result<Content> {
+    let link = crate::magnet::Magnet::parse(arg).context("invalid magnet link")?;
+    let no_trackers = net.no_trackers || (link.trackers.is_empty() && net.trackers.is_empty());
+    let no_peers = link.peers.is_empty() && link.peer_hosts.is_empty() && net.peers.is_empty();
+    if no_trackers && no_peers {
+        bail!(
+            "the magnet link names no tracker (tr=) and no peer (x.pe=), and swarm has no \
+             DHT yet to find its peers: add --tracker URL or --peer HOST:PORT"
+        );
+    }
+    let save = down.save_torrent.clone();
+    let source = match state_root.and_then(|root| saved_torrent(root, &link.info_hash)) {
+        Some((meta, bytes)) => {
+            if let Some(path) = &save {
+                crate::state::write_atomic(path, &bytes)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            MagnetSource::fetched_before(link, save, Arc::new(meta))
+        }
+        None => MagnetSource::new(link, save),
+    };
+    Ok(Content::Magnet(Arc::new(source)))
+}
+
+/// The `.torrent` an earlier run fetched for `info_hash`, if the state directory has a
+/// valid one (anything else is ignored: it is fetched again).
+fn saved_torrent(root: &std::path::Path, info_hash: &InfoHash) -> Option<(Metainfo, Vec<u8>)> {
+    let path = root
+        .join("torrents")
+        .join(format!("{}.torrent", info_hash.to_hex()));
+    let bytes = crate::state::read_capped(&path, crate::metainfo::MAX_TORRENT_FILE)
+        .ok()
+        .flatten()?;
+    let meta = Metainfo::from_bytes(&bytes).ok()?;
+    (meta.info_hash == *info_hash).then_some((meta, bytes))
+}
 
 fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>> {
     let mut out = Vec::new();
@@ -38,19 +84,38 @@ pub(super) fn torrent_cmd(
         super_seed,
     } = run;
     let fetch = matches!(mode, Mode::Fetch { .. });
-    let mut metas = Vec::with_capacity(args.len());
+    let state_root = net.state_dir.clone().or_else(|| {
+        crate::state::default_root(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
+    });
+    let mut contents = Vec::with_capacity(args.len());
     let mut seen = HashSet::new();
+    let magnets = args.iter().filter(|a| crate::magnet::is_magnet(a)).count();
+    if down.save_torrent.is_some() && (magnets != 1 || args.len() != 1) {
+        bail!("--save-torrent takes exactly one magnet link");
+    }
     for arg in args {
-        let meta = load_torrent(arg)?;
-        if !seen.insert(meta.info_hash) {
+        let content = if crate::magnet::is_magnet(arg) {
+            if !fetch {
+                bail!(
+                    "a magnet link cannot be seeded (seeding needs the data and its .torrent): \
+                     fetch it first, or give the .torrent"
+                );
+            }
+            magnet_content(arg, state_root.as_deref(), &net, &down)?
+        } else {
+            Content::Torrent(Arc::new(load_torrent(arg)?))
+        };
+        if !seen.insert(content.info_hash()) {
             bail!(
                 "{} is given twice (info-hash {})",
                 text::clean(arg),
-                meta.info_hash
+                content.info_hash()
             );
         }
-        metas.push(Arc::new(meta));
+        contents.push(content);
     }
+    // What is known before the session starts: a magnet's metainfo only once fetched.
+    let metas: Vec<Option<Arc<Metainfo>>> = contents.iter().map(Content::meta).collect();
     let sources = Sources {
         peers: resolve_peers(&net.peers)?,
         extra_trackers: net.trackers.clone(),
@@ -62,9 +127,7 @@ pub(super) fn torrent_cmd(
         // 0 means unlimited, as elsewhere.
         max_upload_rate: net.max_upload_rate.filter(|&r| r > 0),
         max_download_rate: down.max_download_rate.filter(|&r| r > 0),
-        state_dir: net.state_dir.clone().or_else(|| {
-            crate::state::default_root(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
-        }),
+        state_dir: state_root.clone(),
         ..SessionConfig::default()
     };
     if let Some(port) = net.port {
@@ -85,15 +148,16 @@ pub(super) fn torrent_cmd(
     if fetch {
         preflight::check_output_dir(&dir)?;
         if let Some(state) = &scfg.state_dir {
-            for meta in &metas {
-                let lock = lock::acquire(state, &meta.info_hash, &dir)
-                    .with_context(|| text::quoted(&meta.name))?;
+            for c in &contents {
+                let lock = lock::acquire(state, &c.info_hash(), &dir)
+                    .with_context(|| text::quoted(&c.name()))?;
                 locks.push(lock);
             }
         }
     }
     let mut needed = 0u64;
-    for meta in &metas {
+    // A magnet still to fetch is checked by the session once its files are known.
+    for meta in metas.iter().flatten() {
         let label = || text::quoted(&meta.name);
         if !fetch {
             preflight::check_seed_dir(meta, &dir).with_context(label)?;
@@ -127,6 +191,7 @@ pub(super) fn torrent_cmd(
         .context("starting the runtime")?;
     let wanted_port = (scfg.port_fallback && scfg.listen_port != 0).then_some(scfg.listen_port);
     let waiting = waiting_note(&metas, &sources);
+    let names: Vec<String> = contents.iter().map(Content::name).collect();
     let (interrupted, outcome) = rt.block_on(async move {
         let session = Session::start(scfg).await.context("starting the session")?;
         // Ctrl-C is handled from before the first line a user (or a test) may act on.
@@ -144,10 +209,10 @@ pub(super) fn torrent_cmd(
                 _ => progress::print_line(&format!("swarm: listening on {addr}")),
             }
         }
-        let mut handles = Vec::with_capacity(metas.len());
-        for meta in &metas {
+        let mut handles = Vec::with_capacity(contents.len());
+        for content in &contents {
             let spec = TorrentSpec {
-                meta: meta.clone(),
+                content: content.clone(),
                 dir: dir.clone(),
                 mode,
                 sources: sources.clone(),
@@ -160,12 +225,12 @@ pub(super) fn torrent_cmd(
         // and has nothing to wait for).
         let mut notes_tasks = tokio::task::JoinSet::new();
         if let (Some((why, lone)), false) = (&waiting, quiet) {
-            for (h, meta) in handles.iter().zip(&metas) {
-                if !lone.contains(&meta.info_hash) {
+            for (h, name) in handles.iter().zip(&names) {
+                if !lone.contains(&h.info_hash) {
                     continue;
                 }
                 let (mut snap, why) = (h.snapshot.clone(), why.clone());
-                let name = text::quoted(&meta.name);
+                let name = text::quoted(name);
                 notes_tasks.spawn(async move {
                     loop {
                         let phase = snap.borrow_and_update().phase;
@@ -184,22 +249,22 @@ pub(super) fn torrent_cmd(
         let mut waits = tokio::task::JoinSet::new();
         // With several torrents, one that cannot be seeded is reported at once (the others
         // go on); a lone torrent's failure is the command's error.
-        let tell = !quiet && metas.len() > 1;
+        let tell = !quiet && contents.len() > 1;
         for (i, h) in handles.into_iter().enumerate() {
-            let (mut h, meta) = (h, metas[i].clone());
+            let (mut h, name) = (h, names[i].clone());
             waits.spawn(async move {
                 let r = h.finished().await;
                 if let (Some(Err(e)), Mode::Seed, true) = (r.as_deref(), mode, tell) {
                     progress::print_line(&format!(
                         "swarm: cannot seed {}: {}",
-                        text::quoted(&meta.name),
+                        text::quoted(&name),
                         crate::error::error_chain(e)
                     ));
                 }
                 (i, r)
             });
         }
-        let mut results = vec![None; metas.len()];
+        let mut results = vec![None; contents.len()];
         let mut interrupted = false;
         loop {
             tokio::select! {
@@ -223,11 +288,16 @@ pub(super) fn torrent_cmd(
         }
         notes_tasks.abort_all();
         ui.finish().await;
-        anyhow::Ok((interrupted, (metas, results)))
+        anyhow::Ok((interrupted, (contents, results)))
     })?;
     if fetch {
         // A download that failed and wrote nothing leaves nothing behind.
-        for (before, r) in befores.iter().zip(&outcome.1) {
+        let known = outcome
+            .0
+            .iter()
+            .zip(&outcome.1)
+            .filter(|(c, _)| c.meta().is_some());
+        for (before, (_, r)) in befores.iter().zip(known) {
             if matches!(r.as_deref(), Some(Err(_))) {
                 before.remove_created();
             }
@@ -243,7 +313,10 @@ pub(super) fn torrent_cmd(
 /// Why a torrent will wait for peers with nothing to find them: no tracker (none in the
 /// torrent, or --no-trackers) and no --peer; only peers that dial us can come. The reason,
 /// and which torrents it concerns.
-fn waiting_note(metas: &[Arc<Metainfo>], sources: &Sources) -> Option<(String, Vec<InfoHash>)> {
+fn waiting_note(
+    metas: &[Option<Arc<Metainfo>>],
+    sources: &Sources,
+) -> Option<(String, Vec<InfoHash>)> {
     if !sources.peers.is_empty() {
         return None;
     }
@@ -251,6 +324,7 @@ fn waiting_note(metas: &[Arc<Metainfo>], sources: &Sources) -> Option<(String, V
         |m: &Metainfo| m.tracker_tiers().is_empty() && sources.extra_trackers.is_empty();
     let lone: Vec<InfoHash> = metas
         .iter()
+        .flatten()
         .filter(|m| sources.no_trackers || no_tracker(m))
         .map(|m| m.info_hash)
         .collect();
@@ -269,16 +343,20 @@ fn waiting_note(metas: &[Arc<Metainfo>], sources: &Sources) -> Option<(String, V
 fn report(
     mode: Mode,
     display: &progress::Display,
-    (metas, results): (Vec<Arc<Metainfo>>, Vec<Option<Arc<TorrentResult>>>),
+    (contents, results): (Vec<Content>, Vec<Option<Arc<TorrentResult>>>),
 ) -> Result<()> {
     // (name, why) of each torrent that did not do its job.
     let mut failed: Vec<(String, String)> = Vec::new();
     let mut seeded = 0;
-    for (meta, r) in metas.iter().zip(&results) {
-        let name = text::quoted(&meta.name);
+    let metas = &contents;
+    for (content, r) in contents.iter().zip(&results) {
+        let name = text::quoted(&content.name());
         match r.as_deref() {
             Some(Ok(summary)) => {
-                display.summary(meta, summary);
+                // A magnet stopped before its metadata arrived has no summary to show.
+                if let Some(meta) = summary.meta.as_deref().or(content.meta().as_deref()) {
+                    display.summary(meta, summary);
+                }
                 if mode == Mode::Seed || summary.complete {
                     seeded += 1;
                 }

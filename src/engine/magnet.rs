@@ -78,6 +78,8 @@ pub struct MetadataProgress {
     pub pieces: (u32, u32),
     /// Addresses known.
     pub known: usize,
+    /// Peers that sent at least one metadata piece.
+    pub suppliers: usize,
 }
 
 /// A magnet torrent before its metadata is known (see the module docs).
@@ -94,6 +96,8 @@ pub struct MetadataPhase {
     last_contact: Instant,
     ever_connected: bool,
     info: Option<Vec<u8>>,
+    /// Peers that sent metadata pieces (for the log: a fetch spread over several peers).
+    suppliers: std::collections::BTreeSet<SocketAddr>,
 }
 
 impl MetadataPhase {
@@ -113,6 +117,7 @@ impl MetadataPhase {
             last_contact: now,
             ever_connected: false,
             info: None,
+            suppliers: Default::default(),
             cfg,
         }
     }
@@ -137,6 +142,7 @@ impl MetadataPhase {
             serving: self.fetcher.serving_peers(),
             pieces: self.fetcher.progress(),
             known: self.list.len(),
+            suppliers: self.suppliers.len(),
         }
     }
 
@@ -305,8 +311,11 @@ impl MetadataPhase {
     }
 
     fn metadata(&mut self, now: Instant, key: PeerKey, msg: MetadataMsg) {
-        if !self.peers.contains_key(&key) {
+        let Some(addr) = self.peers.get(&key).map(|p| p.addr) else {
             return;
+        };
+        if matches!(msg, MetadataMsg::Data { .. }) && self.suppliers.len() < self.cfg.max_peers {
+            self.suppliers.insert(addr);
         }
         let event = match msg {
             MetadataMsg::Request { piece } => {

@@ -36,13 +36,21 @@ const BATCH: usize = 64;
 /// Socket reads go into a buffer of at least this much free space (a few blocks).
 pub(super) const READ_CHUNK: usize = 128 * 1024;
 
+/// What a torrent's connections learn once its metadata is known (at once for a
+/// `.torrent`; after the fetch for a magnet, while the connections run).
+pub struct Content {
+    pub num_pieces: u32,
+    pub store: StoreHandle,
+}
+
 /// What every connection of a torrent shares.
 pub struct ConnCtx {
     pub info_hash: InfoHash,
     pub our_id: PeerId,
-    pub num_pieces: u32,
+    /// Set once, by the driver, when the download begins. Until then messages are decoded
+    /// without a piece count ([`wire::Decoder::without_piece_count`]) and blocks dropped.
+    pub content: std::sync::OnceLock<Content>,
     pub events: mpsc::Sender<PeerEvent>,
-    pub store: StoreHandle,
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
@@ -140,6 +148,8 @@ pub enum ConnError {
     Store(#[from] crate::store::StoreError),
     #[error("driver went away")]
     DriverGone,
+    #[error("asked to upload before the torrent's metadata is known")]
+    NoContent,
 }
 
 /// An incoming connection whose handshake the session has read and routed to this
@@ -382,7 +392,9 @@ async fn write_loop(
         let mut data = if blocks.is_empty() {
             Vec::new()
         } else {
-            ctx.store.read_blocks(blocks).await?
+            // The engine asks to serve only once it exists, after the content is set.
+            let store = &ctx.content.get().ok_or(ConnError::NoContent)?.store;
+            store.read_blocks(blocks).await?
         }
         .into_iter();
         for cmd in batch.drain(..) {

@@ -83,25 +83,47 @@ fn pex_size(msg: &PexMsg) -> usize {
         + (msg.added6.len() + msg.dropped6.len()) * 32
 }
 
+/// The next message in `buf`; the decoder learns the piece count as soon as it is known.
+fn next(
+    dec: &mut Decoder,
+    buf: &mut BytesMut,
+    ctx: &ConnCtx,
+) -> Result<Option<Message>, WireError> {
+    if dec.is_unsized() {
+        if let Some(c) = ctx.content.get() {
+            dec.set_num_pieces(c.num_pieces);
+        }
+    }
+    dec.decode(buf)
+}
+
 pub(super) async fn read_loop(
     key: PeerKey,
     rd: &mut OwnedReadHalf,
     mut buf: BytesMut,
     ctx: &ConnCtx,
 ) -> Result<(), ConnError> {
-    let mut dec = Decoder::new(ctx.num_pieces).grow_by(READ_CHUNK);
+    let mut dec = match ctx.content.get() {
+        Some(c) => Decoder::new(c.num_pieces),
+        None => Decoder::without_piece_count(),
+    }
+    .grow_by(READ_CHUNK);
     let budget = Arc::new(Semaphore::new(EVENT_BUDGET));
     let mut guard = PeerGuard::new(Instant::now());
     loop {
-        while let Some(msg) = dec.decode(&mut buf)? {
+        while let Some(msg) = next(&mut dec, &mut buf, ctx)? {
             let event = match msg {
                 Message::Piece {
                     piece,
                     offset,
                     data,
                 } => {
+                    // Before the metadata nothing was requested: dropped.
+                    let Some(content) = ctx.content.get() else {
+                        continue;
+                    };
                     let len = data.len() as u32;
-                    let reservation = ctx.store.reserve(len).await;
+                    let reservation = content.store.reserve(len).await;
                     PeerEvent::Block {
                         key,
                         block: BlockRef { piece, offset, len },

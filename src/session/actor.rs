@@ -172,12 +172,12 @@ impl Actor {
     }
 
     fn add(&mut self, spec: TorrentSpec) -> Result<TorrentHandle, SessionError> {
-        let info_hash = spec.meta.info_hash;
+        let info_hash = spec.content.info_hash();
         if self.torrents.contains_key(&info_hash) {
             return Err(SessionError::Duplicate(info_hash));
         }
         let (snapshot, snapshot_rx) = watch::channel(Snapshot {
-            name: spec.meta.name.clone(),
+            name: spec.content.name(),
             listen_port: Some(self.shared.port),
             ..Snapshot::default()
         });
@@ -213,7 +213,7 @@ impl Actor {
         let (stop, stop_rx) = watch::channel(false);
         let (incoming, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
-        let span = tracing::info_span!("torrent", name = %entry.spec.meta.name);
+        let span = tracing::info_span!("torrent", name = %entry.spec.content.name());
         let run = super::torrent::run(
             self.shared.clone(),
             entry.spec.clone(),
@@ -280,7 +280,7 @@ impl Actor {
             After::Finish => {
                 if let Err(e) = &result {
                     tracing::info!(
-                        name = %entry.spec.meta.name,
+                        name = %entry.spec.content.name(),
                         error = %crate::error::error_chain(e),
                         "torrent stopped"
                     );

@@ -14,6 +14,7 @@
 //! `plan.rs` (per-torrent policy: trackers, give-up), `resume.rs` (resume data).
 
 mod actor;
+mod magnet;
 mod plan;
 mod resume;
 mod torrent;
@@ -28,6 +29,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::{SessionConfig, TorrentConfig};
+use crate::magnet::Magnet;
 use crate::metainfo::Metainfo;
 use crate::net::limit::RateLimiter;
 use crate::snapshot::{Snapshot, Stats, Totals};
@@ -59,10 +61,85 @@ pub struct Sources {
     pub peer_timeout: Option<Duration>,
 }
 
+/// What a torrent is known by: its metainfo, or a magnet link until its metadata arrives.
+#[derive(Debug, Clone)]
+pub enum Content {
+    Torrent(Arc<Metainfo>),
+    Magnet(Arc<MagnetSource>),
+}
+
+/// A torrent added by magnet link.
+#[derive(Debug)]
+pub struct MagnetSource {
+    pub link: Magnet,
+    /// Also write the fetched `.torrent` here (`--save-torrent`).
+    pub save_torrent: Option<PathBuf>,
+    /// The metadata once fetched: later runs of this torrent (resume after a pause) start
+    /// from it instead of fetching again.
+    fetched: std::sync::OnceLock<Arc<Metainfo>>,
+}
+
+impl MagnetSource {
+    pub fn new(link: Magnet, save_torrent: Option<PathBuf>) -> MagnetSource {
+        MagnetSource {
+            link,
+            save_torrent,
+            fetched: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A link whose metadata an earlier run fetched (kept in the state directory).
+    pub fn fetched_before(
+        link: Magnet,
+        save_torrent: Option<PathBuf>,
+        meta: Arc<Metainfo>,
+    ) -> Self {
+        let source = MagnetSource::new(link, save_torrent);
+        let _ = source.fetched.set(meta);
+        source
+    }
+
+    pub fn fetched(&self) -> Option<&Arc<Metainfo>> {
+        self.fetched.get()
+    }
+}
+
+impl Content {
+    pub fn info_hash(&self) -> InfoHash {
+        match self {
+            Content::Torrent(m) => m.info_hash,
+            Content::Magnet(m) => m.link.info_hash,
+        }
+    }
+
+    /// The torrent's name; a magnet's `dn` (or its info-hash) until the metadata says.
+    pub fn name(&self) -> String {
+        match self {
+            Content::Torrent(m) => m.name.clone(),
+            Content::Magnet(m) => match m.fetched() {
+                Some(meta) => meta.name.clone(),
+                None => m
+                    .link
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| m.link.info_hash.to_hex()),
+            },
+        }
+    }
+
+    /// The metainfo, when known.
+    pub fn meta(&self) -> Option<Arc<Metainfo>> {
+        match self {
+            Content::Torrent(m) => Some(m.clone()),
+            Content::Magnet(m) => m.fetched().cloned(),
+        }
+    }
+}
+
 /// One torrent to add to a session.
 #[derive(Debug, Clone)]
 pub struct TorrentSpec {
-    pub meta: Arc<Metainfo>,
+    pub content: Content,
     /// The download directory (the torrent's paths are joined under it).
     pub dir: PathBuf,
     pub mode: Mode,
@@ -87,6 +164,8 @@ pub enum TorrentError {
     },
     #[error("{0}")]
     GaveUp(String),
+    #[error("the metadata peers sent (it matches the magnet's info-hash) is not a valid torrent")]
+    BadMetadata(#[source] crate::metainfo::MetainfoError),
     #[error("a background task failed")]
     Task(#[source] tokio::task::JoinError),
 }
@@ -124,6 +203,8 @@ pub struct Summary {
     pub seeded: Option<Duration>,
     /// Where the content is: the download directory joined with the torrent's name.
     pub path: PathBuf,
+    /// The torrent's metainfo (a magnet's, once fetched; `None` if it stopped before).
+    pub meta: Option<Arc<Metainfo>>,
 }
 
 /// Where a torrent is, as the session sees it.

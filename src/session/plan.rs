@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::{Mode, Sources};
+use crate::magnet::Magnet;
 use crate::metainfo::Metainfo;
 
 /// The tiers a torrent announces to: its own (`announce-list`, or `announce`), then each
@@ -22,15 +23,34 @@ pub(super) fn tracker_tiers(meta: &Metainfo, sources: &Sources) -> Vec<Vec<Strin
     tiers
 }
 
-/// When a torrent stops trying: only a download whose peers come from `--peer` alone gives
-/// up, after `peer_timeout` without any connection. Trackers keep finding peers, a seed
-/// waits for leechers, and without `--peer` nobody comes unless they dial us.
-pub(super) fn give_up_after(mode: Mode, sources: &Sources, has_trackers: bool) -> Option<Duration> {
+/// When a torrent stops trying: only a download whose peers come from `--peer` (or a
+/// magnet's `x.pe`: `link_peers`) alone gives up, after `peer_timeout` without any
+/// connection. Trackers keep finding peers, a seed waits for leechers, and without given
+/// peers nobody comes unless they dial us.
+pub(super) fn give_up_after(
+    mode: Mode,
+    sources: &Sources,
+    link_peers: bool,
+    has_trackers: bool,
+) -> Option<Duration> {
+    let given = !sources.peers.is_empty() || link_peers;
     match mode {
         Mode::Seed => None,
-        Mode::Fetch { .. } if sources.peers.is_empty() || has_trackers => None,
+        Mode::Fetch { .. } if !given || has_trackers => None,
         Mode::Fetch { .. } => sources.peer_timeout,
     }
+}
+
+/// The tiers a magnet announces to before its metadata is known: each `tr` a tier of its
+/// own (as the `.torrent` saved from it will list them), then the extra trackers.
+pub(super) fn magnet_tiers(link: &Magnet, sources: &Sources) -> Vec<Vec<String>> {
+    if sources.no_trackers {
+        return Vec::new();
+    }
+    let own = link.trackers.iter();
+    own.chain(&sources.extra_trackers)
+        .map(|t| vec![t.clone()])
+        .collect()
 }
 
 #[cfg(test)]
@@ -100,18 +120,40 @@ mod tests {
             ..Sources::default()
         };
         let fetch = Mode::Fetch { seed: false };
-        assert_eq!(give_up_after(fetch, &peers, false), t);
-        assert_eq!(give_up_after(fetch, &peers, true), None);
-        assert_eq!(give_up_after(Mode::Seed, &peers, false), None);
+        assert_eq!(give_up_after(fetch, &peers, false, false), t);
+        assert_eq!(give_up_after(fetch, &peers, false, true), None);
+        assert_eq!(give_up_after(Mode::Seed, &peers, false, false), None);
         let none = Sources {
             peer_timeout: t,
             ..Sources::default()
         };
-        assert_eq!(give_up_after(fetch, &none, false), None);
+        assert_eq!(give_up_after(fetch, &none, false, false), None);
+        // A magnet's x.pe peers count as given.
+        assert_eq!(give_up_after(fetch, &none, true, false), t);
+        assert_eq!(give_up_after(fetch, &none, true, true), None);
         let forever = Sources {
             peer_timeout: None,
             ..peers
         };
-        assert_eq!(give_up_after(fetch, &forever, false), None);
+        assert_eq!(give_up_after(fetch, &forever, false, false), None);
+    }
+
+    #[test]
+    fn a_magnet_announces_to_each_tr_then_the_extras() {
+        let link = Magnet::parse(
+            "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567\
+             &tr=http%3A%2F%2Fa%2Fannounce&tr=udp%3A%2F%2Fb%3A1",
+        )
+        .unwrap();
+        let extra = sources(&["http://c/announce"], false);
+        assert_eq!(
+            magnet_tiers(&link, &extra),
+            vec![
+                vec!["http://a/announce".to_string()],
+                vec!["udp://b:1".to_string()],
+                vec!["http://c/announce".to_string()],
+            ]
+        );
+        assert!(magnet_tiers(&link, &sources(&[], true)).is_empty());
     }
 }

@@ -7,22 +7,24 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::resume::{self, Recorder, Start};
-use super::{plan, Mode, Shared, Summary, TorrentError, TorrentSpec};
+use super::{magnet, plan, Content, Mode, Shared, Summary, TorrentError, TorrentSpec};
 use crate::engine::{Engine, Event, PeerSource};
-use crate::net::conn::{ConnCtx, Incoming};
-use crate::net::driver::{Control, Driver, Outcome};
+use crate::metainfo::Metainfo;
+use crate::net::conn::{ConnCtx, Content as ConnContent, Incoming};
+use crate::net::driver::{Control, Driver, Inputs as DriverInputs, Outcome};
 use crate::snapshot::{FileSize, Limits, Phase, Snapshot, Totals};
 use crate::store::{self, Storage, StoreConfig};
 use crate::tracker::announcer::{self, AnnouncerConfig};
 use crate::tracker::client;
 use crate::types::Bitfield;
+use crate::types::InfoHash;
 
 /// How long the store may take to flush what it holds when a run ends.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,7 +37,8 @@ pub(super) struct Inputs {
     pub control_rx: mpsc::Receiver<Control>,
 }
 
-/// Runs the torrent until it completes (fetch), or until `stop` turns true.
+/// Runs the torrent until it completes (fetch), or until `stop` turns true. A magnet
+/// first fetches its metadata on the connections it then downloads on.
 pub(super) async fn run(
     shared: Arc<Shared>,
     spec: Arc<TorrentSpec>,
@@ -43,13 +46,74 @@ pub(super) async fn run(
     inputs: Inputs,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Summary, TorrentError> {
+    let mut announcer = None;
+    let result = run_with(&shared, &spec, &snapshot, inputs, &mut stop, &mut announcer).await;
+    // Early ends (stopped while fetching or checking, an error) still say `stopped`.
+    if let Some(a) = announcer {
+        a.stop(shared.cfg.stop_announce_timeout).await;
+    }
+    result
+}
+
+async fn run_with(
+    shared: &Arc<Shared>,
+    spec: &Arc<TorrentSpec>,
+    snapshot: &watch::Sender<Snapshot>,
+    inputs: Inputs,
+    stop: &mut watch::Receiver<bool>,
+    announcer: &mut Option<Announcing>,
+) -> Result<Summary, TorrentError> {
     let Inputs {
         incoming,
         control: control_tx,
         control_rx,
     } = inputs;
     let started = Instant::now();
-    let meta = spec.meta.clone();
+    let seed = matches!(spec.mode, Mode::Seed | Mode::Fetch { seed: true });
+    let (events_tx, events_rx) = mpsc::channel(1024);
+    let ctx = Arc::new(ConnCtx {
+        info_hash: spec.content.info_hash(),
+        our_id: shared.peer_id,
+        content: OnceLock::new(),
+        events: events_tx,
+        connect_timeout: shared.cfg.connect_timeout,
+        handshake_timeout: shared.cfg.handshake_timeout,
+        idle_timeout: shared.cfg.peer_idle_timeout,
+        keepalive: shared.cfg.keepalive_interval,
+        local_addr: Some(shared.cfg.bind),
+        up_limit: shared.up_limit.clone(),
+        down_limit: shared.down_limit.clone(),
+    });
+    let inputs = DriverInputs {
+        events: events_rx,
+        incoming,
+        control: control_rx,
+    };
+    let mut driver = Driver::new(ctx.clone(), inputs, snapshot.clone(), seed);
+    let meta = match (&spec.content, spec.content.meta()) {
+        (_, Some(meta)) => meta,
+        (Content::Torrent(meta), None) => meta.clone(),
+        (Content::Magnet(source), None) => {
+            let fetched = magnet::fetch(
+                shared,
+                spec,
+                source,
+                snapshot,
+                &mut driver,
+                control_tx.clone(),
+                stop,
+                announcer,
+            )
+            .await?;
+            match fetched {
+                Some(meta) => meta,
+                None => {
+                    let path = spec.dir.join(spec.content.name());
+                    return Ok(stopped_while_checking(started, path, None));
+                }
+            }
+        }
+    };
     let layout = meta.layout.clone();
     snapshot.send_modify(|s| {
         *s = Snapshot {
@@ -67,16 +131,22 @@ pub(super) async fn run(
                 max_down_rate: shared.cfg.max_download_rate,
                 max_up_rate: shared.cfg.max_upload_rate,
             },
+            // A magnet's tracker figures stay (its announcer goes on).
+            trackers_total: s.trackers_total,
+            trackers_ok: s.trackers_ok,
+            tracker_error: s.tracker_error.take(),
+            tracker_status: s.tracker_status.take(),
             ..Snapshot::default()
         }
     });
-    let (storage, start) = open(&shared, &spec).await?;
+    let (storage, start) = open(shared, spec, &meta).await?;
     let storage = Arc::new(storage);
     let hashes = Arc::new(meta.piece_hashes.clone());
     let Some((have, before, trusted)) =
-        verified_pieces(&shared, &storage, &hashes, start, &snapshot, &mut stop).await?
+        verified_pieces(shared, &storage, &hashes, start, snapshot, stop).await?
     else {
-        return Ok(stopped_while_checking(started, spec.dir.join(&meta.name)));
+        let path = spec.dir.join(&meta.name);
+        return Ok(stopped_while_checking(started, path, Some(meta)));
     };
     snapshot.send_modify(|s| s.before = before);
     tracing::info!(
@@ -107,12 +177,20 @@ pub(super) async fn run(
     }
     storage.close_files();
 
-    let seed = matches!(spec.mode, Mode::Seed | Mode::Fetch { seed: true });
     let trackers = plan::tracker_tiers(&meta, &spec.sources);
     let mut cfg = spec.cfg.clone();
     cfg.private = meta.private;
     cfg.listen_port = Some(shared.port);
-    cfg.give_up_after = plan::give_up_after(spec.mode, &spec.sources, !trackers.is_empty());
+    let magnet_peers = match &spec.content {
+        Content::Magnet(m) => m.link.peers.clone(),
+        Content::Torrent(_) => Vec::new(),
+    };
+    cfg.give_up_after = plan::give_up_after(
+        spec.mode,
+        &spec.sources,
+        !magnet_peers.is_empty(),
+        !trackers.is_empty(),
+    );
 
     let (store_tx, store_rx) = mpsc::channel(1024);
     let store_cfg = StoreConfig {
@@ -123,48 +201,47 @@ pub(super) async fn run(
     };
     let (store, store_task) =
         store::spawn(storage.clone(), hashes, have.clone(), store_cfg, store_tx);
-    let (events_tx, events_rx) = mpsc::channel(1024);
-    let ctx = Arc::new(ConnCtx {
-        info_hash: meta.info_hash,
-        our_id: shared.peer_id,
+    // Connections decode against the torrent from now on (a magnet's were already open).
+    let _ = ctx.content.set(ConnContent {
         num_pieces: layout.num_pieces(),
-        events: events_tx,
         store: store.clone(),
-        connect_timeout: shared.cfg.connect_timeout,
-        handshake_timeout: shared.cfg.handshake_timeout,
-        idle_timeout: shared.cfg.peer_idle_timeout,
-        keepalive: shared.cfg.keepalive_interval,
-        local_addr: Some(shared.cfg.bind),
-        up_limit: shared.up_limit.clone(),
-        down_limit: shared.down_limit.clone(),
     });
-    let mut engine = Engine::new(cfg, layout.clone(), have, Instant::now());
-    engine.carry_over(before);
-    engine.set_info(meta.info_bytes.clone());
-    if !spec.sources.peers.is_empty() {
-        engine.handle(
-            Instant::now(),
-            Event::AddPeers {
-                addrs: spec.sources.peers.clone(),
-                source: PeerSource::Manual,
-            },
-        );
+    drop(ctx);
+    let info = meta.info_bytes.clone();
+    driver.begin_download(
+        |phase| {
+            let now = Instant::now();
+            let mut engine = match phase {
+                Some(phase) => phase.into_engine(now, cfg, layout.clone(), have, info),
+                None => {
+                    let mut engine = Engine::new(cfg, layout.clone(), have, now);
+                    engine.set_info(info);
+                    engine
+                }
+            };
+            engine.carry_over(before);
+            if !spec.sources.peers.is_empty() {
+                let addrs = spec.sources.peers.clone();
+                let source = PeerSource::Manual;
+                engine.handle(now, Event::AddPeers { addrs, source });
+            }
+            if !magnet_peers.is_empty() {
+                let addrs = magnet_peers.clone();
+                let source = PeerSource::Magnet;
+                engine.handle(now, Event::AddPeers { addrs, source });
+            }
+            engine
+        },
+        store,
+        store_rx,
+    );
+    if announcer.is_none() && !trackers.is_empty() {
+        *announcer = Some(Announcing::start(
+            announcer_config(shared, meta.info_hash, trackers),
+            snapshot,
+            control_tx,
+        ));
     }
-    let announcer = (!trackers.is_empty()).then(|| {
-        let cfg = AnnouncerConfig {
-            info_hash: meta.info_hash,
-            peer_id: shared.peer_id,
-            port: shared.port,
-            tiers: trackers,
-            numwant: announcer::DEFAULT_NUMWANT,
-            key: rand::random(),
-            udp_retry_base: client::UDP_RETRY_BASE,
-            udp_max_tries: client::UDP_MAX_TRIES,
-            stop_timeout: shared.cfg.stop_announce_timeout,
-            local_addr: Some(shared.cfg.bind),
-        };
-        Announcing::start(cfg, &snapshot, control_tx)
-    });
     let (writer_stop, writer_stop_rx) = watch::channel(false);
     let writer = recorder.clone().map(|r| {
         let task = resume::keep_writing(
@@ -175,20 +252,11 @@ pub(super) async fn run(
         );
         tokio::spawn(task.in_current_span())
     });
-    let driver = Driver {
-        engine,
-        ctx,
-        events: events_rx,
-        store,
-        store_events: store_rx,
-        incoming,
-        control: control_rx,
-        snapshot: snapshot.clone(),
-        seed,
-    };
     let outcome = driver.run(stop).await;
+    // Every store handle goes with the driver and its connections.
+    drop(driver);
 
-    if let Some(a) = announcer {
+    if let Some(a) = announcer.take() {
         a.stop(shared.cfg.stop_announce_timeout).await;
     }
     let _ = writer_stop.send(true);
@@ -230,10 +298,12 @@ pub(super) async fn run(
         complete,
         stopped,
         path: spec.dir.join(&meta.name),
+        meta: Some(meta.clone()),
     };
     match outcome {
         Outcome::Complete => Ok(summary(true, false)),
-        Outcome::Stopped => {
+        // (A second run downloads: it never ends with the metadata.)
+        Outcome::Stopped | Outcome::Metadata(_) => {
             let complete = stats.verified_bytes == layout.total_len();
             Ok(summary(complete, true))
         }
@@ -258,8 +328,9 @@ fn display_files(meta: &crate::metainfo::Metainfo) -> Arc<[FileSize]> {
     files.collect()
 }
 
-fn stopped_while_checking(started: Instant, path: PathBuf) -> Summary {
+fn stopped_while_checking(started: Instant, path: PathBuf, meta: Option<Arc<Metainfo>>) -> Summary {
     Summary {
+        meta,
         stats: Default::default(),
         before: Totals::default(),
         resumed_bytes: 0,
@@ -273,8 +344,12 @@ fn stopped_while_checking(started: Instant, path: PathBuf) -> Summary {
 
 /// Opens the torrent's files (creating them for a download) and reads its resume record,
 /// judged against the files as they were before we touched them.
-async fn open(shared: &Shared, spec: &TorrentSpec) -> Result<(Storage, Start), TorrentError> {
-    let meta = spec.meta.clone();
+async fn open(
+    shared: &Shared,
+    spec: &TorrentSpec,
+    meta: &Arc<Metainfo>,
+) -> Result<(Storage, Start), TorrentError> {
+    let meta = meta.clone();
     let dir = spec.dir.clone();
     let create = matches!(spec.mode, Mode::Fetch { .. });
     let state = shared.state.clone();
@@ -391,14 +466,34 @@ async fn check(
     }
 }
 
+/// How a torrent announces: to `tiers`, as the session's peer id and port.
+pub(super) fn announcer_config(
+    shared: &Shared,
+    info_hash: InfoHash,
+    tiers: Vec<Vec<String>>,
+) -> AnnouncerConfig {
+    AnnouncerConfig {
+        info_hash,
+        peer_id: shared.peer_id,
+        port: shared.port,
+        tiers,
+        numwant: announcer::DEFAULT_NUMWANT,
+        key: rand::random(),
+        udp_retry_base: client::UDP_RETRY_BASE,
+        udp_max_tries: client::UDP_MAX_TRIES,
+        stop_timeout: shared.cfg.stop_announce_timeout,
+        local_addr: Some(shared.cfg.bind),
+    }
+}
+
 /// The announcer task and its stop switch.
-struct Announcing {
+pub(super) struct Announcing {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Announcing {
-    fn start(
+    pub(super) fn start(
         cfg: AnnouncerConfig,
         snapshot: &watch::Sender<Snapshot>,
         control: mpsc::Sender<Control>,

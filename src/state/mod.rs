@@ -80,6 +80,9 @@ pub struct StateDir {
 /// Subdirectory of the state root holding one resume record per torrent.
 const RESUME_DIR: &str = "resume";
 
+/// Subdirectory of the state root holding the `.torrent` of each fetched magnet.
+const TORRENTS_DIR: &str = "torrents";
+
 impl StateDir {
     /// Creates `root` (and its `resume` subdirectory) if needed, mode 0700 on unix: the
     /// directory lists what this user downloads, which is nobody else's business. Existing
@@ -100,6 +103,30 @@ impl StateDir {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// `root/torrents/<40 lower-case hex digits>.torrent`: the `.torrent` of a magnet whose
+    /// metadata was fetched, so a later start needs no fetch.
+    pub fn torrent_path(&self, info_hash: &InfoHash) -> PathBuf {
+        self.root
+            .join(TORRENTS_DIR)
+            .join(format!("{}.torrent", info_hash.to_hex()))
+    }
+
+    /// Writes a fetched `.torrent` to [`Self::torrent_path`] atomically (its directory
+    /// created mode 0700 on unix, as the root).
+    pub fn save_torrent(&self, info_hash: &InfoHash, bytes: &[u8]) -> Result<PathBuf, StateError> {
+        let dir = self.root.join(TORRENTS_DIR);
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&dir)
+            .map_err(|e| StateError::io(&dir, "creating directory", e))?;
+        let path = self.torrent_path(info_hash);
+        write_atomic(&path, bytes)?;
+        Ok(path)
     }
 
     /// `root/resume/<40 lower-case hex digits>.resume`.

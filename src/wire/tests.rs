@@ -507,7 +507,7 @@ fn without_a_piece_count_bitfields_of_any_length_are_kept_and_checked_later() {
     };
     assert_eq!((bf.len(), bf.count_ones()), (10, 3));
     assert!(matches!(
-        got[0].clone().check_indexes(9),
+        got[0].clone().check_indexes(8),
         Err(WireError::Bitfield(_))
     ));
     assert!(matches!(

@@ -260,7 +260,7 @@ pub fn spec(
     peer_timeout: Option<Duration>,
 ) -> TorrentSpec {
     TorrentSpec {
-        meta: meta.clone(),
+        content: swarm::session::Content::Torrent(meta.clone()),
         dir: dir.to_path_buf(),
         mode,
         sources: Sources {

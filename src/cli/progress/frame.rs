@@ -155,6 +155,20 @@ fn seeding_word(s: &Snapshot) -> String {
     }
 }
 
+/// What a magnet's fetch is doing, in words: from how many peers, or what it waits for.
+pub fn metadata_word(s: &Snapshot) -> String {
+    let serving = s.metadata.map_or(0, |m| m.peers);
+    match (serving, s.stats.peers_connected) {
+        (0, 0) => "fetching metadata: waiting for peers".into(),
+        (0, n) => format!(
+            "fetching metadata: {n} peer{} connected, none offers it yet",
+            if n == 1 { "" } else { "s" }
+        ),
+        (1, _) => "fetching metadata from 1 peer".into(),
+        (n, _) => format!("fetching metadata from {n} peers"),
+    }
+}
+
 /// The line of one torrent.
 pub fn torrent_line(s: &Snapshot, mem: &mut Memory, width: usize) -> String {
     let name = clean(&s.name);
@@ -173,6 +187,18 @@ pub fn torrent_line(s: &Snapshot, mem: &mut Memory, width: usize) -> String {
                 4,
                 format!("{}/{}", human_bytes(s.checked_bytes), human_bytes(total)),
             ));
+        }
+        Phase::Metadata => {
+            fraction = 0.0;
+            segs.push(Seg::new(KEEP, metadata_word(s)).or_short("metadata"));
+            if let Some(m) = s.metadata.filter(|m| m.pieces_total > 1) {
+                segs.push(Seg::new(
+                    3,
+                    format!("{}/{} pieces", m.pieces_have, m.pieces_total),
+                ));
+            }
+            segs.push(peers_seg(s));
+            segs.extend(trackers_seg(s));
         }
         Phase::Downloading => {
             fraction = s.progress();

@@ -115,6 +115,7 @@ pub fn json_object(s: &Snapshot, mem: &mut Memory) -> serde_json::Value {
     let st = &s.stats;
     let phase = match s.phase {
         Phase::Checking => "checking",
+        Phase::Metadata => "metadata",
         Phase::Downloading => "downloading",
         Phase::Seeding => "seeding",
         Phase::Done => "done",
@@ -130,7 +131,11 @@ pub fn json_object(s: &Snapshot, mem: &mut Memory) -> serde_json::Value {
     serde_json::json!({
         "name": s.name,
         "phase": phase,
-        "state": state_word(s, mem),
+        "state": if s.phase == Phase::Metadata {
+            Some(super::frame::metadata_word(s))
+        } else {
+            state_word(s, mem)
+        },
         "bytes_done": done,
         "bytes_total": s.total_bytes,
         "downloaded": st.downloaded,
@@ -167,6 +172,7 @@ mod tests {
                 ..Stats::default()
             },
             before: Totals::default(),
+            meta: None,
             resumed_bytes: resumed,
             elapsed: Duration::from_secs(elapsed),
             complete: true,
