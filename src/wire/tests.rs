@@ -526,7 +526,7 @@ fn without_a_piece_count_bitfields_of_any_length_are_kept_and_checked_later() {
     // Once the count is known the decoder is exact again.
     dec.set_num_pieces(10);
     assert!(!dec.is_unsized());
-    let mut buf = enc(&[Message::Bitfield(Bitfield::new(16))]);
+    let mut buf = enc(&[Message::Bitfield(Bitfield::new(24))]);
     assert!(dec.decode(&mut buf).is_err());
     // A bitfield longer than any torrent we could fetch is refused from its header.
     let mut dec = Decoder::without_piece_count();
