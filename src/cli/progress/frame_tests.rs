@@ -79,6 +79,14 @@ fn all_states(name: &str) -> Vec<Snapshot> {
         have.set(p);
     }
     files.have = have;
+    let mut metadata = d.clone();
+    metadata.phase = Phase::Metadata;
+    metadata.total_bytes = 0;
+    metadata.metadata = Some(crate::snapshot::MetadataStatus {
+        peers: 2,
+        pieces_have: 3,
+        pieces_total: 7,
+    });
     vec![
         d,
         checking,
@@ -88,6 +96,7 @@ fn all_states(name: &str) -> Vec<Snapshot> {
         seeding_time,
         done,
         files,
+        metadata,
     ]
 }
 
@@ -191,7 +200,7 @@ fn percent_never_rounds_up_to_done() {
 
 #[test]
 fn files_in_progress_get_lines_and_the_rest_a_count() {
-    let s = all_states("album").pop().unwrap();
+    let s = all_states("album")[7].clone();
     let lines = file_lines(&s, 120);
     // 40 files of 1.27 MiB over 1 MiB pieces, every third piece verified.
     assert!(lines.len() <= MAX_FILE_LINES + 1, "{lines:?}");
@@ -253,4 +262,35 @@ fn a_long_name_keeps_a_bar_and_the_essentials_at_80_columns() {
         line.contains("tracker.invalid: DNS lookup failed"),
         "{line}"
     );
+}
+
+#[test]
+fn a_magnet_says_from_how_many_peers_it_fetches_the_metadata() {
+    let mut s = downloading("ubuntu.iso");
+    s.phase = Phase::Metadata;
+    s.total_bytes = 0;
+    s.stats.peers_connected = 0;
+    s.metadata = Some(crate::snapshot::MetadataStatus::default());
+    let line = |s: &Snapshot| torrent_line(s, &mut Memory::default(), 200);
+    assert!(
+        line(&s).contains("fetching metadata: waiting for peers"),
+        "{}",
+        line(&s)
+    );
+    s.stats.peers_connected = 3;
+    assert!(
+        line(&s).contains("fetching metadata: 3 peers connected, none offers it yet"),
+        "{}",
+        line(&s)
+    );
+    s.metadata = Some(crate::snapshot::MetadataStatus {
+        peers: 2,
+        pieces_have: 1,
+        pieces_total: 4,
+    });
+    let l = line(&s);
+    assert!(l.contains("fetching metadata from 2 peers"), "{l}");
+    assert!(l.contains("1/4 pieces"), "{l}");
+    // Narrow: the words shrink, never past the width.
+    assert!(width(&torrent_line(&s, &mut Memory::default(), 40)) <= 40);
 }
