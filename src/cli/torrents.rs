@@ -292,11 +292,9 @@ pub(super) fn torrent_cmd(
     })?;
     if fetch {
         // A download that failed and wrote nothing leaves nothing behind.
-        let known = outcome
-            .0
-            .iter()
-            .zip(&outcome.1)
-            .filter(|(c, _)| c.meta().is_some());
+        // `befores` has one entry per torrent whose metainfo was known at start (a magnet
+        // fetched during this run has none: what it created is kept).
+        let known = metas.iter().zip(&outcome.1).filter(|(m, _)| m.is_some());
         for (before, (_, r)) in befores.iter().zip(known) {
             if matches!(r.as_deref(), Some(Err(_))) {
                 before.remove_created();
