@@ -34,6 +34,7 @@ const PURE: &[&str] = &[
     "src/magnet.rs",
     "src/pex",
     "src/lsd",
+    "src/dht",
     "src/metadata",
 ];
 
