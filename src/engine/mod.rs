@@ -175,7 +175,6 @@ pub struct Engine {
     info: Option<bytes::Bytes>,
     /// Peer exchange (BEP 11): what each peer is told and what we accept (silent for a
     /// private torrent).
-    #[allow(dead_code)] // Used by `pex.rs` in the next commit.
     pex: crate::pex::Pex<PeerKey>,
 }
 

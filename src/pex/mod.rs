@@ -147,6 +147,9 @@ struct PeerPex {
     next_send: Instant,
     /// The live set's generation when its diff was last found empty (or fully sent).
     synced: u64,
+    /// Whether it currently takes `ut_pex` (its latest extension handshake lists it); a
+    /// peer that withdrew it keeps its entry, so toggling cannot reset the receive limits.
+    open: bool,
     /// When a message from it was last accepted.
     last_accepted: Option<Instant>,
     period_start: Instant,
@@ -181,7 +184,9 @@ impl<K: Ord + Copy> Pex<K> {
 
     /// A connection completed its handshake and `addr` is where the peer listens (for an
     /// incoming connection: its IP with the port of its extension handshake's `p`; the edge
-    /// does not call this when that port is unknown).
+    /// does not call this when that port is unknown). Called again for a live address, it
+    /// updates the flags future messages carry (no new message: BEP 11 cannot re-flag a
+    /// peer already added).
     pub fn connected(&mut self, addr: SocketAddr, flags: PexFlags) {
         if self.private || !is_dialable(&addr) {
             return;
@@ -199,32 +204,59 @@ impl<K: Ord + Copy> Pex<K> {
     }
 
     /// Peer `key` (at `addr`) advertised `ut_pex`: it gets a first message as soon as there
-    /// is something to say, then at most one per interval.
+    /// is something to say, then at most one per interval. Calling it again updates `addr`
+    /// (a later extension handshake may give another listen port); after
+    /// [`Self::withdraw`] it starts over with a full list, but its send clock and receive
+    /// limits carry on.
     pub fn open(&mut self, now: Instant, key: K, addr: SocketAddr) {
         if self.private {
             return;
         }
-        self.peers.entry(key).or_insert(PeerPex {
+        let peer = self.peers.entry(key).or_insert(PeerPex {
             addr,
             told: BTreeSet::new(),
             next_send: now,
             synced: 0,
+            open: true,
             last_accepted: None,
             period_start: now,
             period_accepted: 0,
         });
+        if peer.addr != addr {
+            peer.addr = addr;
+            peer.synced = 0;
+        }
+        if !peer.open {
+            peer.open = true;
+            peer.told.clear();
+            peer.synced = 0;
+        }
     }
 
-    /// Peer `key`'s connection closed (or it withdrew `ut_pex`).
+    /// Peer `key` withdrew `ut_pex` (a later extension handshake with id 0 or without it):
+    /// nothing more is sent to it and its messages are refused until it opens again.
+    pub fn withdraw(&mut self, key: K) {
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.open = false;
+            peer.told.clear();
+        }
+    }
+
+    /// Peer `key`'s connection closed.
     pub fn close(&mut self, key: K) {
         self.peers.remove(&key);
+    }
+
+    /// The live set: listening addresses and their flags.
+    pub fn live(&self) -> impl Iterator<Item = (SocketAddr, PexFlags)> + '_ {
+        self.live.iter().map(|(a, f)| (*a, *f))
     }
 
     /// The earliest time [`Self::poll_send`] may have a message; `None` while nothing changed.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.peers
             .values()
-            .filter(|p| p.synced != self.generation)
+            .filter(|p| p.open && p.synced != self.generation)
             .map(|p| p.next_send)
             .min()
     }
@@ -233,7 +265,7 @@ impl<K: Ord + Copy> Pex<K> {
     pub fn poll_send(&mut self, now: Instant) -> Option<(K, PexMessage)> {
         let generation = self.generation;
         for (&key, peer) in self.peers.iter_mut() {
-            if peer.synced == generation || peer.next_send > now {
+            if !peer.open || peer.synced == generation || peer.next_send > now {
                 continue;
             }
             let msg = diff(&self.cfg, &self.live, peer);
@@ -271,7 +303,11 @@ impl<K: Ord + Copy> Pex<K> {
             return Err(PexRefused::Private);
         }
         let cfg = &self.cfg;
-        let peer = self.peers.get_mut(&key).ok_or(PexRefused::NotOpen)?;
+        let peer = self
+            .peers
+            .get_mut(&key)
+            .filter(|p| p.open)
+            .ok_or(PexRefused::NotOpen)?;
         if let Some(last) = peer.last_accepted {
             if now.saturating_duration_since(last) < cfg.min_recv_interval {
                 return Err(PexRefused::TooFrequent);

@@ -3,6 +3,7 @@
 
 mod failures;
 mod peers;
+mod pex;
 mod pipeline;
 mod slots;
 mod superseed;

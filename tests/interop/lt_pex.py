@@ -1,0 +1,169 @@
+#!/usr/bin/python3
+"""A libtorrent node for swarm's peer-exchange interop tests (tests/interop_pex.rs).
+
+Run it with Debian's /usr/bin/python3 (python3-libtorrent imports only there):
+
+  lt_pex.py seed|leech TORRENT SAVE_DIR IP:PORT [--peer IP:PORT]... [--download-limit B/S]
+            [--upload-limit B/S] [--no-pex] [--timeout S]
+
+--peer: dialled once the initial check is done (and again every 2 s while not connected).
+--download-limit: a per-torrent limit (applies to loopback peers too); a leecher limited to
+  ~1 kB/s stays connected and keeps exchanging peers, where one with nothing to do drops
+  its seeds.
+--no-pex: the torrent is added with libtorrent's `disable_pex` flag: this node neither
+  sends nor uses ut_pex, so whom it dials is only --peer. (It still tells its peers its
+  listen port; a session without the default plugins does not, so other nodes could not
+  advertise it.)
+
+Machine-readable lines on stdout (flushed at once):
+  LISTEN <port>                           once listening
+  READY                                   the initial check is done and --peer dialled
+  PEER <ip>:<port> source=<n> out=<0|1>   a connected peer, printed when first seen and
+                                          whenever its source bits grow (libtorrent's
+                                          peer_info.source: 1 tracker, 2 dht, 4 pex, 8 lsd,
+                                          16 resume data, 32 incoming)
+  ERROR <text>
+
+Exits 0 on SIGTERM/SIGINT or at the timeout. Every socket is bound to the given loopback
+address; DHT, LSD, UPnP, NAT-PMP, uTP and encryption are off; no tracker is announced to
+(the tests' torrents have none).
+"""
+
+import argparse
+import signal
+import sys
+import time
+
+import libtorrent as lt
+
+
+def out(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def parse_addr(s):
+    host, _, port = s.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError("expected IP:PORT, got %r" % s)
+    return host.strip("[]"), int(port)
+
+
+def settings(ip, port):
+    s = lt.default_settings()
+    s.update(
+        {
+            "enable_dht": False,
+            "enable_lsd": False,
+            "enable_upnp": False,
+            "enable_natpmp": False,
+            "enable_incoming_utp": False,
+            "enable_outgoing_utp": False,
+            "enable_incoming_tcp": True,
+            "enable_outgoing_tcp": True,
+            "allow_multiple_connections_per_ip": True,
+            "listen_interfaces": "%s:%d" % (ip, port),
+            "outgoing_interfaces": ip,
+            "in_enc_policy": int(lt.enc_policy.disabled),
+            "out_enc_policy": int(lt.enc_policy.disabled),
+            "announce_ip": ip,
+            "ssrf_mitigation": False,
+            "user_agent": "swarm-interop-lt-pex/" + lt.__version__,
+            "alert_mask": int(
+                lt.alert.category_t.error_notification | lt.alert.category_t.status_notification
+            ),
+        }
+    )
+    return s
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["seed", "leech"])
+    ap.add_argument("torrent")
+    ap.add_argument("save_dir")
+    ap.add_argument("listen", type=parse_addr)
+    ap.add_argument("--peer", type=parse_addr, action="append", default=[])
+    ap.add_argument("--download-limit", type=int, default=0)
+    ap.add_argument("--upload-limit", type=int, default=0)
+    ap.add_argument("--no-pex", action="store_true")
+    ap.add_argument("--timeout", type=float, default=120.0)
+    a = ap.parse_args()
+
+    ip, port = a.listen
+    if not ip.startswith("127."):
+        out("ERROR refusing to bind to non-loopback address %s" % ip)
+        return 1
+    deadline = time.monotonic() + a.timeout
+    stop = {"now": False}
+
+    def on_signal(_sig, _frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    ses = lt.session(settings(ip, port))
+
+    listening = False
+    while not listening and time.monotonic() < deadline and not stop["now"]:
+        ses.wait_for_alert(200)
+        for al in ses.pop_alerts():
+            if isinstance(al, lt.listen_failed_alert):
+                out("ERROR listen failed: %s" % al.message())
+                return 1
+            if isinstance(al, lt.listen_succeeded_alert):
+                listening = True
+    if not listening:
+        out("ERROR not listening in time")
+        return 2
+    out("LISTEN %d" % ses.listen_port())
+
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(a.torrent)
+    params.save_path = a.save_dir
+    if a.no_pex:
+        params.flags |= lt.torrent_flags.disable_pex
+    h = ses.add_torrent(params)
+    if a.download_limit > 0:
+        h.set_download_limit(a.download_limit)
+    if a.upload_limit > 0:
+        h.set_upload_limit(a.upload_limit)
+
+    ready = False
+    last_dial = 0.0
+    seen = {}
+    while not stop["now"] and time.monotonic() < deadline:
+        ses.wait_for_alert(250)
+        for al in ses.pop_alerts():
+            if isinstance(al, (lt.torrent_error_alert, lt.file_error_alert)):
+                out("ERROR %s" % al.message())
+        st = h.status()
+        if st.state in (
+            lt.torrent_status.checking_files,
+            lt.torrent_status.checking_resume_data,
+        ):
+            continue
+        peers = h.get_peer_info()
+        now = time.monotonic()
+        if now - last_dial >= 2:
+            connected = {p.ip for p in peers}
+            for peer in a.peer:
+                if peer not in connected:
+                    h.connect_peer(peer)
+            last_dial = now
+        if not ready:
+            out("READY")
+            ready = True
+        for p in peers:
+            key = "%s:%d" % p.ip
+            src = p.source | seen.get(key, 0)
+            if key not in seen or src != seen[key]:
+                seen[key] = src
+                outgoing = 1 if p.flags & lt.peer_info.outgoing_connection else 0
+                out("PEER %s source=%d out=%d" % (key, src, outgoing))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
