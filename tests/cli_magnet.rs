@@ -88,7 +88,14 @@ fn malformed_links_are_refused_naming_the_part() {
     for (link, want) in &cases {
         for args in [
             vec!["info", link.as_str()],
-            vec!["fetch", link, "--no-trackers", "--state-dir", state],
+            vec![
+                "fetch",
+                "--no-lsd",
+                link,
+                "--no-trackers",
+                "--state-dir",
+                state,
+            ],
         ] {
             let e = one_line_error(&args);
             assert!(e.contains(want), "{args:?}: {e}");
@@ -102,6 +109,7 @@ fn fetch_refuses_a_valid_magnet_in_one_line() {
     let state = tempfile::tempdir().unwrap();
     let e = one_line_error(&[
         "fetch",
+        "--no-lsd",
         LINK,
         "--no-trackers",
         "--state-dir",

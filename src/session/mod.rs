@@ -11,9 +11,11 @@
 //! another: incoming connections reach it through the router, by info-hash.
 //!
 //! Files: `actor.rs` (the session task and router), `torrent.rs` (one torrent's run),
-//! `plan.rs` (per-torrent policy: trackers, give-up), `resume.rs` (resume data).
+//! `plan.rs` (per-torrent policy: trackers, give-up), `resume.rs` (resume data), `lsd.rs`
+//! (local peer discovery's sockets).
 
 mod actor;
+mod lsd;
 mod plan;
 mod resume;
 mod torrent;
