@@ -63,6 +63,11 @@ pub struct SessionConfig {
     pub resume_interval: Duration,
     /// How long `stopped` announces may take on exit (short: the user is waiting).
     pub stop_announce_timeout: Duration,
+    /// Local service discovery (BEP 14): announce public torrents to the local network by
+    /// multicast and dial the peers that announce them. Off here, so a library user (and
+    /// every in-process test) never multicasts unasked; the command line turns it on
+    /// unless `--no-lsd`, as other clients ship it on.
+    pub lsd: bool,
 }
 
 impl Default for SessionConfig {
@@ -88,6 +93,7 @@ impl Default for SessionConfig {
             state_dir: None,
             resume_interval: Duration::from_secs(30),
             stop_announce_timeout: Duration::from_secs(5),
+            lsd: false,
         }
     }
 }

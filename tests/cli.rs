@@ -346,6 +346,7 @@ fn start_seed(torrent: &Path, dir: &Path) -> (ChildGuard, SocketAddr) {
     let addr = SocketAddr::new(ip(2), free_port(ip(2)));
     let mut seed = swarm_child(&[
         "seed",
+        "--no-lsd",
         torrent.to_str().unwrap(),
         "-d",
         dir.to_str().unwrap(),
@@ -362,7 +363,7 @@ fn start_seed(torrent: &Path, dir: &Path) -> (ChildGuard, SocketAddr) {
 
 fn fetch(torrent: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut cmd = swarm();
-    cmd.arg("fetch")
+    cmd.args(["fetch", "--no-lsd"])
         .arg(torrent)
         .arg("-o")
         .arg(out)
@@ -419,7 +420,7 @@ fn seed_and_fetch_processes_then_resume_then_quiet() {
 /// `swarm seed` on data it must refuse: it fails with one error line, returned.
 fn seed_refusal(torrent: &Path, dir: &Path) -> String {
     let out = swarm()
-        .arg("seed")
+        .args(["seed", "--no-lsd"])
         .arg(torrent)
         .arg("-d")
         .arg(dir)
@@ -516,6 +517,7 @@ fn ctrl_c_stops_a_fetch_that_waits_for_peers() {
     let out = dir.path().join("out");
     let mut child = swarm_child(&[
         "fetch",
+        "--no-lsd",
         torrent.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
@@ -563,6 +565,7 @@ fn seed_stops_by_itself_after_seed_time_and_fetch_seeds_until_the_ratio() {
     let port = free_port(ip(2)).to_string();
     let mut seed = swarm_child(&[
         "seed",
+        "--no-lsd",
         torrent.to_str().unwrap(),
         "-d",
         src.to_str().unwrap(),
@@ -617,7 +620,7 @@ fn bad_rate_and_duration_flags_are_refused_clearly() {
         ("--seed-ratio", "-1"),
     ] {
         let out = swarm()
-            .args(["fetch", "x.torrent", &format!("{flag}={value}")])
+            .args(["fetch", "--no-lsd", "x.torrent", &format!("{flag}={value}")])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{flag} {value}");
@@ -673,7 +676,7 @@ fn multi_torrent_fetch_survives_random_kill_9() {
     let seed_at = SocketAddr::new(ip(2), free_port(ip(2)));
     let port = seed_at.port().to_string();
     let seed_state = state_for(&src);
-    let mut args = vec!["seed"];
+    let mut args = vec!["seed", "--no-lsd"];
     args.extend(torrents.iter().map(String::as_str));
     let src_s = src.to_str().unwrap();
     args.extend(["-d", src_s, "--bind", "127.0.0.2", "--port", &port]);
@@ -683,7 +686,7 @@ fn multi_torrent_fetch_survives_random_kill_9() {
 
     let out = dir.path().join("out");
     let (out_s, fetch_state, peer) = (out.to_str().unwrap(), state_for(&out), seed_at.to_string());
-    let mut fetch_args = vec!["fetch"];
+    let mut fetch_args = vec!["fetch", "--no-lsd"];
     fetch_args.extend(torrents.iter().map(String::as_str));
     fetch_args.extend([
         "-o",
@@ -818,7 +821,7 @@ fn hostile_names_and_tracker_urls_never_reach_the_terminal_raw() {
     let out = safe_output(
         "seed (refused)",
         swarm()
-            .arg("seed")
+            .args(["seed", "--no-lsd"])
             .arg(&torrent)
             .arg("-d")
             .arg(&empty)
@@ -835,7 +838,7 @@ fn hostile_names_and_tracker_urls_never_reach_the_terminal_raw() {
     // A seed and a fetch, both logging each announce (-v), both with the hostile tracker.
     let addr = SocketAddr::new(ip(2), free_port(ip(2)));
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("swarm"))
-        .arg("seed")
+        .args(["seed", "--no-lsd"])
         .arg(&torrent)
         .arg("-d")
         .arg(&src)
@@ -861,7 +864,7 @@ fn hostile_names_and_tracker_urls_never_reach_the_terminal_raw() {
     let out = safe_output(
         "fetch",
         swarm()
-            .arg("fetch")
+            .args(["fetch", "--no-lsd"])
             .arg(&torrent)
             .arg("-o")
             .arg(&out_dir)

@@ -22,6 +22,7 @@ fn s(p: &Path) -> &str {
 fn seed_args<'a>(torrent: &'a str, dir: &'a str, state: &'a str) -> Vec<&'a str> {
     vec![
         "seed",
+        "--no-lsd",
         torrent,
         "-d",
         dir,
@@ -72,6 +73,7 @@ fn a_trackerless_fetch_says_why_it_waits_and_ctrl_c_exits_130() {
     let out = dir.path().join("out");
     let mut fetch = Live::start(&[
         "fetch",
+        "--no-lsd",
         s(&torrent),
         "-o",
         s(&out),
@@ -109,7 +111,7 @@ fn giving_up_names_each_peers_error_and_leaves_nothing_behind() {
     let closed = SocketAddr::new(ip(2), free_port(ip(2)));
     let out = dir.path().join("new-out");
     let o = swarm()
-        .args(["fetch", s(&torrent), "-o", s(&out), "-v"])
+        .args(["fetch", "--no-lsd", s(&torrent), "-o", s(&out), "-v"])
         .args(["--bind", "127.0.0.1", "--port", "0", "--no-trackers"])
         .args(["--peer", &closed.to_string(), "--peer-timeout", "1"])
         .args(["--state-dir", s(&dir.path().join("state"))])
@@ -147,6 +149,7 @@ fn an_output_path_inside_a_file_is_named() {
     let o = swarm()
         .args([
             "fetch",
+            "--no-lsd",
             s(&torrent),
             "-o",
             s(&afile.join("sub")),
@@ -237,7 +240,14 @@ fn a_seed_recreates_a_missing_empty_file_and_keeps_a_long_one_as_it_is() {
 
     // fetch truncates it, and finds everything else there complete.
     let o = swarm()
-        .args(["fetch", s(&torrent), "-o", s(&root), "--no-trackers"])
+        .args([
+            "fetch",
+            "--no-lsd",
+            s(&torrent),
+            "-o",
+            s(&root),
+            "--no-trackers",
+        ])
         .args(["--bind", "127.0.0.1", "--port", "0"])
         .args(["--state-dir", s(&dir.path().join("fstate"))])
         .output()
@@ -302,7 +312,14 @@ fn a_download_larger_than_the_free_space_is_refused_up_front() {
     huge_torrent(&torrent, free * 2 + (1 << 30));
     let out = dir.path().join("out");
     let o = swarm()
-        .args(["fetch", s(&torrent), "-o", s(&out), "--no-trackers"])
+        .args([
+            "fetch",
+            "--no-lsd",
+            s(&torrent),
+            "-o",
+            s(&out),
+            "--no-trackers",
+        ])
         .args(["--bind", "127.0.0.1", "--port", "0"])
         .args(["--state-dir", s(&dir.path().join("state"))])
         .output()
@@ -325,6 +342,7 @@ fn a_second_fetch_into_the_same_directory_names_the_first() {
     let state = dir.path().join("state");
     let args = [
         "fetch",
+        "--no-lsd",
         s(&torrent),
         "-o",
         s(&out),

@@ -88,7 +88,14 @@ fn malformed_links_are_refused_naming_the_part() {
     for (link, want) in &cases {
         for args in [
             vec!["info", link.as_str()],
-            vec!["fetch", link, "--no-trackers", "--state-dir", state],
+            vec![
+                "fetch",
+                "--no-lsd",
+                link,
+                "--no-trackers",
+                "--state-dir",
+                state,
+            ],
         ] {
             let e = one_line_error(&args);
             assert!(e.contains(want), "{args:?}: {e}");
@@ -107,9 +114,16 @@ fn fetch_refuses_a_magnet_with_no_way_to_find_peers() {
     let tracked = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567\
                    &tr=http%3A%2F%2F127.0.0.1%3A9%2Fannounce";
     for args in [
-        vec!["fetch", bare, "--state-dir", state],
+        vec!["fetch", "--no-lsd", bare, "--state-dir", state],
         // The link's trackers, all switched off.
-        vec!["fetch", tracked, "--no-trackers", "--state-dir", state],
+        vec![
+            "fetch",
+            "--no-lsd",
+            tracked,
+            "--no-trackers",
+            "--state-dir",
+            state,
+        ],
     ] {
         let e = one_line_error(&args);
         assert!(
@@ -120,6 +134,6 @@ fn fetch_refuses_a_magnet_with_no_way_to_find_peers() {
         assert!(!e.contains("invalid"), "{e}");
     }
     // Seeding a magnet makes no sense: said as plainly.
-    let e = one_line_error(&["seed", LINK, "--state-dir", state]);
+    let e = one_line_error(&["seed", "--no-lsd", LINK, "--state-dir", state]);
     assert!(e.contains("a magnet link cannot be seeded"), "{e}");
 }

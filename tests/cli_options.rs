@@ -29,6 +29,7 @@ fn contradictory_options_are_refused_at_parse_time() {
     refused(
         &[
             "fetch",
+            "--no-lsd",
             "x.torrent",
             "--no-trackers",
             "--tracker",
@@ -41,25 +42,25 @@ fn contradictory_options_are_refused_at_parse_time() {
         &["--quiet", "--verbose"],
     );
     refused(
-        &["seed", "x.torrent", "--quiet", "--verbose"],
+        &["seed", "--no-lsd", "x.torrent", "--quiet", "--verbose"],
         &["--quiet", "--verbose"],
     );
     // seed downloads nothing: download-only options are not its options.
     refused(
-        &["seed", "x.torrent", "--max-download-rate", "1M"],
+        &["seed", "--no-lsd", "x.torrent", "--max-download-rate", "1M"],
         &["--max-download-rate"],
     );
     refused(
-        &["seed", "x.torrent", "--peer-timeout", "5"],
+        &["seed", "--no-lsd", "x.torrent", "--peer-timeout", "5"],
         &["--peer-timeout"],
     );
     refused(
-        &["seed", "x.torrent", "--buffered-writes"],
+        &["seed", "--no-lsd", "x.torrent", "--buffered-writes"],
         &["--buffered-writes"],
     );
     // Tracker URLs: http, https and udp only, for fetch/seed and create alike.
     refused(
-        &["fetch", "x.torrent", "--tracker", "notaurl"],
+        &["fetch", "--no-lsd", "x.torrent", "--tracker", "notaurl"],
         &["notaurl", "not a URL"],
     );
     refused(
@@ -81,6 +82,7 @@ fn rates_take_zero_for_unlimited_and_piece_lengths_take_units() {
     // `--max-upload-rate 0` is "unlimited": the seed of complete data starts.
     let mut seed = Live::start(&[
         "seed",
+        "--no-lsd",
         torrent.to_str().unwrap(),
         "-d",
         dir.path().to_str().unwrap(),
@@ -152,7 +154,7 @@ fn a_magnet_link_says_it_is_not_supported_yet() {
     let magnet = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567";
     // `info` shows a magnet link (tests/cli_magnet.rs); only `fetch` refuses it.
     let out = swarm()
-        .args(["fetch", magnet, "--state-dir", "/nonexistent"])
+        .args(["fetch", "--no-lsd", magnet, "--state-dir", "/nonexistent"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -64,6 +64,7 @@ fn three_thousand_files_seed_and_fetch_under_ulimit_128() {
     let seed_state = dir.path().join("seed.state");
     let mut seed = limited(&[
         "seed",
+        "--no-lsd",
         torrent.to_str().unwrap(),
         "-d",
         src.to_str().unwrap(),
@@ -87,6 +88,7 @@ fn three_thousand_files_seed_and_fetch_under_ulimit_128() {
     let fetch_state = dir.path().join("fetch.state");
     let mut fetch = limited(&[
         "fetch",
+        "--no-lsd",
         torrent.to_str().unwrap(),
         "-o",
         out_dir.to_str().unwrap(),

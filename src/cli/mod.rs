@@ -99,7 +99,8 @@ struct CommonArgs {
     /// Port to listen on for incoming peers [default: 6881, or a free port if taken].
     #[arg(long, help_heading = "Network")]
     port: Option<u16>,
-    /// Address to listen on [default: all interfaces].
+    /// Address to listen on, and the interface local peer discovery uses [default: all
+    /// interfaces].
     #[arg(long, value_name = "IP", help_heading = "Network")]
     bind: Option<IpAddr>,
     /// Announce to this tracker too (repeatable; each is a tier after the torrent's own).
@@ -110,10 +111,14 @@ struct CommonArgs {
         help_heading = "Network"
     )]
     trackers: Vec<String>,
-    /// Ignore every tracker (the torrent's own): peers only from --peer and those that
-    /// dial us.
+    /// Ignore every tracker (the torrent's own): peers only from --peer, local discovery
+    /// and those that dial us.
     #[arg(long, conflicts_with = "trackers", help_heading = "Network")]
     no_trackers: bool,
+    /// Don't look for peers on the local network (local service discovery, BEP 14:
+    /// multicast announces on port 6771; never used for private torrents).
+    #[arg(long, help_heading = "Network")]
+    no_lsd: bool,
     /// Connected peers per torrent at most.
     #[arg(long, value_name = "N", default_value_t = TorrentConfig::default().max_peers,
           help_heading = "Network")]

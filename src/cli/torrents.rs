@@ -124,6 +124,7 @@ pub(super) fn torrent_cmd(
     };
     let mut scfg = SessionConfig {
         direct_writes: !down.buffered_writes,
+        lsd: !net.no_lsd,
         // 0 means unlimited, as elsewhere.
         max_upload_rate: net.max_upload_rate.filter(|&r| r > 0),
         max_download_rate: down.max_download_rate.filter(|&r| r > 0),

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tracing::Instrument;
 
+use super::lsd::{self, LsdEdge};
 use super::{Cmd, SessionError, SessionStats, Shared, Status, TorrentError, TorrentHandle};
 use super::{Summary, TorrentSpec};
 use crate::net::conn::{self, ConnError, Incoming};
@@ -60,7 +61,6 @@ struct Run {
     stop: watch::Sender<bool>,
     incoming: mpsc::Sender<Incoming>,
     /// Peers found for it by the session (local discovery) join its driver here.
-    #[allow(dead_code)]
     control: mpsc::Sender<Control>,
 }
 
@@ -89,6 +89,8 @@ struct Actor {
     half_open: HalfOpen<tokio::task::Id, Pending>,
     next_gen: u64,
     stats: SessionStats,
+    /// Local peer discovery, when on (`SessionConfig::lsd`).
+    lsd: Option<LsdEdge>,
 }
 
 pub(super) async fn run(
@@ -98,6 +100,11 @@ pub(super) async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let half_open = HalfOpen::new(shared.cfg.max_half_open, shared.cfg.max_half_open_per_ip);
+    let lsd = shared
+        .cfg
+        .lsd
+        .then(|| LsdEdge::start(shared.cfg.bind, shared.port))
+        .flatten();
     let mut a = Actor {
         half_open,
         shared,
@@ -106,6 +113,7 @@ pub(super) async fn run(
         handshakes: JoinSet::new(),
         next_gen: 0,
         stats: SessionStats::default(),
+        lsd,
     };
     let mut backoff: Option<tokio::time::Instant> = None;
     loop {
@@ -127,6 +135,7 @@ pub(super) async fn run(
             Some(done) = a.handshakes.join_next_with_id(), if !a.handshakes.is_empty() => {
                 a.handshake_done(done)
             }
+            found = lsd::found(&mut a.lsd) => a.lsd_found(found),
             Some(done) = a.runs.join_next(), if !a.runs.is_empty() => {
                 if let Ok(end) = done {
                     a.run_ended(end);
@@ -236,6 +245,9 @@ impl Actor {
         });
         entry.after = After::Finish;
         entry.status.send_replace(Status::Running);
+        if let Some(lsd) = &self.lsd {
+            lsd.join(ih, entry.spec.content.meta().is_some_and(|m| m.private));
+        }
     }
 
     /// Asks a torrent's run to stop, with what to do once it has. False if it has no run.
@@ -276,6 +288,9 @@ impl Actor {
             return;
         }
         entry.run = None;
+        if let Some(lsd) = &self.lsd {
+            lsd.leave(info_hash);
+        }
         match entry.after {
             After::Finish => {
                 if let Err(e) = &result {
@@ -374,6 +389,14 @@ impl Actor {
                 tracing::debug!(addr = %incoming.addr, info_hash = %ih, "unknown info-hash; closing");
             }
         }
+    }
+
+    /// Peers local discovery found go to their torrent's run, if it runs and is not stopping.
+    fn lsd_found(&self, found: lsd::Found) {
+        lsd::route(found, |ih| {
+            let run = self.torrents.get(ih)?.run.as_ref()?;
+            (!*run.stop.borrow()).then_some(&run.control)
+        });
     }
 
     /// Stops every run and waits for all of them (each writes its resume data and tells

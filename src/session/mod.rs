@@ -11,9 +11,11 @@
 //! another: incoming connections reach it through the router, by info-hash.
 //!
 //! Files: `actor.rs` (the session task and router), `torrent.rs` (one torrent's run),
-//! `plan.rs` (per-torrent policy: trackers, give-up), `resume.rs` (resume data).
+//! `plan.rs` (per-torrent policy: trackers, give-up), `resume.rs` (resume data), `lsd.rs`
+//! (local peer discovery's sockets), `magnet.rs` (a magnet's metadata phase).
 
 mod actor;
+mod lsd;
 mod magnet;
 mod plan;
 mod resume;
