@@ -142,7 +142,6 @@ fn all_logs(procs: &[&Proc]) -> String {
 /// A swarm seed on 127.0.0.1 given only `peer`.
 fn swarm_seed_with(torrent: &Path, content: &Content, peer: SocketAddr) -> (Proc, SocketAddr) {
     let at = addr(1);
-    // LSD: add `--no-lsd` here once `swarm seed` has it.
     let extra = ["--no-trackers".into(), "--peer".into(), peer.to_string()];
     (swarm_seed(torrent, &content.dir, at, &extra), at)
 }
@@ -214,7 +213,6 @@ fn libtorrent_leechers_learn_each_other_from_a_swarm_seed() {
     };
     let (content, torrent) = torrent(tmp.path(), false);
     let seed_at = addr(4);
-    // LSD: add `--no-lsd` here once `swarm seed` has it.
     let seed = swarm_seed(&torrent, &content.dir, seed_at, &["--no-trackers".into()]);
     let (l1_at, l2_at) = (addr(1), addr(3));
     let opts = ["--download-limit", CRAWL];

@@ -191,7 +191,7 @@ pub(super) fn torrent_cmd(
         .build()
         .context("starting the runtime")?;
     let wanted_port = (scfg.port_fallback && scfg.listen_port != 0).then_some(scfg.listen_port);
-    let waiting = waiting_note(&metas, &sources);
+    let waiting = waiting_note(&metas, &sources, !net.no_lsd);
     let names: Vec<String> = contents.iter().map(Content::name).collect();
     let (interrupted, outcome) = rt.block_on(async move {
         let session = Session::start(scfg).await.context("starting the session")?;
@@ -315,6 +315,7 @@ pub(super) fn torrent_cmd(
 fn waiting_note(
     metas: &[Option<Arc<Metainfo>>],
     sources: &Sources,
+    lsd: bool,
 ) -> Option<(String, Vec<InfoHash>)> {
     if !sources.peers.is_empty() {
         return None;
@@ -325,6 +326,8 @@ fn waiting_note(
         .iter()
         .flatten()
         .filter(|m| sources.no_trackers || no_tracker(m))
+        // Local discovery finds peers on this network, unless the torrent is private.
+        .filter(|m| !lsd || m.private)
         .map(|m| m.info_hash)
         .collect();
     if lone.is_empty() {
@@ -335,7 +338,15 @@ fn waiting_note(
     } else {
         "the torrent names no tracker, and no --peer was given"
     };
-    Some((format!("waiting for peers to connect to us ({why})"), lone))
+    let lsd = if lsd {
+        "; local discovery is off for private torrents"
+    } else {
+        ""
+    };
+    Some((
+        format!("waiting for peers to connect to us ({why}{lsd})"),
+        lone,
+    ))
 }
 
 /// Prints each torrent's summary and turns the results into the exit status.

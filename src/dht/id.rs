@@ -42,19 +42,19 @@ impl NodeId {
     /// from `fill`: a random id that shares exactly `bit` leading bits with `self` (used
     /// to refresh a bucket).
     pub fn with_prefix_of(&self, bit: u32, fill: &NodeId) -> NodeId {
-        let mut out = fill.0;
         let bit = bit.min(159) as usize;
-        for i in 0..20 {
-            let keep = if (i + 1) * 8 <= bit {
+        let mut out = fill.0;
+        for (i, o) in out.iter_mut().enumerate() {
+            let start = i * 8;
+            // Bits of this byte before `bit` come from self, the rest from `fill`.
+            let keep: u8 = if start + 8 <= bit {
                 0xff
-            } else if i * 8 >= bit + 1 {
-                0x00
+            } else if start >= bit {
+                0
             } else {
-                // The byte holding the boundary: keep the bits before `bit`.
-                let before = (bit - i * 8) as u32;
-                !(0xffu8.checked_shr(before).unwrap_or(0))
+                !(0xffu8 >> (bit - start))
             };
-            out[i] = (self.0[i] & keep) | (fill.0[i] & !keep);
+            *o = (self.0[i] & keep) | (*o & !keep);
         }
         // Flip bit `bit` relative to self so the prefix is exactly `bit` long.
         let (byte, mask) = (bit / 8, 0x80u8 >> (bit % 8));

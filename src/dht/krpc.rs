@@ -430,7 +430,7 @@ fn compact_nodes<'a>(
     what: &'static str,
 ) -> Result<impl Iterator<Item = (NodeId, SocketAddr)> + 'a, KrpcError> {
     let b = b.unwrap_or(&[]);
-    if b.len() % entry != 0 {
+    if !b.len().is_multiple_of(entry) {
         return Err(KrpcError::Bad(what));
     }
     Ok(b.chunks_exact(entry).take(MAX_NODES).filter_map(|c| {

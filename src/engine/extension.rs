@@ -13,6 +13,26 @@ use super::{Engine, PeerKey};
 use crate::metadata::{serve, Reply};
 use crate::wire::{ExtHandshake, Message, MetadataMsg, UT_METADATA, UT_PEX};
 
+/// The engine's side of the extension protocol: what it serves and tells peers.
+#[derive(Debug)]
+pub struct Exchange {
+    /// Our raw info dictionary, served to peers that ask (BEP 9); `None` in tests and
+    /// simulations that do not need it (requests are then rejected).
+    pub info: Option<Bytes>,
+    /// Peer exchange (BEP 11): what each peer is told and what we accept (silent for a
+    /// private torrent).
+    pub pex: crate::pex::Pex<PeerKey>,
+}
+
+impl Exchange {
+    pub fn new(private: bool) -> Exchange {
+        Exchange {
+            info: None,
+            pex: crate::pex::Pex::new(crate::pex::PexConfig::default(), private),
+        }
+    }
+}
+
 /// What a peer's latest extension handshake said that we use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Extensions {
@@ -29,7 +49,11 @@ impl Engine {
     /// request queue, our listen port, the metadata size once we have the metadata, and the
     /// address we see the peer at (`yourip`, which tells it its external address).
     pub(super) fn our_ext_handshake(&self, peer_ip: std::net::IpAddr) -> Bytes {
-        let size = self.info.as_ref().and_then(|i| u32::try_from(i.len()).ok());
+        let size = self
+            .exchange
+            .info
+            .as_ref()
+            .and_then(|i| u32::try_from(i.len()).ok());
         let hs = ExtHandshake::ours(
             self.cfg.listen_port,
             u32::try_from(self.cfg.our_reqq).unwrap_or(u32::MAX),
@@ -68,7 +92,7 @@ impl Engine {
         let Some(id) = self.peers.get(&key).and_then(|p| p.ext.ut_metadata) else {
             return;
         };
-        let reply = match self.info.as_ref() {
+        let reply = match self.exchange.info.as_ref() {
             Some(info) => match serve(info, piece) {
                 Reply::Data {
                     piece,

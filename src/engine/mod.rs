@@ -170,12 +170,8 @@ pub struct Engine {
     /// What earlier runs of this torrent uploaded and seeded (resume data): seeding goals
     /// count them too.
     before: Totals,
-    /// Our raw info dictionary, served to peers that ask (BEP 9); `None` in tests and
-    /// simulations that do not need it (requests are then rejected).
-    info: Option<bytes::Bytes>,
-    /// Peer exchange (BEP 11): what each peer is told and what we accept (silent for a
-    /// private torrent).
-    pex: crate::pex::Pex<PeerKey>,
+    /// What we tell peers beyond BEP 3: our metadata and peer exchange.
+    exchange: self::extension::Exchange,
 }
 
 /// What the engine counts for the snapshot and the give-up rule.
@@ -259,15 +255,14 @@ impl Engine {
             pick_buf: Vec::new(),
             single_source: BTreeMap::new(),
             before: Totals::default(),
-            info: None,
-            pex: crate::pex::Pex::new(crate::pex::PexConfig::default(), cfg_private),
+            exchange: self::extension::Exchange::new(cfg_private),
         }
     }
 
     /// The raw info dictionary (the bytes the info-hash is taken over), served to peers
     /// that ask for it (BEP 9) and announced as `metadata_size`.
     pub fn set_info(&mut self, info: bytes::Bytes) {
-        self.info = Some(info);
+        self.exchange.info = Some(info);
     }
 
     /// Counts what earlier runs of this torrent did towards the seeding goals.

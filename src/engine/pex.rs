@@ -78,7 +78,7 @@ impl Engine {
     /// Peer `key` was admitted, or sent an extension handshake (it may have opened or
     /// withdrawn `ut_pex`, or told us its listen port).
     pub(super) fn pex_peer_changed(&mut self, now: Instant, key: PeerKey) {
-        if self.pex.is_private() {
+        if self.exchange.pex.is_private() {
             return;
         }
         let Some(p) = self.peers.get(&key) else {
@@ -86,27 +86,27 @@ impl Engine {
         };
         let listen = listen_addr(p);
         if let Some(addr) = listen {
-            self.pex.connected(addr, flags(p));
+            self.exchange.pex.connected(addr, flags(p));
         }
         if p.ext.ut_pex.is_some() {
             // Without a known listen address, its connection address still keeps it from
             // being told about itself once it tells us its port (`open` updates it).
-            self.pex.open(now, key, listen.unwrap_or(p.addr));
+            self.exchange.pex.open(now, key, listen.unwrap_or(p.addr));
         } else {
-            self.pex.withdraw(key);
+            self.exchange.pex.withdraw(key);
         }
     }
 
     /// Peer `key` left (its state already out of `self.peers`).
     pub(super) fn pex_peer_gone(&mut self, key: PeerKey, peer: &Peer) {
-        self.pex.close(key);
+        self.exchange.pex.close(key);
         let Some(addr) = listen_addr(peer) else {
             return;
         };
         // Another connection may claim the same listen address (two from one IP with the
         // same `p`): the address stays live while one does.
         if !self.peers.values().any(|p| listen_addr(p) == Some(addr)) {
-            self.pex.disconnected(addr);
+            self.exchange.pex.disconnected(addr);
         }
     }
 
@@ -122,7 +122,7 @@ impl Engine {
         let added = v4
             .chain(v6)
             .map(|(a, bits)| (canonical(a), PexFlags::from_bits(bits)));
-        let accepted = match self.pex.receive(now, key, from, added) {
+        let accepted = match self.exchange.pex.receive(now, key, from, added) {
             Ok(accepted) => accepted,
             Err(refused) => {
                 tracing::debug!(key, peer = %from, %refused, "ut_pex message ignored");
@@ -149,11 +149,11 @@ impl Engine {
     /// Messages due to peers now (called once a second): the live set is brought up to date
     /// first (flags of peers that became seeds, listen ports that changed).
     pub(super) fn pex_poll(&mut self, now: Instant) {
-        if self.pex.is_private() {
+        if self.exchange.pex.is_private() {
             return;
         }
         self.pex_sync();
-        while let Some((key, msg)) = self.pex.poll_send(now) {
+        while let Some((key, msg)) = self.exchange.pex.poll_send(now) {
             let Some(id) = self.peers.get(&key).and_then(|p| p.ext.ut_pex) else {
                 continue;
             };
@@ -181,16 +181,17 @@ impl Engine {
             .filter_map(|p| listen_addr(p).map(|a| (a, flags(p))))
             .collect();
         let stale: Vec<SocketAddr> = self
+            .exchange
             .pex
             .live()
             .filter(|(a, _)| !want.contains_key(a))
             .map(|(a, _)| a)
             .collect();
         for addr in stale {
-            self.pex.disconnected(addr);
+            self.exchange.pex.disconnected(addr);
         }
         for (addr, f) in want {
-            self.pex.connected(addr, f);
+            self.exchange.pex.connected(addr, f);
         }
     }
 }
