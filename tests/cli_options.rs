@@ -150,22 +150,6 @@ fn create_refuses_to_overwrite_without_force_and_leaves_junk_out() {
 }
 
 #[test]
-fn a_magnet_link_says_it_is_not_supported_yet() {
-    let magnet = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567";
-    // `info` shows a magnet link (tests/cli_magnet.rs); only `fetch` refuses it.
-    let out = swarm()
-        .args(["fetch", "--no-lsd", magnet, "--state-dir", "/nonexistent"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = stderr_of(&out);
-    assert!(
-        stderr.contains("magnet links are not supported yet"),
-        "{stderr}"
-    );
-}
-
-#[test]
 fn a_torrent_comes_from_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("piped.bin");
