@@ -32,7 +32,7 @@ impl Net {
             .nodes
             .iter()
             .enumerate()
-            .filter(|(i, _)| (i ^ asked) % 2 == 0 || *i % 7 == asked % 7)
+            .filter(|(i, _)| (i ^ asked).is_multiple_of(2) || *i % 7 == asked % 7)
             .map(|(_, n)| *n)
             .collect();
         known.sort_by_key(|(id, _)| id.distance(target));
