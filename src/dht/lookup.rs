@@ -83,7 +83,7 @@ impl Lookup {
             queries: 0,
         };
         for (id, addr) in seeds {
-            l.offer(id, addr);
+            l.add_candidate(id, addr);
         }
         l
     }
@@ -100,8 +100,8 @@ impl Lookup {
         self.queries
     }
 
-    /// A node someone told us about.
-    fn offer(&mut self, id: NodeId, addr: SocketAddr) {
+    /// A node someone told us about (asked in its turn if it is among the closest).
+    pub fn add_candidate(&mut self, id: NodeId, addr: SocketAddr) {
         if !usable(&addr) || !self.seen.insert(addr) {
             return;
         }
@@ -202,7 +202,7 @@ impl Lookup {
             _ => return,
         }
         for (id, a) in nodes {
-            self.offer(id, a);
+            self.add_candidate(id, a);
         }
         if self.kind == Kind::GetPeers {
             for p in values {

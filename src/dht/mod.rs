@@ -3,8 +3,9 @@
 //! messages as typed values ([`krpc`]); the routing table ([`table`]: k-buckets split
 //! around our id, node standing, replacements, refresh); iterative lookups ([`lookup`]:
 //! bounded parallelism converging on the k closest, peers and tokens collected) and the
-//! `announce_peer` token secrets ([`token`]). The node that ties them together is built on
-//! these; the UDP edge lives in the session.
+//! `announce_peer` token secrets ([`token`]); and the node that ties them together ([`node`]:
+//! answers within rate limits, transactions, lookups and announces, stored peers). The UDP
+//! edge lives in the session.
 //!
 //! Invariants: every datagram is decoded within [`krpc::MAX_PACKET`] bytes into a value
 //! whose lists are capped, so a hostile packet costs bounded work and memory.
@@ -12,6 +13,7 @@
 pub mod id;
 pub mod krpc;
 pub mod lookup;
+pub mod node;
 pub mod table;
 pub mod token;
 

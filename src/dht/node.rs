@@ -1,0 +1,644 @@
+//! Our DHT node, sans-IO: the routing table, token secrets, transactions, lookups and the
+//! peers others announce to us, driven by datagrams and `now`. The UDP edge feeds
+//! [`Node::receive`] and [`Node::handle_timeout`], sends what [`Node::poll_transmit`]
+//! gives, and hands [`Event`]s (peers found for an info-hash) to the torrents.
+//!
+//! What it answers (BEP 5): `ping`; `find_node` with the 8 closest nodes; `get_peers` with
+//! a token and the peers stored for that info-hash, or the closest nodes; `announce_peer`
+//! with a valid token is stored (at the packet's source port with `implied_port`); any
+//! other method gets error 204. Queries are answered only within a rate per source address
+//! and in total, so a spoofed flood cannot turn us into an amplifier: one reply per
+//! accepted query, each reply a bounded size.
+//!
+//! What it asks: lookups ([`super::lookup`]) for the info-hashes torrents want
+//! ([`Node::get_peers`], then `announce_peer` to the closest nodes that gave tokens), a
+//! lookup of our own id at bootstrap, and bucket refreshes.
+//!
+//! Invariants: every table is capped — transactions ([`MAX_TRANSACTIONS`]), lookups
+//! ([`MAX_LOOKUPS`]), stored info-hashes and peers ([`DhtConfig`]), rate-limit sources
+//! ([`MAX_SOURCES`]), outgoing queue ([`MAX_OUTGOING`]); a response counts only if it
+//! comes from the address its query went to, with its transaction id.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::id::NodeId;
+use super::krpc::{code, Body, Msg, Query, Response, Want};
+use super::lookup::{Kind, Lookup, QUERY_TIMEOUT};
+use super::table::{usable, Heard, Outcome, RoutingTable, K};
+use super::token::Tokens;
+
+/// Queries of ours awaiting an answer at once.
+pub const MAX_TRANSACTIONS: usize = 512;
+
+/// Lookups running at once (torrents beyond wait for a later tick).
+pub const MAX_LOOKUPS: usize = 16;
+
+/// Source addresses whose query rate is tracked (the oldest is forgotten first).
+pub const MAX_SOURCES: usize = 4096;
+
+/// Datagrams queued to send; more are dropped (the edge sends them at once normally).
+pub const MAX_OUTGOING: usize = 1024;
+
+/// How long a stored peer lasts without a new announce (BEP 5 suggests 30 minutes;
+/// libtorrent keeps 45).
+pub const PEER_TTL: Duration = Duration::from_secs(30 * 60);
+
+/// How often the node wants [`Node::handle_timeout`] at least.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The node's limits and manners.
+#[derive(Debug, Clone)]
+pub struct DhtConfig {
+    /// One routing-table entry per IP address (off for loopback tests).
+    pub one_per_ip: bool,
+    /// Info-hashes whose announced peers we store.
+    pub max_stored_hashes: usize,
+    /// Peers stored per info-hash; a `get_peers` reply carries at most
+    /// [`super::krpc::MAX_VALUES`] of them.
+    pub max_peers_per_hash: usize,
+    /// Queries answered per source address per second, and the burst (libtorrent answers
+    /// about 5 a second per source).
+    pub per_source_rate: f64,
+    pub per_source_burst: f64,
+    /// Queries answered per second in total.
+    pub total_rate: f64,
+    /// Seed of the node's random choices (transaction ids, refresh targets).
+    pub rng_seed: u64,
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        DhtConfig {
+            one_per_ip: true,
+            max_stored_hashes: 2000,
+            max_peers_per_hash: 200,
+            per_source_rate: 5.0,
+            per_source_burst: 20.0,
+            total_rate: 500.0,
+            rng_seed: rand::random(),
+        }
+    }
+}
+
+/// Something for the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A lookup for `info_hash` found these peers.
+    Peers {
+        info_hash: NodeId,
+        peers: Vec<SocketAddr>,
+    },
+    /// The lookup for `info_hash` finished; `announced` to this many nodes.
+    LookupDone {
+        info_hash: NodeId,
+        queries: u32,
+        announced: usize,
+    },
+}
+
+/// Why we sent a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// A bootstrap address whose id we do not know yet.
+    Bootstrap,
+    /// Part of lookup `n`.
+    Lookup(u64),
+    /// Checking a questionable node.
+    Ping,
+    Announce,
+}
+
+#[derive(Debug, Clone)]
+struct Txn {
+    to: SocketAddr,
+    node: Option<NodeId>,
+    purpose: Purpose,
+    sent: Instant,
+}
+
+struct Running {
+    lookup: Lookup,
+    /// Announce on this port when done (`None`: only look).
+    announce: Option<u16>,
+    /// Peers already reported.
+    reported: usize,
+}
+
+/// A token bucket per source address.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Our DHT node (see the module docs).
+pub struct Node {
+    cfg: DhtConfig,
+    id: NodeId,
+    table: RoutingTable,
+    tokens: Tokens,
+    rng: StdRng,
+    next_tid: u16,
+    txns: BTreeMap<u16, Txn>,
+    next_lookup: u64,
+    lookups: BTreeMap<u64, Running>,
+    /// info-hash → peer → when it announced.
+    stored: BTreeMap<NodeId, BTreeMap<SocketAddr, Instant>>,
+    sources: BTreeMap<std::net::IpAddr, Bucket>,
+    total: Bucket,
+    out: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<Event>,
+    last_tick: Instant,
+    /// Queries answered and refused (rate), for the figures and `doctor`.
+    pub answered: u64,
+    pub refused: u64,
+}
+
+impl Node {
+    pub fn new(cfg: DhtConfig, id: NodeId, now: Instant) -> Node {
+        let mut rng = StdRng::seed_from_u64(cfg.rng_seed);
+        let tokens = Tokens::new(now, rng.gen());
+        Node {
+            table: RoutingTable::new(id, cfg.one_per_ip),
+            tokens,
+            next_tid: rng.gen(),
+            rng,
+            id,
+            txns: BTreeMap::new(),
+            next_lookup: 0,
+            lookups: BTreeMap::new(),
+            stored: BTreeMap::new(),
+            sources: BTreeMap::new(),
+            total: Bucket {
+                tokens: cfg.total_rate,
+                at: now,
+            },
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            last_tick: now,
+            answered: 0,
+            refused: 0,
+            cfg,
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn next_deadline(&self) -> Instant {
+        self.last_tick + TICK
+    }
+
+    /// Asks each address (ids unknown) for the nodes nearest our id; their answers fill
+    /// the table and start a lookup of our own id.
+    pub fn bootstrap(&mut self, now: Instant, addrs: &[SocketAddr]) {
+        let target = self.id;
+        for a in addrs.iter().filter(|a| usable(a)) {
+            let q = Query::FindNode {
+                target,
+                want: Want::default(),
+            };
+            self.query(now, *a, None, q, Purpose::Bootstrap);
+        }
+    }
+
+    /// Looks `info_hash` up; peers found come as [`Event::Peers`]; with `announce`, we then
+    /// announce ourselves on that port to the closest nodes. False when too many lookups run.
+    pub fn get_peers(&mut self, now: Instant, info_hash: NodeId, announce: Option<u16>) -> bool {
+        self.start_lookup(now, info_hash, Kind::GetPeers, announce)
+    }
+
+    fn start_lookup(
+        &mut self,
+        now: Instant,
+        target: NodeId,
+        kind: Kind,
+        announce: Option<u16>,
+    ) -> bool {
+        if self.lookups.len() >= MAX_LOOKUPS {
+            return false;
+        }
+        let seeds = self.table.closest(now, &target, 2 * K);
+        let n = self.next_lookup;
+        self.next_lookup += 1;
+        self.lookups.insert(
+            n,
+            Running {
+                lookup: Lookup::new(target, kind, seeds),
+                announce,
+                reported: 0,
+            },
+        );
+        self.drive(now);
+        true
+    }
+
+    /// A datagram from `from`.
+    pub fn receive(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let Ok(msg) = Msg::decode(datagram) else {
+            // Malformed: no reply (a reply to garbage is an amplifier's first step).
+            return;
+        };
+        match msg.body {
+            Body::Query { id, query } => {
+                if !self.allow(now, from) {
+                    self.refused += 1;
+                    return;
+                }
+                if !msg.read_only {
+                    self.heard(now, id, from, Heard::Queried);
+                }
+                self.answer(now, from, msg.tid, query);
+            }
+            Body::Response { id, response } => self.response(now, from, &msg.tid, id, response),
+            Body::Error { .. } => {
+                if let Some(txn) = self.take_txn(&msg.tid, from) {
+                    if let (Purpose::Lookup(n), Some(node)) = (txn.purpose, txn.node) {
+                        if let Some(r) = self.lookups.get_mut(&n) {
+                            r.lookup.failed(node);
+                        }
+                    }
+                }
+            }
+        }
+        self.drive(now);
+    }
+
+    /// Time passed: timeouts, token rotation, refreshes, lookups.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let expired: Vec<u16> = self
+            .txns
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(t.sent) >= QUERY_TIMEOUT)
+            .map(|(k, _)| *k)
+            .collect();
+        for tid in expired {
+            if let Some(t) = self.txns.remove(&tid) {
+                if let Some(node) = t.node {
+                    self.table.failed(now, &node);
+                    if let Purpose::Lookup(n) = t.purpose {
+                        if let Some(r) = self.lookups.get_mut(&n) {
+                            r.lookup.failed(node);
+                        }
+                    }
+                }
+            }
+        }
+        if now < self.last_tick + TICK {
+            self.drive(now);
+            return;
+        }
+        self.last_tick = now;
+        if self.tokens.due(now) {
+            let secret = self.rng.gen();
+            self.tokens.rotate(now, secret);
+        }
+        for peers in self.stored.values_mut() {
+            peers.retain(|_, at| now.saturating_duration_since(*at) < PEER_TTL);
+        }
+        self.stored.retain(|_, peers| !peers.is_empty());
+        if !self.table.is_empty() {
+            let fill = NodeId(self.rng.gen());
+            for target in self.table.due_refresh(now, &fill) {
+                self.start_lookup(now, target, Kind::FindNode, None);
+            }
+        }
+        self.drive(now);
+    }
+
+    fn heard(&mut self, now: Instant, id: NodeId, from: SocketAddr, how: Heard) {
+        if let Outcome::Waiting {
+            ping: Some((node, addr)),
+        } = self.table.heard(now, id, from, how)
+        {
+            let pinging = self.txns.values().any(|t| t.node == Some(node));
+            if !pinging {
+                self.query(now, addr, Some(node), Query::Ping, Purpose::Ping);
+            }
+        }
+    }
+
+    fn answer(&mut self, now: Instant, from: SocketAddr, tid: Vec<u8>, query: Query) {
+        let mut response = Response::default();
+        match query {
+            Query::Ping => {}
+            Query::FindNode { target, .. } => response.nodes = self.nodes_for(now, &target),
+            Query::GetPeers { info_hash, .. } => {
+                response.token = Some(self.tokens.issue(from.ip()).to_vec());
+                match self.stored.get(&info_hash) {
+                    Some(peers) if !peers.is_empty() => {
+                        response.values = peers
+                            .keys()
+                            .copied()
+                            .take(super::krpc::MAX_VALUES)
+                            .collect();
+                    }
+                    _ => response.nodes = self.nodes_for(now, &info_hash),
+                }
+            }
+            Query::AnnouncePeer {
+                info_hash,
+                port,
+                implied_port,
+                token,
+            } => {
+                if !self.tokens.check(from.ip(), &token) {
+                    return self.error(from, tid, code::PROTOCOL, "bad token");
+                }
+                let port = if implied_port { from.port() } else { port };
+                self.store(now, info_hash, SocketAddr::new(from.ip(), port));
+            }
+            Query::Other { .. } => {
+                return self.error(from, tid, code::METHOD_UNKNOWN, "Method Unknown");
+            }
+        }
+        self.answered += 1;
+        let msg = Msg {
+            tid,
+            body: Body::Response {
+                id: self.id,
+                response,
+            },
+            ip: Some(from),
+            read_only: false,
+        };
+        self.send(from, msg.encode());
+    }
+
+    fn error(&mut self, to: SocketAddr, tid: Vec<u8>, code: i64, message: &str) {
+        let msg = Msg {
+            tid,
+            body: Body::Error {
+                code,
+                message: message.to_owned(),
+            },
+            ip: None,
+            read_only: false,
+        };
+        self.send(to, msg.encode());
+    }
+
+    /// The IPv4 nodes nearest `target` (our IPv6 table comes with BEP 32).
+    fn nodes_for(&self, now: Instant, target: &NodeId) -> Vec<(NodeId, std::net::SocketAddrV4)> {
+        self.table
+            .closest(now, target, K)
+            .into_iter()
+            .filter_map(|(id, a)| match a {
+                SocketAddr::V4(v4) => Some((id, v4)),
+                SocketAddr::V6(_) => None,
+            })
+            .collect()
+    }
+
+    fn store(&mut self, now: Instant, info_hash: NodeId, peer: SocketAddr) {
+        if !usable(&peer) {
+            return;
+        }
+        if !self.stored.contains_key(&info_hash) && self.stored.len() >= self.cfg.max_stored_hashes
+        {
+            return;
+        }
+        let peers = self.stored.entry(info_hash).or_default();
+        if !peers.contains_key(&peer) && peers.len() >= self.cfg.max_peers_per_hash {
+            // Full: the stalest announce gives way.
+            if let Some(old) = peers.iter().min_by_key(|(_, at)| **at).map(|(a, _)| *a) {
+                peers.remove(&old);
+            }
+        }
+        peers.insert(peer, now);
+    }
+
+    fn response(&mut self, now: Instant, from: SocketAddr, tid: &[u8], id: NodeId, r: Response) {
+        let Some(txn) = self.take_txn(tid, from) else {
+            return;
+        };
+        if txn.node.is_some_and(|n| n != id) {
+            // Another node answers at that address now: the old one is gone.
+            if let Some(old) = txn.node {
+                self.table.failed(now, &old);
+                self.table.failed(now, &old);
+            }
+        }
+        self.heard(now, id, from, Heard::Answered);
+        let nodes: Vec<(NodeId, SocketAddr)> = r
+            .nodes
+            .iter()
+            .map(|(id, a)| (*id, SocketAddr::V4(*a)))
+            .chain(r.nodes6.iter().map(|(id, a)| (*id, SocketAddr::V6(*a))))
+            .collect();
+        match txn.purpose {
+            Purpose::Bootstrap => {
+                // Their nodes seed a lookup of our own id, which fills the near buckets.
+                let target = self.id;
+                if !self
+                    .lookups
+                    .values()
+                    .any(|r| r.lookup.target() == target && r.announce.is_none())
+                {
+                    self.start_lookup(now, target, Kind::FindNode, None);
+                }
+                if let Some(run) = self
+                    .lookups
+                    .values_mut()
+                    .find(|r| r.lookup.target() == target)
+                {
+                    for (id, a) in nodes {
+                        run.lookup.add_candidate(id, a);
+                    }
+                }
+            }
+            Purpose::Lookup(n) => {
+                if let Some(run) = self.lookups.get_mut(&n) {
+                    run.lookup.answered(id, from, nodes, r.values, r.token);
+                }
+            }
+            Purpose::Ping | Purpose::Announce => {}
+        }
+    }
+
+    fn take_txn(&mut self, tid: &[u8], from: SocketAddr) -> Option<Txn> {
+        let key = u16::from_be_bytes(tid.try_into().ok()?);
+        // Only from the address the query went to: a spoofed answer changes nothing.
+        if self.txns.get(&key)?.to != from {
+            return None;
+        }
+        self.txns.remove(&key)
+    }
+
+    fn query(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        node: Option<NodeId>,
+        q: Query,
+        purpose: Purpose,
+    ) -> bool {
+        if self.txns.len() >= MAX_TRANSACTIONS {
+            return false;
+        }
+        let tid = loop {
+            self.next_tid = self.next_tid.wrapping_add(1);
+            if !self.txns.contains_key(&self.next_tid) {
+                break self.next_tid;
+            }
+        };
+        self.txns.insert(
+            tid,
+            Txn {
+                to,
+                node,
+                purpose,
+                sent: now,
+            },
+        );
+        let msg = Msg {
+            tid: tid.to_be_bytes().to_vec(),
+            body: Body::Query {
+                id: self.id,
+                query: q,
+            },
+            ip: None,
+            read_only: false,
+        };
+        self.send(to, msg.encode());
+        true
+    }
+
+    fn send(&mut self, to: SocketAddr, bytes: Vec<u8>) {
+        if self.out.len() < MAX_OUTGOING {
+            self.out.push_back((to, bytes));
+        }
+    }
+
+    /// Whether a query from `from` may be answered now (per source, then in total).
+    fn allow(&mut self, now: Instant, from: SocketAddr) -> bool {
+        let (rate, burst) = (self.cfg.per_source_rate, self.cfg.per_source_burst);
+        if !self.sources.contains_key(&from.ip()) && self.sources.len() >= MAX_SOURCES {
+            // Forget the source idle longest.
+            if let Some(old) = self
+                .sources
+                .iter()
+                .min_by_key(|(_, b)| b.at)
+                .map(|(ip, _)| *ip)
+            {
+                self.sources.remove(&old);
+            }
+        }
+        let b = self.sources.entry(from.ip()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        if !take(b, now, rate, burst) {
+            return false;
+        }
+        let total = self.cfg.total_rate;
+        take(&mut self.total, now, total, total)
+    }
+
+    /// Sends what each lookup wants sent, and finishes those that are done.
+    fn drive(&mut self, now: Instant) {
+        let ids: Vec<u64> = self.lookups.keys().copied().collect();
+        for n in ids {
+            let Some(run) = self.lookups.get_mut(&n) else {
+                continue;
+            };
+            for node in run.lookup.expire(now) {
+                self.table.failed(now, &node);
+            }
+            let run = self.lookups.get_mut(&n).expect("present");
+            let new = &run.lookup.peers()[run.reported..];
+            if !new.is_empty() {
+                self.events.push_back(Event::Peers {
+                    info_hash: run.lookup.target(),
+                    peers: new.to_vec(),
+                });
+                run.reported = run.lookup.peers().len();
+            }
+            if run.lookup.is_done() {
+                let run = self.lookups.remove(&n).expect("present");
+                self.finish(now, run);
+                continue;
+            }
+            let (target, kind) = (run.lookup.target(), run.lookup.kind());
+            let ask = run.lookup.next_queries(now);
+            for (id, addr) in ask {
+                let q = match kind {
+                    Kind::FindNode => Query::FindNode {
+                        target,
+                        want: Want::default(),
+                    },
+                    Kind::GetPeers => Query::GetPeers {
+                        info_hash: target,
+                        want: Want::default(),
+                    },
+                };
+                if !self.query(now, addr, Some(id), q, Purpose::Lookup(n)) {
+                    if let Some(run) = self.lookups.get_mut(&n) {
+                        run.lookup.failed(id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, now: Instant, run: Running) {
+        let target = run.lookup.target();
+        let mut announced = 0;
+        if let (Some(port), Kind::GetPeers) = (run.announce, run.lookup.kind()) {
+            for (id, addr, token) in run.lookup.closest_answered() {
+                let Some(token) = token else { continue };
+                let q = Query::AnnouncePeer {
+                    info_hash: target,
+                    port,
+                    implied_port: false,
+                    token,
+                };
+                if self.query(now, addr, Some(id), q, Purpose::Announce) {
+                    announced += 1;
+                }
+            }
+        }
+        if run.lookup.kind() == Kind::GetPeers {
+            self.events.push_back(Event::LookupDone {
+                info_hash: target,
+                queries: run.lookup.queries_sent(),
+                announced,
+            });
+        }
+    }
+}
+
+/// Takes one token from a bucket refilled at `rate` a second up to `burst`.
+fn take(b: &mut Bucket, now: Instant, rate: f64, burst: f64) -> bool {
+    let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+    b.tokens = (b.tokens + elapsed * rate).min(burst);
+    b.at = now;
+    if b.tokens >= 1.0 {
+        b.tokens -= 1.0;
+        true
+    } else {
+        false
+    }
+}
+
+#[cfg(test)]
+#[path = "node_tests.rs"]
+mod tests;
