@@ -3,7 +3,7 @@
 
 Run it with Debian's /usr/bin/python3 (python3-libtorrent imports only there):
 
-  lt_magnet.py MAGNET SAVE_DIR IP:PORT [--peer IP:PORT]... [--timeout S]
+  lt_magnet.py MAGNET SAVE_DIR IP:PORT [--peer IP:PORT]... [--timeout S] [--stop-after-metadata]
 
 The magnet is parsed with lt.parse_magnet_uri; the given --peer addresses are dialled once
 the torrent is added (and again every 2 s until the metadata arrives: a peer may not listen
@@ -20,7 +20,8 @@ Machine-readable lines on stdout (flushed at once); times are seconds since add_
   STATS uploaded=<n> downloaded=<n> metadata_s=<s> first_byte_s=<s> done_s=<s>   at exit
   ERROR <text>               something went wrong (then a non-zero exit)
 
-Exits 0 once complete, 2 on timeout, 1 on error.
+Exits 0 once complete (or, with --stop-after-metadata, once the metadata is in), 2 on
+timeout, 1 on error.
 """
 
 import argparse
@@ -85,6 +86,11 @@ def main():
     ap.add_argument("listen", type=parse_addr)
     ap.add_argument("--peer", type=parse_addr, action="append", default=[])
     ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument(
+        "--stop-after-metadata",
+        action="store_true",
+        help="exit 0 once the metadata is received (the torrent is paused first)",
+    )
     a = ap.parse_args()
 
     ip, port = a.listen
@@ -129,6 +135,9 @@ def main():
     params.trackers = [t for t in params.trackers if "//127." in t]
     t0 = time.monotonic()
     out("ADDED %.6f" % time.time())
+    if a.stop_after_metadata:
+        # Nothing is downloaded: the torrent starts in upload mode (no piece requests).
+        params.flags |= lt.torrent_flags.upload_mode
     h = ses.add_torrent(params)
     for peer in a.peer:
         h.connect_peer(peer)
@@ -168,6 +177,8 @@ def main():
             # Alert lost or masked: the status says it all the same.
             metadata_s = t
             out("METADATA %.4f" % t)
+        if metadata_s is not None and a.stop_after_metadata:
+            break
         if metadata_s is None and a.peer and now - last_dial >= 2:
             for peer in a.peer:
                 h.connect_peer(peer)
