@@ -66,8 +66,8 @@ fn fetch_magnet(link: &str, out: &Path, state: &Path, extra: &[&str]) -> Proc {
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .arg("--state-dir")
         .arg(state)
+        .arg("--no-lsd")
         .args(extra);
-    // LSD: add "--no-lsd" here once `swarm fetch` has it.
     Proc::spawn("swarm fetch (magnet)", &mut c)
 }
 
@@ -94,7 +94,6 @@ fn log_field(line: &str, key: &str) -> u64 {
 /// A swarm seed of `torrent` from `dir` on `at`, no trackers.
 fn seed_no_trackers(torrent: &Path, dir: &Path, at: SocketAddr, extra: &[&str]) -> Proc {
     let mut args = vec!["--no-trackers".to_owned()];
-    // LSD: add "--no-lsd" here once `swarm seed` has it.
     args.extend(extra.iter().map(|s| s.to_string()));
     swarm_seed(torrent, dir, at, &args)
 }
@@ -218,7 +217,6 @@ fn aria2_fetches_a_magnet_from_swarm() {
     let hash = swarm_create(&content.path(), &torrent, Some(64 * 1024), &[]);
     let tracker = Tracker::start(&[&hash]);
     let seed_at = addr(SEED_IP);
-    // LSD: add "--no-lsd" here once `swarm seed` has it.
     let mut seed = swarm_seed(
         &torrent,
         &content.dir,

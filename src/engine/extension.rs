@@ -42,7 +42,14 @@ pub struct Extensions {
     pub ut_pex: Option<u8>,
     /// The port it says it listens on (`p`).
     pub listen_port: Option<u16>,
+    /// Metadata pieces we sent it (see [`MAX_METADATA_COPIES`]).
+    pub metadata_sent: u32,
 }
+
+/// Copies of our metadata one connection may have (and a few pieces more): a peer fetches
+/// it once, maybe again after a failed check; one that keeps asking is rejected, so
+/// metadata requests cannot turn into an upload that bypasses the rate limits.
+pub const MAX_METADATA_COPIES: u32 = 3;
 
 impl Engine {
     /// Our extension handshake for a peer at `peer_ip`: the extensions we speak, our
@@ -78,6 +85,8 @@ impl Engine {
             ut_metadata: hs.id_of(UT_METADATA),
             ut_pex: hs.id_of(UT_PEX),
             listen_port: hs.p.or(p.ext.listen_port),
+            // A new handshake does not reset what it was sent.
+            metadata_sent: p.ext.metadata_sent,
         };
         self.pex_peer_changed(now, key);
     }
@@ -89,10 +98,16 @@ impl Engine {
         let MetadataMsg::Request { piece } = msg else {
             return;
         };
-        let Some(id) = self.peers.get(&key).and_then(|p| p.ext.ut_metadata) else {
+        let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
-        let reply = match self.exchange.info.as_ref() {
+        let Some(id) = p.ext.ut_metadata else {
+            return;
+        };
+        let info = self.exchange.info.as_ref();
+        let pieces = info.map_or(0, |i| crate::metadata::piece_count(i.len() as u32));
+        let allowed = p.ext.metadata_sent < MAX_METADATA_COPIES * pieces + 8;
+        let reply = match info.filter(|_| allowed) {
             Some(info) => match serve(info, piece) {
                 Reply::Data {
                     piece,
@@ -108,6 +123,9 @@ impl Engine {
             },
             None => MetadataMsg::Reject { piece },
         };
+        if matches!(reply, MetadataMsg::Data { .. }) {
+            p.ext.metadata_sent += 1;
+        }
         let payload = Bytes::from(reply.encode());
         self.send(key, Message::Extended { id, payload });
     }

@@ -352,8 +352,10 @@ impl MetadataPhase {
                 }
                 metadata::Action::Drop { peer, reason } => {
                     tracing::info!(peer, reason, "dropping a peer that sent bad metadata");
+                    // Banned for this torrent, as the engine bans a peer that sent corrupt
+                    // data: a new connection from it would be a new peer to the fetcher.
                     if let Some(p) = self.peers.remove(&peer) {
-                        self.list.failed(self.last_tick, &p.addr);
+                        self.list.ban(p.addr.ip());
                     }
                     self.actions
                         .push_back(Action::Disconnect { key: peer, reason });

@@ -405,6 +405,15 @@ fn a_peer_that_lies_is_dropped_and_another_supplies_the_metadata() {
     );
     assert!(p.take_info().is_none());
     p.handle(now, Event::PeerDisconnected { key: 1 });
+    // It is banned: a new connection from it is refused.
+    connect(&mut p, now, 1);
+    assert!(actions(&mut p).iter().any(|a| matches!(
+        a,
+        Action::Disconnect {
+            key: 1,
+            reason: "banned"
+        }
+    )));
     connect(&mut p, now, 2);
     offer(&mut p, now, 2, info.len());
     answer_all(&mut p, now, &info);
@@ -441,4 +450,50 @@ fn with_only_given_peers_a_fetch_nobody_serves_gives_up() {
         reason.contains("no peer offered the metadata within 30 s"),
         "{reason}"
     );
+}
+
+#[test]
+fn one_peer_gets_a_few_copies_of_our_metadata_then_rejects() {
+    let info = info_dict();
+    let now = Instant::now();
+    let mut p = phase(&info, now);
+    connect(&mut p, now, 1);
+    offer(&mut p, now, 1, info.len());
+    answer_all(&mut p, now, &info);
+    let got = p.take_info().unwrap();
+    let meta = Metainfo::from_bytes(&Metainfo::torrent_bytes(&got, &[])).unwrap();
+    let mut e = p.into_engine(
+        now,
+        cfg(),
+        meta.layout.clone(),
+        Bitfield::new(3),
+        Bytes::from(got),
+    );
+    engine_actions(&mut e);
+    let (mut data, mut rejects) = (0, 0);
+    for _ in 0..100 {
+        e.handle(
+            now,
+            Event::Metadata {
+                key: 1,
+                msg: MetadataMsg::Request { piece: 0 },
+            },
+        );
+        for a in engine_actions(&mut e) {
+            if let Action::Send {
+                msg: Message::Extended { id: 3, payload },
+                ..
+            } = a
+            {
+                match MetadataMsg::decode(&payload, None).unwrap() {
+                    Some(MetadataMsg::Data { .. }) => data += 1,
+                    Some(MetadataMsg::Reject { .. }) => rejects += 1,
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+    // Four pieces: three copies and eight more, then rejects.
+    assert_eq!(data, 3 * 4 + 8);
+    assert_eq!(rejects, 100 - data);
 }

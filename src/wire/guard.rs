@@ -20,11 +20,18 @@ use super::{Message, WireError};
 /// room for updates; a peer that keeps re-sending it only makes us decode.
 pub const MAX_EXT_HANDSHAKES: u32 = 4;
 
-/// Extension messages (other than the handshake) a second, sustained, and in a burst.
-/// The busiest honest traffic is a BEP 9 metadata download we asked for: one message per
-/// 16 KiB piece, a few hundred at most for the largest torrents, and PEX sends one a minute.
+/// Extension messages (other than the handshake and `ut_metadata`) a second, sustained,
+/// and in a burst. PEX sends one a minute; nothing honest comes near.
 pub const EXT_RATE: f64 = 50.0;
 pub const EXT_BURST: f64 = 200.0;
+
+/// BEP 9 `ut_metadata` messages a second, and in a burst. A metadata transfer is one
+/// message per 16 KiB piece, up to 1,920 for the largest info dictionary we accept (30 MiB),
+/// asked for in one go by a peer fetching ours: the burst takes a whole one. Beyond the rate
+/// the peer is throttled, not dropped (an honest transfer may be larger than any cap; how
+/// much of our metadata one peer may have is the engine's rule).
+pub const METADATA_RATE: f64 = 500.0;
+pub const METADATA_BURST: f64 = 2048.0;
 
 /// Whole bitfields a second, sustained, and in a burst: each one makes the engine walk
 /// every piece. One at the start and a rare replacement is all honest peers send.
@@ -78,6 +85,7 @@ pub enum Verdict {
 pub struct PeerGuard {
     ext_handshakes: u32,
     ext: Tokens,
+    metadata: Tokens,
     bitfields: Tokens,
 }
 
@@ -86,6 +94,7 @@ impl PeerGuard {
         PeerGuard {
             ext_handshakes: 0,
             ext: Tokens::new(EXT_RATE, EXT_BURST, now),
+            metadata: Tokens::new(METADATA_RATE, METADATA_BURST, now),
             bitfields: Tokens::new(BITFIELD_RATE, BITFIELD_BURST, now),
         }
     }
@@ -102,6 +111,10 @@ impl PeerGuard {
                 }
                 Ok(Verdict::Pass)
             }
+            Message::Extended {
+                id: super::OUR_UT_METADATA,
+                ..
+            } => Ok(throttle(&mut self.metadata, now)),
             Message::Extended { .. } => match self.ext.take(now) {
                 Ok(()) => Ok(Verdict::Pass),
                 Err(_) => Err(WireError::ExtensionFlood {
@@ -109,16 +122,21 @@ impl PeerGuard {
                 }),
             },
             Message::Bitfield(_) | Message::HaveAll | Message::HaveNone => {
-                match self.bitfields.take(now) {
-                    Ok(()) => Ok(Verdict::Pass),
-                    Err(wait) => {
-                        // The wait is paid for: the token it waits for is spent now.
-                        self.bitfields.tokens -= 1.0;
-                        Ok(Verdict::Wait(wait))
-                    }
-                }
+                Ok(throttle(&mut self.bitfields, now))
             }
             _ => Ok(Verdict::Pass),
+        }
+    }
+}
+
+/// Passes a message at once while `bucket` has a token, else after the wait for one.
+fn throttle(bucket: &mut Tokens, now: Instant) -> Verdict {
+    match bucket.take(now) {
+        Ok(()) => Verdict::Pass,
+        Err(wait) => {
+            // The wait is paid for: the token it waits for is spent now.
+            bucket.tokens -= 1.0;
+            Verdict::Wait(wait)
         }
     }
 }
@@ -183,5 +201,22 @@ mod tests {
         assert!(second > first, "{first:?} then {second:?}");
         // Other messages are never held back.
         assert_eq!(g.check(&Message::Have(1), t), Ok(Verdict::Pass));
+    }
+
+    #[test]
+    fn a_whole_metadata_transfer_passes_and_more_is_throttled_not_dropped() {
+        let t = Instant::now();
+        let mut g = PeerGuard::new(t);
+        let meta = ext(crate::wire::OUR_UT_METADATA);
+        // The largest info dictionary we accept, 1,920 pieces, asked for at once.
+        for i in 0..1920 {
+            assert_eq!(g.check(&meta, t), Ok(Verdict::Pass), "message {i}");
+        }
+        for _ in 1920..METADATA_BURST as usize {
+            g.check(&meta, t).unwrap();
+        }
+        assert!(matches!(g.check(&meta, t), Ok(Verdict::Wait(_))));
+        // Other extensions keep their own budget.
+        assert_eq!(g.check(&ext(3), t), Ok(Verdict::Pass));
     }
 }
