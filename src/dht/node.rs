@@ -27,7 +27,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::id::NodeId;
-use super::krpc::{code, Body, Msg, Query, Response, Want};
+use super::krpc::{Body, Msg, Query, Response, Want};
 use super::lookup::{Kind, Lookup, QUERY_TIMEOUT};
 use super::table::{usable, Heard, Outcome, RoutingTable, K};
 use super::token::Tokens;
@@ -336,96 +336,6 @@ impl Node {
         }
     }
 
-    fn answer(&mut self, now: Instant, from: SocketAddr, tid: Vec<u8>, query: Query) {
-        let mut response = Response::default();
-        match query {
-            Query::Ping => {}
-            Query::FindNode { target, .. } => response.nodes = self.nodes_for(now, &target),
-            Query::GetPeers { info_hash, .. } => {
-                response.token = Some(self.tokens.issue(from.ip()).to_vec());
-                match self.stored.get(&info_hash) {
-                    Some(peers) if !peers.is_empty() => {
-                        response.values = peers
-                            .keys()
-                            .copied()
-                            .take(super::krpc::MAX_VALUES)
-                            .collect();
-                    }
-                    _ => response.nodes = self.nodes_for(now, &info_hash),
-                }
-            }
-            Query::AnnouncePeer {
-                info_hash,
-                port,
-                implied_port,
-                token,
-            } => {
-                if !self.tokens.check(from.ip(), &token) {
-                    return self.error(from, tid, code::PROTOCOL, "bad token");
-                }
-                let port = if implied_port { from.port() } else { port };
-                self.store(now, info_hash, SocketAddr::new(from.ip(), port));
-            }
-            Query::Other { .. } => {
-                return self.error(from, tid, code::METHOD_UNKNOWN, "Method Unknown");
-            }
-        }
-        self.answered += 1;
-        let msg = Msg {
-            tid,
-            body: Body::Response {
-                id: self.id,
-                response,
-            },
-            ip: Some(from),
-            read_only: false,
-        };
-        self.send(from, msg.encode());
-    }
-
-    fn error(&mut self, to: SocketAddr, tid: Vec<u8>, code: i64, message: &str) {
-        let msg = Msg {
-            tid,
-            body: Body::Error {
-                code,
-                message: message.to_owned(),
-            },
-            ip: None,
-            read_only: false,
-        };
-        self.send(to, msg.encode());
-    }
-
-    /// The IPv4 nodes nearest `target` (our IPv6 table comes with BEP 32).
-    fn nodes_for(&self, now: Instant, target: &NodeId) -> Vec<(NodeId, std::net::SocketAddrV4)> {
-        self.table
-            .closest(now, target, K)
-            .into_iter()
-            .filter_map(|(id, a)| match a {
-                SocketAddr::V4(v4) => Some((id, v4)),
-                SocketAddr::V6(_) => None,
-            })
-            .collect()
-    }
-
-    fn store(&mut self, now: Instant, info_hash: NodeId, peer: SocketAddr) {
-        if !usable(&peer) {
-            return;
-        }
-        if !self.stored.contains_key(&info_hash) && self.stored.len() >= self.cfg.max_stored_hashes
-        {
-            return;
-        }
-        let peers = self.stored.entry(info_hash).or_default();
-        if !peers.contains_key(&peer) && peers.len() >= self.cfg.max_peers_per_hash {
-            // Full: the stalest announce gives way.
-            if let Some(old) = peers.iter().min_by_key(|(_, at)| **at).map(|(a, _)| *a) {
-                peers.remove(&old);
-            }
-        }
-        peers.insert(peer, now);
-    }
-
     fn response(&mut self, now: Instant, from: SocketAddr, tid: &[u8], id: NodeId, r: Response) {
         let Some(txn) = self.take_txn(tid, from) else {
             return;
@@ -528,31 +438,6 @@ impl Node {
         }
     }
 
-    /// Whether a query from `from` may be answered now (per source, then in total).
-    fn allow(&mut self, now: Instant, from: SocketAddr) -> bool {
-        let (rate, burst) = (self.cfg.per_source_rate, self.cfg.per_source_burst);
-        if !self.sources.contains_key(&from.ip()) && self.sources.len() >= MAX_SOURCES {
-            // Forget the source idle longest.
-            if let Some(old) = self
-                .sources
-                .iter()
-                .min_by_key(|(_, b)| b.at)
-                .map(|(ip, _)| *ip)
-            {
-                self.sources.remove(&old);
-            }
-        }
-        let b = self.sources.entry(from.ip()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        if !take(b, now, rate, burst) {
-            return false;
-        }
-        let total = self.cfg.total_rate;
-        take(&mut self.total, now, total, total)
-    }
-
     /// Sends what each lookup wants sent, and finishes those that are done.
     fn drive(&mut self, now: Instant) {
         let ids: Vec<u64> = self.lookups.keys().copied().collect();
@@ -626,18 +511,8 @@ impl Node {
     }
 }
 
-/// Takes one token from a bucket refilled at `rate` a second up to `burst`.
-fn take(b: &mut Bucket, now: Instant, rate: f64, burst: f64) -> bool {
-    let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-    b.tokens = (b.tokens + elapsed * rate).min(burst);
-    b.at = now;
-    if b.tokens >= 1.0 {
-        b.tokens -= 1.0;
-        true
-    } else {
-        false
-    }
-}
+#[path = "node_serve.rs"]
+mod serve;
 
 #[cfg(test)]
 #[path = "node_tests.rs"]
