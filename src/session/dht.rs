@@ -76,8 +76,14 @@ pub(super) struct DhtStats {
 }
 
 enum Cmd {
-    Join { info_hash: InfoHash, private: bool },
+    Join {
+        info_hash: InfoHash,
+        private: bool,
+    },
     Leave(InfoHash),
+    // Sent by `DhtEdge::add_node`, which the BEP 5 `Port` message is to call (not wired
+    // to the peer connections yet).
+    #[allow(dead_code)]
     AddNode(SocketAddr),
     Stop(oneshot::Sender<()>),
 }
@@ -157,6 +163,7 @@ impl DhtEdge {
     }
 
     /// A peer's `Port` message (BEP 5) named a node at this address.
+    #[allow(dead_code)]
     pub(super) fn add_node(&self, addr: SocketAddr) {
         let _ = self.cmds.send(Cmd::AddNode(addr));
     }
