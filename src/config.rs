@@ -68,6 +68,14 @@ pub struct SessionConfig {
     /// every in-process test) never multicasts unasked; the command line turns it on
     /// unless `--no-lsd`, as other clients ship it on.
     pub lsd: bool,
+    /// The mainline DHT (BEP 5): one node on the listen port's UDP side, looking up and
+    /// announcing every public torrent. Off here for the same reason as `lsd` (a library
+    /// user or an in-process test never touches the network unasked); the command line
+    /// turns it on unless `--no-dht`, as other clients ship it on.
+    pub dht: bool,
+    /// Nodes to bootstrap the DHT from instead of the default routers
+    /// (`dht.transmissionbt.com:6881`, `dht.libtorrent.org:25401`): `--dht-node`.
+    pub dht_nodes: Vec<std::net::SocketAddr>,
 }
 
 impl Default for SessionConfig {
@@ -94,6 +102,8 @@ impl Default for SessionConfig {
             resume_interval: Duration::from_secs(30),
             stop_announce_timeout: Duration::from_secs(5),
             lsd: false,
+            dht: false,
+            dht_nodes: Vec::new(),
         }
     }
 }

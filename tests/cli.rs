@@ -347,6 +347,7 @@ fn start_seed(torrent: &Path, dir: &Path) -> (ChildGuard, SocketAddr) {
     let mut seed = swarm_child(&[
         "seed",
         "--no-lsd",
+        "--no-dht",
         torrent.to_str().unwrap(),
         "-d",
         dir.to_str().unwrap(),
@@ -363,7 +364,7 @@ fn start_seed(torrent: &Path, dir: &Path) -> (ChildGuard, SocketAddr) {
 
 fn fetch(torrent: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut cmd = swarm();
-    cmd.args(["fetch", "--no-lsd"])
+    cmd.args(["fetch", "--no-lsd", "--no-dht"])
         .arg(torrent)
         .arg("-o")
         .arg(out)
@@ -420,7 +421,7 @@ fn seed_and_fetch_processes_then_resume_then_quiet() {
 /// `swarm seed` on data it must refuse: it fails with one error line, returned.
 fn seed_refusal(torrent: &Path, dir: &Path) -> String {
     let out = swarm()
-        .args(["seed", "--no-lsd"])
+        .args(["seed", "--no-lsd", "--no-dht"])
         .arg(torrent)
         .arg("-d")
         .arg(dir)
@@ -518,6 +519,7 @@ fn ctrl_c_stops_a_fetch_that_waits_for_peers() {
     let mut child = swarm_child(&[
         "fetch",
         "--no-lsd",
+        "--no-dht",
         torrent.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
@@ -566,6 +568,7 @@ fn seed_stops_by_itself_after_seed_time_and_fetch_seeds_until_the_ratio() {
     let mut seed = swarm_child(&[
         "seed",
         "--no-lsd",
+        "--no-dht",
         torrent.to_str().unwrap(),
         "-d",
         src.to_str().unwrap(),
@@ -620,7 +623,13 @@ fn bad_rate_and_duration_flags_are_refused_clearly() {
         ("--seed-ratio", "-1"),
     ] {
         let out = swarm()
-            .args(["fetch", "--no-lsd", "x.torrent", &format!("{flag}={value}")])
+            .args([
+                "fetch",
+                "--no-lsd",
+                "--no-dht",
+                "x.torrent",
+                &format!("{flag}={value}"),
+            ])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{flag} {value}");
@@ -676,7 +685,7 @@ fn multi_torrent_fetch_survives_random_kill_9() {
     let seed_at = SocketAddr::new(ip(2), free_port(ip(2)));
     let port = seed_at.port().to_string();
     let seed_state = state_for(&src);
-    let mut args = vec!["seed", "--no-lsd"];
+    let mut args = vec!["seed", "--no-lsd", "--no-dht"];
     args.extend(torrents.iter().map(String::as_str));
     let src_s = src.to_str().unwrap();
     args.extend(["-d", src_s, "--bind", "127.0.0.2", "--port", &port]);
@@ -686,7 +695,7 @@ fn multi_torrent_fetch_survives_random_kill_9() {
 
     let out = dir.path().join("out");
     let (out_s, fetch_state, peer) = (out.to_str().unwrap(), state_for(&out), seed_at.to_string());
-    let mut fetch_args = vec!["fetch", "--no-lsd"];
+    let mut fetch_args = vec!["fetch", "--no-lsd", "--no-dht"];
     fetch_args.extend(torrents.iter().map(String::as_str));
     fetch_args.extend([
         "-o",
@@ -821,7 +830,7 @@ fn hostile_names_and_tracker_urls_never_reach_the_terminal_raw() {
     let out = safe_output(
         "seed (refused)",
         swarm()
-            .args(["seed", "--no-lsd"])
+            .args(["seed", "--no-lsd", "--no-dht"])
             .arg(&torrent)
             .arg("-d")
             .arg(&empty)
@@ -838,7 +847,7 @@ fn hostile_names_and_tracker_urls_never_reach_the_terminal_raw() {
     // A seed and a fetch, both logging each announce (-v), both with the hostile tracker.
     let addr = SocketAddr::new(ip(2), free_port(ip(2)));
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("swarm"))
-        .args(["seed", "--no-lsd"])
+        .args(["seed", "--no-lsd", "--no-dht"])
         .arg(&torrent)
         .arg("-d")
         .arg(&src)
@@ -864,7 +873,7 @@ fn hostile_names_and_tracker_urls_never_reach_the_terminal_raw() {
     let out = safe_output(
         "fetch",
         swarm()
-            .args(["fetch", "--no-lsd"])
+            .args(["fetch", "--no-lsd", "--no-dht"])
             .arg(&torrent)
             .arg("-o")
             .arg(&out_dir)

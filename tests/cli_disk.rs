@@ -23,6 +23,7 @@ fn seed_args<'a>(torrent: &'a str, dir: &'a str, state: &'a str) -> Vec<&'a str>
     vec![
         "seed",
         "--no-lsd",
+        "--no-dht",
         torrent,
         "-d",
         dir,
@@ -74,6 +75,7 @@ fn a_trackerless_fetch_says_why_it_waits_and_ctrl_c_exits_130() {
     let mut fetch = Live::start(&[
         "fetch",
         "--no-lsd",
+        "--no-dht",
         s(&torrent),
         "-o",
         s(&out),
@@ -111,7 +113,15 @@ fn giving_up_names_each_peers_error_and_leaves_nothing_behind() {
     let closed = SocketAddr::new(ip(2), free_port(ip(2)));
     let out = dir.path().join("new-out");
     let o = swarm()
-        .args(["fetch", "--no-lsd", s(&torrent), "-o", s(&out), "-v"])
+        .args([
+            "fetch",
+            "--no-lsd",
+            "--no-dht",
+            s(&torrent),
+            "-o",
+            s(&out),
+            "-v",
+        ])
         .args(["--bind", "127.0.0.1", "--port", "0", "--no-trackers"])
         .args(["--peer", &closed.to_string(), "--peer-timeout", "1"])
         .args(["--state-dir", s(&dir.path().join("state"))])
@@ -150,6 +160,7 @@ fn an_output_path_inside_a_file_is_named() {
         .args([
             "fetch",
             "--no-lsd",
+            "--no-dht",
             s(&torrent),
             "-o",
             s(&afile.join("sub")),
@@ -243,6 +254,7 @@ fn a_seed_recreates_a_missing_empty_file_and_keeps_a_long_one_as_it_is() {
         .args([
             "fetch",
             "--no-lsd",
+            "--no-dht",
             s(&torrent),
             "-o",
             s(&root),
@@ -315,6 +327,7 @@ fn a_download_larger_than_the_free_space_is_refused_up_front() {
         .args([
             "fetch",
             "--no-lsd",
+            "--no-dht",
             s(&torrent),
             "-o",
             s(&out),
@@ -343,6 +356,7 @@ fn a_second_fetch_into_the_same_directory_names_the_first() {
     let args = [
         "fetch",
         "--no-lsd",
+        "--no-dht",
         s(&torrent),
         "-o",
         s(&out),

@@ -30,6 +30,7 @@ fn contradictory_options_are_refused_at_parse_time() {
         &[
             "fetch",
             "--no-lsd",
+            "--no-dht",
             "x.torrent",
             "--no-trackers",
             "--tracker",
@@ -42,25 +43,59 @@ fn contradictory_options_are_refused_at_parse_time() {
         &["--quiet", "--verbose"],
     );
     refused(
-        &["seed", "--no-lsd", "x.torrent", "--quiet", "--verbose"],
+        &[
+            "seed",
+            "--no-lsd",
+            "--no-dht",
+            "x.torrent",
+            "--quiet",
+            "--verbose",
+        ],
         &["--quiet", "--verbose"],
     );
     // seed downloads nothing: download-only options are not its options.
     refused(
-        &["seed", "--no-lsd", "x.torrent", "--max-download-rate", "1M"],
+        &[
+            "seed",
+            "--no-lsd",
+            "--no-dht",
+            "x.torrent",
+            "--max-download-rate",
+            "1M",
+        ],
         &["--max-download-rate"],
     );
     refused(
-        &["seed", "--no-lsd", "x.torrent", "--peer-timeout", "5"],
+        &[
+            "seed",
+            "--no-lsd",
+            "--no-dht",
+            "x.torrent",
+            "--peer-timeout",
+            "5",
+        ],
         &["--peer-timeout"],
     );
     refused(
-        &["seed", "--no-lsd", "x.torrent", "--buffered-writes"],
+        &[
+            "seed",
+            "--no-lsd",
+            "--no-dht",
+            "x.torrent",
+            "--buffered-writes",
+        ],
         &["--buffered-writes"],
     );
     // Tracker URLs: http, https and udp only, for fetch/seed and create alike.
     refused(
-        &["fetch", "--no-lsd", "x.torrent", "--tracker", "notaurl"],
+        &[
+            "fetch",
+            "--no-lsd",
+            "--no-dht",
+            "x.torrent",
+            "--tracker",
+            "notaurl",
+        ],
         &["notaurl", "not a URL"],
     );
     refused(
@@ -83,6 +118,7 @@ fn rates_take_zero_for_unlimited_and_piece_lengths_take_units() {
     let mut seed = Live::start(&[
         "seed",
         "--no-lsd",
+        "--no-dht",
         torrent.to_str().unwrap(),
         "-d",
         dir.path().to_str().unwrap(),

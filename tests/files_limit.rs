@@ -65,6 +65,7 @@ fn three_thousand_files_seed_and_fetch_under_ulimit_128() {
     let mut seed = limited(&[
         "seed",
         "--no-lsd",
+        "--no-dht",
         torrent.to_str().unwrap(),
         "-d",
         src.to_str().unwrap(),
@@ -89,6 +90,7 @@ fn three_thousand_files_seed_and_fetch_under_ulimit_128() {
     let mut fetch = limited(&[
         "fetch",
         "--no-lsd",
+        "--no-dht",
         torrent.to_str().unwrap(),
         "-o",
         out_dir.to_str().unwrap(),

@@ -238,7 +238,7 @@ fn s(p: &Path) -> &str {
 }
 
 /// `swarm seed` or `swarm fetch` with LSD on (no `--no-lsd`), bound to `addr`, with no
-/// tracker and no peer.
+/// tracker, no peer and no DHT.
 fn swarm(ns: &str, root: &Path, who: &'static str, torrent: &Path, addr: &str) -> Proc {
     let state = root.join(format!("state-{who}"));
     let data = root.join(format!("data-{who}"));
@@ -259,6 +259,7 @@ fn swarm(ns: &str, root: &Path, who: &'static str, torrent: &Path, addr: &str) -
         "--port",
         "0",
         "--no-trackers",
+        "--no-dht",
         "--state-dir",
         s(&state),
     ];

@@ -109,7 +109,7 @@ fn start_seed(s: &Setup, port: u16, rate: &str) -> ChildGuard {
     let state = s.root.join("seed.state");
     let src = s.root.join("src");
     let port_s = port.to_string();
-    let mut args: Vec<&str> = vec!["seed", "--no-lsd"];
+    let mut args: Vec<&str> = vec!["seed", "--no-lsd", "--no-dht"];
     args.extend(s.torrents.iter().map(String::as_str));
     args.extend(["-d", src.to_str().unwrap(), "--bind", "127.0.0.2"]);
     args.extend([
@@ -137,7 +137,11 @@ fn start_seed(s: &Setup, port: u16, rate: &str) -> ChildGuard {
 
 /// `swarm fetch` of every torrent of `s` from the seed, into `out`, with `extra` flags.
 fn fetch_args(s: &Setup, out: &Path, port: u16, extra: &[&str]) -> Vec<String> {
-    let mut args = vec!["fetch".to_string(), "--no-lsd".to_string()];
+    let mut args = vec![
+        "fetch".to_string(),
+        "--no-lsd".to_string(),
+        "--no-dht".to_string(),
+    ];
     args.extend(s.torrents.iter().cloned());
     let out_s = out.to_str().unwrap().to_string();
     let state = out.with_extension("state").to_str().unwrap().to_string();

@@ -119,6 +119,18 @@ struct CommonArgs {
     /// multicast announces on port 6771; never used for private torrents).
     #[arg(long, help_heading = "Network")]
     no_lsd: bool,
+    /// Don't use the DHT (BEP 5: one node on the listen port's UDP side finds peers by
+    /// info-hash alone; never used for private torrents).
+    #[arg(long, help_heading = "Network")]
+    no_dht: bool,
+    /// Bootstrap the DHT from this node instead of the default routers (repeatable).
+    #[arg(
+        long = "dht-node",
+        value_name = "HOST:PORT",
+        conflicts_with = "no_dht",
+        help_heading = "Network"
+    )]
+    dht_nodes: Vec<String>,
     /// Connected peers per torrent at most.
     #[arg(long, value_name = "N", default_value_t = TorrentConfig::default().max_peers,
           help_heading = "Network")]

@@ -8,7 +8,7 @@ use crate::types::InfoHash;
 
 /// A magnet link to fetch: its metainfo from the state directory when an earlier run
 /// fetched it, else the link as it is. A link that gives no way to find peers (no
-/// tracker, no peer, none given on the command line) is refused at once.
+/// tracker, no peer, none given on the command line, and the DHT off) is refused at once.
 fn magnet_content(
     arg: &str,
     state_root: Option<&std::path::Path>,
@@ -18,10 +18,11 @@ fn magnet_content(
     let link = crate::magnet::Magnet::parse(arg).context("invalid magnet link")?;
     let no_trackers = net.no_trackers || (link.trackers.is_empty() && net.trackers.is_empty());
     let no_peers = link.peers.is_empty() && link.peer_hosts.is_empty() && net.peers.is_empty();
-    if no_trackers && no_peers {
+    if no_trackers && no_peers && net.no_dht {
         bail!(
-            "the magnet link names no tracker (tr=) and no peer (x.pe=), and swarm has no \
-             DHT yet to find its peers: add --tracker URL or --peer HOST:PORT"
+            "the magnet link names no tracker (tr=) and no peer (x.pe=), and --no-dht turns \
+             off the DHT that would find its peers: drop --no-dht, or add --tracker URL or \
+             --peer HOST:PORT"
         );
     }
     let save = down.save_torrent.clone();
@@ -52,11 +53,15 @@ fn saved_torrent(root: &std::path::Path, info_hash: &InfoHash) -> Option<(Metain
 }
 
 fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>> {
+    resolve(peers, "--peer")
+}
+
+fn resolve(peers: &[String], flag: &str) -> Result<Vec<SocketAddr>> {
     let mut out = Vec::new();
     for p in peers {
         let addrs = p
             .to_socket_addrs()
-            .with_context(|| format!("bad --peer {p:?}: expected HOST:PORT"))?;
+            .with_context(|| format!("bad {flag} {p:?}: expected HOST:PORT"))?;
         out.extend(addrs);
     }
     Ok(out)
@@ -125,6 +130,8 @@ pub(super) fn torrent_cmd(
     let mut scfg = SessionConfig {
         direct_writes: !down.buffered_writes,
         lsd: !net.no_lsd,
+        dht: !net.no_dht,
+        dht_nodes: resolve(&net.dht_nodes, "--dht-node")?,
         // 0 means unlimited, as elsewhere.
         max_upload_rate: net.max_upload_rate.filter(|&r| r > 0),
         max_download_rate: down.max_download_rate.filter(|&r| r > 0),
@@ -191,7 +198,7 @@ pub(super) fn torrent_cmd(
         .build()
         .context("starting the runtime")?;
     let wanted_port = (scfg.port_fallback && scfg.listen_port != 0).then_some(scfg.listen_port);
-    let waiting = waiting_note(&metas, &sources, !net.no_lsd);
+    let waiting = waiting_note(&metas, &sources, !net.no_lsd || !net.no_dht);
     let names: Vec<String> = contents.iter().map(Content::name).collect();
     let (interrupted, outcome) = rt.block_on(async move {
         let session = Session::start(scfg).await.context("starting the session")?;
@@ -311,7 +318,7 @@ pub(super) fn torrent_cmd(
 
 /// Why a torrent will wait for peers with nothing to find them: no tracker (none in the
 /// torrent, or --no-trackers) and no --peer; only peers that dial us can come. The reason,
-/// and which torrents it concerns.
+/// and which torrents it concerns. `lsd`: local discovery or the DHT is on.
 fn waiting_note(
     metas: &[Option<Arc<Metainfo>>],
     sources: &Sources,
@@ -326,7 +333,7 @@ fn waiting_note(
         .iter()
         .flatten()
         .filter(|m| sources.no_trackers || no_tracker(m))
-        // Local discovery finds peers on this network, unless the torrent is private.
+        // Local discovery and the DHT find peers, unless the torrent is private.
         .filter(|m| !lsd || m.private)
         .map(|m| m.info_hash)
         .collect();
@@ -339,7 +346,7 @@ fn waiting_note(
         "the torrent names no tracker, and no --peer was given"
     };
     let lsd = if lsd {
-        "; local discovery is off for private torrents"
+        "; local discovery and the DHT are off for private torrents"
     } else {
         ""
     };

@@ -41,6 +41,8 @@ pub enum PeerSource {
     Lsd,
     /// A magnet link's `x.pe` (kept like `--peer`: the link's author named them).
     Magnet,
+    /// A DHT lookup's `get_peers` values (BEP 5).
+    Dht,
 }
 
 impl PeerSource {

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tracing::Instrument;
 
+use super::dht::{self, DhtEdge};
 use super::lsd::{self, LsdEdge};
 use super::{Cmd, SessionError, SessionStats, Shared, Status, TorrentError, TorrentHandle};
 use super::{Summary, TorrentSpec};
@@ -91,6 +92,8 @@ struct Actor {
     stats: SessionStats,
     /// Local peer discovery, when on (`SessionConfig::lsd`).
     lsd: Option<LsdEdge>,
+    /// The DHT node, when on (`SessionConfig::dht`).
+    dht: Option<DhtEdge>,
 }
 
 pub(super) async fn run(
@@ -105,6 +108,18 @@ pub(super) async fn run(
         .lsd
         .then(|| LsdEdge::start(shared.cfg.bind, shared.port))
         .flatten();
+    let cfg = &shared.cfg;
+    let dht = cfg
+        .dht
+        .then(|| {
+            DhtEdge::start(
+                cfg.bind,
+                shared.port,
+                cfg.dht_nodes.clone(),
+                cfg.state_dir.clone(),
+            )
+        })
+        .flatten();
     let mut a = Actor {
         half_open,
         shared,
@@ -114,6 +129,7 @@ pub(super) async fn run(
         next_gen: 0,
         stats: SessionStats::default(),
         lsd,
+        dht,
     };
     let mut backoff: Option<tokio::time::Instant> = None;
     loop {
@@ -136,6 +152,7 @@ pub(super) async fn run(
                 a.handshake_done(done)
             }
             found = lsd::found(&mut a.lsd) => a.lsd_found(found),
+            found = dht::found(&mut a.dht) => a.dht_found(found),
             Some(done) = a.runs.join_next(), if !a.runs.is_empty() => {
                 if let Ok(end) = done {
                     a.run_ended(end);
@@ -175,7 +192,12 @@ impl Actor {
                 let _ = reply.send(found);
             }
             Cmd::Stats(reply) => {
-                let _ = reply.send(self.stats);
+                let mut stats = self.stats;
+                if let Some(d) = self.dht.as_ref().map(DhtEdge::stats) {
+                    (stats.dht_nodes, stats.dht_answered) = (d.nodes, d.answered);
+                    stats.dht_refused = d.refused;
+                }
+                let _ = reply.send(stats);
             }
         }
     }
@@ -245,8 +267,13 @@ impl Actor {
         });
         entry.after = After::Finish;
         entry.status.send_replace(Status::Running);
+        // A magnet not yet fetched counts as public: its link is all we know.
+        let private = entry.spec.content.meta().is_some_and(|m| m.private);
         if let Some(lsd) = &self.lsd {
-            lsd.join(ih, entry.spec.content.meta().is_some_and(|m| m.private));
+            lsd.join(ih, private);
+        }
+        if let Some(dht) = &self.dht {
+            dht.join(ih, private);
         }
     }
 
@@ -290,6 +317,9 @@ impl Actor {
         entry.run = None;
         if let Some(lsd) = &self.lsd {
             lsd.leave(info_hash);
+        }
+        if let Some(dht) = &self.dht {
+            dht.leave(info_hash);
         }
         match entry.after {
             After::Finish => {
@@ -399,6 +429,13 @@ impl Actor {
         });
     }
 
+    /// Peers the DHT found go to their torrent's run, if it runs and is not stopping.
+    fn dht_found(&self, found: dht::Found) {
+        let run = self.torrents.get(&found.0).and_then(|e| e.run.as_ref());
+        let control = run.filter(|r| !*r.stop.borrow()).map(|r| &r.control);
+        dht::route(found, control);
+    }
+
     /// Stops every run and waits for all of them (each writes its resume data and tells
     /// its trackers), publishing each result.
     async fn shutdown(mut self) {
@@ -415,6 +452,9 @@ impl Actor {
             if let Ok(end) = done {
                 self.run_ended(end);
             }
+        }
+        if let Some(dht) = self.dht.take() {
+            dht.stop().await;
         }
     }
 }

@@ -12,9 +12,12 @@
 //!
 //! Files: `actor.rs` (the session task and router), `torrent.rs` (one torrent's run),
 //! `plan.rs` (per-torrent policy: trackers, give-up), `resume.rs` (resume data), `lsd.rs`
-//! (local peer discovery's sockets), `magnet.rs` (a magnet's metadata phase).
+//! (local peer discovery's sockets), `dht.rs` and `dht_cache.rs` (the DHT node's UDP edge
+//! and its node cache), `magnet.rs` (a magnet's metadata phase).
 
 mod actor;
+mod dht;
+mod dht_cache;
 mod lsd;
 mod magnet;
 mod plan;
@@ -261,6 +264,11 @@ pub struct SessionStats {
     pub half_open_evicted: u64,
     /// Incoming connections that sent no valid handshake in time.
     pub bad_handshakes: u64,
+    /// Nodes in the DHT routing table (0 with the DHT off).
+    pub dht_nodes: usize,
+    /// DHT queries answered, and refused by the rate limits.
+    pub dht_answered: u64,
+    pub dht_refused: u64,
 }
 
 /// What every torrent of the session shares.

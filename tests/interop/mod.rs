@@ -549,13 +549,13 @@ pub fn swarm_info_hash(torrent: &Path) -> String {
     v["info_hash"].as_str().expect("info_hash").to_owned()
 }
 
-/// `swarm fetch --no-lsd T -o OUT --bind 127.0.0.1 --port PORT --state-dir (fresh)
+/// `swarm fetch --no-lsd --no-dht T -o OUT --bind 127.0.0.1 --port PORT --state-dir (fresh)
 /// [extra...]` as a guarded process.
 pub fn swarm_fetch(torrent: &Path, out: &Path, port: u16, extra: &[String]) -> Proc {
     let mut c = swarm_cmd();
     // -v: announces and peer lifecycle on stderr, shown when a cell fails.
     c.arg("-v")
-        .args(["fetch", "--no-lsd"])
+        .args(["fetch", "--no-lsd", "--no-dht"])
         .arg(torrent)
         .arg("-o")
         .arg(out)
@@ -564,19 +564,19 @@ pub fn swarm_fetch(torrent: &Path, out: &Path, port: u16, extra: &[String]) -> P
     Proc::spawn_with_state("swarm fetch", &mut c)
 }
 
-/// `swarm seed --no-lsd T -d DIR --bind IP --port P --state-dir (fresh) [extra...]`,
+/// `swarm seed --no-lsd --no-dht T -d DIR --bind IP --port P --state-dir (fresh) [extra...]`,
 /// waited for until it listens.
 pub fn swarm_seed(torrent: &Path, dir: &Path, at: SocketAddr, extra: &[String]) -> Proc {
     swarm_seed_many(&[torrent], dir, at, extra)
 }
 
-/// `swarm seed --no-lsd T1 T2 ... -d DIR --bind IP --port P --state-dir (fresh)
+/// `swarm seed --no-lsd --no-dht T1 T2 ... -d DIR --bind IP --port P --state-dir (fresh)
 /// [extra...]`: one process seeding several torrents on one port, waited for until it
 /// listens.
 pub fn swarm_seed_many(torrents: &[&Path], dir: &Path, at: SocketAddr, extra: &[String]) -> Proc {
     let mut c = swarm_cmd();
     c.arg("-v")
-        .args(["seed", "--no-lsd"])
+        .args(["seed", "--no-lsd", "--no-dht"])
         .args(torrents)
         .arg("-d")
         .arg(dir)
