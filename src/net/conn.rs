@@ -261,11 +261,16 @@ pub async fn accept(key: PeerKey, incoming: Incoming, ctx: Arc<ConnCtx>) {
         handshake: theirs,
         mut buf,
     } = incoming;
+    let _ = stream.set_nodelay(true);
     if theirs.peer_id == ctx.our_id {
+        // We dialled our own listen address (a tracker or a peer's PEX lists us). Our
+        // handshake tells the dialing side so (it stops dialing that address); then close.
         tracing::debug!("incoming connection from ourselves");
+        let mut stream = stream;
+        let ours = Handshake::new(ctx.info_hash, ctx.our_id).to_bytes();
+        let _ = timeout(ctx.handshake_timeout, stream.write_all(&ours)).await;
         return;
     }
-    let _ = stream.set_nodelay(true);
     if buf.capacity() < READ_CHUNK {
         buf.reserve(READ_CHUNK);
     }
