@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::id::{Distance, NodeId};
-use super::table::{usable, K};
+use super::table::{Rules, K};
 
 /// Queries in flight at once (BEP 5's alpha; libtorrent: 3).
 pub const ALPHA: usize = 3;
@@ -61,6 +61,9 @@ struct Candidate {
 pub struct Lookup {
     target: NodeId,
     kind: Kind,
+    /// Ourselves: never a candidate (other nodes list us too).
+    me: Option<NodeId>,
+    rules: Rules,
     candidates: BTreeMap<Distance, Candidate>,
     /// Addresses ever queried or queued, so a node listed by many is asked once.
     seen: BTreeSet<SocketAddr>,
@@ -71,11 +74,20 @@ pub struct Lookup {
 }
 
 impl Lookup {
-    /// A lookup seeded with the nodes we know closest to `target`.
-    pub fn new(target: NodeId, kind: Kind, seeds: Vec<(NodeId, SocketAddr)>) -> Lookup {
+    /// A lookup seeded with the nodes we know closest to `target`; `me` (our own id) is
+    /// never queried, and candidates and peers follow `rules`.
+    pub fn new(
+        target: NodeId,
+        kind: Kind,
+        me: Option<NodeId>,
+        rules: Rules,
+        seeds: Vec<(NodeId, SocketAddr)>,
+    ) -> Lookup {
         let mut l = Lookup {
             target,
             kind,
+            me,
+            rules,
             candidates: BTreeMap::new(),
             seen: BTreeSet::new(),
             peers: Vec::new(),
@@ -102,7 +114,7 @@ impl Lookup {
 
     /// A node someone told us about (asked in its turn if it is among the closest).
     pub fn add_candidate(&mut self, id: NodeId, addr: SocketAddr) {
-        if !usable(&addr) || !self.seen.insert(addr) {
+        if Some(id) == self.me || !self.rules.admits(&addr) || !self.seen.insert(addr) {
             return;
         }
         let d = id.distance(&self.target);
@@ -209,7 +221,7 @@ impl Lookup {
                 if self.peers.len() >= MAX_PEERS {
                     break;
                 }
-                if usable(&p) && self.peer_set.insert(p) {
+                if self.rules.admits(&p) && self.peer_set.insert(p) {
                     self.peers.push(p);
                 }
             }

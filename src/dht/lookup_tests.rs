@@ -8,6 +8,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::dht::table::Rules;
 
 struct Net {
     nodes: Vec<(NodeId, SocketAddr)>,
@@ -60,7 +61,13 @@ impl Net {
 
 fn run(net: &Net, target: NodeId, dead: &[usize], seeds: usize) -> (Lookup, u32) {
     let now = Instant::now();
-    let mut l = Lookup::new(target, Kind::FindNode, net.nodes[..seeds].to_vec());
+    let mut l = Lookup::new(
+        target,
+        Kind::FindNode,
+        None,
+        Rules::LOCAL,
+        net.nodes[..seeds].to_vec(),
+    );
     let mut t = now;
     for _ in 0..1000 {
         if l.is_done() {
@@ -128,7 +135,13 @@ fn dead_nodes_time_out_and_the_lookup_goes_around_them() {
 fn at_most_alpha_on_time_and_slow_queries_free_their_slot() {
     let net = Net::new(50, 4);
     let now = Instant::now();
-    let mut l = Lookup::new(NodeId([1; 20]), Kind::FindNode, net.nodes.clone());
+    let mut l = Lookup::new(
+        NodeId([1; 20]),
+        Kind::FindNode,
+        None,
+        Rules::LOCAL,
+        net.nodes.clone(),
+    );
     assert_eq!(l.next_queries(now).len(), ALPHA);
     assert!(l.next_queries(now).is_empty());
     // Slow: a new slot each; failed after the timeout.
@@ -140,7 +153,13 @@ fn at_most_alpha_on_time_and_slow_queries_free_their_slot() {
 fn get_peers_collects_peers_capped_and_ignores_unasked_answers() {
     let now = Instant::now();
     let seed = (NodeId([9; 20]), "10.0.0.9:1".parse::<SocketAddr>().unwrap());
-    let mut l = Lookup::new(NodeId([8; 20]), Kind::GetPeers, vec![seed]);
+    let mut l = Lookup::new(
+        NodeId([8; 20]),
+        Kind::GetPeers,
+        None,
+        Rules::LOCAL,
+        vec![seed],
+    );
     // An answer from a node never asked is ignored.
     l.answered(
         NodeId([9; 20]),
@@ -169,4 +188,25 @@ fn get_peers_collects_peers_capped_and_ignores_unasked_answers() {
     assert_eq!(l.peers().len(), MAX_PEERS);
     assert!(l.candidates.len() <= MAX_CANDIDATES);
     assert_eq!(l.closest_answered()[0].2.as_deref(), Some(&b"tok"[..]));
+}
+
+#[test]
+fn our_own_id_and_dark_addresses_are_never_queried() {
+    let now = Instant::now();
+    let me = NodeId([5; 20]);
+    let public: SocketAddr = "198.51.100.7:6881".parse().unwrap();
+    let seeds = vec![
+        (me, "198.51.100.1:6881".parse().unwrap()),
+        (NodeId([6; 20]), "192.168.1.1:80".parse().unwrap()),
+        (NodeId([7; 20]), "127.0.0.1:6881".parse().unwrap()),
+        (NodeId([8; 20]), public),
+    ];
+    let mut l = Lookup::new(
+        NodeId([5; 20]),
+        Kind::FindNode,
+        Some(me),
+        Rules::PUBLIC,
+        seeds,
+    );
+    assert_eq!(l.next_queries(now), vec![(NodeId([8; 20]), public)]);
 }

@@ -29,7 +29,7 @@ use rand::{Rng, SeedableRng};
 use super::id::NodeId;
 use super::krpc::{Body, Msg, Query, Response, Want};
 use super::lookup::{Kind, Lookup, QUERY_TIMEOUT};
-use super::table::{usable, Heard, Outcome, RoutingTable, K};
+use super::table::{Heard, Outcome, RoutingTable, Rules, K};
 use super::token::Tokens;
 
 /// Queries of ours awaiting an answer at once.
@@ -56,6 +56,9 @@ const TICK: Duration = Duration::from_secs(1);
 pub struct DhtConfig {
     /// One routing-table entry per IP address (off for loopback tests).
     pub one_per_ip: bool,
+    /// Accept nodes and peers at loopback, private and link-local addresses (see
+    /// [`Rules::allow_local`]; on only for a DHT of local nodes).
+    pub allow_local: bool,
     /// Info-hashes whose announced peers we store.
     pub max_stored_hashes: usize,
     /// Peers stored per info-hash; a `get_peers` reply carries at most
@@ -75,6 +78,7 @@ impl Default for DhtConfig {
     fn default() -> Self {
         DhtConfig {
             one_per_ip: true,
+            allow_local: false,
             max_stored_hashes: 2000,
             max_peers_per_hash: 200,
             per_source_rate: 5.0,
@@ -140,7 +144,11 @@ struct Bucket {
 pub struct Node {
     cfg: DhtConfig,
     id: NodeId,
+    rules: Rules,
+    /// IPv4 nodes.
     table: RoutingTable,
+    /// IPv6 nodes (BEP 32: a table of their own, same id).
+    table6: RoutingTable,
     tokens: Tokens,
     rng: StdRng,
     next_tid: u16,
@@ -163,8 +171,17 @@ impl Node {
     pub fn new(cfg: DhtConfig, id: NodeId, now: Instant) -> Node {
         let mut rng = StdRng::seed_from_u64(cfg.rng_seed);
         let tokens = Tokens::new(now, rng.gen());
+        let rules = Rules {
+            one_per_ip: cfg.one_per_ip,
+            allow_local: cfg.allow_local,
+        };
         Node {
-            table: RoutingTable::new(id, cfg.one_per_ip),
+            rules: Rules {
+                one_per_ip: cfg.one_per_ip,
+                allow_local: cfg.allow_local,
+            },
+            table: RoutingTable::new(id, rules),
+            table6: RoutingTable::new(id, rules),
             tokens,
             next_tid: rng.gen(),
             rng,
@@ -191,8 +208,37 @@ impl Node {
         self.id
     }
 
+    /// The IPv4 routing table.
     pub fn table(&self) -> &RoutingTable {
         &self.table
+    }
+
+    /// The IPv6 routing table (BEP 32).
+    pub fn table6(&self) -> &RoutingTable {
+        &self.table6
+    }
+
+    fn table_for(&mut self, addr: &SocketAddr) -> &mut RoutingTable {
+        if addr.is_ipv4() {
+            &mut self.table
+        } else {
+            &mut self.table6
+        }
+    }
+
+    /// A query to `id` failed (whichever table holds it).
+    fn node_failed(&mut self, now: Instant, id: &NodeId) {
+        self.table.failed(now, id);
+        self.table6.failed(now, id);
+    }
+
+    /// The nodes of both tables nearest `target`, nearest first.
+    fn closest_all(&self, now: Instant, target: &NodeId, n: usize) -> Vec<(NodeId, SocketAddr)> {
+        let mut all = self.table.closest(now, target, n);
+        all.extend(self.table6.closest(now, target, n));
+        all.sort_by_key(|(id, _)| id.distance(target));
+        all.truncate(n);
+        all
     }
 
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
@@ -211,7 +257,8 @@ impl Node {
     /// the table and start a lookup of our own id.
     pub fn bootstrap(&mut self, now: Instant, addrs: &[SocketAddr]) {
         let target = self.id;
-        for a in addrs.iter().filter(|a| usable(a)) {
+        let rules = self.rules;
+        for a in addrs.iter().filter(|a| rules.admits(a)) {
             let q = Query::FindNode {
                 target,
                 want: Want::default(),
@@ -236,13 +283,13 @@ impl Node {
         if self.lookups.len() >= MAX_LOOKUPS {
             return false;
         }
-        let seeds = self.table.closest(now, &target, 2 * K);
+        let seeds = self.closest_all(now, &target, 2 * K);
         let n = self.next_lookup;
         self.next_lookup += 1;
         self.lookups.insert(
             n,
             Running {
-                lookup: Lookup::new(target, kind, seeds),
+                lookup: Lookup::new(target, kind, Some(self.id), self.rules, seeds),
                 announce,
                 reported: 0,
             },
@@ -293,7 +340,7 @@ impl Node {
         for tid in expired {
             if let Some(t) = self.txns.remove(&tid) {
                 if let Some(node) = t.node {
-                    self.table.failed(now, &node);
+                    self.node_failed(now, &node);
                     if let Purpose::Lookup(n) = t.purpose {
                         if let Some(r) = self.lookups.get_mut(&n) {
                             r.lookup.failed(node);
@@ -315,11 +362,15 @@ impl Node {
             peers.retain(|_, at| now.saturating_duration_since(*at) < PEER_TTL);
         }
         self.stored.retain(|_, peers| !peers.is_empty());
-        if !self.table.is_empty() {
-            let fill = NodeId(self.rng.gen());
-            for target in self.table.due_refresh(now, &fill) {
-                self.start_lookup(now, target, Kind::FindNode, None);
+        let fill = NodeId(self.rng.gen());
+        let mut targets = Vec::new();
+        for table in [&mut self.table, &mut self.table6] {
+            if !table.is_empty() {
+                targets.extend(table.due_refresh(now, &fill));
             }
+        }
+        for target in targets {
+            self.start_lookup(now, target, Kind::FindNode, None);
         }
         self.drive(now);
     }
@@ -327,7 +378,7 @@ impl Node {
     fn heard(&mut self, now: Instant, id: NodeId, from: SocketAddr, how: Heard) {
         if let Outcome::Waiting {
             ping: Some((node, addr)),
-        } = self.table.heard(now, id, from, how)
+        } = self.table_for(&from).heard(now, id, from, how)
         {
             let pinging = self.txns.values().any(|t| t.node == Some(node));
             if !pinging {
@@ -343,8 +394,8 @@ impl Node {
         if txn.node.is_some_and(|n| n != id) {
             // Another node answers at that address now: the old one is gone.
             if let Some(old) = txn.node {
-                self.table.failed(now, &old);
-                self.table.failed(now, &old);
+                self.node_failed(now, &old);
+                self.node_failed(now, &old);
             }
         }
         self.heard(now, id, from, Heard::Answered);
@@ -446,7 +497,7 @@ impl Node {
                 continue;
             };
             for node in run.lookup.expire(now) {
-                self.table.failed(now, &node);
+                self.node_failed(now, &node);
             }
             let run = self.lookups.get_mut(&n).expect("present");
             let new = &run.lookup.peers()[run.reported..];

@@ -6,16 +6,18 @@ use std::time::Instant;
 
 use super::{Bucket, Node, MAX_SOURCES};
 use crate::dht::id::NodeId;
-use crate::dht::krpc::{code, Body, Msg, Query, Response};
-use crate::dht::table::{usable, K};
+use crate::dht::krpc::{code, Body, Msg, Query, Response, Want};
+use crate::dht::table::K;
 
 impl Node {
     pub(super) fn answer(&mut self, now: Instant, from: SocketAddr, tid: Vec<u8>, query: Query) {
         let mut response = Response::default();
         match query {
             Query::Ping => {}
-            Query::FindNode { target, .. } => response.nodes = self.nodes_for(now, &target),
-            Query::GetPeers { info_hash, .. } => {
+            Query::FindNode { target, want } => {
+                self.nodes_for(now, &target, want, from, &mut response)
+            }
+            Query::GetPeers { info_hash, want } => {
                 response.token = Some(self.tokens.issue(from.ip()).to_vec());
                 match self.stored.get(&info_hash) {
                     Some(peers) if !peers.is_empty() => {
@@ -25,7 +27,7 @@ impl Node {
                             .take(crate::dht::krpc::MAX_VALUES)
                             .collect();
                     }
-                    _ => response.nodes = self.nodes_for(now, &info_hash),
+                    _ => self.nodes_for(now, &info_hash, want, from, &mut response),
                 }
             }
             Query::AnnouncePeer {
@@ -70,20 +72,43 @@ impl Node {
         self.send(to, msg.encode());
     }
 
-    /// The IPv4 nodes nearest `target` (our IPv6 table comes with BEP 32).
-    fn nodes_for(&self, now: Instant, target: &NodeId) -> Vec<(NodeId, std::net::SocketAddrV4)> {
-        self.table
-            .closest(now, target, K)
-            .into_iter()
-            .filter_map(|(id, a)| match a {
-                SocketAddr::V4(v4) => Some((id, v4)),
-                SocketAddr::V6(_) => None,
-            })
-            .collect()
+    /// The nodes nearest `target` into `r`: `nodes` from our IPv4 table, `nodes6` from our
+    /// IPv6 table, as `want` asks (BEP 32); without `want`, the querier's own family.
+    fn nodes_for(
+        &self,
+        now: Instant,
+        target: &NodeId,
+        want: Want,
+        from: SocketAddr,
+        r: &mut Response,
+    ) {
+        let asked = want.v4 || want.v6;
+        if want.v4 || (!asked && from.is_ipv4()) {
+            r.nodes = self
+                .table
+                .closest(now, target, K)
+                .into_iter()
+                .filter_map(|(id, a)| match a {
+                    SocketAddr::V4(v4) => Some((id, v4)),
+                    SocketAddr::V6(_) => None,
+                })
+                .collect();
+        }
+        if want.v6 || (!asked && from.is_ipv6()) {
+            r.nodes6 = self
+                .table6
+                .closest(now, target, K)
+                .into_iter()
+                .filter_map(|(id, a)| match a {
+                    SocketAddr::V6(v6) => Some((id, v6)),
+                    SocketAddr::V4(_) => None,
+                })
+                .collect();
+        }
     }
 
     fn store(&mut self, now: Instant, info_hash: NodeId, peer: SocketAddr) {
-        if !usable(&peer) {
+        if !self.rules.admits(&peer) {
             return;
         }
         if !self.stored.contains_key(&info_hash) && self.stored.len() >= self.cfg.max_stored_hashes

@@ -11,6 +11,7 @@ use crate::dht::krpc::Msg;
 fn cfg(seed: u64) -> DhtConfig {
     DhtConfig {
         one_per_ip: false,
+        allow_local: true,
         rng_seed: seed,
         ..DhtConfig::default()
     }
@@ -279,4 +280,60 @@ fn in_a_network_of_nodes_an_announce_is_found_by_another_node() {
         .collect();
     let want = SocketAddr::new(addr(17).ip(), 51413);
     assert!(found.contains(&want), "{found:?}");
+}
+
+#[test]
+fn ipv6_nodes_have_their_own_table_and_are_answered_as_want_asks() {
+    let now = Instant::now();
+    let mut n = Node::new(cfg(5), NodeId([1; 20]), now);
+    let v6: SocketAddr = "[fd00::2]:6881".parse().unwrap();
+    let v4 = addr(3);
+    n.receive(now, v6, &query(b"p6", NodeId([6; 20]), Query::Ping));
+    n.receive(now, v4, &query(b"p4", NodeId([4; 20]), Query::Ping));
+    replies(&mut n);
+    assert_eq!((n.table().len(), n.table6().len()), (1, 1));
+    let target = NodeId([9; 20]);
+    // Without `want`, each querier gets its own family.
+    let q = Query::FindNode {
+        target,
+        want: Want::default(),
+    };
+    n.receive(now, v6, &query(b"f6", NodeId([6; 20]), q.clone()));
+    n.receive(now, v4, &query(b"f4", NodeId([4; 20]), q));
+    let r = replies(&mut n);
+    let Body::Response { response: to6, .. } = &r[0].1.body else {
+        panic!()
+    };
+    let Body::Response { response: to4, .. } = &r[1].1.body else {
+        panic!()
+    };
+    assert!(to6.nodes.is_empty() && to6.nodes6.len() == 1, "{to6:?}");
+    assert!(to4.nodes6.is_empty() && to4.nodes.len() == 1, "{to4:?}");
+    // `want: n4 n6` gets both.
+    let both = Query::FindNode {
+        target,
+        want: Want { v4: true, v6: true },
+    };
+    n.receive(now, v4, &query(b"fb", NodeId([4; 20]), both));
+    let Body::Response { response, .. } = &replies(&mut n)[0].1.body else {
+        panic!()
+    };
+    assert_eq!((response.nodes.len(), response.nodes6.len()), (1, 1));
+}
+
+#[test]
+fn on_the_internet_local_addresses_are_neither_kept_nor_asked() {
+    let now = Instant::now();
+    let public = DhtConfig {
+        rng_seed: 6,
+        ..DhtConfig::default()
+    };
+    let mut n = Node::new(public, NodeId([1; 20]), now);
+    // A LAN address queries us: answered (it reached us), but not kept.
+    n.receive(now, addr(3), &query(b"p1", NodeId([3; 20]), Query::Ping));
+    assert_eq!(replies(&mut n).len(), 1);
+    assert!(n.table().is_empty());
+    // Bootstrapping to a LAN address sends nothing.
+    n.bootstrap(now, &[addr(4), "127.0.0.1:6881".parse().unwrap()]);
+    assert!(replies(&mut n).is_empty());
 }

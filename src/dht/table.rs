@@ -107,22 +107,50 @@ struct Bucket {
     changed: Option<Instant>,
 }
 
+/// Which nodes a node may know: the same rules for its routing table and its lookups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Keep at most one node per IP address (libtorrent's `dht_restrict_routing_ips`).
+    pub one_per_ip: bool,
+    /// Accept nodes (and peers) at loopback, private and link-local addresses. Off on the
+    /// internet, where such an address names some stranger's LAN and querying it would
+    /// make us a scanner of other people's networks (libtorrent's
+    /// `dht_ignore_dark_internet`); on for a DHT of loopback or LAN nodes.
+    pub allow_local: bool,
+}
+
+impl Rules {
+    /// The internet's rules.
+    pub const PUBLIC: Rules = Rules {
+        one_per_ip: true,
+        allow_local: false,
+    };
+    /// A DHT on loopback or one LAN (tests, `--dht-node` on a private address).
+    pub const LOCAL: Rules = Rules {
+        one_per_ip: false,
+        allow_local: true,
+    };
+
+    /// Whether `addr` may be a node (or a peer) under these rules.
+    pub fn admits(&self, addr: &SocketAddr) -> bool {
+        usable(addr) && (self.allow_local || !crate::pex::is_local(addr.ip()))
+    }
+}
+
 /// Our node's routing table (see the module docs).
 #[derive(Debug, Clone)]
 pub struct RoutingTable {
     me: NodeId,
     buckets: Vec<Bucket>,
-    one_per_ip: bool,
+    rules: Rules,
 }
 
 impl RoutingTable {
-    /// `one_per_ip`: keep at most one node per IP address (libtorrent's
-    /// `dht_restrict_routing_ips`; off for loopback tests where every node shares one).
-    pub fn new(me: NodeId, one_per_ip: bool) -> Self {
+    pub fn new(me: NodeId, rules: Rules) -> Self {
         RoutingTable {
             me,
             buckets: vec![Bucket::default()],
-            one_per_ip,
+            rules,
         }
     }
 
@@ -154,14 +182,14 @@ impl RoutingTable {
 
     /// We heard from `id` at `addr`.
     pub fn heard(&mut self, now: Instant, id: NodeId, addr: SocketAddr, how: Heard) -> Outcome {
-        if id == self.me || !usable(&addr) {
+        if id == self.me || !self.rules.admits(&addr) {
             return Outcome::Refused;
         }
         // Same address, new id: the node restarted; its old entry goes.
         if let Some(old) = self.find_addr(&addr).filter(|old| *old != id) {
             self.remove(&old);
         }
-        if self.one_per_ip && self.nodes().any(|n| n.addr.ip() == addr.ip() && n.id != id) {
+        if self.rules.one_per_ip && self.nodes().any(|n| n.addr.ip() == addr.ip() && n.id != id) {
             return Outcome::Refused;
         }
         loop {
@@ -305,14 +333,10 @@ fn touch(n: &mut Node, now: Instant, how: Heard) {
     }
 }
 
-/// Whether `addr` can be a DHT node at all: a port, and a unicast address.
+/// Whether `addr` can be a DHT node at all: a port and a unicast address outside the
+/// reserved ranges (the engine's own rule for addresses to dial).
 pub fn usable(addr: &SocketAddr) -> bool {
-    let ip = addr.ip();
-    let bad = match ip {
-        std::net::IpAddr::V4(v4) => v4.is_broadcast() || v4.is_multicast(),
-        std::net::IpAddr::V6(v6) => v6.is_multicast(),
-    };
-    addr.port() != 0 && !ip.is_unspecified() && !bad
+    crate::engine::is_dialable(addr)
 }
 
 #[cfg(test)]

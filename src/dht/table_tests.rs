@@ -32,7 +32,7 @@ fn addr(n: u32) -> SocketAddr {
 #[test]
 fn near_buckets_split_far_ones_fill_and_wait() {
     let now = Instant::now();
-    let mut t = RoutingTable::new(ME, false);
+    let mut t = RoutingTable::new(ME, Rules::LOCAL);
     // Nine nodes in the far half (first bit differs): the first bucket splits once, the
     // far bucket holds eight and the ninth waits.
     for n in 0..8 {
@@ -67,7 +67,7 @@ fn near_buckets_split_far_ones_fill_and_wait() {
 #[test]
 fn a_node_that_stops_answering_gives_its_place_to_a_replacement() {
     let now = Instant::now();
-    let mut t = RoutingTable::new(ME, false);
+    let mut t = RoutingTable::new(ME, Rules::LOCAL);
     t.heard(now, at(6, 1), addr(1), Heard::Answered);
     for n in 0..8 {
         t.heard(now, at(0, n), addr(10 + n as u32), Heard::Answered);
@@ -88,7 +88,13 @@ fn a_node_that_stops_answering_gives_its_place_to_a_replacement() {
 #[test]
 fn unusable_nodes_are_refused() {
     let now = Instant::now();
-    let mut t = RoutingTable::new(ME, true);
+    let mut t = RoutingTable::new(
+        ME,
+        Rules {
+            one_per_ip: true,
+            allow_local: true,
+        },
+    );
     let refused = [
         (ME, addr(1)),
         (at(0, 1), "10.0.0.1:0".parse().unwrap()),
@@ -117,7 +123,7 @@ fn unusable_nodes_are_refused() {
 #[test]
 fn a_restarted_node_replaces_its_old_entry() {
     let now = Instant::now();
-    let mut t = RoutingTable::new(ME, false);
+    let mut t = RoutingTable::new(ME, Rules::LOCAL);
     t.heard(now, at(0, 1), addr(1), Heard::Answered);
     t.heard(now, at(3, 9), addr(1), Heard::Answered);
     let ids: Vec<_> = t.nodes().map(|n| n.id).collect();
@@ -127,7 +133,7 @@ fn a_restarted_node_replaces_its_old_entry() {
 #[test]
 fn closest_are_sorted_by_distance_and_skip_bad_nodes() {
     let now = Instant::now();
-    let mut t = RoutingTable::new(ME, false);
+    let mut t = RoutingTable::new(ME, Rules::LOCAL);
     for p in 0..6 {
         t.heard(now, at(p, p as u8), addr(p), Heard::Answered);
     }
@@ -151,7 +157,7 @@ fn closest_are_sorted_by_distance_and_skip_bad_nodes() {
 #[test]
 fn stale_buckets_are_refreshed_with_an_id_inside_them() {
     let now = Instant::now();
-    let mut t = RoutingTable::new(ME, false);
+    let mut t = RoutingTable::new(ME, Rules::LOCAL);
     for n in 0..8 {
         t.heard(now, at(0, n), addr(n as u32), Heard::Answered);
     }
@@ -173,7 +179,7 @@ proptest! {
     ) {
         let now = Instant::now();
         let me = NodeId([0x3c; 20]);
-        let mut t = RoutingTable::new(me, false);
+        let mut t = RoutingTable::new(me, Rules::LOCAL);
         for (id, a, answered, fail) in ops {
             let id = NodeId(id);
             let how = if answered { Heard::Answered } else { Heard::Queried };

@@ -119,9 +119,12 @@ impl DhtEdge {
             Some((id, nodes)) => (id, nodes),
             None => (NodeId(rand::random()), Vec::new()),
         };
+        // A DHT of local nodes (`--dht-node` on loopback or a private address: tests, a lab,
+        // a LAN) shares IP addresses and lives at local ones; the internet's does neither.
+        let local = given.iter().any(|a| crate::pex::is_local(a.ip()));
         let cfg = DhtConfig {
-            // Loopback nodes share one IP: tests (and a lab) need several per address.
-            one_per_ip: !given.iter().any(|a| a.ip().is_loopback()),
+            one_per_ip: !local,
+            allow_local: local,
             ..DhtConfig::default()
         };
         let now = Instant::now();
