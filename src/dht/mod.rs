@@ -4,8 +4,10 @@
 //! around our id, node standing, replacements, refresh); iterative lookups ([`lookup`]:
 //! bounded parallelism converging on the k closest, peers and tokens collected) and the
 //! `announce_peer` token secrets ([`token`]); and the node that ties them together ([`node`]:
-//! answers within rate limits, transactions, lookups and announces, stored peers). The UDP
-//! edge lives in the session.
+//! answers within rate limits, transactions, lookups and announces, stored peers; IPv4 and
+//! IPv6 tables, BEP 32), and BEP 42's secure ids ([`secure`]: ours once enough nodes agree
+//! on our external address; verified ids preferred in full buckets). The UDP edge lives in
+//! the session.
 //!
 //! Invariants: every datagram is decoded within [`krpc::MAX_PACKET`] bytes into a value
 //! whose lists are capped, so a hostile packet costs bounded work and memory.
@@ -14,6 +16,7 @@ pub mod id;
 pub mod krpc;
 pub mod lookup;
 pub mod node;
+pub mod secure;
 pub mod table;
 pub mod token;
 

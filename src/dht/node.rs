@@ -48,6 +48,12 @@ pub const MAX_OUTGOING: usize = 1024;
 /// libtorrent keeps 45).
 pub const PEER_TTL: Duration = Duration::from_secs(30 * 60);
 
+/// Distinct nodes that must name the same external address before we believe it.
+pub const EXTERNAL_VOTES: usize = 5;
+
+/// Different external addresses voted for at once (a liar's votes cannot grow this).
+const MAX_VOTED_ADDRESSES: usize = 8;
+
 /// How often the node wants [`Node::handle_timeout`] at least.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -145,6 +151,10 @@ pub struct Node {
     cfg: DhtConfig,
     id: NodeId,
     rules: Rules,
+    /// Our external address once enough nodes agree on it (BEP 42 `ip` in their answers).
+    external: Option<std::net::IpAddr>,
+    /// Address → the nodes that said it is ours (capped; see [`Node::vote`]).
+    votes: BTreeMap<std::net::IpAddr, std::collections::BTreeSet<NodeId>>,
     /// IPv4 nodes.
     table: RoutingTable,
     /// IPv6 nodes (BEP 32: a table of their own, same id).
@@ -174,12 +184,13 @@ impl Node {
         let rules = Rules {
             one_per_ip: cfg.one_per_ip,
             allow_local: cfg.allow_local,
+            // A DHT of local nodes has no external addresses to verify ids against.
+            prefer_secure: !cfg.allow_local,
         };
         Node {
-            rules: Rules {
-                one_per_ip: cfg.one_per_ip,
-                allow_local: cfg.allow_local,
-            },
+            rules,
+            external: None,
+            votes: BTreeMap::new(),
             table: RoutingTable::new(id, rules),
             table6: RoutingTable::new(id, rules),
             tokens,
@@ -206,6 +217,47 @@ impl Node {
 
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// Our external address, once [`EXTERNAL_VOTES`] nodes agree on it.
+    pub fn external_ip(&self) -> Option<std::net::IpAddr> {
+        self.external
+    }
+
+    /// Node `from` says we are at `ip`. Once [`EXTERNAL_VOTES`] distinct nodes agree, that
+    /// is our external address; if our id is not valid for it (BEP 42), we take one that
+    /// is and rebuild the routing tables around it (libtorrent does the same).
+    fn vote(&mut self, from: NodeId, ip: std::net::IpAddr) {
+        if self.external.is_some() || crate::pex::is_local(ip) {
+            return;
+        }
+        if !self.votes.contains_key(&ip) && self.votes.len() >= MAX_VOTED_ADDRESSES {
+            return;
+        }
+        let voters = self.votes.entry(ip).or_default();
+        if voters.len() < EXTERNAL_VOTES {
+            voters.insert(from);
+        }
+        if voters.len() < EXTERNAL_VOTES {
+            return;
+        }
+        self.external = Some(ip);
+        self.votes.clear();
+        if !super::secure::is_secure(&self.id, ip) {
+            let id = super::secure::secure_id(ip, self.rng.gen());
+            tracing::info!(%ip, "external address known: taking a BEP 42 node id");
+            self.change_id(id);
+        }
+    }
+
+    /// Our id changes: the tables are rebuilt around it (every node keeps its standing).
+    fn change_id(&mut self, id: NodeId) {
+        self.id = id;
+        for table in [&mut self.table, &mut self.table6] {
+            let mut fresh = RoutingTable::new(id, self.rules);
+            fresh.absorb(table);
+            *table = fresh;
+        }
     }
 
     /// The IPv4 routing table.
@@ -315,7 +367,9 @@ impl Node {
                 }
                 self.answer(now, from, msg.tid, query);
             }
-            Body::Response { id, response } => self.response(now, from, &msg.tid, id, response),
+            Body::Response { id, response } => {
+                self.response(now, from, &msg.tid, id, response, msg.ip)
+            }
             Body::Error { .. } => {
                 if let Some(txn) = self.take_txn(&msg.tid, from) {
                     if let (Purpose::Lookup(n), Some(node)) = (txn.purpose, txn.node) {
@@ -387,10 +441,21 @@ impl Node {
         }
     }
 
-    fn response(&mut self, now: Instant, from: SocketAddr, tid: &[u8], id: NodeId, r: Response) {
+    fn response(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        tid: &[u8],
+        id: NodeId,
+        r: Response,
+        our_ip: Option<SocketAddr>,
+    ) {
         let Some(txn) = self.take_txn(tid, from) else {
             return;
         };
+        if let Some(ip) = our_ip {
+            self.vote(id, ip.ip());
+        }
         if txn.node.is_some_and(|n| n != id) {
             // Another node answers at that address now: the old one is gone.
             if let Some(old) = txn.node {

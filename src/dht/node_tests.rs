@@ -337,3 +337,38 @@ fn on_the_internet_local_addresses_are_neither_kept_nor_asked() {
     n.bootstrap(now, &[addr(4), "127.0.0.1:6881".parse().unwrap()]);
     assert!(replies(&mut n).is_empty());
 }
+
+#[test]
+fn five_nodes_agreeing_on_our_address_give_us_a_bep42_id() {
+    let now = Instant::now();
+    let public = DhtConfig {
+        rng_seed: 7,
+        ..DhtConfig::default()
+    };
+    let mut n = Node::new(public, NodeId([1; 20]), now);
+    let routers: Vec<SocketAddr> = (1..=5)
+        .map(|i| SocketAddr::from(([198, 51, 100, i], 6881)))
+        .collect();
+    n.bootstrap(now, &routers);
+    let sent = replies(&mut n);
+    assert_eq!(sent.len(), 5);
+    let ours: SocketAddr = "203.0.113.50:51413".parse().unwrap();
+    for (i, (to, q)) in sent.into_iter().enumerate() {
+        assert!(n.external_ip().is_none(), "not before five agree");
+        let answer = Msg {
+            tid: q.tid,
+            body: Body::Response {
+                id: NodeId([0x80 + i as u8; 20]),
+                response: Response::default(),
+            },
+            ip: Some(ours),
+            read_only: false,
+        };
+        n.receive(now, to, &answer.encode());
+    }
+    assert_eq!(n.external_ip(), Some(ours.ip()));
+    assert!(crate::dht::secure::is_secure(&n.id(), ours.ip()));
+    // The table was rebuilt around the new id and kept the nodes it knew.
+    assert_eq!(n.table().me(), n.id());
+    assert_eq!(n.table().len(), 5);
+}

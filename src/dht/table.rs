@@ -117,6 +117,9 @@ pub struct Rules {
     /// make us a scanner of other people's networks (libtorrent's
     /// `dht_ignore_dark_internet`); on for a DHT of loopback or LAN nodes.
     pub allow_local: bool,
+    /// In a full bucket, a newcomer whose id is valid for its address (BEP 42) takes the
+    /// place of a member whose id is not and that is no longer good.
+    pub prefer_secure: bool,
 }
 
 impl Rules {
@@ -124,11 +127,13 @@ impl Rules {
     pub const PUBLIC: Rules = Rules {
         one_per_ip: true,
         allow_local: false,
+        prefer_secure: true,
     };
     /// A DHT on loopback or one LAN (tests, `--dht-node` on a private address).
     pub const LOCAL: Rules = Rules {
         one_per_ip: false,
         allow_local: true,
+        prefer_secure: false,
     };
 
     /// Whether `addr` may be a node (or a peer) under these rules.
@@ -231,6 +236,24 @@ impl RoutingTable {
                 self.split();
                 continue;
             }
+            let bucket = &mut self.buckets[i];
+            if self.rules.prefer_secure && super::secure::is_secure(&id, addr.ip()) {
+                let unverified = bucket
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| {
+                        n.standing(now) != Standing::Good
+                            && !super::secure::is_secure(&n.id, n.addr.ip())
+                    })
+                    .min_by_key(|(_, n)| n.last_seen())
+                    .map(|(i, _)| i);
+                if let Some(pos) = unverified {
+                    bucket.nodes[pos] = node;
+                    bucket.changed = Some(now);
+                    return Outcome::Kept;
+                }
+            }
             let ping = bucket
                 .nodes
                 .iter()
@@ -292,6 +315,30 @@ impl RoutingTable {
             }
         }
         out
+    }
+
+    /// Takes the nodes of `old` (a table around another id: ours changed) with their
+    /// standing; those that do not fit a full bucket are dropped.
+    pub fn absorb(&mut self, old: &RoutingTable) {
+        for n in old.nodes() {
+            if n.id == self.me {
+                continue;
+            }
+            loop {
+                let i = self.index(&n.id);
+                let count = self.buckets.len();
+                if self.buckets[i].nodes.len() < K {
+                    self.buckets[i].nodes.push(n.clone());
+                    self.buckets[i].changed = self.buckets[i].changed.max(n.last_seen());
+                    break;
+                }
+                if i + 1 == count && count < 160 {
+                    self.split();
+                    continue;
+                }
+                break;
+            }
+        }
     }
 
     fn split(&mut self) {

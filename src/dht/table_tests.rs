@@ -93,6 +93,7 @@ fn unusable_nodes_are_refused() {
         Rules {
             one_per_ip: true,
             allow_local: true,
+            prefer_secure: false,
         },
     );
     let refused = [
@@ -203,4 +204,45 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_verified_id_replaces_an_unverified_stale_one_in_a_full_bucket() {
+    let now = Instant::now();
+    let rules = Rules {
+        prefer_secure: true,
+        ..Rules::PUBLIC
+    };
+    let mut t = RoutingTable::new(ME, rules);
+    // Eight public nodes with random (unverified) ids far from us, plus one near us so the
+    // far bucket cannot split any more.
+    let ip = |n: u8| SocketAddr::from(([203, 0, 113, n], 6881));
+    for n in 0..8 {
+        assert_eq!(
+            t.heard(now, at(0, n), ip(n), Heard::Answered),
+            Outcome::Kept
+        );
+    }
+    t.heard(now, at(3, 1), ip(100), Heard::Answered);
+    let mut random = [0xffu8; 20];
+    random[19] = 3;
+    // An address whose BEP 42 id falls in the far bucket (first bit set).
+    let (newcomer_ip, secure) = (1..=255u8)
+        .map(|n| SocketAddr::from(([198, 51, 100, n], 6881)))
+        .map(|a| (a, crate::dht::secure::secure_id(a.ip(), random)))
+        .find(|(_, id)| id.0[0] & 0x80 != 0)
+        .unwrap();
+    // While the members are good, it waits.
+    assert!(matches!(
+        t.heard(now, secure, newcomer_ip, Heard::Answered),
+        Outcome::Waiting { .. }
+    ));
+    // Once they are stale, it takes the place of one of them.
+    let later = now + GOOD_FOR;
+    assert_eq!(
+        t.heard(later, secure, newcomer_ip, Heard::Answered),
+        Outcome::Kept
+    );
+    assert!(t.nodes().any(|n| n.id == secure));
+    assert_eq!(t.nodes().filter(|n| n.id.0[0] & 0x80 != 0).count(), K);
 }
