@@ -23,57 +23,29 @@ and encryption are off; no tracker is announced to.
 """
 
 import argparse
-import signal
 import sys
 import time
 
 import libtorrent as lt
+from lt_common import out, parse_addr, settings as lab_settings, stop_flag, wait_listening
 
 
-def out(line):
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def parse_addr(s):
-    host, _, port = s.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError("expected IP:PORT, got %r" % s)
-    return host.strip("[]"), int(port)
 
 
 def settings(ip, port):
-    s = lt.default_settings()
-    s.update(
-        {
-            "enable_dht": True,
-            "dht_bootstrap_nodes": "",
-            "dht_enforce_node_id": False,
-            "dht_restrict_routing_ips": False,
-            "dht_restrict_search_ips": False,
-            "dht_ignore_dark_internet": False,
-            "dht_prefer_verified_node_ids": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "enable_incoming_utp": False,
-            "enable_outgoing_utp": False,
-            "enable_incoming_tcp": True,
-            "enable_outgoing_tcp": True,
-            "allow_multiple_connections_per_ip": True,
-            "listen_interfaces": "%s:%d" % (ip, port),
-            "outgoing_interfaces": ip,
-            "in_enc_policy": int(lt.enc_policy.disabled),
-            "out_enc_policy": int(lt.enc_policy.disabled),
-            "announce_ip": ip,
-            "ssrf_mitigation": False,
-            "user_agent": "swarm-interop-lt-dht/" + lt.__version__,
-            "alert_mask": int(
-                lt.alert.category_t.error_notification | lt.alert.category_t.status_notification
-            ),
-        }
+    # The DHT on, told to accept loopback nodes (LAB.md), bootstrapped only as we say.
+    return lab_settings(
+        ip,
+        port,
+        "swarm-interop-lt-dht",
+        enable_dht=True,
+        dht_bootstrap_nodes="",
+        dht_enforce_node_id=False,
+        dht_restrict_routing_ips=False,
+        dht_restrict_search_ips=False,
+        dht_ignore_dark_internet=False,
+        dht_prefer_verified_node_ids=False,
     )
-    return s
 
 
 def main():
@@ -92,28 +64,12 @@ def main():
             out("ERROR refusing a non-loopback address %s" % host)
             return 1
     deadline = time.monotonic() + a.timeout
-    stop = {"now": False}
-
-    def on_signal(_sig, _frame):
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_flag()
 
     ses = lt.session(settings(ip, port))
-    listening = False
-    while not listening and time.monotonic() < deadline and not stop["now"]:
-        ses.wait_for_alert(200)
-        for al in ses.pop_alerts():
-            if isinstance(al, lt.listen_failed_alert):
-                out("ERROR listen failed: %s" % al.message())
-                return 1
-            if isinstance(al, lt.listen_succeeded_alert):
-                listening = True
-    if not listening:
-        out("ERROR not listening in time")
-        return 2
-    out("LISTEN %d" % ses.listen_port())
+    code = wait_listening(ses, deadline, stop)
+    if code:
+        return code
     for node in a.dht_node:
         ses.add_dht_node(node)
 

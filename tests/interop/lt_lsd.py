@@ -26,16 +26,12 @@ the timeout (exit 0).
 
 import argparse
 import ipaddress
-import signal
 import sys
 import time
 
 import libtorrent as lt
+from lt_common import out, parse_addr, settings as lab_settings, stop_flag, wait_listening
 
-
-def out(line):
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 def parse_addr(s):
@@ -51,32 +47,21 @@ def allowed(ip):
 
 
 def settings(ip, port, seed):
-    s = lt.high_performance_seed() if seed else lt.default_settings()
-    s.update(
-        {
-            "enable_dht": False,
-            "enable_lsd": True,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "enable_incoming_utp": False,
-            "enable_outgoing_utp": False,
-            "enable_incoming_tcp": True,
-            "enable_outgoing_tcp": True,
-            "listen_interfaces": "%s:%d" % (ip, port),
-            "outgoing_interfaces": ip,
-            "in_enc_policy": int(lt.enc_policy.disabled),
-            "out_enc_policy": int(lt.enc_policy.disabled),
-            "user_agent": "swarm-interop-lt/" + lt.__version__,
-            "alert_mask": int(
-                lt.alert.category_t.error_notification
-                | lt.alert.category_t.status_notification
-                | lt.alert.category_t.storage_notification
-                | lt.alert.category_t.peer_notification
-                | lt.alert.category_t.connect_notification
-            ),
-        }
+    # Local service discovery on: the one thing this driver tests.
+    return lab_settings(
+        ip,
+        port,
+        "swarm-interop-lt-lsd",
+        seed=seed,
+        enable_lsd=True,
+        alert_mask=int(
+            lt.alert.category_t.error_notification
+            | lt.alert.category_t.status_notification
+            | lt.alert.category_t.storage_notification
+            | lt.alert.category_t.peer_notification
+            | lt.alert.category_t.connect_notification
+        ),
     )
-    return s
 
 
 def main():
@@ -94,28 +79,12 @@ def main():
         return 1
     seed = a.mode == "seed"
     deadline = time.monotonic() + a.timeout
-    stop = {"now": False}
-
-    def on_signal(_sig, _frame):
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_flag()
 
     ses = lt.session(settings(ip, port, seed))
-    listening = False
-    while not listening and time.monotonic() < deadline and not stop["now"]:
-        ses.wait_for_alert(200)
-        for al in ses.pop_alerts():
-            if isinstance(al, lt.listen_failed_alert):
-                out("ERROR listen failed: %s" % al.message())
-                return 1
-            if isinstance(al, lt.listen_succeeded_alert):
-                listening = True
-    if not listening:
-        out("ERROR not listening in time")
-        return 2
-    out("LISTEN %d" % ses.listen_port())
+    code = wait_listening(ses, deadline, stop)
+    if code:
+        return code
 
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(a.torrent)
