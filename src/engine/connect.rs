@@ -4,15 +4,51 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::known::PeerSource;
+use super::known::{PeerList, PeerSource};
 use super::peer::Peer;
 use super::{Action, Engine, PeerKey};
+use crate::config::TorrentConfig;
 use crate::types::{Bitfield, PeerId};
 use crate::wire::{extended_bit, fast_bit, Message};
 
 /// A connection this old counts as contact for the give-up rule, even before it delivered
 /// anything (a peer that handshakes and then drops us again and again is no contact).
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+
+/// Dials that may start now: room under `max_peers` for connected and connecting peers
+/// together, and under `max_connecting`.
+pub(super) fn dial_room(cfg: &TorrentConfig, connected: usize, connecting: usize) -> usize {
+    cfg.max_peers
+        .saturating_sub(connected + connecting)
+        .min(cfg.max_connecting.saturating_sub(connecting))
+}
+
+/// Why a connection that finished its handshake is refused before any slot is looked for:
+/// its IP is banned, we already talk to that peer id, or its IP has `max_peers_per_ip`
+/// connections. `others`: the connected peers' addresses and ids.
+pub(super) fn refusal(
+    list: &PeerList,
+    cfg: &TorrentConfig,
+    mut others: impl Iterator<Item = (SocketAddr, PeerId)>,
+    addr: SocketAddr,
+    peer_id: PeerId,
+) -> Option<&'static str> {
+    if list.is_banned(&addr.ip()) {
+        return Some("banned");
+    }
+    let mut same_ip = 0;
+    let duplicate = others.any(|(a, id)| {
+        same_ip += usize::from(a.ip() == addr.ip());
+        id == peer_id
+    });
+    if duplicate {
+        Some("already connected to this peer id")
+    } else if same_ip >= cfg.max_peers_per_ip {
+        Some("too many connections from this IP")
+    } else {
+        None
+    }
+}
 
 impl Engine {
     pub(super) fn add_peers(&mut self, now: Instant, addrs: Vec<SocketAddr>, source: PeerSource) {
@@ -36,11 +72,7 @@ impl Engine {
     /// dial loopback peers), skipping addresses known to be seeds themselves.
     pub(super) fn dial(&mut self, now: Instant) {
         let connecting = self.list.connecting();
-        let room = self
-            .cfg
-            .max_peers
-            .saturating_sub(self.peers.len() + connecting)
-            .min(self.cfg.max_connecting.saturating_sub(connecting));
+        let room = dial_room(&self.cfg, self.peers.len(), connecting);
         let complete = self.is_complete();
         for addr in self.list.take_dials(now, complete, room) {
             self.actions.push_back(Action::Connect { addr });
@@ -107,22 +139,9 @@ impl Engine {
         reserved: [u8; 8],
         outbound: bool,
     ) -> bool {
-        let same_ip = self
-            .peers
-            .values()
-            .filter(|p| p.addr.ip() == addr.ip())
-            .count();
-        let refuse = if self.list.is_banned(&addr.ip()) {
-            Some("banned")
-        } else if self.peers.values().any(|p| p.peer_id == peer_id) {
-            Some("already connected to this peer id")
-        } else if same_ip >= self.cfg.max_peers_per_ip {
-            Some("too many connections from this IP")
-        } else if !self.make_slot(now, outbound) {
-            Some("too many peers")
-        } else {
-            None
-        };
+        let others = self.peers.values().map(|p| (p.addr, p.peer_id));
+        let refuse = refusal(&self.list, &self.cfg, others, addr, peer_id)
+            .or_else(|| (!self.make_slot(now, outbound)).then_some("too many peers"));
         if let Some(reason) = refuse {
             self.actions.push_back(Action::Disconnect { key, reason });
             if outbound {

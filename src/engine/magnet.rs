@@ -27,6 +27,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use super::connect::{dial_room, refusal};
 use super::known::{ListConfig, PeerList};
 use super::{Action, Engine, Event, PeerKey};
 use crate::config::TorrentConfig;
@@ -210,11 +211,7 @@ impl MetadataPhase {
 
     fn dial(&mut self, now: Instant) {
         let connecting = self.list.connecting();
-        let room = self
-            .cfg
-            .max_peers
-            .saturating_sub(self.peers.len() + connecting)
-            .min(self.cfg.max_connecting.saturating_sub(connecting));
+        let room = dial_room(&self.cfg, self.peers.len(), connecting);
         for addr in self.list.take_dials(now, false, room) {
             self.actions.push_back(Action::Connect { addr });
         }
@@ -232,22 +229,9 @@ impl MetadataPhase {
         if outbound {
             self.list.connected(&addr);
         }
-        let same_ip = self
-            .peers
-            .values()
-            .filter(|p| p.addr.ip() == addr.ip())
-            .count();
-        let refuse = if self.list.is_banned(&addr.ip()) {
-            Some("banned")
-        } else if self.peers.values().any(|p| p.peer_id == peer_id) {
-            Some("already connected to this peer id")
-        } else if same_ip >= self.cfg.max_peers_per_ip {
-            Some("too many connections from this IP")
-        } else if self.peers.len() >= self.cfg.max_peers {
-            Some("too many peers")
-        } else {
-            None
-        };
+        let others = self.peers.values().map(|p| (p.addr, p.peer_id));
+        let refuse = refusal(&self.list, &self.cfg, others, addr, peer_id)
+            .or_else(|| (self.peers.len() >= self.cfg.max_peers).then_some("too many peers"));
         if let Some(reason) = refuse {
             self.actions.push_back(Action::Disconnect { key, reason });
             if outbound {

@@ -27,59 +27,30 @@ A tracker in the torrent (an opentracker on 127.0.0.1) is announced to as usual.
 
 import argparse
 import os
-import signal
 import sys
 import time
 
 import libtorrent as lt
+from lt_common import out, parse_addr, settings as lab_settings, stop_flag, wait_listening
 
 
-def out(line):
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def parse_addr(s):
-    host, _, port = s.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError("expected IP:PORT, got %r" % s)
-    return host.strip("[]"), int(port)
 
 
 def settings(ip, port, seed):
-    s = lt.high_performance_seed() if seed else lt.default_settings()
-    s.update(
-        {
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "enable_incoming_utp": False,
-            "enable_outgoing_utp": False,
-            "enable_incoming_tcp": True,
-            "enable_outgoing_tcp": True,
-            "allow_multiple_connections_per_ip": True,
-            "listen_interfaces": "%s:%d" % (ip, port),
-            "outgoing_interfaces": ip,
-            # Plaintext only: with encryption "enabled" libtorrent tries MSE first and
-            # then dials again in plaintext; "disabled" dials once.
-            "in_enc_policy": int(lt.enc_policy.disabled),
-            "out_enc_policy": int(lt.enc_policy.disabled),
-            # Loopback trackers and peers are fine here.
-            "announce_ip": ip,
-            "ssrf_mitigation": False,
-            "allow_i2p_mixed": False,
-            "announce_to_all_trackers": True,
-            "announce_to_all_tiers": True,
-            "user_agent": "swarm-interop-lt/" + lt.__version__,
-            "alert_mask": int(
-                lt.alert.category_t.error_notification
-                | lt.alert.category_t.status_notification
-                | lt.alert.category_t.storage_notification
-            ),
-        }
+    return lab_settings(
+        ip,
+        port,
+        "swarm-interop-lt",
+        seed=seed,
+        allow_i2p_mixed=False,
+        announce_to_all_trackers=True,
+        announce_to_all_tiers=True,
+        alert_mask=int(
+            lt.alert.category_t.error_notification
+            | lt.alert.category_t.status_notification
+            | lt.alert.category_t.storage_notification
+        ),
     )
-    return s
 
 
 def main():
@@ -106,30 +77,13 @@ def main():
     seed = a.mode == "seed"
     deadline = time.monotonic() + a.timeout
 
-    stop = {"now": False}
-
-    def on_signal(_sig, _frame):
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_flag()
 
     ses = lt.session(settings(ip, port, seed))
 
-    # Wait until the listen socket is up.
-    listening = False
-    while not listening and time.monotonic() < deadline and not stop["now"]:
-        ses.wait_for_alert(200)
-        for al in ses.pop_alerts():
-            if isinstance(al, lt.listen_failed_alert):
-                out("ERROR listen failed: %s" % al.message())
-                return 1
-            if isinstance(al, lt.listen_succeeded_alert):
-                listening = True
-    if not listening:
-        out("ERROR not listening in time")
-        return 2
-    out("LISTEN %d" % ses.listen_port())
+    code = wait_listening(ses, deadline, stop)
+    if code:
+        return code
 
     ti = lt.torrent_info(a.torrent)
     params = lt.add_torrent_params()
