@@ -124,11 +124,22 @@ impl Probe {
     /// Every reply answers a query we sent, each at most once, and the node sent us no
     /// more bytes than we sent it.
     fn assert_no_amplification(&self, what: &str) {
-        assert_eq!(self.garbage, 0, "{what}: the node sent undecodable datagrams");
+        assert_eq!(
+            self.garbage, 0,
+            "{what}: the node sent undecodable datagrams"
+        );
         for (tid, msgs) in &self.replies {
-            assert_eq!(msgs.len(), 1, "{what}: transaction {tid:?} answered {} times", msgs.len());
+            assert_eq!(
+                msgs.len(),
+                1,
+                "{what}: transaction {tid:?} answered {} times",
+                msgs.len()
+            );
             let n = u32::from_be_bytes(tid.as_slice().try_into().expect("one of our tids"));
-            assert!(n >= 1 && n <= self.next_tid, "{what}: a reply to a query never sent");
+            assert!(
+                n >= 1 && n <= self.next_tid,
+                "{what}: a reply to a query never sent"
+            );
         }
         assert!(
             self.received <= self.sent,
