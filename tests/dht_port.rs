@@ -162,3 +162,76 @@ fn a_private_torrents_handshake_sets_no_dht_bit() {
     );
     assert!(theirs.supports_extended() && theirs.supports_fast());
 }
+
+/// The node addresses in a swarm node cache file (`STATE_DIR/dht/nodes`, see
+/// `session/dht_cache.rs`: a 12-byte magic, our id, then family byte, id, compact address).
+fn cached_nodes(state: &Path) -> Vec<SocketAddr> {
+    let bytes = std::fs::read(state.join("dht").join("nodes")).unwrap_or_default();
+    let mut rest = bytes.get(b"swarm-dht 1\n".len() + 20..).unwrap_or_default();
+    let mut out = Vec::new();
+    while let Some((&family, tail)) = rest.split_first() {
+        let n = if family == 4 { 26 } else { 38 };
+        let Some(entry) = tail.get(..n) else { break };
+        if family == 4 {
+            let ip: [u8; 4] = entry[20..24].try_into().unwrap();
+            let port = u16::from_be_bytes([entry[24], entry[25]]);
+            out.push(SocketAddr::new(ip.into(), port));
+        }
+        rest = &tail[n..];
+    }
+    out
+}
+
+/// Two swarms with the DHT on whose only `--dht-node`s are sockets that never answer: the
+/// only way either learns the other's node is the `Port` message on their peer
+/// connection. Each answers the other's query, so each saves the other in its node cache
+/// (only nodes that answered are saved), which is read once both have stopped.
+#[test]
+fn two_swarms_learn_each_others_node_from_port_messages_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let content = Content::single(&t.join("src"), "two.bin", 4 * MIB, 53);
+    let torrent = t.join("two.torrent");
+    swarm_create(&content.path(), &torrent, Some(16384), &[]);
+
+    let sink_a = UdpSocket::bind(SocketAddr::new(ip(55), 0)).unwrap();
+    let sink_b = UdpSocket::bind(SocketAddr::new(ip(56), 0)).unwrap();
+    let a = SocketAddr::new(ip(57), free_port_tcp_udp(ip(57)));
+    let b = SocketAddr::new(ip(58), free_port_tcp_udp(ip(58)));
+    let mut seed = dht_seed(&torrent, &t.join("src"), a, sink_a.local_addr().unwrap());
+
+    let mut c = swarm_cmd();
+    c.arg("-v")
+        .args(["fetch", "--no-lsd", "--no-trackers"])
+        .arg(&torrent)
+        .arg("-o")
+        .arg(t.join("out"))
+        .args(["--bind", &b.ip().to_string()])
+        .args(["--port", &b.port().to_string()])
+        .args(["--peer", &a.to_string()])
+        .args(["--dht-node", &sink_b.local_addr().unwrap().to_string()]);
+    let mut fetch = Proc::spawn_with_state("swarm fetch (DHT)", &mut c);
+    swarm_finish(&mut fetch);
+    content.assert_same_in(&t.join("out"), "fetch");
+    // B saved its cache as it stopped; A saves it when stopped now.
+    assert!(
+        seed.stop_with("INT", WAIT).is_some(),
+        "the seed did not stop"
+    );
+    let a_knows = cached_nodes(seed.state_dir().unwrap());
+    let b_knows = cached_nodes(fetch.state_dir().unwrap());
+    say(&format!(
+        "dht port: A cached {a_knows:?}, B cached {b_knows:?}"
+    ));
+    assert!(
+        b_knows.contains(&a),
+        "B never added A's node: {b_knows:?}\n{}",
+        fetch.logs()
+    );
+    assert!(
+        a_knows.contains(&b),
+        "A never added B's node: {a_knows:?}\n{}",
+        seed.logs()
+    );
+    drop((sink_a, sink_b));
+}
