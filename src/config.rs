@@ -225,6 +225,10 @@ pub struct TorrentConfig {
     /// The port we listen on, told to peers in the extension handshake (`p`), so those
     /// we dialled can pass it on (PEX) and dial us back.
     pub listen_port: Option<u16>,
+    /// Our DHT node's UDP port when the session runs one and the torrent is not private
+    /// (BEP 5): sent in a `Port` message to peers that set the DHT bit, and the `Port`s
+    /// peers send become candidate nodes. `None`: neither.
+    pub dht_port: Option<u16>,
 }
 
 impl Default for TorrentConfig {
@@ -266,6 +270,7 @@ impl Default for TorrentConfig {
             rng_seed: rand::random(),
             private: false,
             listen_port: None,
+            dht_port: None,
         }
     }
 }

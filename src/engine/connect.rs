@@ -126,6 +126,7 @@ impl Engine {
             let bf = have.clone();
             self.send(key, Message::Bitfield(bf));
         }
+        self.send_dht_port(key, &reserved);
     }
 
     /// Gives a new connection a slot, or refuses it (banned, a second connection to the

@@ -66,6 +66,8 @@ struct Waiting {
     choking_us: bool,
     interested: bool,
     ext: Option<Box<ExtHandshake>>,
+    /// It sent a BEP 5 `Port` message (carried into the engine: one per connection).
+    port_seen: bool,
 }
 
 /// The phase's figures for the display.
@@ -252,6 +254,7 @@ impl MetadataPhase {
                 choking_us: true,
                 interested: false,
                 ext: None,
+                port_seen: false,
             },
         );
         if extended_bit(&reserved) {
@@ -267,6 +270,9 @@ impl MetadataPhase {
         }
         if fast_bit(&reserved) {
             self.send(key, Message::HaveNone);
+        }
+        if let Some(msg) = super::dht_port::greeting(&self.cfg, &reserved) {
+            self.send(key, msg);
         }
     }
 
@@ -289,6 +295,12 @@ impl MetadataPhase {
             // We have nothing to serve (BEP 6: every request gets a piece or a reject).
             Message::Request(block) if fast_bit(&p.reserved) => {
                 self.send(key, Message::Reject(block));
+            }
+            Message::Port(port) => {
+                let cfg = &self.cfg;
+                if let Some(a) = super::dht_port::candidate(cfg, p.addr, port, &mut p.port_seen) {
+                    self.actions.push_back(a);
+                }
             }
             _ => {}
         }
@@ -422,6 +434,9 @@ impl MetadataPhase {
         for (key, p) in self.peers {
             if !engine.adopt(now, key, p.addr, p.peer_id, p.reserved, p.outbound) {
                 continue;
+            }
+            if let Some(peer) = engine.peers.get_mut(&key) {
+                peer.dht_port_seen = p.port_seen;
             }
             if let Some(hs) = &p.ext {
                 engine.extended_handshake(now, key, hs);

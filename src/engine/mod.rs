@@ -9,6 +9,7 @@
 
 pub mod choker;
 mod connect;
+mod dht_port;
 mod download;
 mod extension;
 mod known;
@@ -136,6 +137,9 @@ pub enum Action {
     GrowBuffer {
         bytes: usize,
     },
+    /// A peer's BEP 5 `Port` message named a DHT node at this address: a candidate for
+    /// the session's node (only when `TorrentConfig::dht_port` is set).
+    DhtNode(SocketAddr),
 }
 
 /// One torrent's decision-making state.
@@ -473,7 +477,8 @@ impl Engine {
             p.last_message = now;
         }
         match msg {
-            Message::KeepAlive | Message::Port(_) | Message::Suggest(_) => {}
+            Message::KeepAlive | Message::Suggest(_) => {}
+            Message::Port(port) => self.peer_dht_port(key, port),
             Message::AllowedFast(_) => {}
             Message::Choke => self.peer_choked(now, key),
             Message::Unchoke => {

@@ -137,6 +137,8 @@ pub struct Peer {
     pub offers: Vec<super::superseed::Offer>,
     /// What its extension handshake said (BEP 10).
     pub ext: super::extension::Extensions,
+    /// It sent a BEP 5 `Port` message (only its first is used).
+    pub dht_port_seen: bool,
 }
 
 impl Peer {
@@ -185,6 +187,7 @@ impl Peer {
             last_message: now,
             offers: Vec::new(),
             ext: Default::default(),
+            dht_port_seen: false,
         }
     }
 

@@ -61,6 +61,18 @@ pub struct ConnCtx {
     pub up_limit: Option<Arc<RateLimiter>>,
     /// Session-wide download cap (bytes read), if any.
     pub down_limit: Option<Arc<RateLimiter>>,
+    /// Our handshake sets the BEP 5 DHT bit: the session runs a DHT node and the torrent
+    /// is not known to be private (the engine sends the `Port` message itself).
+    pub dht: bool,
+}
+
+impl ConnCtx {
+    /// Our handshake's bytes.
+    fn our_handshake(&self) -> [u8; 68] {
+        Handshake::new(self.info_hash, self.our_id)
+            .with_dht(self.dht)
+            .to_bytes()
+    }
 }
 
 /// From a connection task to the driver.
@@ -267,7 +279,7 @@ pub async fn accept(key: PeerKey, incoming: Incoming, ctx: Arc<ConnCtx>) {
         // handshake tells the dialing side so (it stops dialing that address); then close.
         tracing::debug!("incoming connection from ourselves");
         let mut stream = stream;
-        let ours = Handshake::new(ctx.info_hash, ctx.our_id).to_bytes();
+        let ours = ctx.our_handshake();
         let _ = timeout(ctx.handshake_timeout, stream.write_all(&ours)).await;
         return;
     }
@@ -275,7 +287,7 @@ pub async fn accept(key: PeerKey, incoming: Incoming, ctx: Arc<ConnCtx>) {
         buf.reserve(READ_CHUNK);
     }
     let (rd, mut wr) = stream.into_split();
-    let ours = Handshake::new(ctx.info_hash, ctx.our_id).to_bytes();
+    let ours = ctx.our_handshake();
     match timeout(ctx.handshake_timeout, wr.write_all(&ours)).await {
         Ok(Ok(())) => established(key, rd, wr, buf, addr, theirs, false, ctx).await,
         Ok(Err(e)) => tracing::debug!(error = %e, "sending our handshake failed"),
@@ -291,8 +303,7 @@ async fn dial_handshake(
     buf: &mut BytesMut,
     ctx: &ConnCtx,
 ) -> Result<Handshake, ConnError> {
-    wr.write_all(&Handshake::new(ctx.info_hash, ctx.our_id).to_bytes())
-        .await?;
+    wr.write_all(&ctx.our_handshake()).await?;
     let theirs = loop {
         if let Some(h) = Handshake::decode(buf)? {
             buf.advance(Handshake::LEN);

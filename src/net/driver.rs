@@ -67,6 +67,8 @@ pub struct Driver {
     /// Incoming connections the session routed to this torrent (handshake read).
     incoming: mpsc::Receiver<Incoming>,
     control: mpsc::Receiver<Control>,
+    /// Candidate DHT nodes from peers' `Port` messages go to the session's node here.
+    dht_nodes: Option<mpsc::Sender<SocketAddr>>,
     snapshot: watch::Sender<Snapshot>,
     /// Keep running after completion (seeding).
     seed: bool,
@@ -80,6 +82,8 @@ pub struct Inputs {
     pub events: mpsc::Receiver<PeerEvent>,
     pub incoming: mpsc::Receiver<Incoming>,
     pub control: mpsc::Receiver<Control>,
+    /// Where [`Action::DhtNode`] goes: the session's DHT node, when it runs one.
+    pub dht_nodes: Option<mpsc::Sender<SocketAddr>>,
 }
 
 struct State {
@@ -110,6 +114,7 @@ impl Driver {
             store_events: None,
             incoming: inputs.incoming,
             control: inputs.control,
+            dht_nodes: inputs.dht_nodes,
             snapshot,
             seed,
             check_indexes: false,
@@ -377,6 +382,12 @@ impl Driver {
                 Action::GrowBuffer { bytes } => {
                     if let Some(store) = &self.store {
                         store.grow_budget(bytes)
+                    }
+                }
+                Action::DhtNode(addr) => {
+                    // A full queue drops it: the session is busy, and candidates are many.
+                    if let Some(tx) = &self.dht_nodes {
+                        let _ = tx.try_send(addr);
                     }
                 }
             }

@@ -13,6 +13,7 @@
 //!   an honest peer out. One that sends nothing within `silent_timeout` is closed.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,10 @@ const INCOMING_QUEUE: usize = 64;
 /// Control messages queued per torrent run (peers found by the session for it); more are
 /// dropped (the same addresses come again at the next announce).
 const CONTROL_QUEUE: usize = 64;
+
+/// Nodes from peers' `Port` messages queued for the DHT; more are dropped (one per
+/// connection at most, and the DHT edge remembers those it has asked).
+const DHT_NODE_QUEUE: usize = 64;
 
 /// After a failed `accept` (e.g. out of descriptors), wait this long before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -94,6 +99,9 @@ struct Actor {
     lsd: Option<LsdEdge>,
     /// The DHT node, when on (`SessionConfig::dht`).
     dht: Option<DhtEdge>,
+    /// Nodes peers named in `Port` messages, from every run, for `dht` (a sender is
+    /// kept so the queue never closes).
+    dht_nodes: (mpsc::Sender<SocketAddr>, mpsc::Receiver<SocketAddr>),
 }
 
 pub(super) async fn run(
@@ -130,6 +138,7 @@ pub(super) async fn run(
         stats: SessionStats::default(),
         lsd,
         dht,
+        dht_nodes: mpsc::channel(DHT_NODE_QUEUE),
     };
     let mut backoff: Option<tokio::time::Instant> = None;
     loop {
@@ -153,6 +162,11 @@ pub(super) async fn run(
             }
             found = lsd::found(&mut a.lsd) => a.lsd_found(found),
             found = dht::found(&mut a.dht) => a.dht_found(found),
+            Some(addr) = a.dht_nodes.1.recv() => {
+                if let Some(dht) = &a.dht {
+                    dht.add_node(addr);
+                }
+            }
             Some(done) = a.runs.join_next(), if !a.runs.is_empty() => {
                 if let Ok(end) = done {
                     a.run_ended(end);
@@ -253,6 +267,10 @@ impl Actor {
                 incoming: incoming_rx,
                 control: control.clone(),
                 control_rx,
+                dht: self.dht.as_ref().map(|_| super::torrent::DhtLink {
+                    port: self.shared.port,
+                    nodes: self.dht_nodes.0.clone(),
+                }),
             },
             stop_rx,
         );

@@ -81,9 +81,7 @@ enum Cmd {
         private: bool,
     },
     Leave(InfoHash),
-    // Sent by `DhtEdge::add_node`, which the BEP 5 `Port` message is to call (not wired
-    // to the peer connections yet).
-    #[allow(dead_code)]
+    /// Sent by `DhtEdge::add_node`: a node a peer named in its BEP 5 `Port` message.
     AddNode(SocketAddr),
     Stop(oneshot::Sender<()>),
 }
@@ -166,7 +164,6 @@ impl DhtEdge {
     }
 
     /// A peer's `Port` message (BEP 5) named a node at this address.
-    #[allow(dead_code)]
     pub(super) fn add_node(&self, addr: SocketAddr) {
         let _ = self.cmds.send(Cmd::AddNode(addr));
     }

@@ -31,6 +31,7 @@ pub(super) async fn fetch(
     control: mpsc::Sender<Control>,
     stop: &mut watch::Receiver<bool>,
     announcer: &mut Option<Announcing>,
+    dht_port: Option<u16>,
 ) -> Result<Option<Arc<Metainfo>>, TorrentError> {
     let link = &source.link;
     snapshot.send_modify(|s| {
@@ -45,6 +46,8 @@ pub(super) async fn fetch(
     let tiers = plan::magnet_tiers(link, &spec.sources);
     let mut cfg = spec.cfg.clone();
     cfg.listen_port = Some(shared.port);
+    // Not known to be private yet: a magnet's link is all we know.
+    cfg.dht_port = dht_port;
     cfg.give_up_after = plan::give_up_after(
         spec.mode,
         &spec.sources,

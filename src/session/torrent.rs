@@ -35,6 +35,15 @@ pub(super) struct Inputs {
     pub incoming: mpsc::Receiver<Incoming>,
     pub control: mpsc::Sender<Control>,
     pub control_rx: mpsc::Receiver<Control>,
+    /// The session's DHT node, when it runs one.
+    pub dht: Option<DhtLink>,
+}
+
+/// The session's DHT node as a run sees it (BEP 5 `Port`): our node's UDP port, sent to
+/// peers that set the DHT bit, and where the nodes peers name in theirs go.
+pub(super) struct DhtLink {
+    pub port: u16,
+    pub nodes: mpsc::Sender<std::net::SocketAddr>,
 }
 
 /// Runs the torrent until it completes (fetch), or until `stop` turns true. A magnet
@@ -67,7 +76,11 @@ async fn run_with(
         incoming,
         control: control_tx,
         control_rx,
+        dht,
     } = inputs;
+    // A private torrent never uses the DHT (a magnet not yet fetched counts as public).
+    let dht = dht.filter(|_| !spec.content.meta().is_some_and(|m| m.private));
+    let dht_port = dht.as_ref().map(|d| d.port);
     let started = Instant::now();
     let seed = matches!(spec.mode, Mode::Seed | Mode::Fetch { seed: true });
     let (events_tx, events_rx) = mpsc::channel(1024);
@@ -83,11 +96,13 @@ async fn run_with(
         local_addr: Some(shared.cfg.bind),
         up_limit: shared.up_limit.clone(),
         down_limit: shared.down_limit.clone(),
+        dht: dht.is_some(),
     });
     let inputs = DriverInputs {
         events: events_rx,
         incoming,
         control: control_rx,
+        dht_nodes: dht.map(|d| d.nodes),
     };
     let mut driver = Driver::new(ctx.clone(), inputs, snapshot.clone(), seed);
     let meta = match (&spec.content, spec.content.meta()) {
@@ -103,6 +118,7 @@ async fn run_with(
                 control_tx.clone(),
                 stop,
                 announcer,
+                dht_port,
             )
             .await?;
             match fetched {
@@ -181,6 +197,8 @@ async fn run_with(
     let mut cfg = spec.cfg.clone();
     cfg.private = meta.private;
     cfg.listen_port = Some(shared.port);
+    // A magnet may turn out private only now: no `Port` from here on.
+    cfg.dht_port = dht_port.filter(|_| !meta.private);
     let magnet_peers = match &spec.content {
         Content::Magnet(m) => m.link.peers.clone(),
         Content::Torrent(_) => Vec::new(),

@@ -26,6 +26,11 @@ pub fn fast_bit(reserved: &[u8; 8]) -> bool {
     reserved[FAST_BYTE] & FAST_BIT != 0
 }
 
+/// Whether `reserved` sets the BEP 5 DHT bit (the peer runs a DHT node and takes `Port`).
+pub fn dht_bit(reserved: &[u8; 8]) -> bool {
+    reserved[DHT_BYTE] & DHT_BIT != 0
+}
+
 /// Whether `reserved` sets the BEP 10 extension-protocol bit.
 pub fn extended_bit(reserved: &[u8; 8]) -> bool {
     reserved[EXTENDED_BYTE] & EXTENDED_BIT != 0
@@ -44,7 +49,7 @@ impl Handshake {
     pub const LEN: usize = 68;
 
     /// Our handshake: advertises the extension protocol (BEP 10) and the fast extension
-    /// (BEP 6). DHT is not advertised until we run a DHT node.
+    /// (BEP 6). DHT is advertised with [`Handshake::with_dht`].
     pub fn new(info_hash: InfoHash, peer_id: PeerId) -> Self {
         let mut reserved = [0u8; 8];
         reserved[EXTENDED_BYTE] |= EXTENDED_BIT;
@@ -54,6 +59,14 @@ impl Handshake {
             info_hash,
             peer_id,
         }
+    }
+
+    /// Sets the BEP 5 DHT bit when `on` (we run a DHT node and send `Port`).
+    pub fn with_dht(mut self, on: bool) -> Self {
+        if on {
+            self.reserved[DHT_BYTE] |= DHT_BIT;
+        }
+        self
     }
 
     pub fn to_bytes(&self) -> [u8; 68] {
@@ -111,7 +124,7 @@ impl Handshake {
 
     /// BEP 5 DHT (the peer will accept a `Port` message).
     pub fn supports_dht(&self) -> bool {
-        self.reserved[DHT_BYTE] & DHT_BIT != 0
+        dht_bit(&self.reserved)
     }
 }
 
@@ -150,6 +163,14 @@ mod tests {
         assert!(dht.supports_dht());
         assert!(!dht.supports_fast());
         assert!(!dht.supports_extended());
+    }
+
+    #[test]
+    fn with_dht_sets_only_the_dht_bit() {
+        let h = sample().with_dht(true);
+        assert_eq!(h.reserved, [0, 0, 0, 0, 0, 0x10, 0, 0x05]);
+        assert!(h.supports_dht() && h.supports_fast() && h.supports_extended());
+        assert_eq!(sample().with_dht(false), sample());
     }
 
     #[test]

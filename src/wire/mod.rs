@@ -35,7 +35,7 @@ mod tests;
 pub use decoder::{Decoder, MAX_EXTENDED_FRAME, MAX_UNSIZED_PIECES};
 pub use extended::{ExtError, ExtHandshake, OUR_UT_METADATA, OUR_UT_PEX, UT_METADATA, UT_PEX};
 pub use guard::{PeerGuard, Verdict};
-pub use handshake::{extended_bit, fast_bit, Handshake, PROTOCOL};
+pub use handshake::{dht_bit, extended_bit, fast_bit, Handshake, PROTOCOL};
 pub use message::{encode, piece_header, Message};
 pub use ut_metadata::{MetadataError, MetadataMsg, MAX_METADATA_SIZE};
 pub use ut_pex::{PexError, PexFlags, PexMsg};

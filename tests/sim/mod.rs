@@ -663,6 +663,8 @@ impl Sim {
             // The model has no store budget: the engine's own cap on pieces in progress
             // (which grows with it) is what bounds the data in flight.
             Action::GrowBuffer { .. } => {}
+            // The simulated swarm runs no DHT (no `dht_port` is configured).
+            Action::DhtNode(_) => {}
         }
     }
 

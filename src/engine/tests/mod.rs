@@ -1,6 +1,7 @@
 //! Engine rules, one test each, driven by events on a hand-moved clock. This file holds
 //! the harness; the tests are split by concern.
 
+mod dht_port;
 mod failures;
 mod peers;
 mod pex;
