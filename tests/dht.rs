@@ -60,12 +60,28 @@ fn bare_magnet(info_hash: &str) -> String {
 /// `swarm fetch MAGNET -o OUT` through the DHT only; waits for it to finish, checks the
 /// data, and says how long it took.
 fn fetch_by_dht(what: &str, magnet: &str, content: &Content, out: &Path, nodes: &[SocketAddr]) {
-    let at = SocketAddr::new(ip(9), free_port_tcp_udp(ip(9)));
+    fetch_by_dht_at(ip(9), what, magnet, content, out, nodes)
+}
+
+fn fetch_by_dht_at(
+    bind: std::net::IpAddr,
+    what: &str,
+    magnet: &str,
+    content: &Content,
+    out: &Path,
+    nodes: &[SocketAddr],
+) {
+    let at = SocketAddr::new(bind, free_port_tcp_udp(bind));
     let mut c = swarm_cmd();
     c.arg("-v")
         .args(["fetch", "--no-lsd", magnet, "-o"])
         .arg(out)
-        .args(["--bind", "127.0.0.9", "--port", &at.port().to_string()]);
+        .args([
+            "--bind",
+            &bind.to_string(),
+            "--port",
+            &at.port().to_string(),
+        ]);
     with_nodes(&mut c, nodes);
     let started = Instant::now();
     let mut fetch = Proc::spawn_with_state("swarm fetch (DHT)", &mut c);
@@ -103,6 +119,43 @@ fn swarm_fetches_an_info_hash_only_magnet_through_a_dht_of_swarms() {
 
     // Only the info-hash, and only C as a node: the peer is found through the DHT.
     fetch_by_dht("swarm", &bare_magnet(&hash), &content, &t.join("out"), &[c]);
+}
+
+/// BEP 32: the same over IPv6 loopback only, where nodes learn each other from `nodes6`
+/// (the v4 table stays empty: nothing else could have found the seed).
+#[test]
+fn an_info_hash_only_magnet_is_found_through_an_ipv6_dht() {
+    let v6 = std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+    if std::net::UdpSocket::bind((v6, 0)).is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no IPv6 loopback on this CI machine"
+        );
+        say("skipping the IPv6 DHT test: no IPv6 loopback here");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let content = Content::single(&t.join("src"), "dht6.bin", MIB, 25);
+    let torrent = t.join("dht6.torrent");
+    let hash = swarm_create(&content.path(), &torrent, Some(16384), &[]);
+    let other = Content::single(&t.join("other"), "other.bin", 64 * 1024, 26);
+    let other_torrent = t.join("other.torrent");
+    swarm_create(&other.path(), &other_torrent, Some(16384), &[]);
+    let at = || SocketAddr::new(v6, free_port_tcp_udp(v6));
+    let (b, c, a) = (at(), at(), at());
+    let other_dir = t.join("other");
+    let _b = seed("swarm B (v6)", &other_torrent, &other_dir, b, &[c]);
+    let _c = seed("swarm C (v6)", &other_torrent, &other_dir, c, &[b]);
+    let _a = seed("swarm A (v6, has it)", &torrent, &t.join("src"), a, &[b]);
+    fetch_by_dht_at(
+        v6,
+        "swarm v6",
+        &bare_magnet(&hash),
+        &content,
+        &t.join("out"),
+        &[c],
+    );
 }
 
 /// libtorrent's side of the interop: tests/interop/lt_dht.py.

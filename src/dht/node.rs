@@ -265,6 +265,15 @@ impl Node {
         &self.table
     }
 
+    /// Nodes in both tables.
+    pub fn len(&self) -> usize {
+        self.table.len() + self.table6.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The IPv6 routing table (BEP 32).
     pub fn table6(&self) -> &RoutingTable {
         &self.table6

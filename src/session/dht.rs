@@ -104,7 +104,7 @@ impl DhtEdge {
         given: Vec<SocketAddr>,
         state_root: Option<PathBuf>,
     ) -> Option<DhtEdge> {
-        let sock = match open(SocketAddr::new(bind, port)) {
+        let sock = match Sockets::open(bind, port) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(port, error = %e, "the DHT is off: cannot open its UDP port");
@@ -239,9 +239,10 @@ struct Edge {
     stats: watch::Sender<DhtStats>,
 }
 
-async fn run(mut e: Edge, sock: UdpSocket, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+async fn run(mut e: Edge, sock: Sockets, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
     // One more byte than the decoder takes, so a longer datagram shows as too long.
     let mut buf = vec![0u8; MAX_PACKET + 1];
+    let mut buf6 = vec![0u8; MAX_PACKET + 1];
     let (resolved_tx, mut resolved) = mpsc::unbounded_channel::<Vec<SocketAddr>>();
     loop {
         let deadline = e.deadline();
@@ -255,11 +256,8 @@ async fn run(mut e: Edge, sock: UdpSocket, mut cmds: mpsc::UnboundedReceiver<Cmd
                 }
                 Some(cmd) => e.command(cmd),
             },
-            r = sock.recv_from(&mut buf) => match r {
-                Ok((n, from)) => {
-                    let datagram = buf.get(..n).unwrap_or(&buf);
-                    e.node.receive(Instant::now(), from, datagram);
-                }
+            r = sock.recv_from(&mut buf, &mut buf6) => match r {
+                Ok((datagram, from)) => e.node.receive(Instant::now(), from, datagram),
                 Err(err) => {
                     // ICMP port unreachable from a node that is gone shows up here on
                     // some systems; it says nothing about our socket.
@@ -286,7 +284,7 @@ impl Edge {
             .next_deadline()
             .min(self.bootstrap_at)
             .min(self.save_at);
-        if !self.node.table().is_empty() {
+        if !self.node.is_empty() {
             if let Some(due) = self.torrents.values().map(|t| t.due).min() {
                 at = at.min(due);
             }
@@ -331,7 +329,7 @@ impl Edge {
     fn tick(&mut self, now: Instant, resolved: &mpsc::UnboundedSender<Vec<SocketAddr>>) {
         self.node.handle_timeout(now);
         if now >= self.bootstrap_at {
-            if self.node.table().is_empty() {
+            if self.node.is_empty() {
                 self.bootstrap_now(now, resolved);
                 self.bootstrap_at = now + self.bootstrap.next();
             } else {
@@ -347,7 +345,7 @@ impl Edge {
                 tokio::task::spawn_blocking(move || save_to(&path, &bytes));
             }
         }
-        if self.node.table().is_empty() {
+        if self.node.is_empty() {
             return;
         }
         for (ih, t) in self.torrents.iter_mut().filter(|(_, t)| t.due <= now) {
@@ -380,7 +378,7 @@ impl Edge {
     }
 
     /// Sends what the node queued, hands its events on, publishes its figures.
-    async fn after(&mut self, now: Instant, sock: &UdpSocket) {
+    async fn after(&mut self, now: Instant, sock: &Sockets) {
         while let Some((to, bytes)) = self.node.poll_transmit() {
             if let Err(err) = sock.send_to(&bytes, to).await {
                 tracing::trace!(%to, error = %err, "DHT send failed");
@@ -417,9 +415,8 @@ impl Edge {
                 }
             }
         }
-        let table = self.node.table();
         let stats = DhtStats {
-            nodes: table.len(),
+            nodes: self.node.len(),
             answered: self.node.answered,
             refused: self.node.refused,
         };
@@ -433,6 +430,7 @@ impl Edge {
             .node
             .table()
             .nodes()
+            .chain(self.node.table6().nodes())
             .filter(|n| n.answered.is_some())
             .map(|n| (n.id, n.addr))
             .take(cache::MAX_CACHED)
@@ -449,10 +447,76 @@ impl Edge {
     }
 }
 
+/// The node's UDP sockets: IPv4 and IPv6 (BEP 32), each on the listen port's number. On
+/// an unspecified `--bind` both (the IPv6 one v6-only, skipped where IPv6 is unavailable);
+/// on a specific address only that family.
+struct Sockets {
+    v4: Option<UdpSocket>,
+    v6: Option<UdpSocket>,
+}
+
+impl Sockets {
+    fn open(bind: IpAddr, port: u16) -> io::Result<Sockets> {
+        let any4 = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        let any6 = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+        let (v4, v6) = match bind {
+            b if b.is_unspecified() => {
+                let v4 = open(SocketAddr::new(any4, port))?;
+                let v6 = open(SocketAddr::new(any6, port))
+                    .map_err(|e| tracing::debug!(error = %e, "no IPv6 DHT socket"))
+                    .ok();
+                (Some(v4), v6)
+            }
+            IpAddr::V4(_) => (Some(open(SocketAddr::new(bind, port))?), None),
+            IpAddr::V6(_) => (None, Some(open(SocketAddr::new(bind, port))?)),
+        };
+        Ok(Sockets { v4, v6 })
+    }
+
+    /// The next datagram from either socket (each reads into its own buffer).
+    async fn recv_from<'a>(
+        &self,
+        buf4: &'a mut [u8],
+        buf6: &'a mut [u8],
+    ) -> io::Result<(&'a [u8], SocketAddr)> {
+        tokio::select! {
+            r = recv(self.v4.as_ref(), buf4) => r,
+            r = recv(self.v6.as_ref(), buf6) => r,
+        }
+    }
+
+    async fn send_to(&self, bytes: &[u8], to: SocketAddr) -> io::Result<usize> {
+        let sock = if to.is_ipv4() { &self.v4 } else { &self.v6 };
+        match sock {
+            Some(s) => s.send_to(bytes, to).await,
+            None => Err(io::ErrorKind::AddrNotAvailable.into()),
+        }
+    }
+}
+
+async fn recv<'a>(
+    sock: Option<&UdpSocket>,
+    buf: &'a mut [u8],
+) -> io::Result<(&'a [u8], SocketAddr)> {
+    match sock {
+        Some(s) => {
+            let (n, from) = s.recv_from(buf).await?;
+            Ok((&buf[..n.min(buf.len())], from))
+        }
+        None => std::future::pending().await,
+    }
+}
+
 fn open(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let s = std::net::UdpSocket::bind(addr)?;
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // The IPv4 socket takes IPv4; this one IPv6 only (no mapped addresses).
+        s.set_only_v6(true)?;
+    }
+    s.bind(&addr.into())?;
     s.set_nonblocking(true)?;
-    UdpSocket::from_std(s)
+    UdpSocket::from_std(s.into())
 }
 
 /// The cached id and nodes, if the file is there and valid (anything else is ignored and
