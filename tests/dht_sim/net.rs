@@ -63,7 +63,14 @@ struct Slot {
     node: Option<Node>,
     id: NodeId,
     joined_us: u64,
+    /// When to bootstrap again if the table is still empty (the edge in `session/dht.rs`
+    /// retries with back-off; the node itself sends one `find_node` per address).
+    retry_us: u64,
 }
+
+/// How often an empty table bootstraps again here (the edge starts at
+/// `cache::BOOTSTRAP_FIRST` and doubles; a fixed period is enough for the model).
+const RETRY_US: u64 = 10_000_000;
 
 /// A lookup being watched: when it started, and the nodes announced to when it finished.
 #[derive(Debug, Clone)]
@@ -95,6 +102,8 @@ pub struct Sim {
     pub sent: Vec<u64>,
     pub datagrams: u64,
     pub lost: u64,
+    /// Bootstraps repeated because a table was still empty.
+    pub retries: u64,
 }
 
 pub fn addr(slot: usize) -> SocketAddr {
@@ -139,6 +148,7 @@ impl Sim {
             sent: Vec::new(),
             datagrams: 0,
             lost: 0,
+            retries: 0,
         }
     }
 
@@ -178,6 +188,7 @@ impl Sim {
             node: Some(node),
             id,
             joined_us: self.now_us,
+            retry_us: self.now_us + RETRY_US,
         });
         self.sent.push(0);
         self.at.insert(addr(slot), slot);
@@ -269,9 +280,11 @@ impl Sim {
         (age, known, near)
     }
 
-    /// Mean fraction of each live node's true 8 closest that its table holds.
+    /// Mean fraction of each live node's true 8 closest that its table holds (over at most
+    /// 1,000 nodes, to keep a 10,000-node run quick).
     pub fn neighbourhood(&self) -> f64 {
-        let live: Vec<usize> = self.at.values().copied().collect();
+        let mut live = self.live();
+        live.truncate(1000);
         let mut sum = 0.0;
         for s in &live {
             let me = self.slots[*s].id;
@@ -356,6 +369,16 @@ impl Sim {
             Ev::Tick(s) => {
                 if let Some(n) = self.slots[s].node.as_mut() {
                     n.handle_timeout(now);
+                    if n.table().is_empty() && self.now_us >= self.slots[s].retry_us {
+                        let boot = (0..self.slots.len())
+                            .map(|_| self.rng.gen_range(0..self.slots.len()))
+                            .find(|b| *b != s && self.slots[*b].node.is_some());
+                        let n = self.slots[s].node.as_mut().expect("live");
+                        n.bootstrap(now, &boot.map(addr).into_iter().collect::<Vec<_>>());
+                        self.slots[s].retry_us = self.now_us + RETRY_US;
+                        self.retries += 1;
+                    }
+                    let n = self.slots[s].node.as_mut().expect("live");
                     let deadline = n.next_deadline();
                     let next = self.at_us(deadline).max(self.now_us + 1000);
                     self.flush(s);
@@ -488,6 +511,9 @@ pub struct Report {
     pub virtual_s: f64,
     /// Routing tables of the live nodes at the end: mean nodes, most buckets.
     pub mean_table: f64,
+    /// Live nodes with an empty table at the end; bootstraps repeated.
+    pub empty_tables: usize,
+    pub retries: u64,
     /// After settling: mean fraction of each node's own 8 closest that its table holds.
     pub neighbourhood: f64,
     pub max_buckets: usize,
@@ -580,6 +606,8 @@ impl Scenario {
             .collect();
         r.mean_table = tables.iter().map(|t| t.len()).sum::<usize>() as f64 / tables.len() as f64;
         r.max_buckets = tables.iter().map(|t| t.bucket_count()).max().unwrap_or(0);
+        r.empty_tables = tables.iter().filter(|t| t.is_empty()).count();
+        r.retries = sim.retries;
         r.datagrams = sim.datagrams;
         r.lost = sim.lost;
         let mut sent = sim.sent.clone();
