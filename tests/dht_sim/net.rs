@@ -660,10 +660,13 @@ impl Report {
         );
         println!(
             "[{label}] routing tables at the end: mean {:.0} nodes, at most {} buckets; \
-             after settling, a node's own 8 closest in its table: {:.1}%",
+             after settling, a node's own 8 closest in its table: {:.1}%; empty tables {} \
+             (bootstraps repeated {})",
             self.mean_table,
             self.max_buckets,
-            100.0 * self.neighbourhood
+            100.0 * self.neighbourhood,
+            self.empty_tables,
+            self.retries
         );
     }
 
