@@ -34,6 +34,21 @@ pub const MAX_CANDIDATES: usize = 128;
 /// Peers remembered per `get_peers` lookup.
 pub const MAX_PEERS: usize = 400;
 
+/// A query to `c` is out and not yet slow.
+fn on_time(c: &Candidate, now: Instant) -> bool {
+    matches!(c.state, State::Asked(t) if now.saturating_duration_since(t) < SLOW_AFTER)
+}
+
+/// `c` counts among the closest: not failed, and not a query gone slow (a slow node that
+/// answers after all is `Answered` and counts again).
+fn in_window(c: &Candidate, now: Instant) -> bool {
+    match c.state {
+        State::Failed => false,
+        State::Asked(_) => on_time(c, now),
+        State::Fresh | State::Answered { .. } => true,
+    }
+}
+
 /// What a lookup is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -146,13 +161,14 @@ impl Lookup {
     /// returned node counts as asked from `now`.
     pub fn next_queries(&mut self, now: Instant) -> Vec<(NodeId, SocketAddr)> {
         self.expire(now);
-        let on_time = |c: &Candidate| matches!(c.state, State::Asked(t) if now.saturating_duration_since(t) < SLOW_AFTER);
-        let mut in_flight = self.candidates.values().filter(|c| on_time(c)).count();
+        let mut in_flight = self.candidates.values().filter(|c| on_time(c, now)).count();
         let mut out = Vec::new();
+        // The K closest that may still answer in time: a slow node gives its place in the
+        // window to the next one (it may still answer, and then counts again).
         for c in self
             .candidates
             .values_mut()
-            .filter(|c| c.state != State::Failed)
+            .filter(|c| in_window(c, now))
             .take(K)
         {
             if in_flight >= ALPHA {
@@ -238,14 +254,16 @@ impl Lookup {
         }
     }
 
-    /// Done when none of the [`K`] closest live candidates is fresh or in flight.
-    pub fn is_done(&self) -> bool {
+    /// Done when none of the [`K`] closest candidates that failed neither outright nor by
+    /// going slow is fresh or in flight on time (as libtorrent: one slow node does not
+    /// hold a lookup for the whole [`QUERY_TIMEOUT`]).
+    pub fn is_done(&self, now: Instant) -> bool {
         !self
             .candidates
             .values()
-            .filter(|c| c.state != State::Failed)
+            .filter(|c| in_window(c, now))
             .take(K)
-            .any(|c| matches!(c.state, State::Fresh | State::Asked(_)))
+            .any(|c| c.state == State::Fresh || on_time(c, now))
     }
 
     /// Peers found so far, in the order they came.

@@ -70,7 +70,7 @@ fn run(net: &Net, target: NodeId, dead: &[usize], seeds: usize) -> (Lookup, u32)
     );
     let mut t = now;
     for _ in 0..1000 {
-        if l.is_done() {
+        if l.is_done(t) {
             break;
         }
         let ask = l.next_queries(t);
@@ -89,7 +89,7 @@ fn run(net: &Net, target: NodeId, dead: &[usize], seeds: usize) -> (Lookup, u32)
         }
         t += Duration::from_millis(500);
     }
-    assert!(l.is_done(), "the lookup ended");
+    assert!(l.is_done(t), "the lookup ended");
     let q = l.queries_sent();
     (l, q)
 }

@@ -582,7 +582,7 @@ impl Node {
                 });
                 run.reported = run.lookup.peers().len();
             }
-            if run.lookup.is_done() {
+            if run.lookup.is_done(now) {
                 let run = self.lookups.remove(&n).expect("present");
                 self.finish(now, run);
                 continue;

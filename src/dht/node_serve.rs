@@ -83,11 +83,14 @@ impl Node {
         r: &mut Response,
     ) {
         let asked = want.v4 || want.v6;
+        // Never the querier itself (it has just joined our table).
         if want.v4 || (!asked && from.is_ipv4()) {
             r.nodes = self
                 .table
-                .closest(now, target, K)
+                .closest(now, target, K + 1)
                 .into_iter()
+                .filter(|(_, a)| *a != from)
+                .take(K)
                 .filter_map(|(id, a)| match a {
                     SocketAddr::V4(v4) => Some((id, v4)),
                     SocketAddr::V6(_) => None,
@@ -97,8 +100,10 @@ impl Node {
         if want.v6 || (!asked && from.is_ipv6()) {
             r.nodes6 = self
                 .table6
-                .closest(now, target, K)
+                .closest(now, target, K + 1)
                 .into_iter()
+                .filter(|(_, a)| *a != from)
+                .take(K)
                 .filter_map(|(id, a)| match a {
                     SocketAddr::V6(v6) => Some((id, v6)),
                     SocketAddr::V4(_) => None,

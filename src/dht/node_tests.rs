@@ -290,8 +290,12 @@ fn ipv6_nodes_have_their_own_table_and_are_answered_as_want_asks() {
     let v4 = addr(3);
     n.receive(now, v6, &query(b"p6", NodeId([6; 20]), Query::Ping));
     n.receive(now, v4, &query(b"p4", NodeId([4; 20]), Query::Ping));
+    // One more of each family: a querier is never told about itself.
+    let v6b: SocketAddr = "[fd00::3]:6881".parse().unwrap();
+    n.receive(now, v6b, &query(b"q6", NodeId([7; 20]), Query::Ping));
+    n.receive(now, addr(4), &query(b"q4", NodeId([5; 20]), Query::Ping));
     replies(&mut n);
-    assert_eq!((n.table().len(), n.table6().len()), (1, 1));
+    assert_eq!((n.table().len(), n.table6().len()), (2, 2));
     let target = NodeId([9; 20]);
     // Without `want`, each querier gets its own family.
     let q = Query::FindNode {
@@ -318,7 +322,8 @@ fn ipv6_nodes_have_their_own_table_and_are_answered_as_want_asks() {
     let Body::Response { response, .. } = &replies(&mut n)[0].1.body else {
         panic!()
     };
-    assert_eq!((response.nodes.len(), response.nodes6.len()), (1, 1));
+    // (The v4 querier is not told about itself; both v6 nodes are listed.)
+    assert_eq!((response.nodes.len(), response.nodes6.len()), (1, 2));
 }
 
 #[test]

@@ -301,6 +301,7 @@ impl RoutingTable {
     /// changed for [`REFRESH_AFTER`]. Each returned bucket counts as refreshed.
     pub fn due_refresh(&mut self, now: Instant, fill: &NodeId) -> Vec<NodeId> {
         let me = self.me;
+        let count = self.buckets.len();
         let mut out = Vec::new();
         for (i, b) in self.buckets.iter_mut().enumerate() {
             let stale = b
@@ -308,9 +309,14 @@ impl RoutingTable {
                 .is_none_or(|t| now.saturating_duration_since(t) >= REFRESH_AFTER);
             if stale {
                 b.changed = Some(now);
-                // An id sharing exactly `i` bits with ours falls in bucket `i` (the last
-                // bucket holds those and every nearer one).
-                let target = me.with_prefix_of(i as u32, fill);
+                // An id sharing exactly `i` bits with ours falls in bucket `i`; the last
+                // bucket holds every nearer one too, and its refresh looks right next to
+                // us, where our closest neighbours are (nothing else looks there).
+                let target = if i + 1 == count {
+                    me.with_prefix_of(159, fill)
+                } else {
+                    me.with_prefix_of(i as u32, fill)
+                };
                 out.push(target);
             }
         }

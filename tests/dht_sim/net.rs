@@ -179,6 +179,8 @@ impl Sim {
         let id = NodeId(self.rng.gen());
         let cfg = DhtConfig {
             rng_seed: self.cfg.seed ^ mix(slot as u64),
+            // The simulated addresses are private (10/8): allowed, one node per IP kept.
+            allow_local: true,
             ..DhtConfig::default()
         };
         let mut node = Node::new(cfg, id, self.now());
