@@ -72,7 +72,28 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<(), String> {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    run_bounded(Command::new("ip").args(args), IP_CMD)
+    run_bounded(ip_command().args(args), IP_CMD)
+}
+
+/// `ip`, as root: directly when we are, else through `sudo -n` (CI may run the tests as a
+/// user with password-less sudo, as `.ci/run` installs packages); without either the
+/// namespaces cannot be made and the test says so.
+fn ip_command() -> Command {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false);
+    if root {
+        Command::new("ip")
+    } else {
+        let mut c = Command::new("sudo");
+        c.args(["-n", "ip"]);
+        c
+    }
 }
 
 /// Two network namespaces joined by a veth pair, deleted on drop.
@@ -142,8 +163,11 @@ struct Proc {
 impl Proc {
     fn start(name: &'static str, ns: &str, log: PathBuf, program: &str, args: &[&str]) -> Proc {
         let out = File::create(&log).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, program])
+        // `timeout` bounds each process even if a kill cannot reach it (through sudo a
+        // SIGKILL stops sudo, not its child); READY + FINISH is the longest a test waits.
+        let limit = (READY + FINISH).as_secs().to_string();
+        let child = ip_command()
+            .args(["netns", "exec", ns, "timeout", "-k", "5", &limit, program])
             .args(args)
             .env("RUST_LOG", "swarm=debug")
             .stdin(Stdio::null())
@@ -207,6 +231,18 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // SIGTERM first: `timeout` passes it on to the process it runs (a SIGKILL would stop
+        // only `timeout`); then SIGKILL for whatever is left.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
