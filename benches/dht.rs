@@ -64,8 +64,10 @@ fn query(tid: u16, id: NodeId, q: Query) -> Vec<u8> {
     .encode()
 }
 
+/// Node `i`'s address: public-looking (44.0.0.0/8), as on the internet, where a node at a
+/// private address is neither kept nor asked.
 fn source(i: usize) -> SocketAddr {
-    SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 6881))
+    SocketAddr::from(([44, (i >> 16) as u8, (i >> 8) as u8, i as u8], 6881))
 }
 
 /// A node whose table was filled by pings from 16 nodes at each depth `0..depth` (each
