@@ -228,27 +228,13 @@ fn aria2_fetches_a_magnet_from_swarm() {
     let out = tmp.join("out");
     let at = addr(1);
     let timer = Cell::start("aria2 <- swarm (magnet)", content.total);
-    let mut c = Command::new("aria2c");
-    c.arg(format!("--dir={}", out.display()))
-        .arg(format!("--listen-port={}", at.port()))
-        .arg(format!("--interface={}", at.ip()))
-        .arg(format!("--bt-external-ip={}", at.ip()))
-        .args([
-            "--enable-dht=false",
-            "--enable-dht6=false",
-            "--bt-enable-lpd=false",
-            "--enable-peer-exchange=false",
-            "--disable-ipv6=true",
-            "--bt-require-crypto=false",
-            "--file-allocation=none",
-            "--summary-interval=0",
-            "--console-log-level=warn",
-            "--bt-tracker-interval=1",
-            "--bt-save-metadata=false",
-            "--bt-load-saved-metadata=false",
-            "--seed-time=0",
-        ])
-        .arg(magnet(&hash, &[], &[tracker.http()]));
+    let mut c = aria2_cmd(&out, at);
+    c.args([
+        "--bt-save-metadata=false",
+        "--bt-load-saved-metadata=false",
+        "--seed-time=0",
+    ])
+    .arg(magnet(&hash, &[], &[tracker.http()]));
     let mut aria = Proc::spawn("aria2c magnet leech", &mut c);
     let status = aria.wait_exit(TRANSFER_TIMEOUT);
     assert!(

@@ -817,9 +817,9 @@ impl SwarmTracker {
 // ---------------------------------------------------------------------------------------
 // aria2
 
-/// `aria2c` downloading (or, with `seed`, seeding from `dir`) a torrent, listening on
-/// `at`. As a leecher it exits 0 when done (`--seed-time=0`).
-pub fn aria2(torrent: &Path, dir: &Path, at: SocketAddr, seed: bool) -> Proc {
+/// `aria2c` for the lab: files in `dir`, listening on `at`, every discovery but trackers
+/// off (DHT, LPD, PEX), IPv4 only, plaintext allowed, no preallocation, quiet.
+pub fn aria2_cmd(dir: &Path, at: SocketAddr) -> Command {
     require("aria2c", "aria2");
     let mut c = Command::new("aria2c");
     c.arg(format!("--dir={}", dir.display()))
@@ -837,8 +837,15 @@ pub fn aria2(torrent: &Path, dir: &Path, at: SocketAddr, seed: bool) -> Proc {
             "--summary-interval=0",
             "--console-log-level=warn",
             "--bt-tracker-interval=1",
-            "--follow-torrent=false",
         ]);
+    c
+}
+
+/// `aria2c` downloading (or, with `seed`, seeding from `dir`) a torrent, listening on
+/// `at`. As a leecher it exits 0 when done (`--seed-time=0`).
+pub fn aria2(torrent: &Path, dir: &Path, at: SocketAddr, seed: bool) -> Proc {
+    let mut c = aria2_cmd(dir, at);
+    c.arg("--follow-torrent=false");
     if seed {
         c.args([
             "--check-integrity=true",
