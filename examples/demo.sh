@@ -10,7 +10,12 @@ cargo build --release --quiet
 BIN=$PWD/target/release/swarm
 WORK=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+# The seeds stop first (each writes its resume data and exits), then the files go.
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 mkdir -p "$WORK/seed" "$WORK/out"
