@@ -108,8 +108,8 @@ impl Engine {
         }
         let (fast, extended) = (fast_bit(&reserved), extended_bit(&reserved));
         if extended {
-            let payload = self.our_ext_handshake(addr.ip());
-            self.send(key, Message::Extended { id: 0, payload });
+            let hs = self.our_ext_handshake(addr.ip());
+            self.send(key, hs);
         }
         let have = self.picker.have();
         if self.super_seeding() {

@@ -51,24 +51,38 @@ pub struct Extensions {
 /// metadata requests cannot turn into an upload that bypasses the rate limits.
 pub const MAX_METADATA_COPIES: u32 = 3;
 
+/// Our extension handshake (extended message 0) for a peer at `peer_ip`: the extensions we
+/// speak (`ut_pex` unless private), our request queue, our listen port, `metadata_size` when
+/// we have the metadata, and the address we see the peer at (`yourip`, which tells it its
+/// external address). The engine and a magnet's metadata phase both send it.
+pub(super) fn ext_handshake(
+    cfg: &crate::config::TorrentConfig,
+    metadata_size: Option<u32>,
+    peer_ip: std::net::IpAddr,
+) -> Message {
+    let hs = ExtHandshake::ours(
+        cfg.listen_port,
+        u32::try_from(cfg.our_reqq).unwrap_or(u32::MAX),
+        metadata_size,
+        Some(peer_ip),
+        !cfg.private,
+    );
+    Message::Extended {
+        id: 0,
+        payload: Bytes::from(hs.encode()),
+    }
+}
+
 impl Engine {
-    /// Our extension handshake for a peer at `peer_ip`: the extensions we speak, our
-    /// request queue, our listen port, the metadata size once we have the metadata, and the
-    /// address we see the peer at (`yourip`, which tells it its external address).
-    pub(super) fn our_ext_handshake(&self, peer_ip: std::net::IpAddr) -> Bytes {
+    /// Our extension handshake for a peer at `peer_ip`, with our metadata size once we
+    /// have the metadata (see [`ext_handshake`]).
+    pub(super) fn our_ext_handshake(&self, peer_ip: std::net::IpAddr) -> Message {
         let size = self
             .exchange
             .info
             .as_ref()
             .and_then(|i| u32::try_from(i.len()).ok());
-        let hs = ExtHandshake::ours(
-            self.cfg.listen_port,
-            u32::try_from(self.cfg.our_reqq).unwrap_or(u32::MAX),
-            size,
-            Some(peer_ip),
-            !self.cfg.private,
-        );
-        Bytes::from(hs.encode())
+        ext_handshake(&self.cfg, size, peer_ip)
     }
 
     /// A peer's BEP 10 handshake (the first, or a later update): its `reqq` bounds our

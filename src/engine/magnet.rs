@@ -28,6 +28,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::connect::{dial_room, refusal};
+use super::extension::ext_handshake;
 use super::known::{ListConfig, PeerList};
 use super::{Action, Engine, Event, PeerKey};
 use crate::config::TorrentConfig;
@@ -258,15 +259,9 @@ impl MetadataPhase {
             },
         );
         if extended_bit(&reserved) {
-            let hs = ExtHandshake::ours(
-                self.cfg.listen_port,
-                u32::try_from(self.cfg.our_reqq).unwrap_or(u32::MAX),
-                None,
-                Some(addr.ip()),
-                !self.cfg.private,
-            );
-            let payload = Bytes::from(hs.encode());
-            self.send(key, Message::Extended { id: 0, payload });
+            // No metadata size: we have none to serve yet.
+            let hs = ext_handshake(&self.cfg, None, addr.ip());
+            self.send(key, hs);
         }
         if fast_bit(&reserved) {
             self.send(key, Message::HaveNone);
@@ -488,8 +483,8 @@ impl Engine {
             return false;
         }
         if extended_bit(&reserved) {
-            let payload = self.our_ext_handshake(addr.ip());
-            self.send(key, Message::Extended { id: 0, payload });
+            let hs = self.our_ext_handshake(addr.ip());
+            self.send(key, hs);
         }
         let have: Vec<u32> = self.picker.have().iter_ones().collect();
         for piece in have {
