@@ -172,6 +172,8 @@ pub struct Node {
     out: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<Event>,
     last_tick: Instant,
+    /// Our first lookup of our own id has finished (see `finish`).
+    joined: bool,
     /// Queries answered and refused (rate), for the figures and `doctor`.
     pub answered: u64,
     pub refused: u64,
@@ -209,6 +211,7 @@ impl Node {
             out: VecDeque::new(),
             events: VecDeque::new(),
             last_tick: now,
+            joined: false,
             answered: 0,
             refused: 0,
             cfg,

@@ -56,6 +56,12 @@ impl Node {
 
     fn finish(&mut self, now: Instant, run: Running) {
         let target = run.lookup.target();
+        if target == self.id && run.lookup.kind() == Kind::FindNode && !self.joined {
+            // Bootstrap found our neighbourhood: now every bucket, at the next tick.
+            self.joined = true;
+            self.table.refresh_all_soon();
+            self.table6.refresh_all_soon();
+        }
         let mut announced = 0;
         if let (Some(port), Kind::GetPeers) = (run.announce, run.lookup.kind()) {
             for (id, addr, token) in run.lookup.closest_answered() {

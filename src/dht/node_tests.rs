@@ -377,3 +377,57 @@ fn five_nodes_agreeing_on_our_address_give_us_a_bep42_id() {
     assert_eq!(n.table().me(), n.id());
     assert_eq!(n.table().len(), 5);
 }
+
+#[test]
+fn a_joining_node_refreshes_every_bucket_once_its_own_lookup_is_done() {
+    let mut net = Net::new(120);
+    let now = net.now;
+    net.nodes[0].bootstrap(now, &[addr(1)]);
+    for i in 1..120 {
+        net.nodes[i].bootstrap(now, &[addr(0)]);
+        net.settle();
+    }
+    // A newcomer joins; its queries are watched.
+    let me = NodeId([0x5a; 20]);
+    let mut x = Node::new(cfg(999), me, net.now);
+    let x_addr = addr(500);
+    x.bootstrap(net.now, &[addr(0)]);
+    let mut far_targets = 0;
+    for step in 0..2_000 {
+        if step % 50 == 49 {
+            net.now += Duration::from_secs(1);
+            x.handle_timeout(net.now);
+        }
+        let mut moved = false;
+        while let Some((to, bytes)) = x.poll_transmit() {
+            moved = true;
+            if let Ok(Msg {
+                body:
+                    Body::Query {
+                        query: Query::FindNode { target, .. },
+                        ..
+                    },
+                ..
+            }) = Msg::decode(&bytes)
+            {
+                far_targets += usize::from(me.common_prefix(&target) == 0);
+            }
+            if let Some(&j) = net.at.get(&to) {
+                net.nodes[j].receive(net.now, x_addr, &bytes);
+                while let Some((back, reply)) = net.nodes[j].poll_transmit() {
+                    if back == x_addr {
+                        x.receive(net.now, addr(j), &reply);
+                    }
+                }
+            }
+        }
+        if !moved && far_targets > 0 {
+            break;
+        }
+    }
+    assert!(
+        far_targets > 0,
+        "the farthest bucket was never refreshed after joining"
+    );
+    assert!(x.table().len() >= 16, "table of {}", x.table().len());
+}

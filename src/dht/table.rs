@@ -289,12 +289,21 @@ impl RoutingTable {
 
     /// Up to `n` nodes closest to `target`, nearest first, bad ones left out.
     pub fn closest(&self, now: Instant, target: &NodeId, n: usize) -> Vec<(NodeId, SocketAddr)> {
-        let mut all: Vec<&Node> = self
+        let mut all: Vec<(super::id::Distance, &Node)> = self
             .nodes()
             .filter(|x| x.standing(now) != Standing::Bad)
+            .map(|x| (x.id.distance(target), x))
             .collect();
-        all.sort_by_key(|x| x.id.distance(target));
-        all.into_iter().take(n).map(|x| (x.id, x.addr)).collect()
+        // Only the `n` nearest need sorting (an answer's cost, paid per query we answer).
+        if all.len() > n && n > 0 {
+            all.select_nth_unstable_by_key(n - 1, |(d, _)| *d);
+            all.truncate(n);
+        }
+        all.sort_unstable_by_key(|(d, _)| *d);
+        all.into_iter()
+            .take(n)
+            .map(|(_, x)| (x.id, x.addr))
+            .collect()
     }
 
     /// Targets to look up now: one random id (from `fill`) inside each bucket that has not
@@ -321,6 +330,15 @@ impl RoutingTable {
             }
         }
         out
+    }
+
+    /// Every bucket is due for refresh at the next [`RoutingTable::due_refresh`] (once the
+    /// first lookup of our own id has found our neighbourhood, one lookup into each bucket
+    /// fills the rest of the table and makes us known there, instead of 15 minutes later).
+    pub fn refresh_all_soon(&mut self) {
+        for b in &mut self.buckets {
+            b.changed = None;
+        }
     }
 
     /// Takes the nodes of `old` (a table around another id: ours changed) with their

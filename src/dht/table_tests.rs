@@ -252,3 +252,43 @@ fn a_verified_id_replaces_an_unverified_stale_one_in_a_full_bucket() {
     assert!(t.nodes().any(|n| n.id == secure));
     assert_eq!(t.nodes().filter(|n| n.id.0[0] & 0x80 != 0).count(), K);
 }
+
+#[test]
+fn after_joining_every_bucket_is_refreshed_at_once() {
+    let now = Instant::now();
+    let mut t = RoutingTable::new(ME, Rules::LOCAL);
+    for n in 0..8 {
+        t.heard(now, at(0, n), addr(n as u32), Heard::Answered);
+    }
+    t.heard(now, at(2, 1), addr(50), Heard::Answered);
+    assert!(t.due_refresh(now, &NodeId([0xa5; 20])).is_empty());
+    t.refresh_all_soon();
+    assert_eq!(
+        t.due_refresh(now, &NodeId([0xa5; 20])).len(),
+        t.bucket_count()
+    );
+    assert!(t.due_refresh(now, &NodeId([0xa5; 20])).is_empty());
+}
+
+proptest! {
+    /// `closest` selects the nearest without sorting everything: the same answer as a
+    /// full sort, for any table and target.
+    #[test]
+    fn closest_matches_a_full_sort(
+        ids in proptest::collection::vec(any::<[u8; 20]>(), 0..200),
+        target in any::<[u8; 20]>(),
+        n in 0usize..20,
+    ) {
+        let now = Instant::now();
+        let mut t = RoutingTable::new(NodeId([0x3c; 20]), Rules::LOCAL);
+        for (i, id) in ids.iter().enumerate() {
+            t.heard(now, NodeId(*id), addr(i as u32), Heard::Answered);
+        }
+        let target = NodeId(target);
+        let mut all: Vec<NodeId> = t.nodes().map(|x| x.id).collect();
+        all.sort_by_key(|id| id.distance(&target));
+        all.truncate(n);
+        let got: Vec<NodeId> = t.closest(now, &target, n).into_iter().map(|(id, _)| id).collect();
+        prop_assert_eq!(got, all);
+    }
+}
