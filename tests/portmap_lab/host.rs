@@ -99,30 +99,34 @@ pub(super) fn miniupnpd_path() -> Option<String> {
         .map(str::to_string)
 }
 
-/// Why the lab cannot run here, if it cannot: tools missing or no root.
+/// Why the lab cannot run here, if it cannot: tools missing or no root. (Under `sudo -n` the
+/// commands work, but `in_netns` needs the test process itself to be root: setns.)
 pub(super) fn preflight() -> Result<(), String> {
     if miniupnpd_path().is_none() {
         return Err("miniupnpd not installed (Debian: apt-get install miniupnpd-nftables)".into());
     }
+    let installed = |tool: &str| {
+        ["/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin"]
+            .iter()
+            .any(|d| std::path::Path::new(d).join(tool).exists())
+    };
     for (tool, pkg) in [
         ("upnpc", "miniupnpc"),
         ("natpmpc", "natpmpc"),
         ("nft", "nftables"),
         ("ip", "iproute2"),
     ] {
-        let found = ["/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin"]
-            .iter()
-            .any(|d| std::path::Path::new(d).join(tool).exists());
-        if !found {
+        if !installed(tool) {
             return Err(format!("{tool} not installed (Debian package {pkg})"));
         }
     }
     if !is_root()
-        && !run_bounded(Command::new("sudo").args(["-n", "true"]), CMD_TIMEOUT)
-            .status
-            .success()
+        && !(installed("sudo")
+            && run_bounded(Command::new("sudo").args(["-n", "true"]), CMD_TIMEOUT)
+                .status
+                .success())
     {
-        return Err("not root and `sudo -n` is not allowed".into());
+        return Err("not root, and no passwordless `sudo -n`".into());
     }
     Ok(())
 }
@@ -130,6 +134,10 @@ pub(super) fn preflight() -> Result<(), String> {
 pub(super) fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let path = format!("/run/netns/{ns}");
     let joined = thread::spawn(move || {
+        assert!(
+            is_root(),
+            "joining {path} needs root (setns); run the test as root"
+        );
         let file = fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
         // SAFETY: a valid namespace fd; CLONE_NEWNET moves only this thread.
         let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
