@@ -120,12 +120,13 @@ pub(super) fn preflight() -> Result<(), String> {
             return Err(format!("{tool} not installed (Debian package {pkg})"));
         }
     }
-    if !is_root()
-        && !(installed("sudo")
+    let sudo_ok = || {
+        installed("sudo")
             && run_bounded(Command::new("sudo").args(["-n", "true"]), CMD_TIMEOUT)
                 .status
-                .success())
-    {
+                .success()
+    };
+    if !is_root() && !sudo_ok() {
         return Err("not root, and no passwordless `sudo -n`".into());
     }
     Ok(())
