@@ -22,10 +22,13 @@
 //! After an error the decoder's state is unspecified.
 
 mod decoder;
+pub mod dh;
 pub mod extended;
 pub mod guard;
 mod handshake;
 mod message;
+pub mod mse;
+pub mod rc4;
 pub mod ut_metadata;
 pub mod ut_pex;
 
