@@ -390,3 +390,49 @@ async fn hostile_igd_ends_in_failed_without_hanging() {
         h.shutdown().await;
     }
 }
+
+/// A router that is silent at first is retried (back-off) until it maps; the session's
+/// `cancel` signal, like `shutdown`, removes the mappings.
+#[tokio::test]
+async fn silent_router_is_retried_and_cancel_removes_the_mappings() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let seen = AtomicUsize::new(0);
+    // Silent for the first 6 datagrams (the first round's PCP and NAT-PMP tries), then PCP.
+    let (port, log) = udp_server(move |r| {
+        (seen.fetch_add(1, Ordering::SeqCst) >= 6)
+            .then(|| pcp_reply(r, 0))
+            .flatten()
+    })
+    .await;
+    let (_s, ssdp) = silent().await;
+    let mut cfg = config(port, ssdp);
+    cfg.retry_first = Duration::from_millis(200);
+    cfg.retry_max = Duration::from_secs(1);
+    let (cancel_tx, cancel) = watch::channel(false);
+    let h = spawn(cfg, cancel);
+    let mut rx = h.status.clone();
+    // The first round can only meet silence (it stops asking after 4 unanswered tries), so
+    // a mapping at all proves a later, backed-off round. (Asserting the intermediate
+    // `failed` status would race with the watch channel coalescing updates.)
+    let st = wait(&mut rx, |s| {
+        s.external_tcp().is_some() && s.external_udp().is_some()
+    })
+    .await;
+    assert!(st.to_string().contains("mapped via PCP"), "{st}");
+    cancel_tx.send(true).unwrap();
+    let deleted = tokio::time::timeout(BOUND, async {
+        while log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.len() == 60 && r[4..8] == [0, 0, 0, 0])
+            .count()
+            < 2
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(deleted.is_ok(), "cancel did not remove both mappings");
+    drop(h);
+}

@@ -3,11 +3,12 @@
 //!
 //! Owns one tokio task per process ([`spawn`]) that holds the only mutable state (which
 //! router protocol holds which mapping) and publishes a [`MappingStatus`] on a `watch`
-//! channel; nobody waits for it. Each round tries PCP, then NAT-PMP (one client, RFC 6887 §9
-//! fallback: a quick UDP exchange), then UPnP IGD (an SSDP search plus HTTP), stopping at the
-//! first that maps anything; a protocol that only maps one of TCP/UDP is kept and the other
-//! retried. Renewal runs at half the granted lifetime (RFC 6886 §3.3's advice); failures
-//! retry with exponential back-off. Invariants: every network call is under a timeout, every
+//! channel; nobody waits for it. For each port a round tries PCP, then NAT-PMP (one client,
+//! RFC 6887 §9 fallback: a quick UDP exchange), then UPnP IGD (an SSDP search plus HTTP), and
+//! keeps the first that maps it. The order is the cheap one first: PCP/NAT-PMP costs one UDP
+//! round trip when the router speaks it and at most `pmp_tries` short waits when it does not.
+//! Renewal runs at half the granted lifetime (RFC 6886 §3.3's advice); failures retry with
+//! exponential back-off. Invariants: every network call is under a timeout, every
 //! reply is decoded strictly and read into a bounded buffer, and a router's text reaches the
 //! status only shortened ([`MapError::other`]).
 //!

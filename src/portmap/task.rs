@@ -197,7 +197,10 @@ pub(super) async fn run(
         for (i, r) in results.into_iter().enumerate() {
             let s = match r {
                 Ok(mapped) => {
-                    next = next.min(now + (mapped.lifetime / 2).max(min_renew));
+                    // Half the granted lifetime, but no later than half our own lease: a
+                    // router granting years must not stop us noticing that it rebooted.
+                    let renew = (mapped.lifetime / 2).min(cfg.lease / 2).max(min_renew);
+                    next = next.min(now + renew);
                     ProtoStatus::Mapped {
                         external: mapped.external,
                         via: mapped.via,
@@ -213,7 +216,7 @@ pub(super) async fn run(
                     }
                 }
             };
-            tracing::debug!(port = i, status = ?s, "port mapping round");
+            tracing::debug!(proto = if i == 0 { "TCP" } else { "UDP" }, status = ?s, "port mapping round");
             if i == 0 {
                 st.tcp = s;
             } else {
