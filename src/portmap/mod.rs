@@ -281,3 +281,59 @@ pub fn spawn(cfg: PortMapConfig, cancel: watch::Receiver<bool>) -> PortMapHandle
 }
 
 mod task;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(tcp: ProtoStatus, udp: ProtoStatus) -> String {
+        MappingStatus {
+            tcp_port: 6881,
+            udp_port: 6881,
+            tcp,
+            udp,
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn one_line_summaries() {
+        let now = Instant::now();
+        let ext: SocketAddr = "203.0.113.5:6881".parse().unwrap();
+        let m = |external, via| ProtoStatus::Mapped {
+            external,
+            via,
+            expires: now,
+        };
+        let failed = ProtoStatus::Failed {
+            why: "no router answered (PCP/NAT-PMP, UPnP)".into(),
+            retry_at: now,
+        };
+        assert_eq!(
+            st(m(ext, Via::Upnp), m(ext, Via::Upnp)),
+            "port 6881 mapped via UPnP: 203.0.113.5:6881"
+        );
+        let other: SocketAddr = "203.0.113.5:7000".parse().unwrap();
+        assert_eq!(
+            st(m(ext, Via::Pcp), m(other, Via::Pcp)),
+            "port 6881 mapped via PCP: 203.0.113.5:6881 (UDP via PCP: 203.0.113.5:7000)"
+        );
+        assert_eq!(
+            st(failed.clone(), failed.clone()),
+            "port mapping failed: no router answered (PCP/NAT-PMP, UPnP)"
+        );
+        assert_eq!(
+            st(ProtoStatus::Pending, ProtoStatus::Pending),
+            "port mapping: asking the router"
+        );
+        assert!(st(failed, m(ext, Via::NatPmp)).starts_with("UDP port 6881 mapped via NAT-PMP"));
+    }
+
+    #[test]
+    fn foreign_errors_are_shortened_and_printable() {
+        let e = MapError::other(format!("\u{1b}[2J{}", "x".repeat(10_000)));
+        let s = e.to_string();
+        assert_eq!(s.chars().count(), 120);
+        assert!(!s.chars().any(char::is_control));
+    }
+}
