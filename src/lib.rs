@@ -17,6 +17,7 @@ pub mod metadata;
 pub mod metainfo;
 pub mod net;
 pub mod pex;
+pub mod portmap;
 pub mod session;
 pub mod sha1_pair;
 pub mod snapshot;
