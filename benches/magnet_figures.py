@@ -149,7 +149,7 @@ def swarm_run(swarm, link, work, name, extra=(), timeout=300):
     target = os.path.join(out, name)
     t0 = time.time()
     p = subprocess.Popen(
-        [swarm, "-v", "fetch", "--no-lsd", "--no-dht", link, "-o", out, "--bind", "127.0.0.1",
+        [swarm, "-v", "fetch", "--no-lsd", "--no-dht", "--no-port-mapping", link, "-o", out, "--bind", "127.0.0.1",
          "--port", str(free_port("127.0.0.1")), "--no-trackers", "--state-dir", state,
          *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -249,7 +249,7 @@ def swarm_seed(swarm, torrent, src, ip, work):
     state = os.path.join(work, "seed-state")
     shutil.rmtree(state, ignore_errors=True)
     p = subprocess.Popen(
-        [swarm, "-v", "seed", "--no-lsd", "--no-dht", torrent, "-d", src, "--bind", ip, "--port", str(port),
+        [swarm, "-v", "seed", "--no-lsd", "--no-dht", "--no-port-mapping", torrent, "-d", src, "--bind", ip, "--port", str(port),
          "--no-trackers", "--state-dir", state],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
@@ -289,7 +289,7 @@ def big_info(swarm, work, info_mib, seeder):
             shutil.rmtree(d, ignore_errors=True)
         t0 = time.time()
         p = subprocess.Popen(
-            [swarm, "-v", "fetch", "--no-lsd", "--no-dht", link, "-o", out, "--bind", "127.0.0.1",
+            [swarm, "-v", "fetch", "--no-lsd", "--no-dht", "--no-port-mapping", link, "-o", out, "--bind", "127.0.0.1",
              "--port", str(free_port("127.0.0.1")), "--no-trackers", "--state-dir", state],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )

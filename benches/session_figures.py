@@ -42,7 +42,7 @@ class Swarm:
     """A `swarm seed` process whose stderr is read line by line (no pipe can fill up)."""
 
     def __init__(self, binary, torrents, data, state, extra, log):
-        argv = [binary, "-v", "seed", "--no-lsd", "--no-dht", *torrents, "-d", data, "--bind", BIND, "--port", "0",
+        argv = [binary, "-v", "seed", "--no-lsd", "--no-dht", "--no-port-mapping", *torrents, "-d", data, "--bind", BIND, "--port", "0",
                 "--no-trackers", "--state-dir", state, *extra]
         self.log = open(log, "w+")
         self.start = time.monotonic()

@@ -437,7 +437,7 @@ class Bench:
                                          "--peer-file", self.peer_file], self.logs)
             p.wait_for(r"^SEEDING", 600, which="out", poll=0.05)
         else:
-            argv = [self.swarm, "seed", "--no-lsd", "--no-dht", self.torrent, "-d", self.src_dir, "--bind", SEED_IP,
+            argv = [self.swarm, "seed", "--no-lsd", "--no-dht", "--no-port-mapping", self.torrent, "-d", self.src_dir, "--bind", SEED_IP,
                     "--port", str(port), "-v",
                     "--state-dir", self.state_dir("seed")]
             if not self.tracker_port:
@@ -487,7 +487,7 @@ class Bench:
         port = free_port(LEECH_IP)
         # Not --quiet: with stderr not a terminal swarm prints just one summary line, which
         # the CSV keeps (wasted bytes, failed pieces).
-        p = Proc("swarm-%d" % run, [self.swarm, "fetch", "--no-lsd", "--no-dht", self.torrent, "-o", out, "--bind", LEECH_IP,
+        p = Proc("swarm-%d" % run, [self.swarm, "fetch", "--no-lsd", "--no-dht", "--no-port-mapping", self.torrent, "-o", out, "--bind", LEECH_IP,
                                     "--port", str(port), "--peer", self.seed_addr, "--no-trackers",
                                     "--state-dir", self.state_dir("swarm-%d" % run)],
                  self.logs, timed=True)
@@ -564,7 +564,7 @@ class Bench:
             # every 60 s or so: a second swarm seed on HELPER_IP dials Transmission. Its
             # start-up recheck (~0.5 s per GiB) counts in Transmission's time.
             helper = Proc("tr-helper-seed-%d" % run, [
-                self.swarm, "seed", "--no-lsd", "--no-dht", self.torrent, "-d", self.src_dir, "--bind", HELPER_IP,
+                self.swarm, "seed", "--no-lsd", "--no-dht", "--no-port-mapping", self.torrent, "-d", self.src_dir, "--bind", HELPER_IP,
                 "--port", "0", "--no-trackers", "--peer", "%s:%d" % (LEECH_IP, port),
                 "--quiet", "--state-dir", self.state_dir("tr-helper")],
                 self.logs)
@@ -826,7 +826,7 @@ Advanced\\AnnounceToAllTrackers=true
         """`swarm seed` start-up verification of the complete file, until `recheck done`."""
         times = []
         for i in range(max(1, self.a.runs)):
-            p = Proc("recheck-%d" % i, [self.swarm, "seed", "--no-lsd", "--no-dht", self.torrent, "-d", self.src_dir,
+            p = Proc("recheck-%d" % i, [self.swarm, "seed", "--no-lsd", "--no-dht", "--no-port-mapping", self.torrent, "-d", self.src_dir,
                                         "--bind", RECHECK_IP, "--port", "0", "--no-trackers",
                                         "-v", "--recheck",
                                         "--state-dir", self.state_dir("recheck")], self.logs)
@@ -849,7 +849,7 @@ Advanced\\AnnounceToAllTrackers=true
         self.make_workdir(a.size * (n + 1) // 2)
         self.make_content(a.size, a.piece_length, None)
         seed_port = free_port(SEED_IP)
-        seed_argv = [self.swarm, "seed", "--no-lsd", "--no-dht", self.torrent, "-d", self.src_dir, "--bind", SEED_IP,
+        seed_argv = [self.swarm, "seed", "--no-lsd", "--no-dht", "--no-port-mapping", self.torrent, "-d", self.src_dir, "--bind", SEED_IP,
                      "--port", str(seed_port), "--no-trackers", "-v",
                      "--state-dir", self.state_dir("swarm-seed")]
         if not a.plain_seed:
@@ -866,7 +866,7 @@ Advanced\\AnnounceToAllTrackers=true
         for i, (ip, port) in enumerate(addrs):
             out = os.path.join(self.work, "dl-%d" % i)
             os.makedirs(out)
-            argv = [self.swarm, "fetch", "--no-lsd", "--no-dht", self.torrent, "-o", out, "--bind", ip, "--port", str(port),
+            argv = [self.swarm, "fetch", "--no-lsd", "--no-dht", "--no-port-mapping", self.torrent, "-o", out, "--bind", ip, "--port", str(port),
                     "--no-trackers", "--peer", seed_addr, "-v",
                     "--state-dir", self.state_dir("leecher-%d" % i)]
             for j, (ip2, port2) in enumerate(addrs):

@@ -26,14 +26,14 @@ head -c $((SIZE_MIB << 20)) /dev/urandom > "$WORK/seed/demo.bin"
 peers=()
 for i in 2 3 4; do
   port=$((46880 + i))
-  "$BIN" seed --no-lsd --no-dht "$WORK/demo.torrent" -d "$WORK/seed" --bind 127.0.0.$i --port $port --quiet \
+  "$BIN" seed --no-lsd --no-dht --no-port-mapping "$WORK/demo.torrent" -d "$WORK/seed" --bind 127.0.0.$i --port $port --quiet \
     --state-dir "$WORK/state-seed-$i" &
   pids+=($!)
   peers+=(--peer 127.0.0.$i:$port)
 done
 sleep 1  # let the seeders verify their data and listen
 
-timeout 300 "$BIN" fetch --no-lsd --no-dht "$WORK/demo.torrent" -o "$WORK/out" --bind 127.0.0.1 --port 0 \
+timeout 300 "$BIN" fetch --no-lsd --no-dht --no-port-mapping "$WORK/demo.torrent" -o "$WORK/out" --bind 127.0.0.1 --port 0 \
   --state-dir "$WORK/state-fetch" "${peers[@]}"
 cmp "$WORK/seed/demo.bin" "$WORK/out/demo.bin"
 echo "demo: downloaded ${SIZE_MIB} MiB from 3 seeders; content identical."

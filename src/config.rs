@@ -76,6 +76,11 @@ pub struct SessionConfig {
     /// Nodes to bootstrap the DHT from instead of the default routers
     /// (`dht.transmissionbt.com:6881`, `dht.libtorrent.org:25401`): `--dht-node`.
     pub dht_nodes: Vec<std::net::SocketAddr>,
+    /// Ask the home router to forward the listen port, TCP and UDP (UPnP IGD, NAT-PMP,
+    /// PCP: `crate::portmap`), and announce the external port it grants. Off here for the
+    /// same reason as `lsd` and `dht`; the command line turns it on unless
+    /// `--no-port-mapping`, as other clients ship it on.
+    pub port_mapping: bool,
 }
 
 impl Default for SessionConfig {
@@ -104,6 +109,7 @@ impl Default for SessionConfig {
             lsd: false,
             dht: false,
             dht_nodes: Vec::new(),
+            port_mapping: false,
         }
     }
 }

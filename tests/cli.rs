@@ -348,6 +348,7 @@ fn start_seed(torrent: &Path, dir: &Path) -> (ChildGuard, SocketAddr) {
         "seed",
         "--no-lsd",
         "--no-dht",
+        "--no-port-mapping",
         torrent.to_str().unwrap(),
         "-d",
         dir.to_str().unwrap(),
@@ -364,7 +365,7 @@ fn start_seed(torrent: &Path, dir: &Path) -> (ChildGuard, SocketAddr) {
 
 fn fetch(torrent: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut cmd = swarm();
-    cmd.args(["fetch", "--no-lsd", "--no-dht"])
+    cmd.args(["fetch", "--no-lsd", "--no-dht", "--no-port-mapping"])
         .arg(torrent)
         .arg("-o")
         .arg(out)
@@ -421,7 +422,7 @@ fn seed_and_fetch_processes_then_resume_then_quiet() {
 /// `swarm seed` on data it must refuse: it fails with one error line, returned.
 fn seed_refusal(torrent: &Path, dir: &Path) -> String {
     let out = swarm()
-        .args(["seed", "--no-lsd", "--no-dht"])
+        .args(["seed", "--no-lsd", "--no-dht", "--no-port-mapping"])
         .arg(torrent)
         .arg("-d")
         .arg(dir)
@@ -520,6 +521,7 @@ fn ctrl_c_stops_a_fetch_that_waits_for_peers() {
         "fetch",
         "--no-lsd",
         "--no-dht",
+        "--no-port-mapping",
         torrent.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
@@ -569,6 +571,7 @@ fn seed_stops_by_itself_after_seed_time_and_fetch_seeds_until_the_ratio() {
         "seed",
         "--no-lsd",
         "--no-dht",
+        "--no-port-mapping",
         torrent.to_str().unwrap(),
         "-d",
         src.to_str().unwrap(),
@@ -627,6 +630,7 @@ fn bad_rate_and_duration_flags_are_refused_clearly() {
                 "fetch",
                 "--no-lsd",
                 "--no-dht",
+                "--no-port-mapping",
                 "x.torrent",
                 &format!("{flag}={value}"),
             ])
@@ -685,7 +689,7 @@ fn multi_torrent_fetch_survives_random_kill_9() {
     let seed_at = SocketAddr::new(ip(2), free_port(ip(2)));
     let port = seed_at.port().to_string();
     let seed_state = state_for(&src);
-    let mut args = vec!["seed", "--no-lsd", "--no-dht"];
+    let mut args = vec!["seed", "--no-lsd", "--no-dht", "--no-port-mapping"];
     args.extend(torrents.iter().map(String::as_str));
     let src_s = src.to_str().unwrap();
     args.extend(["-d", src_s, "--bind", "127.0.0.2", "--port", &port]);
@@ -695,7 +699,7 @@ fn multi_torrent_fetch_survives_random_kill_9() {
 
     let out = dir.path().join("out");
     let (out_s, fetch_state, peer) = (out.to_str().unwrap(), state_for(&out), seed_at.to_string());
-    let mut fetch_args = vec!["fetch", "--no-lsd", "--no-dht"];
+    let mut fetch_args = vec!["fetch", "--no-lsd", "--no-dht", "--no-port-mapping"];
     fetch_args.extend(torrents.iter().map(String::as_str));
     fetch_args.extend([
         "-o",
@@ -830,7 +834,7 @@ fn hostile_names_and_tracker_urls_never_reach_the_terminal_raw() {
     let out = safe_output(
         "seed (refused)",
         swarm()
-            .args(["seed", "--no-lsd", "--no-dht"])
+            .args(["seed", "--no-lsd", "--no-dht", "--no-port-mapping"])
             .arg(&torrent)
             .arg("-d")
             .arg(&empty)
@@ -847,7 +851,7 @@ fn hostile_names_and_tracker_urls_never_reach_the_terminal_raw() {
     // A seed and a fetch, both logging each announce (-v), both with the hostile tracker.
     let addr = SocketAddr::new(ip(2), free_port(ip(2)));
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("swarm"))
-        .args(["seed", "--no-lsd", "--no-dht"])
+        .args(["seed", "--no-lsd", "--no-dht", "--no-port-mapping"])
         .arg(&torrent)
         .arg("-d")
         .arg(&src)
@@ -873,7 +877,7 @@ fn hostile_names_and_tracker_urls_never_reach_the_terminal_raw() {
     let out = safe_output(
         "fetch",
         swarm()
-            .args(["fetch", "--no-lsd", "--no-dht"])
+            .args(["fetch", "--no-lsd", "--no-dht", "--no-port-mapping"])
             .arg(&torrent)
             .arg("-o")
             .arg(&out_dir)

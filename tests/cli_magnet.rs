@@ -92,6 +92,7 @@ fn malformed_links_are_refused_naming_the_part() {
                 "fetch",
                 "--no-lsd",
                 "--no-dht",
+                "--no-port-mapping",
                 link,
                 "--no-trackers",
                 "--state-dir",
@@ -116,12 +117,21 @@ fn fetch_refuses_a_magnet_with_no_way_to_find_peers() {
     let tracked = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567\
                    &tr=http%3A%2F%2F127.0.0.1%3A9%2Fannounce";
     for args in [
-        vec!["fetch", "--no-lsd", "--no-dht", bare, "--state-dir", state],
+        vec![
+            "fetch",
+            "--no-lsd",
+            "--no-dht",
+            "--no-port-mapping",
+            bare,
+            "--state-dir",
+            state,
+        ],
         // The link's trackers, all switched off.
         vec![
             "fetch",
             "--no-lsd",
             "--no-dht",
+            "--no-port-mapping",
             tracked,
             "--no-trackers",
             "--state-dir",
@@ -138,6 +148,14 @@ fn fetch_refuses_a_magnet_with_no_way_to_find_peers() {
         assert!(!e.contains("invalid"), "{e}");
     }
     // Seeding a magnet makes no sense: said as plainly.
-    let e = one_line_error(&["seed", "--no-lsd", "--no-dht", LINK, "--state-dir", state]);
+    let e = one_line_error(&[
+        "seed",
+        "--no-lsd",
+        "--no-dht",
+        "--no-port-mapping",
+        LINK,
+        "--state-dir",
+        state,
+    ]);
     assert!(e.contains("a magnet link cannot be seeded"), "{e}");
 }

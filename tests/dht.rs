@@ -20,7 +20,7 @@ use interop::*;
 fn swarm_dht(mode: &str, args: &[&Path], flag: &str, dir: &Path, at: SocketAddr) -> Command {
     let mut c = swarm_cmd();
     c.arg("-v")
-        .args([mode, "--no-lsd", "--no-trackers"])
+        .args([mode, "--no-lsd", "--no-port-mapping", "--no-trackers"])
         .args(args)
         .arg(flag)
         .arg(dir)
@@ -74,7 +74,7 @@ fn fetch_by_dht_at(
     let at = SocketAddr::new(bind, free_port_tcp_udp(bind));
     let mut c = swarm_cmd();
     c.arg("-v")
-        .args(["fetch", "--no-lsd", magnet, "-o"])
+        .args(["fetch", "--no-lsd", "--no-port-mapping", magnet, "-o"])
         .arg(out)
         .args([
             "--bind",

@@ -212,7 +212,7 @@ fn a_swarm_dht_node_answers_hostile_datagrams_with_nothing_or_one_small_reply() 
     let node = SocketAddr::new(ip(41), free_port_tcp_udp(ip(41)));
     let mut c = swarm_cmd();
     c.arg("-v")
-        .args(["seed", "--no-lsd", "--no-trackers"])
+        .args(["seed", "--no-lsd", "--no-port-mapping", "--no-trackers"])
         .arg(&torrent)
         .arg("-d")
         .arg(t.join("src"))

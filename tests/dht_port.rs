@@ -35,7 +35,7 @@ fn info_hash(hex: &str) -> InfoHash {
 fn dht_seed(torrent: &Path, dir: &Path, at: SocketAddr, sink: SocketAddr) -> Proc {
     let mut c = swarm_cmd();
     c.arg("-v")
-        .args(["seed", "--no-lsd", "--no-trackers"])
+        .args(["seed", "--no-lsd", "--no-port-mapping", "--no-trackers"])
         .arg(torrent)
         .arg("-d")
         .arg(dir)
@@ -202,7 +202,7 @@ fn two_swarms_learn_each_others_node_from_port_messages_only() {
 
     let mut c = swarm_cmd();
     c.arg("-v")
-        .args(["fetch", "--no-lsd", "--no-trackers"])
+        .args(["fetch", "--no-lsd", "--no-port-mapping", "--no-trackers"])
         .arg(&torrent)
         .arg("-o")
         .arg(t.join("out"))

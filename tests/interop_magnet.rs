@@ -66,7 +66,7 @@ fn fetch_magnet(link: &str, out: &Path, state: &Path, extra: &[&str]) -> Proc {
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .arg("--state-dir")
         .arg(state)
-        .args(["--no-lsd", "--no-dht"])
+        .args(["--no-lsd", "--no-dht", "--no-port-mapping"])
         .args(extra);
     Proc::spawn("swarm fetch (magnet)", &mut c)
 }

@@ -296,6 +296,7 @@ fn swarm(ns: &str, root: &Path, who: &'static str, torrent: &Path, addr: &str) -
         "0",
         "--no-trackers",
         "--no-dht",
+        "--no-port-mapping",
         "--state-dir",
         s(&state),
     ];

@@ -109,7 +109,7 @@ fn start_seed(s: &Setup, port: u16, rate: &str) -> ChildGuard {
     let state = s.root.join("seed.state");
     let src = s.root.join("src");
     let port_s = port.to_string();
-    let mut args: Vec<&str> = vec!["seed", "--no-lsd", "--no-dht"];
+    let mut args: Vec<&str> = vec!["seed", "--no-lsd", "--no-dht", "--no-port-mapping"];
     args.extend(s.torrents.iter().map(String::as_str));
     args.extend(["-d", src.to_str().unwrap(), "--bind", "127.0.0.2"]);
     args.extend([
@@ -141,6 +141,7 @@ fn fetch_args(s: &Setup, out: &Path, port: u16, extra: &[&str]) -> Vec<String> {
         "fetch".to_string(),
         "--no-lsd".to_string(),
         "--no-dht".to_string(),
+        "--no-port-mapping".to_string(),
     ];
     args.extend(s.torrents.iter().cloned());
     let out_s = out.to_str().unwrap().to_string();

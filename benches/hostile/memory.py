@@ -113,7 +113,7 @@ def main():
         lst.listen(8)
         stop = threading.Event()
         threading.Thread(target=fake_seed, args=(lst, ih, pieces, stop), daemon=True).start()
-        p = subprocess.Popen([a.swarm, "fetch", "--no-lsd", "--no-dht", t, "-o", os.path.join(d, "out"), "--bind", "127.0.0.1",
+        p = subprocess.Popen([a.swarm, "fetch", "--no-lsd", "--no-dht", "--no-port-mapping", t, "-o", os.path.join(d, "out"), "--bind", "127.0.0.1",
                               "--port", "0", "--no-trackers", "--peer", "127.0.0.3:%d" % lst.getsockname()[1],
                               "--state-dir", os.path.join(d, "fetch.state"), "--quiet"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -128,7 +128,7 @@ def main():
             for i in range(pieces):
                 f.seek(i * piece)
                 f.write(b"x")
-        p = subprocess.Popen([a.swarm, "seed", "--no-lsd", "--no-dht", t, "-d", src, "--bind", "127.0.0.1", "--port", "0",
+        p = subprocess.Popen([a.swarm, "seed", "--no-lsd", "--no-dht", "--no-port-mapping", t, "-d", src, "--bind", "127.0.0.1", "--port", "0",
                               "--state-dir", os.path.join(d, "seed.state")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         peak, outcome = watch(p, max(a.seconds, 60))

@@ -68,7 +68,7 @@ class Seed:
         state = tempfile.mkdtemp(dir=work, prefix="seed-state-")
         self.log = open(os.path.join(work, "seed.log"), "w")
         self.p = subprocess.Popen(
-            [swarm, "seed", "--no-lsd", "--no-dht", torrent, "-d", data, "--bind", SEED_IP, "--port", str(self.port),
+            [swarm, "seed", "--no-lsd", "--no-dht", "--no-port-mapping", torrent, "-d", data, "--bind", SEED_IP, "--port", str(self.port),
              "--no-trackers", "--state-dir", state, "-q"],
             stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.monotonic() + DEADLINE
@@ -100,7 +100,7 @@ def fetch(swarm, torrent, port, work):
     t0 = time.monotonic()
     with open(log, "w") as lf:
         p = subprocess.run(
-            [swarm, "fetch", "--no-lsd", "--no-dht", torrent, "-o", out, "--peer", f"{SEED_IP}:{port}", "--bind",
+            [swarm, "fetch", "--no-lsd", "--no-dht", "--no-port-mapping", torrent, "-o", out, "--peer", f"{SEED_IP}:{port}", "--bind",
              LEECH_IP, "--port", "0", "--no-trackers", "--peer-timeout", "120", "--state-dir",
              state, "-q"], stdout=subprocess.DEVNULL, stderr=lf, env=env, timeout=DEADLINE)
     secs = time.monotonic() - t0

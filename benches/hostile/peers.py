@@ -206,7 +206,7 @@ class Proc:
 def start_seed(args, work, tag, ip, torrent):
     port = free_port(ip)
     state = tempfile.mkdtemp(prefix="state-seed-", dir=work)
-    p = Proc([args.swarm, "-v", "seed", "--no-lsd", "--no-dht", torrent, "-d", os.path.join(work, "data"),
+    p = Proc([args.swarm, "-v", "seed", "--no-lsd", "--no-dht", "--no-port-mapping", torrent, "-d", os.path.join(work, "data"),
               "--bind", ip, "--port", str(port), "--state-dir", state, "--no-trackers"],
              os.path.join(work, tag + "-seed.log"))
     deadline = time.monotonic() + 60
@@ -222,7 +222,7 @@ def run_fetch(args, work, tag, torrent, extra):
     out = os.path.join(work, tag + "-out")
     os.makedirs(out, exist_ok=True)
     state = tempfile.mkdtemp(prefix="state-fetch-", dir=work)
-    p = Proc([args.swarm, "fetch", "--no-lsd", "--no-dht", torrent, "-o", out, "--bind", "127.0.0.1",
+    p = Proc([args.swarm, "fetch", "--no-lsd", "--no-dht", "--no-port-mapping", torrent, "-o", out, "--bind", "127.0.0.1",
               "--port", str(free_port("127.0.0.1")), "--state-dir", state,
               "--peer-timeout", "0", *extra], os.path.join(work, tag + "-fetch.log"))
     deadline = p.start + args.cap

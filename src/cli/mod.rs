@@ -123,6 +123,10 @@ struct CommonArgs {
     /// info-hash alone; never used for private torrents).
     #[arg(long, help_heading = "Network")]
     no_dht: bool,
+    /// Don't ask the router to forward the listen port (UPnP IGD, NAT-PMP, PCP; on by
+    /// default, so peers behind other routers can reach us).
+    #[arg(long, help_heading = "Network")]
+    no_port_mapping: bool,
     /// Bootstrap the DHT from this node instead of the default routers (repeatable).
     #[arg(
         long = "dht-node",

@@ -131,6 +131,7 @@ pub(super) fn torrent_cmd(
         direct_writes: !down.buffered_writes,
         lsd: !net.no_lsd,
         dht: !net.no_dht,
+        port_mapping: !net.no_port_mapping,
         dht_nodes: resolve(&net.dht_nodes, "--dht-node")?,
         // 0 means unlimited, as elsewhere.
         max_upload_rate: net.max_upload_rate.filter(|&r| r > 0),
@@ -215,6 +216,9 @@ pub(super) fn torrent_cmd(
                     progress::print_line(&format!("swarm: port {p} is taken; listening on {addr}"))
                 }
                 _ => progress::print_line(&format!("swarm: listening on {addr}")),
+            }
+            if let Some(status) = session.port_mapping() {
+                tokio::spawn(tell_port_mapping(status));
             }
         }
         let mut handles = Vec::with_capacity(contents.len());
@@ -414,3 +418,25 @@ fn report(
 }
 
 type TorrentResult = std::result::Result<crate::session::Summary, crate::session::TorrentError>;
+
+/// Says what the router did with our port, each time that changes: the external address
+/// once mapped, or why mapping failed (it is retried in the background).
+async fn tell_port_mapping(mut status: watch::Receiver<crate::portmap::MappingStatus>) {
+    use crate::portmap::ProtoStatus;
+    let mut said = String::new();
+    loop {
+        let line = {
+            let s = status.borrow_and_update();
+            let settled =
+                !matches!(s.tcp, ProtoStatus::Pending) || !matches!(s.udp, ProtoStatus::Pending);
+            settled.then(|| s.to_string())
+        };
+        if let Some(line) = line.filter(|l| *l != said) {
+            progress::print_line(&format!("swarm: {line}"));
+            said = line;
+        }
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -56,8 +56,9 @@ pub struct PortMapConfig {
     /// ... for 4 tries (3.75 s in all) instead of RFC 6886's 9 (64 s): we have UPnP to try
     /// next and whole rounds are retried with back-off anyway.
     pub pmp_tries: u32,
-    /// SSDP answers are awaited 3 s (Transmission gives miniupnpc's `upnpDiscover` 2 s; the
-    /// M-SEARCH says MX:3, and igd-next's default is 10 s).
+    /// SSDP answers are awaited 5 s: igd-next's M-SEARCH says MX:3, and a device may wait
+    /// a random part of those 3 s before answering (UPnP Device Architecture §1.3.3;
+    /// miniupnpd does), so 3 s would miss half the answers; 2 s more for a slow LAN.
     pub upnp_search_timeout: Duration,
     /// One SOAP call: 5 s (igd-next's own cap is 10 s; a LAN router answers in milliseconds).
     pub upnp_request_timeout: Duration,
@@ -86,7 +87,7 @@ impl PortMapConfig {
             description: "swarm".into(),
             pmp_first_timeout: Duration::from_millis(250),
             pmp_tries: 4,
-            upnp_search_timeout: Duration::from_secs(3),
+            upnp_search_timeout: Duration::from_secs(5),
             upnp_request_timeout: Duration::from_secs(5),
             retry_first: Duration::from_secs(30),
             retry_max: Duration::from_secs(30 * 60),

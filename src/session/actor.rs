@@ -123,6 +123,7 @@ pub(super) async fn run(
             DhtEdge::start(
                 cfg.bind,
                 shared.port,
+                shared.announce_port.clone(),
                 cfg.dht_nodes.clone(),
                 cfg.state_dir.clone(),
             )

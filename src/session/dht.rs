@@ -26,6 +26,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
@@ -101,6 +103,7 @@ impl DhtEdge {
     pub(super) fn start(
         bind: IpAddr,
         port: u16,
+        announce_port: Arc<AtomicU16>,
         given: Vec<SocketAddr>,
         state_root: Option<PathBuf>,
     ) -> Option<DhtEdge> {
@@ -131,7 +134,7 @@ impl DhtEdge {
         let (stats_tx, stats) = watch::channel(DhtStats::default());
         let edge = Edge {
             node: Node::new(cfg, id, now),
-            port,
+            announce_port,
             given,
             cached,
             cache_path,
@@ -226,7 +229,8 @@ struct Torrent {
 
 struct Edge {
     node: Node,
-    port: u16,
+    /// The TCP port our announces name (the listen port, or the one a router maps to it).
+    announce_port: Arc<AtomicU16>,
     given: Vec<SocketAddr>,
     cached: Vec<(NodeId, SocketAddr)>,
     cache_path: Option<PathBuf>,
@@ -349,7 +353,11 @@ impl Edge {
             return;
         }
         for (ih, t) in self.torrents.iter_mut().filter(|(_, t)| t.due <= now) {
-            if self.node.get_peers(now, NodeId(ih.0), Some(self.port)) {
+            if self.node.get_peers(
+                now,
+                NodeId(ih.0),
+                Some(self.announce_port.load(Ordering::Relaxed)),
+            ) {
                 t.found = false;
                 // Rescheduled when the lookup is done; this only bounds a lost one.
                 t.due = now + cache::RELOOKUP;

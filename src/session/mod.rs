@@ -26,6 +26,7 @@ mod torrent;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ use crate::config::{SessionConfig, TorrentConfig};
 use crate::magnet::Magnet;
 use crate::metainfo::Metainfo;
 use crate::net::limit::RateLimiter;
+use crate::portmap::{self, MappingStatus, PortMapConfig, PortMapHandle};
 use crate::snapshot::{Snapshot, Stats, Totals};
 use crate::state::StateDir;
 use crate::store::StoreError;
@@ -276,6 +278,9 @@ pub(crate) struct Shared {
     pub cfg: SessionConfig,
     pub peer_id: PeerId,
     pub port: u16,
+    /// The port peers should dial: `port`, or the external port a router forwards to it
+    /// (kept current by the port-mapping watcher; read by every announce).
+    pub announce_port: Arc<AtomicU16>,
     pub up_limit: Option<Arc<RateLimiter>>,
     pub down_limit: Option<Arc<RateLimiter>>,
     /// Hashing slots of every store together.
@@ -304,6 +309,31 @@ pub struct Session {
     task: JoinHandle<()>,
     addr: SocketAddr,
     peer_id: PeerId,
+    portmap: Option<PortMapHandle>,
+}
+
+/// Starts mapping `port` (TCP and UDP) and a watcher that keeps `announce_port` at the
+/// external port the router grants (the listen port while none is granted).
+fn start_port_mapping(port: u16, announce_port: Arc<AtomicU16>) -> PortMapHandle {
+    // Stopped through the handle ([`Session::shutdown`]); this sender only has to live.
+    let (keep, cancel) = watch::channel(false);
+    let handle = portmap::spawn(PortMapConfig::new(port, port), cancel);
+    let mut status = handle.status.clone();
+    tokio::spawn(async move {
+        let _keep = keep;
+        loop {
+            let external = status.borrow_and_update().external_tcp();
+            let announced = external.map_or(port, |a| a.port());
+            if announce_port.swap(announced, Ordering::Relaxed) != announced {
+                tracing::info!(port = announced, "announcing the mapped port");
+            }
+            // Ends when the mapper does (its sender dropped).
+            if status.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+    handle
 }
 
 impl Session {
@@ -319,9 +349,14 @@ impl Session {
         let state = cfg.state_dir.as_deref().map(StateDir::open).transpose()?;
         let peer_id = PeerId::generate(rand::random());
         tracing::info!(port = addr.port(), "listening");
+        let announce_port = Arc::new(AtomicU16::new(addr.port()));
+        let portmap = cfg
+            .port_mapping
+            .then(|| start_port_mapping(addr.port(), announce_port.clone()));
         let shared = Arc::new(Shared {
             peer_id,
             port: addr.port(),
+            announce_port,
             up_limit: cfg.max_upload_rate.map(|r| Arc::new(RateLimiter::new(r))),
             down_limit: cfg.max_download_rate.map(|r| Arc::new(RateLimiter::new(r))),
             hash_pool: Arc::new(Semaphore::new(cfg.hash_threads.max(1))),
@@ -338,7 +373,14 @@ impl Session {
             task,
             addr,
             peer_id,
+            portmap,
         })
+    }
+
+    /// The port mapping's state (external address, or why it failed); `None` when port
+    /// mapping is off.
+    pub fn port_mapping(&self) -> Option<watch::Receiver<MappingStatus>> {
+        self.portmap.as_ref().map(|p| p.status.clone())
     }
 
     /// The address every torrent listens on.
@@ -387,7 +429,13 @@ impl Session {
     /// session task. Each torrent's status becomes `Finished`.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        // The router forgets our mappings while the torrents say goodbye.
+        let unmap = async {
+            if let Some(p) = self.portmap {
+                p.shutdown().await;
+            }
+        };
+        let (_, ()) = tokio::join!(self.task, unmap);
     }
 
     async fn send(&self, cmd: Cmd) -> Result<(), SessionError> {

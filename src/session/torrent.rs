@@ -493,7 +493,7 @@ pub(super) fn announcer_config(
     AnnouncerConfig {
         info_hash,
         peer_id: shared.peer_id,
-        port: shared.port,
+        port: shared.announce_port.clone(),
         tiers,
         numwant: announcer::DEFAULT_NUMWANT,
         key: rand::random(),

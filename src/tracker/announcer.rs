@@ -20,6 +20,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -47,8 +49,9 @@ pub const DEFAULT_NUMWANT: u32 = 200;
 pub struct AnnouncerConfig {
     pub info_hash: InfoHash,
     pub peer_id: PeerId,
-    /// Our listen port.
-    pub port: u16,
+    /// The port we announce: the listen port, or the external port a router forwards to
+    /// it (port mapping); read at each announce, so a new mapping is announced next time.
+    pub port: Arc<AtomicU16>,
     /// Tracker URLs by tier (`announce-list`, or `[[announce]]`).
     pub tiers: Vec<Vec<String>>,
     pub numwant: u32,
@@ -247,7 +250,7 @@ impl Announcer {
         AnnounceParams {
             info_hash: self.cfg.info_hash,
             peer_id: self.cfg.peer_id,
-            port: self.cfg.port,
+            port: self.cfg.port.load(Ordering::Relaxed),
             uploaded: snap.stats.uploaded,
             downloaded: snap.stats.downloaded,
             left: left(&snap),

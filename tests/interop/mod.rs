@@ -555,7 +555,7 @@ pub fn swarm_fetch(torrent: &Path, out: &Path, port: u16, extra: &[String]) -> P
     let mut c = swarm_cmd();
     // -v: announces and peer lifecycle on stderr, shown when a cell fails.
     c.arg("-v")
-        .args(["fetch", "--no-lsd", "--no-dht"])
+        .args(["fetch", "--no-lsd", "--no-dht", "--no-port-mapping"])
         .arg(torrent)
         .arg("-o")
         .arg(out)
@@ -576,7 +576,7 @@ pub fn swarm_seed(torrent: &Path, dir: &Path, at: SocketAddr, extra: &[String]) 
 pub fn swarm_seed_many(torrents: &[&Path], dir: &Path, at: SocketAddr, extra: &[String]) -> Proc {
     let mut c = swarm_cmd();
     c.arg("-v")
-        .args(["seed", "--no-lsd", "--no-dht"])
+        .args(["seed", "--no-lsd", "--no-dht", "--no-port-mapping"])
         .args(torrents)
         .arg("-d")
         .arg(dir)

@@ -15,7 +15,7 @@ fn config(tiers: Vec<Vec<String>>) -> AnnouncerConfig {
         local_addr: None,
         info_hash: InfoHash([0x11; 20]),
         peer_id: PeerId(*b"-SW0100-announcer000"),
-        port: 40000,
+        port: std::sync::Arc::new(std::sync::atomic::AtomicU16::new(40000)),
         tiers,
         numwant: 50,
         key: 7,
