@@ -1,10 +1,11 @@
 //! swarm maps its own port through a real router: `miniupnpd` in the lab's network namespaces
 //! (`tests/portmap_lab/`), swarm seeding inside the LAN namespace with port mapping on (its
 //! default). While it runs the router lists TCP and UDP mappings of its listen port to its
-//! LAN address; after a clean stop (SIGTERM) they are gone. miniupnpd answers PCP, which
-//! swarm tries first. NAT-PMP (PCP's fallback) and UPnP IGD are proven against fake routers
-//! in `tests/portmap_fake.rs`; UPnP against this miniupnpd is not yet (its SSDP answers come
-//! late after start: see the issue 16 note).
+//! LAN address; after a clean stop (SIGTERM) they are gone. Once with the router's defaults
+//! (PCP answers first) and once with NAT-PMP/PCP off in miniupnpd, so swarm must use UPnP IGD
+//! (SSDP discovery on the LAN, then SOAP). NAT-PMP proper (PCP's fallback) is proven against
+//! a fake router in `tests/portmap_fake.rs`: miniupnpd answers PCP whenever it answers NAT-PMP.
+//! The two cells run one after the other (one lab at a time).
 //!
 //! Network safety: swarm runs only inside the lab's LAN namespace (its multicast and router
 //! traffic never reach the host's network), with `--no-dht --no-lsd --no-trackers` and its
@@ -19,7 +20,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use lab::{Lab, CMD_TIMEOUT};
+use lab::{run_bounded, Lab, CMD_TIMEOUT};
+
+/// One lab at a time in this file.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 const PORT: u16 = 16881;
 /// Hang guards only: mapping takes about a second here (PCP), a few with UPnP.
@@ -170,6 +174,34 @@ fn maps_and_unmaps(lab: Lab, via: &str) {
 
 #[test]
 fn swarm_maps_tcp_and_udp_through_pcp_and_removes_them_at_exit() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(lab) = Lab::start() else { return };
     maps_and_unmaps(lab, "PCP");
+}
+
+#[test]
+fn swarm_maps_through_upnp_when_the_router_offers_nothing_else() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(lab) = Lab::start_with(&["enable_natpmp=no"]) else {
+        return;
+    };
+    // The router really ignores NAT-PMP/PCP now: natpmpc gets no mapping.
+    let out = run_bounded(
+        lab.lan_cmd("natpmpc").args([
+            "-g",
+            &lab.router_lan_ip().to_string(),
+            "-a",
+            "1",
+            "1",
+            "tcp",
+            "1",
+        ]),
+        CMD_TIMEOUT,
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !said.contains("Mapped public port"),
+        "NAT-PMP answers: {said}"
+    );
+    maps_and_unmaps(lab, "UPnP");
 }

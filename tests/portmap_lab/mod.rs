@@ -109,7 +109,8 @@ impl Lab {
     }
 
     /// Like [`Lab::start`], with extra miniupnpd.conf lines placed before the lab's own
-    /// permission rules (so an extra `deny` wins: miniupnpd applies the first rule matching).
+    /// permission rules (so an extra `deny` wins: miniupnpd applies the first rule matching);
+    /// an extra `key=value` replaces the lab's own value for that key.
     pub fn start_with(extra_conf: &[&str]) -> Option<Lab> {
         if let Err(why) = preflight() {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -250,13 +251,16 @@ impl Lab {
         self.daemon_started = Instant::now();
         self.daemon = Some(cmd.spawn().expect("spawn miniupnpd"));
         let deadline = Instant::now() + READY_TIMEOUT;
+        // With NAT-PMP/PCP turned off there is no such line to wait for.
+        let pmp = !extra_conf.contains(&"enable_natpmp=no");
         loop {
             let text = self.router_log();
             let port = text
                 .split("HTTP listening on port ")
                 .nth(1)
                 .and_then(|rest| rest.split_whitespace().next()?.parse::<u16>().ok());
-            if let (Some(port), true) = (port, text.contains("Listening for NAT-PMP/PCP traffic")) {
+            let pmp_ready = !pmp || text.contains("Listening for NAT-PMP/PCP traffic");
+            if let (Some(port), true) = (port, pmp_ready) {
                 self.http_port = port;
                 return;
             }
@@ -404,7 +408,17 @@ fn miniupnpd_conf(dir: &std::path::Path, name: &str, extra: &[&str]) -> String {
          uuid=5a4d0000-0000-4000-8000-{:012x}\nfriendly_name=swarm port-mapping lab\n",
         tag & 0xffff_ffff_ffff
     );
+    // An extra `key=value` replaces the lab's own line for that key (miniupnpd keeps the
+    // first value it reads); other extra lines (rules) are added.
     for line in extra {
+        if let Some((key, _)) = line.split_once('=') {
+            let prefix = format!("{key}=");
+            conf = conf
+                .lines()
+                .filter(|l| !l.starts_with(&prefix))
+                .map(|l| format!("{l}\n"))
+                .collect();
+        }
         conf.push_str(line);
         conf.push('\n');
     }
