@@ -76,6 +76,34 @@ pub struct SessionConfig {
     /// Nodes to bootstrap the DHT from instead of the default routers
     /// (`dht.transmissionbt.com:6881`, `dht.libtorrent.org:25401`): `--dht-node`.
     pub dht_nodes: Vec<std::net::SocketAddr>,
+    /// Message stream encryption (MSE/PE) policy of every connection: `Prefer`, as
+    /// libtorrent (`pe_enabled`) and Transmission ship it.
+    pub encryption: Encryption,
+}
+
+/// MSE/PE policy. `Prefer`: dial encrypted (offering RC4 or plaintext) and fall back to a
+/// plaintext dial once if the peer drops the encrypted handshake; accept both kinds.
+/// `Require`: dial encrypted offering RC4 only; refuse plaintext incoming handshakes.
+/// `Off`: dial plaintext; refuse encrypted incoming handshakes too (libtorrent's
+/// `pe_disabled`): no MSE code runs at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encryption {
+    #[default]
+    Prefer,
+    Require,
+    Off,
+}
+
+impl std::str::FromStr for Encryption {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Encryption, String> {
+        match s {
+            "prefer" => Ok(Encryption::Prefer),
+            "require" => Ok(Encryption::Require),
+            "off" => Ok(Encryption::Off),
+            _ => Err(format!("{s:?} is not one of prefer, require, off")),
+        }
+    }
 }
 
 impl Default for SessionConfig {
@@ -104,6 +132,7 @@ impl Default for SessionConfig {
             lsd: false,
             dht: false,
             dht_nodes: Vec::new(),
+            encryption: Encryption::Prefer,
         }
     }
 }

@@ -131,6 +131,7 @@ pub(super) fn torrent_cmd(
         direct_writes: !down.buffered_writes,
         lsd: !net.no_lsd,
         dht: !net.no_dht,
+        encryption: net.encryption,
         dht_nodes: resolve(&net.dht_nodes, "--dht-node")?,
         // 0 means unlimited, as elsewhere.
         max_upload_rate: net.max_upload_rate.filter(|&r| r > 0),
