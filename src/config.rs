@@ -76,8 +76,10 @@ pub struct SessionConfig {
     /// Nodes to bootstrap the DHT from instead of the default routers
     /// (`dht.transmissionbt.com:6881`, `dht.libtorrent.org:25401`): `--dht-node`.
     pub dht_nodes: Vec<std::net::SocketAddr>,
-    /// Message stream encryption (MSE/PE) policy of every connection: `Prefer`, as
-    /// libtorrent (`pe_enabled`) and Transmission ship it.
+    /// Message stream encryption (MSE/PE) policy of every connection. `Off` here, so a
+    /// library user and every in-process test (whose fake peers speak plaintext) keep the
+    /// plain BitTorrent wire unasked; the command line defaults to `Prefer`
+    /// (`--encryption`), as libtorrent (`pe_enabled`) and Transmission ship it.
     pub encryption: Encryption,
 }
 
@@ -86,9 +88,8 @@ pub struct SessionConfig {
 /// `Require`: dial encrypted offering RC4 only; refuse plaintext incoming handshakes.
 /// `Off`: dial plaintext; refuse encrypted incoming handshakes too (libtorrent's
 /// `pe_disabled`): no MSE code runs at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encryption {
-    #[default]
     Prefer,
     Require,
     Off,
@@ -132,7 +133,7 @@ impl Default for SessionConfig {
             lsd: false,
             dht: false,
             dht_nodes: Vec::new(),
-            encryption: Encryption::Prefer,
+            encryption: Encryption::Off,
         }
     }
 }

@@ -149,9 +149,21 @@ fn timed_fetch(
     seed_at: std::net::SocketAddr,
 ) -> f64 {
     let start = std::time::Instant::now();
-    let mut fetch = swarm_fetch(torrent, out, 0, &peer(seed_at));
+    let mut extra = peer(seed_at);
+    if !what.contains("RC4") {
+        extra.extend(enc("off"));
+    }
+    let mut fetch = swarm_fetch(torrent, out, 0, &extra);
     swarm_finish(&mut fetch);
     let secs = start.elapsed().as_secs_f64();
+    let log = fetch.stderr();
+    let rc4 = what.contains("RC4");
+    assert_eq!(log.contains("encrypted=true"), rc4, "{}", fetch.logs());
+    assert!(
+        !log.contains("dialling again in plaintext"),
+        "{}",
+        fetch.logs()
+    );
     content.assert_same_in(out, "swarm");
     let rate = content.total as f64 / secs.max(1e-6) / 1e6;
     say(&format!(
