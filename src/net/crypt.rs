@@ -212,4 +212,67 @@ mod tests {
         m.set(a, true);
         assert_eq!(m.get(a), Some(true));
     }
+
+    fn handshake(ih: InfoHash) -> [u8; 68] {
+        Handshake::new(ih, crate::types::PeerId([7; 20])).to_bytes()
+    }
+
+    /// Both sides over an in-memory pipe: the responder finds the torrent, reads the IA
+    /// handshake, and the two RC4 pairs match (what one encrypts the other decrypts), also
+    /// for bytes that arrive in the same read as the handshake's end.
+    #[tokio::test]
+    async fn initiator_and_responder_meet_over_a_pipe() {
+        let ih = InfoHash([9; 20]);
+        let (a, mut b) = tokio::io::duplex(64 * 1024);
+        let dialer = tokio::spawn(async move {
+            let (mut rd, mut wr) = tokio::io::split(a);
+            let mut buf = BytesMut::new();
+            let ia = handshake(ih).to_vec();
+            let mut c = initiate(&mut rd, &mut wr, &mut buf, ih, CryptoMethods::BOTH, ia)
+                .await
+                .unwrap()
+                .expect("RC4 selected");
+            let mut msg = *b"hello";
+            c.encrypt.apply(&mut msg);
+            wr.write_all(&msg).await.unwrap();
+            let theirs = read_handshake(&mut rd, &mut buf, Some(&mut c.decrypt)).await;
+            (theirs.unwrap(), buf)
+        });
+        let mut buf = BytesMut::new();
+        let lookup = |h: &[u8; 20]| (*h == mse::req2_hash(&ih)).then_some(ih);
+        let (theirs, cipher) = accept_handshake(&mut b, &mut buf, Encryption::Require, lookup)
+            .await
+            .unwrap();
+        assert_eq!(theirs.info_hash, ih);
+        let mut c = cipher.expect("RC4 selected");
+        // Our handshake and a message in one write: the dialer decrypts both in order.
+        let mut out = handshake(ih).to_vec();
+        out.extend_from_slice(b"world");
+        c.encrypt.apply(&mut out);
+        b.write_all(&out).await.unwrap();
+        while buf.len() < 5 {
+            let old = buf.len();
+            assert!(b.read_buf(&mut buf).await.unwrap() > 0);
+            c.decrypt.apply(&mut buf[old..]);
+        }
+        assert_eq!(&buf[..], b"hello");
+        let (theirs, rest) = dialer.await.unwrap();
+        assert_eq!(theirs.info_hash, ih);
+        assert_eq!(&rest[..], b"world");
+    }
+
+    #[tokio::test]
+    async fn policies_refuse_the_other_kind() {
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        a.write_all(&handshake(InfoHash([1; 20]))).await.unwrap();
+        let mut buf = BytesMut::new();
+        let r = accept_handshake(&mut b, &mut buf, Encryption::Require, |_| None).await;
+        assert!(matches!(r, Err(ConnError::PlaintextRefused)));
+
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        a.write_all(&[0x55; 96]).await.unwrap();
+        let mut buf = BytesMut::new();
+        let r = accept_handshake(&mut b, &mut buf, Encryption::Off, |_| None).await;
+        assert!(matches!(r, Err(ConnError::EncryptedRefused)));
+    }
 }
