@@ -68,6 +68,27 @@ pub fn dial_plan(policy: Encryption, remembered: Option<bool>) -> DialPlan {
     }
 }
 
+/// What an incoming MSE handshake looks torrents up by: `HASH('req2', info-hash)` of each
+/// (none under `Encryption::Off`, which never runs the responder).
+pub fn skeys<'a>(
+    policy: Encryption,
+    torrents: impl Iterator<Item = &'a InfoHash>,
+) -> HashMap<[u8; 20], InfoHash> {
+    match policy {
+        Encryption::Off => HashMap::new(),
+        _ => torrents.map(|ih| (mse::req2_hash(ih), *ih)).collect(),
+    }
+}
+
+/// The log line of an incoming connection the policy refused.
+pub fn refusal(e: &ConnError, addr: SocketAddr) -> String {
+    let (kind, policy) = match e {
+        ConnError::PlaintextRefused => ("plaintext", "require"),
+        _ => ("encrypted", "off"),
+    };
+    format!("refusing {kind} connection from {addr}: --encryption {policy}")
+}
+
 /// Runs the initiator's side ("A") of MSE on a fresh connection, sending `ia` (our
 /// BitTorrent handshake) inside it. On return `buf` holds the bytes after the handshake,
 /// already decrypted when the returned cipher is `Some`.

@@ -36,7 +36,6 @@ use crate::net::driver::Control;
 use crate::net::half_open::{Admit, HalfOpen};
 use crate::snapshot::Snapshot;
 use crate::types::InfoHash;
-use crate::wire::mse;
 
 /// Routed connections queued per torrent before its driver takes them; more are closed.
 const INCOMING_QUEUE: usize = 64;
@@ -397,12 +396,7 @@ impl Actor {
         }
         let heard = Arc::new(AtomicBool::new(false));
         // MSE names the torrent only as HASH('req2', info-hash); the table is small.
-        let skeys = match self.shared.cfg.encryption {
-            Encryption::Off => HashMap::new(),
-            _ => (self.torrents.keys())
-                .map(|ih| (mse::req2_hash(ih), *ih))
-                .collect(),
-        };
+        let skeys = crypt::skeys(self.shared.cfg.encryption, self.torrents.keys());
         let task = incoming_handshake(
             stream,
             addr,
@@ -528,19 +522,7 @@ async fn incoming_handshake(
         }),
         Err(e @ (ConnError::PlaintextRefused | ConnError::EncryptedRefused)) => {
             // The policy is the user's choice: say so where -v shows it.
-            tracing::info!(
-                "refusing {} connection from {addr}: --encryption {}",
-                if matches!(e, ConnError::PlaintextRefused) {
-                    "plaintext"
-                } else {
-                    "encrypted"
-                },
-                if matches!(e, ConnError::PlaintextRefused) {
-                    "require"
-                } else {
-                    "off"
-                }
-            );
+            tracing::info!("{}", crypt::refusal(&e, addr));
             None
         }
         Err(e) => {
