@@ -81,6 +81,35 @@ pub struct SessionConfig {
     /// same reason as `lsd` and `dht`; the command line turns it on unless
     /// `--no-port-mapping`, as other clients ship it on.
     pub port_mapping: bool,
+    /// Message stream encryption (MSE/PE) policy of every connection. `Off` here, so a
+    /// library user and every in-process test (whose fake peers speak plaintext) keep the
+    /// plain BitTorrent wire unasked; the command line defaults to `Prefer`
+    /// (`--encryption`), as libtorrent (`pe_enabled`) and Transmission ship it.
+    pub encryption: Encryption,
+}
+
+/// MSE/PE policy. `Prefer`: dial encrypted (offering RC4 or plaintext) and fall back to a
+/// plaintext dial once if the peer drops the encrypted handshake; accept both kinds.
+/// `Require`: dial encrypted offering RC4 only; refuse plaintext incoming handshakes.
+/// `Off`: dial plaintext; refuse encrypted incoming handshakes too (libtorrent's
+/// `pe_disabled`): no MSE code runs at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encryption {
+    Prefer,
+    Require,
+    Off,
+}
+
+impl std::str::FromStr for Encryption {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Encryption, String> {
+        match s {
+            "prefer" => Ok(Encryption::Prefer),
+            "require" => Ok(Encryption::Require),
+            "off" => Ok(Encryption::Off),
+            _ => Err(format!("{s:?} is not one of prefer, require, off")),
+        }
+    }
 }
 
 impl Default for SessionConfig {
@@ -110,6 +139,7 @@ impl Default for SessionConfig {
             dht: false,
             dht_nodes: Vec::new(),
             port_mapping: false,
+            encryption: Encryption::Off,
         }
     }
 }

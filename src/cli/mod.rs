@@ -127,6 +127,16 @@ struct CommonArgs {
     /// default, so peers behind other routers can reach us).
     #[arg(long, help_heading = "Network")]
     no_port_mapping: bool,
+    /// Message stream encryption (MSE/PE, RC4) with peers: `prefer` dials encrypted and
+    /// retries plaintext once if the peer drops it, and accepts both; `require` dials and
+    /// accepts encrypted connections only; `off` dials plaintext and refuses encrypted ones.
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "prefer",
+        help_heading = "Network"
+    )]
+    encryption: crate::config::Encryption,
     /// Bootstrap the DHT from this node instead of the default routers (repeatable).
     #[arg(
         long = "dht-node",

@@ -132,6 +132,7 @@ pub(super) fn torrent_cmd(
         lsd: !net.no_lsd,
         dht: !net.no_dht,
         port_mapping: !net.no_port_mapping,
+        encryption: net.encryption,
         dht_nodes: resolve(&net.dht_nodes, "--dht-node")?,
         // 0 means unlimited, as elsewhere.
         max_upload_rate: net.max_upload_rate.filter(|&r| r > 0),

@@ -3,6 +3,11 @@
 //!
 //! The reader lives in [`super::reader`] (back-pressure, per-peer limits, the download cap).
 //!
+//! Encryption (MSE/PE, [`super::crypt`]): a connection whose handshake selected RC4 has its
+//! reader decrypt every byte it reads and its writer encrypt every byte it writes, each half
+//! owning its own RC4 stream. Only then does the writer copy block data (into one encrypted
+//! buffer per flush); plaintext connections write blocks zero-copy.
+//!
 //! Rate limits (see [`super::limit`]): with an upload cap the writer acquires each Piece's
 //! bytes just before it writes it, and writes (and reports served) block by block instead
 //! of a whole batch at once.
@@ -12,18 +17,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tracing::Instrument;
 
+use super::crypt::DialMemory;
+pub use super::dial::dial;
 use super::limit::RateLimiter;
 use super::reader::{self, EventBudget};
+use crate::config::Encryption;
 use crate::engine::PeerKey;
 use crate::store::{Reservation, StoreHandle};
 use crate::types::{BlockRef, InfoHash, PeerId};
+use crate::wire::mse::{Cipher, MseError};
+use crate::wire::rc4::Rc4;
 use crate::wire::{self, Handshake, Message};
 
 /// Commands queued per connection. The driver never waits on a connection: a peer whose
@@ -64,11 +74,15 @@ pub struct ConnCtx {
     /// Our handshake sets the BEP 5 DHT bit: the session runs a DHT node and the torrent
     /// is not known to be private (the engine sends the `Port` message itself).
     pub dht: bool,
+    /// MSE/PE policy (`--encryption`).
+    pub encryption: Encryption,
+    /// What worked with each address dialled under `Encryption::Prefer`.
+    pub dial_memory: DialMemory,
 }
 
 impl ConnCtx {
     /// Our handshake's bytes.
-    fn our_handshake(&self) -> [u8; 68] {
+    pub(super) fn our_handshake(&self) -> [u8; 68] {
         Handshake::new(self.info_hash, self.our_id)
             .with_dht(self.dht)
             .to_bytes()
@@ -162,6 +176,12 @@ pub enum ConnError {
     DriverGone,
     #[error("asked to upload before the torrent's metadata is known")]
     NoContent,
+    #[error("encryption handshake")]
+    Mse(#[from] MseError),
+    #[error("refusing plaintext connection: --encryption require")]
+    PlaintextRefused,
+    #[error("refusing encrypted connection: --encryption off")]
+    EncryptedRefused,
 }
 
 /// An incoming connection whose handshake the session has read and routed to this
@@ -170,99 +190,10 @@ pub struct Incoming {
     pub stream: TcpStream,
     pub addr: SocketAddr,
     pub handshake: Handshake,
-    /// Whatever the peer sent after its handshake.
+    /// Whatever the peer sent after its handshake (decrypted).
     pub buf: BytesMut,
-}
-
-/// Reads a peer's handshake from a fresh incoming connection (the caller bounds it in
-/// time). Bytes after it stay in `buf`.
-pub async fn read_handshake(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-) -> Result<Handshake, ConnError> {
-    loop {
-        if let Some(h) = Handshake::decode(buf)? {
-            buf.advance(Handshake::LEN);
-            return Ok(h);
-        }
-        if stream.read_buf(buf).await? == 0 {
-            return Err(ConnError::Eof);
-        }
-    }
-}
-
-/// Dial `addr` and run the connection until it ends.
-pub async fn dial(key: PeerKey, addr: SocketAddr, ctx: Arc<ConnCtx>) {
-    let stream = match timeout(ctx.connect_timeout, connect(addr, ctx.local_addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::info!(error = %e, "connect failed");
-            let error = connect_error(&e);
-            let _ = ctx
-                .events
-                .send(PeerEvent::ConnectFailed { addr, error })
-                .await;
-            return;
-        }
-        Err(_) => {
-            tracing::info!("connect timed out");
-            let error = "connection timed out".to_string();
-            let _ = ctx
-                .events
-                .send(PeerEvent::ConnectFailed { addr, error })
-                .await;
-            return;
-        }
-    };
-    let _ = stream.set_nodelay(true);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let (mut rd, mut wr) = stream.into_split();
-    let hs = timeout(
-        ctx.handshake_timeout,
-        dial_handshake(&mut rd, &mut wr, &mut buf, &ctx),
-    )
-    .await
-    .unwrap_or(Err(ConnError::Timeout("handshake")));
-    match hs {
-        Ok(theirs) => established(key, rd, wr, buf, addr, theirs, true, ctx).await,
-        Err(e) => {
-            tracing::info!(error = %e, "handshake failed");
-            let ev = match e {
-                ConnError::SelfConnection => PeerEvent::DialedSelf { addr },
-                e => PeerEvent::ConnectFailed {
-                    addr,
-                    error: format!("handshake failed: {}", crate::error::error_chain(&e)),
-                },
-            };
-            let _ = ctx.events.send(ev).await;
-        }
-    }
-}
-
-/// A connect error as a person reads it: `connection refused`, not `Connection refused
-/// (os error 111)`.
-fn connect_error(e: &std::io::Error) -> String {
-    use std::io::ErrorKind as K;
-    match e.kind() {
-        k @ (K::ConnectionRefused
-        | K::TimedOut
-        | K::ConnectionReset
-        | K::HostUnreachable
-        | K::NetworkUnreachable
-        | K::AddrNotAvailable) => k.to_string(),
-        _ => e.to_string(),
-    }
-}
-
-async fn connect(addr: SocketAddr, local: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    if let Some(ip) = local.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == addr.is_ipv4()) {
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
-    socket.connect(addr).await
+    /// The stream's RC4 pair when its MSE handshake selected RC4.
+    pub cipher: Option<Cipher>,
 }
 
 /// Run a routed incoming connection until it ends: answer its handshake, then serve it.
@@ -272,6 +203,7 @@ pub async fn accept(key: PeerKey, incoming: Incoming, ctx: Arc<ConnCtx>) {
         addr,
         handshake: theirs,
         mut buf,
+        mut cipher,
     } = incoming;
     let _ = stream.set_nodelay(true);
     if theirs.peer_id == ctx.our_id {
@@ -279,7 +211,10 @@ pub async fn accept(key: PeerKey, incoming: Incoming, ctx: Arc<ConnCtx>) {
         // handshake tells the dialing side so (it stops dialing that address); then close.
         tracing::debug!("incoming connection from ourselves");
         let mut stream = stream;
-        let ours = ctx.our_handshake();
+        let mut ours = ctx.our_handshake();
+        if let Some(c) = &mut cipher {
+            c.encrypt.apply(&mut ours);
+        }
         let _ = timeout(ctx.handshake_timeout, stream.write_all(&ours)).await;
         return;
     }
@@ -287,54 +222,35 @@ pub async fn accept(key: PeerKey, incoming: Incoming, ctx: Arc<ConnCtx>) {
         buf.reserve(READ_CHUNK);
     }
     let (rd, mut wr) = stream.into_split();
-    let ours = ctx.our_handshake();
+    let mut ours = ctx.our_handshake();
+    if let Some(c) = &mut cipher {
+        c.encrypt.apply(&mut ours);
+    }
     match timeout(ctx.handshake_timeout, wr.write_all(&ours)).await {
-        Ok(Ok(())) => established(key, rd, wr, buf, addr, theirs, false, ctx).await,
+        Ok(Ok(())) => established(key, rd, wr, buf, addr, theirs, cipher, false, ctx).await,
         Ok(Err(e)) => tracing::debug!(error = %e, "sending our handshake failed"),
         Err(_) => tracing::debug!("sending our handshake timed out"),
     }
 }
 
-/// The handshake of a connection we dialled: ours first, then theirs, which must name
-/// our torrent and not be ourselves.
-async fn dial_handshake(
-    rd: &mut OwnedReadHalf,
-    wr: &mut OwnedWriteHalf,
-    buf: &mut BytesMut,
-    ctx: &ConnCtx,
-) -> Result<Handshake, ConnError> {
-    wr.write_all(&ctx.our_handshake()).await?;
-    let theirs = loop {
-        if let Some(h) = Handshake::decode(buf)? {
-            buf.advance(Handshake::LEN);
-            break h;
-        }
-        if rd.read_buf(buf).await? == 0 {
-            return Err(ConnError::Eof);
-        }
-    };
-    if theirs.info_hash != ctx.info_hash {
-        return Err(ConnError::WrongInfoHash);
-    }
-    if theirs.peer_id == ctx.our_id {
-        return Err(ConnError::SelfConnection);
-    }
-    Ok(theirs)
-}
-
 /// A connection past its handshake: announce it to the driver, then run its reader and
 /// writer until either ends.
 #[allow(clippy::too_many_arguments)]
-async fn established(
+pub(super) async fn established(
     key: PeerKey,
     mut rd: OwnedReadHalf,
     wr: OwnedWriteHalf,
     buf: BytesMut,
     addr: SocketAddr,
     theirs: Handshake,
+    cipher: Option<Cipher>,
     outbound: bool,
     ctx: Arc<ConnCtx>,
 ) {
+    let (decrypt, encrypt) = match cipher {
+        Some(c) => (Some(c.decrypt), Some(c.encrypt)),
+        None => (None, None),
+    };
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
     let connected = PeerEvent::Connected {
         key,
@@ -347,11 +263,16 @@ async fn established(
     if ctx.events.send(connected).await.is_err() {
         return;
     }
-    tracing::info!(key, outbound, "peer connected");
-    let mut writer =
-        tokio::spawn(write_loop(key, wr, cmd_rx, ctx.clone()).instrument(tracing::Span::current()));
+    tracing::info!(
+        key,
+        outbound,
+        encrypted = encrypt.is_some(),
+        "peer connected"
+    );
+    let writer = write_loop(key, wr, cmd_rx, encrypt, ctx.clone());
+    let mut writer = tokio::spawn(writer.instrument(tracing::Span::current()));
     let result = tokio::select! {
-        r = reader::read_loop(key, &mut rd, buf, &ctx) => r,
+        r = reader::read_loop(key, &mut rd, buf, decrypt, &ctx) => r,
         w = &mut writer => match w {
             Ok(r) => r,
             Err(_) => Err(ConnError::DriverGone),
@@ -374,6 +295,7 @@ async fn write_loop(
     key: PeerKey,
     mut wr: OwnedWriteHalf,
     mut cmds: mpsc::Receiver<ConnCmd>,
+    mut encrypt: Option<Rc4>,
     ctx: Arc<ConnCtx>,
 ) -> Result<(), ConnError> {
     let mut out = BytesMut::with_capacity(16 * 1024);
@@ -383,7 +305,11 @@ async fn write_loop(
     loop {
         match timeout(ctx.keepalive, cmds.recv()).await {
             Err(_) => {
-                wr.write_all(&[0, 0, 0, 0]).await?;
+                let mut keepalive = [0u8; 4];
+                if let Some(c) = &mut encrypt {
+                    c.apply(&mut keepalive);
+                }
+                wr.write_all(&keepalive).await?;
                 continue;
             }
             Ok(None) => {
@@ -420,7 +346,16 @@ async fn write_loop(
                     let Some(bytes) = data.next() else { break };
                     if let Some(limit) = &ctx.up_limit {
                         // Send what is paid for, then wait for this block's turn.
-                        flush(key, &mut wr, &mut out, &mut segments, &mut served, &ctx).await?;
+                        flush(
+                            key,
+                            &mut wr,
+                            &mut out,
+                            &mut segments,
+                            &mut served,
+                            &mut encrypt,
+                            &ctx,
+                        )
+                        .await?;
                         limit.acquire(bytes.len() as u64 + 13).await;
                     }
                     out.extend_from_slice(&wire::piece_header(
@@ -434,7 +369,16 @@ async fn write_loop(
                 }
             }
         }
-        flush(key, &mut wr, &mut out, &mut segments, &mut served, &ctx).await?;
+        flush(
+            key,
+            &mut wr,
+            &mut out,
+            &mut segments,
+            &mut served,
+            &mut encrypt,
+            &ctx,
+        )
+        .await?;
     }
 }
 
@@ -445,6 +389,7 @@ async fn flush(
     out: &mut BytesMut,
     segments: &mut Vec<Bytes>,
     served: &mut Vec<BlockRef>,
+    encrypt: &mut Option<Rc4>,
     ctx: &ConnCtx,
 ) -> Result<(), ConnError> {
     if !out.is_empty() {
@@ -453,7 +398,18 @@ async fn flush(
     if segments.is_empty() {
         return Ok(());
     }
-    write_segments(wr, segments).await?;
+    match encrypt {
+        None => write_segments(wr, segments).await?,
+        Some(c) => {
+            // RC4 needs the bytes in one mutable buffer: the one copy encryption costs.
+            let mut all = Vec::with_capacity(segments.iter().map(Bytes::len).sum());
+            for s in segments.drain(..) {
+                all.extend_from_slice(&s);
+            }
+            c.apply(&mut all);
+            wr.write_all(&all).await?;
+        }
+    }
     for block in served.drain(..) {
         let _ = ctx.events.send(PeerEvent::Served { key, block }).await;
     }

@@ -2,6 +2,8 @@
 //! the listener. These carry bytes and events; every decision is the engine's.
 
 pub mod conn;
+pub mod crypt;
+mod dial;
 pub mod driver;
 pub mod half_open;
 pub mod limit;

@@ -17,6 +17,9 @@
 //!
 //! When either budget is spent the reader stops reading its socket, and TCP slows the peer.
 //!
+//! Encryption: with an RC4 stream (`decrypt`) every byte read is decrypted in place, in the
+//! order read, before it is decoded; `buf` arrives already decrypted.
+//!
 //! Download cap (see [`super::limit`]): the reader reads at most [`LIMITED_READ`] bytes at
 //! a time and acquires them before reading again.
 
@@ -32,6 +35,7 @@ use tokio::time::timeout;
 use super::conn::{ConnCtx, ConnError, PeerEvent, READ_CHUNK};
 use crate::engine::PeerKey;
 use crate::types::BlockRef;
+use crate::wire::rc4::Rc4;
 use crate::wire::{
     Decoder, ExtHandshake, Message, MetadataMsg, PeerGuard, PexMsg, Verdict, WireError,
     OUR_UT_METADATA, OUR_UT_PEX,
@@ -101,6 +105,7 @@ pub(super) async fn read_loop(
     key: PeerKey,
     rd: &mut OwnedReadHalf,
     mut buf: BytesMut,
+    mut decrypt: Option<Rc4>,
     ctx: &ConnCtx,
 ) -> Result<(), ConnError> {
     let mut dec = match ctx.content.get() {
@@ -203,6 +208,11 @@ pub(super) async fn read_loop(
             Err(_) => return Err(ConnError::Timeout("peer idle")),
             Ok(Ok(0)) => return Err(ConnError::Eof),
             Ok(Ok(n)) => {
+                // The n bytes just read end the buffer; RC4 goes through them in order.
+                if let Some(c) = &mut decrypt {
+                    let len = buf.len();
+                    c.apply(&mut buf[len - n..]);
+                }
                 if let Some(limit) = &ctx.down_limit {
                     limit.acquire(n as u64).await;
                 }

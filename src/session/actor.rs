@@ -29,7 +29,9 @@ use super::dht::{self, DhtEdge};
 use super::lsd::{self, LsdEdge};
 use super::{Cmd, SessionError, SessionStats, Shared, Status, TorrentError, TorrentHandle};
 use super::{Summary, TorrentSpec};
-use crate::net::conn::{self, ConnError, Incoming};
+use crate::config::Encryption;
+use crate::net::conn::{ConnError, Incoming};
+use crate::net::crypt;
 use crate::net::driver::Control;
 use crate::net::half_open::{Admit, HalfOpen};
 use crate::snapshot::Snapshot;
@@ -394,12 +396,18 @@ impl Actor {
             Admit::Yes { evicted: None } => {}
         }
         let heard = Arc::new(AtomicBool::new(false));
+        // MSE names the torrent only as HASH('req2', info-hash); the table is small.
+        let skeys = crypt::skeys(self.shared.cfg.encryption, self.torrents.keys());
         let task = incoming_handshake(
             stream,
             addr,
             heard.clone(),
-            self.shared.cfg.silent_timeout,
-            self.shared.cfg.handshake_timeout,
+            (
+                self.shared.cfg.silent_timeout,
+                self.shared.cfg.handshake_timeout,
+            ),
+            self.shared.cfg.encryption,
+            skeys,
         );
         let abort = self.handshakes.spawn(task);
         self.half_open
@@ -478,14 +486,17 @@ impl Actor {
     }
 }
 
-/// Reads an incoming connection's handshake: the first bytes within `silent`, the whole of
-/// it within `limit`. `None` (and the connection closed) when it fails.
+/// Reads an incoming connection's handshake, plaintext or MSE as `policy` allows (MSE
+/// finds the torrent in `skeys`, by `HASH('req2', info-hash)`): the first bytes within
+/// `silent`, the whole of it within `limit`. `None` (and the connection closed) when it
+/// fails.
 async fn incoming_handshake(
     mut stream: tokio::net::TcpStream,
     addr: std::net::SocketAddr,
     heard: Arc<AtomicBool>,
-    silent: Duration,
-    limit: Duration,
+    (silent, limit): (Duration, Duration),
+    policy: Encryption,
+    skeys: HashMap<[u8; 20], InfoHash>,
 ) -> Option<Incoming> {
     let deadline = tokio::time::Instant::now() + limit;
     let mut buf = BytesMut::with_capacity(1024);
@@ -496,17 +507,25 @@ async fn incoming_handshake(
             Ok(Ok(_)) => heard.store(true, Ordering::Relaxed),
             Ok(Err(e)) => return Err(e.into()),
         }
-        tokio::time::timeout_at(deadline, conn::read_handshake(&mut stream, &mut buf))
+        let lookup = |h: &[u8; 20]| skeys.get(h).copied();
+        let hs = crypt::accept_handshake(&mut stream, &mut buf, policy, lookup);
+        tokio::time::timeout_at(deadline, hs)
             .await
             .unwrap_or(Err(ConnError::Timeout("handshake")))
     };
     match read.await {
-        Ok(handshake) => Some(Incoming {
+        Ok((handshake, cipher)) => Some(Incoming {
             stream,
             addr,
             handshake,
             buf,
+            cipher,
         }),
+        Err(e @ (ConnError::PlaintextRefused | ConnError::EncryptedRefused)) => {
+            // The policy is the user's choice: say so where -v shows it.
+            tracing::info!("{}", crypt::refusal(&e, addr));
+            None
+        }
         Err(e) => {
             tracing::debug!(%addr, error = %crate::error::error_chain(&e), "incoming handshake failed");
             None

@@ -97,6 +97,8 @@ async fn run_with(
         up_limit: shared.up_limit.clone(),
         down_limit: shared.down_limit.clone(),
         dht: dht.is_some(),
+        encryption: shared.cfg.encryption,
+        dial_memory: Default::default(),
     });
     let inputs = DriverInputs {
         events: events_rx,
