@@ -1,6 +1,7 @@
 //! MSE/PE at the connection edge (`--encryption prefer|require|off`), between swarm
 //! processes on loopback, and (with `SWARM_INTEROP=1`) against libtorrent with encryption
-//! forced and aria2 with `--bt-require-crypto`.
+//! forced, Transmission with encryption required (`"encryption": 2`), and aria2 with
+//! `--bt-require-crypto`.
 //!
 //! Every process binds to 127.0.0.x with its own `--state-dir`, `--no-dht --no-lsd --no-port-mapping`, peers
 //! by `--peer` only; every wait has a deadline.
@@ -268,4 +269,56 @@ fn aria2_requiring_crypto_leeches_from_swarm() {
     );
     content.assert_same_in(&out, "aria2");
     assert!(seed.stderr().contains("encrypted=true"), "{}", seed.logs());
+}
+
+#[test]
+fn swarm_leeches_from_transmission_requiring_encryption() {
+    if !enabled("swarm_leeches_from_transmission_requiring_encryption") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (content, torrent) = small_torrent(tmp.path(), 4 * MIB + 5, 24);
+    let at = addr(2);
+    let mut seed = Transmission::start_with(&torrent, &content.dir, at, true);
+    // A complete torrent runs the finish script once verified: then it serves.
+    seed.wait_done();
+    wait_listening(&mut seed.proc, at);
+    let out = tmp.path().join("out");
+    // swarm's default policy (prefer): an encrypted dial, which Transmission requires.
+    let mut fetch = swarm_fetch(&torrent, &out, 0, &peer(at));
+    swarm_finish(&mut fetch);
+    content.assert_same_in(&out, "swarm leecher");
+    assert!(
+        fetch.stderr().contains("encrypted=true"),
+        "swarm's connection to Transmission was not encrypted\n{}",
+        fetch.logs()
+    );
+    seed.stop();
+}
+
+#[test]
+fn transmission_requiring_encryption_leeches_from_swarm() {
+    if !enabled("transmission_requiring_encryption_leeches_from_swarm") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (content, torrent) = small_torrent(tmp.path(), 4 * MIB + 6, 25);
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let at = addr(1);
+    let mut leech = Transmission::start_with(&torrent, &out, at, true);
+    wait_listening(&mut leech.proc, at);
+    // Transmission 3.00 never dials loopback peers it did not learn by itself: the swarm
+    // seed dials it, encrypted only.
+    let mut extra = enc("require");
+    extra.extend(peer(at));
+    let seed = swarm_seed(&torrent, &content.dir, addr(2), &extra);
+    leech.wait_done();
+    leech.stop();
+    content.assert_same_in(&out, "transmission");
+    assert!(
+        seed.stderr().contains("encrypted=true"),
+        "the seed's connection was not encrypted\n{}",
+        seed.logs()
+    );
 }

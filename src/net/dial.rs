@@ -20,7 +20,7 @@ use crate::wire::Handshake;
 
 /// Dial `addr` and run the connection until it ends. Under `Encryption::Prefer` an
 /// encrypted handshake the peer drops is retried once in plaintext, and the address is
-/// remembered either way.
+/// remembered with what worked (nothing when neither did).
 pub async fn dial(key: PeerKey, addr: SocketAddr, ctx: Arc<ConnCtx>) {
     let plan = crypt::dial_plan(ctx.encryption, ctx.dial_memory.get(addr));
     let Some(stream) = connect_or_report(addr, &ctx).await else {
@@ -31,11 +31,18 @@ pub async fn dial(key: PeerKey, addr: SocketAddr, ctx: Arc<ConnCtx>) {
         (Err(e), DialPlan::Mse(_)) if prefer && !matches!(e, ConnError::SelfConnection) => {
             let error = crate::error::error_chain(&e);
             tracing::info!(%error, "encrypted handshake failed; dialling again in plaintext");
-            ctx.dial_memory.set(addr, false);
             let Some(stream) = connect_or_report(addr, &ctx).await else {
                 return;
             };
-            open(stream, DialPlan::Plaintext, &ctx).await
+            let r = open(stream, DialPlan::Plaintext, &ctx).await;
+            // Only a plaintext handshake that works says the peer wants plaintext: a peer
+            // that dropped both (busy, or not ready for the torrent yet) is dialled
+            // encrypted again next time (Transmission requiring encryption drops
+            // connections for a moment after it starts, and would be lost for good).
+            if r.is_ok() {
+                ctx.dial_memory.set(addr, false);
+            }
+            r
         }
         (r, plan) => {
             if r.is_ok() && prefer && plan != DialPlan::Plaintext {

@@ -872,6 +872,17 @@ pub struct Transmission {
 
 impl Transmission {
     pub fn start(torrent: &Path, dir: &Path, at: SocketAddr) -> Transmission {
+        Self::start_with(torrent, dir, at, false)
+    }
+
+    /// Like [`Transmission::start`]; with `require_encryption`, only encrypted (MSE/PE)
+    /// connections both ways (`"encryption": 2` and `-er`).
+    pub fn start_with(
+        torrent: &Path,
+        dir: &Path,
+        at: SocketAddr,
+        require_encryption: bool,
+    ) -> Transmission {
         require("transmission-cli", "transmission-cli");
         let conf = tempfile::tempdir().unwrap();
         let settings = serde_json::json!({
@@ -885,7 +896,7 @@ impl Transmission {
             "alt-speed-enabled": false,
             "ratio-limit-enabled": false,
             "idle-seeding-limit-enabled": false,
-            "encryption": 0,
+            "encryption": if require_encryption { 2 } else { 0 },
             "bind-address-ipv4": at.ip().to_string(),
             "bind-address-ipv6": "::1",
             "peer-port": at.port(),
@@ -919,7 +930,9 @@ impl Transmission {
                 .arg(conf.path())
                 .arg("-w")
                 .arg(dir)
-                .args(["-p", &at.port().to_string(), "-ep", "-f"])
+                .args(["-p", &at.port().to_string()])
+                .arg(if require_encryption { "-er" } else { "-ep" })
+                .arg("-f")
                 .arg(&script)
                 .arg(torrent),
         );
