@@ -84,6 +84,8 @@ def main():
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=INTEROP)
             try:
                 wait_line(seed, "LISTEN", 120)
+                # It checks its 1 GiB after it listens: timing starts once it serves.
+                wait_line(seed, "SEEDING", 300)
                 for run in range(a.runs):
                     out = os.path.join(work, "out")
                     shutil.rmtree(out, ignore_errors=True)
