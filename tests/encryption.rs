@@ -322,3 +322,36 @@ fn transmission_requiring_encryption_leeches_from_swarm() {
         seed.logs()
     );
 }
+
+#[test]
+fn swarm_leeches_from_aria2_requiring_crypto() {
+    if !enabled("swarm_leeches_from_aria2_requiring_crypto") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (content, torrent) = small_torrent(tmp.path(), 4 * MIB + 7, 26);
+    let at = addr(3);
+    let mut c = aria2_cmd(&content.dir, at);
+    c.args([
+        "--bt-require-crypto=true",
+        "--bt-min-crypto-level=arc4",
+        "--follow-torrent=false",
+        "--check-integrity=true",
+        "--bt-seed-unverified=false",
+        "--seed-ratio=0.0",
+    ])
+    .arg(&torrent);
+    let mut seed = Proc::spawn("aria2c seed (crypto required)", &mut c);
+    wait_listening(&mut seed, at);
+    let out = tmp.path().join("out");
+    // swarm's default policy (prefer): an encrypted dial, which aria2 requires.
+    let mut fetch = swarm_fetch(&torrent, &out, 0, &peer(at));
+    swarm_finish(&mut fetch);
+    content.assert_same_in(&out, "swarm leecher");
+    assert!(
+        fetch.stderr().contains("encrypted=true"),
+        "swarm's connection to aria2 was not encrypted\n{}",
+        fetch.logs()
+    );
+    seed.stop();
+}
