@@ -5,7 +5,9 @@
 //! (PCP answers first) and once with NAT-PMP/PCP off in miniupnpd, so swarm must use UPnP IGD
 //! (SSDP discovery on the LAN, then SOAP). NAT-PMP proper (PCP's fallback) is proven against
 //! a fake router in `tests/portmap_fake.rs`: miniupnpd answers PCP whenever it answers NAT-PMP.
-//! The two cells run one after the other (one lab at a time).
+//! A third cell takes the router's port away first, so the router grants another external
+//! port, and checks that swarm announces that port to its tracker (a tiny one inside the
+//! LAN namespace). The cells run one after the other (one lab at a time).
 //!
 //! Network safety: swarm runs only inside the lab's LAN namespace (its multicast and router
 //! traffic never reach the host's network), with `--no-dht --no-lsd --no-trackers` and its
@@ -31,14 +33,17 @@ const MAP_TIMEOUT: Duration = Duration::from_secs(60);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A small torrent and its data under `dir`.
-fn torrent(dir: &std::path::Path) -> std::path::PathBuf {
+fn torrent(dir: &std::path::Path, tracker: Option<&str>) -> std::path::PathBuf {
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("mapped.bin"), vec![7u8; 300_000]).unwrap();
     let t = dir.join("mapped.torrent");
-    let ok = Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args(["create", "-q", "-o"])
-        .arg(&t)
+    let mut create = Command::new(env!("CARGO_BIN_EXE_swarm"));
+    create.args(["create", "-q", "-o"]).arg(&t);
+    if let Some(url) = tracker {
+        create.args(["--tracker", url]);
+    }
+    let ok = create
         .arg(data.join("mapped.bin"))
         .status()
         .unwrap()
@@ -52,6 +57,7 @@ fn seed(
     lab: &Lab,
     dir: &std::path::Path,
     t: &std::path::Path,
+    extra: &[&str],
 ) -> (Child, u32, mpsc::Receiver<String>) {
     // `sh` says its pid, then becomes swarm: the test signals swarm itself, not a wrapper.
     let mut cmd = lab.lan_cmd("sh");
@@ -59,7 +65,8 @@ fn seed(
     // its namespaces).
     cmd.args(["-c", "echo pid $$ >&2; exec \"$0\" \"$@\""])
         .args([env!("CARGO_BIN_EXE_swarm"), "seed"])
-        .args(["--no-lsd", "--no-dht", "--no-trackers"])
+        .args(["--no-lsd", "--no-dht"])
+        .args(extra)
         .arg(t)
         .arg("-d")
         .arg(dir.join("data"))
@@ -133,9 +140,9 @@ fn stop(child: &mut Child, pid: u32) {
 
 fn maps_and_unmaps(lab: Lab, via: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let t = torrent(dir.path());
+    let t = torrent(dir.path(), None);
     let started = Instant::now();
-    let (mut child, pid, rx) = seed(&lab, dir.path(), &t);
+    let (mut child, pid, rx) = seed(&lab, dir.path(), &t, &["--no-trackers"]);
     let line = mapped_line(&rx, &lab);
     let took = started.elapsed();
     assert!(
@@ -204,4 +211,96 @@ fn swarm_maps_through_upnp_when_the_router_offers_nothing_else() {
         "NAT-PMP answers: {said}"
     );
     maps_and_unmaps(lab, "UPnP");
+}
+
+/// A tracker inside the LAN namespace: answers every announce with no peers and sends the
+/// `port` and `event` of each on the channel. Serves until `deadline`.
+fn lan_tracker(lab: &Lab, deadline: Instant) -> (String, mpsc::Receiver<(u16, String)>) {
+    let ip = lab.client_ip();
+    let listener = lab.in_lan(move || std::net::TcpListener::bind((ip, 0)).unwrap());
+    let url = format!("http://{}/announce", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        while Instant::now() < deadline {
+            let Ok((mut conn, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            let _ = conn.set_nonblocking(false);
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = vec![0u8; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let query = req.split_whitespace().nth(1).unwrap_or("").to_string();
+            let param = |k: &str| {
+                query
+                    .split(['?', '&'])
+                    .find_map(|kv| kv.strip_prefix(&format!("{k}=")).map(str::to_string))
+            };
+            if let Some(port) = param("port").and_then(|p| p.parse().ok()) {
+                let _ = tx.send((port, param("event").unwrap_or_default()));
+            }
+            let body = "d8:intervali1800e5:peers0:e";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn swarm_announces_the_external_port_the_router_grants() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(lab) = Lab::start() else { return };
+    // Someone else on the LAN holds external port PORT (TCP) already.
+    let client = lab.client_ip().to_string();
+    let taken = run_bounded(
+        lab.lan_cmd("upnpc")
+            .args(["-a", &client, "9999", &PORT.to_string(), "TCP"]),
+        CMD_TIMEOUT,
+    );
+    let said = String::from_utf8_lossy(&taken.stdout);
+    assert!(said.contains("is redirected"), "upnpc -a failed: {said}");
+    let (url, announces) = lan_tracker(&lab, Instant::now() + 2 * MAP_TIMEOUT);
+    let dir = tempfile::tempdir().unwrap();
+    let t = torrent(dir.path(), Some(&url));
+    let (mut child, pid, rx) = seed(&lab, dir.path(), &t, &[]);
+    let line = mapped_line(&rx, &lab);
+    // "port P mapped via PCP: IP:EXTERNAL (UDP via ...)"
+    let external: u16 = line
+        .split(" mapped via ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|addr| addr.rsplit(':').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no external port in {line:?}"));
+    assert_ne!(
+        external, PORT,
+        "the router gave the taken port again: {line}"
+    );
+    println!("portmap swarm: router granted external port {external} for {PORT}: {line}");
+    // The `stopped` announce at exit comes after the mapping for sure.
+    stop(&mut child, pid);
+    let deadline = Instant::now() + MAP_TIMEOUT;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match announces.recv_timeout(left) {
+            Ok((port, event)) => {
+                if event == "stopped" {
+                    assert_eq!(
+                        port, external,
+                        "stopped announce named port {port}; announces {seen:?}"
+                    );
+                    return;
+                }
+                seen.push((port, event));
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no stopped announce reached the tracker; announces {seen:?}");
 }
