@@ -32,6 +32,11 @@ fn small_torrent(tmp: &Path, len: usize, seed: u64) -> (Content, std::path::Path
     (content, torrent)
 }
 
+/// `p` logged an encrypted connection (`peer connected ... encrypted=true`).
+fn assert_encrypted(p: &Proc, why: &str) {
+    assert!(p.stderr().contains("encrypted=true"), "{why}\n{}", p.logs());
+}
+
 fn wait_log(p: &Proc, needle: &str) {
     wait_until(
         &format!("{} to log {needle:?}", p.name),
@@ -51,11 +56,7 @@ fn require_seed_serves_prefer_leecher() {
     let mut fetch = swarm_fetch(&torrent, &out, 0, &peer(seed_at));
     swarm_finish(&mut fetch);
     content.assert_same_in(&out, "swarm leecher");
-    assert!(
-        seed.stderr().contains("encrypted=true"),
-        "the seed's connection was not encrypted\n{}",
-        seed.logs()
-    );
+    assert_encrypted(&seed, "the seed's connection was not encrypted");
 }
 
 /// A leecher that prefers encryption falls back to plaintext with a seed that has it off.
@@ -228,11 +229,7 @@ fn libtorrent_forced_rc4_leeches_from_swarm() {
     let (_, down) = lt_leech_finish(&mut leech);
     content.assert_same_in(&out, "libtorrent");
     assert!(down >= content.total, "libtorrent downloaded only {down} B");
-    assert!(
-        seed.stderr().contains("encrypted=true"),
-        "the seed's connection was not encrypted\n{}",
-        seed.logs()
-    );
+    assert_encrypted(&seed, "the seed's connection was not encrypted");
 }
 
 #[test]
@@ -268,7 +265,7 @@ fn aria2_requiring_crypto_leeches_from_swarm() {
         seed.logs()
     );
     content.assert_same_in(&out, "aria2");
-    assert!(seed.stderr().contains("encrypted=true"), "{}", seed.logs());
+    assert_encrypted(&seed, "the seed's connection to aria2 was not encrypted");
 }
 
 #[test]
@@ -288,10 +285,9 @@ fn swarm_leeches_from_transmission_requiring_encryption() {
     let mut fetch = swarm_fetch(&torrent, &out, 0, &peer(at));
     swarm_finish(&mut fetch);
     content.assert_same_in(&out, "swarm leecher");
-    assert!(
-        fetch.stderr().contains("encrypted=true"),
-        "swarm's connection to Transmission was not encrypted\n{}",
-        fetch.logs()
+    assert_encrypted(
+        &fetch,
+        "swarm's connection to Transmission was not encrypted",
     );
     seed.stop();
 }
@@ -316,11 +312,7 @@ fn transmission_requiring_encryption_leeches_from_swarm() {
     leech.wait_done();
     leech.stop();
     content.assert_same_in(&out, "transmission");
-    assert!(
-        seed.stderr().contains("encrypted=true"),
-        "the seed's connection was not encrypted\n{}",
-        seed.logs()
-    );
+    assert_encrypted(&seed, "the seed's connection was not encrypted");
 }
 
 #[test]
@@ -348,10 +340,6 @@ fn swarm_leeches_from_aria2_requiring_crypto() {
     let mut fetch = swarm_fetch(&torrent, &out, 0, &peer(at));
     swarm_finish(&mut fetch);
     content.assert_same_in(&out, "swarm leecher");
-    assert!(
-        fetch.stderr().contains("encrypted=true"),
-        "swarm's connection to aria2 was not encrypted\n{}",
-        fetch.logs()
-    );
+    assert_encrypted(&fetch, "swarm's connection to aria2 was not encrypted");
     seed.stop();
 }
