@@ -283,10 +283,8 @@ fn swarm_announces_the_external_port_the_router_grants() {
         "the router gave the taken port again: {line}"
     );
     println!("portmap swarm: router granted external port {external} for {PORT}: {line}");
-    // The first announce may go out before the mapping or after it. Once it is answered
-    // (the tracker answers as it records), a `stopped` announce at exit surely comes after
-    // the mapping. (Stopped while its first announce was still in flight, swarm once sent
-    // no `stopped` at all: see the issue 16 note.)
+    // The first announce may go out before the mapping or after it; the `stopped`
+    // announce at exit surely comes after it.
     let deadline = Instant::now() + MAP_TIMEOUT;
     let mut seen = Vec::new();
     let first = announces
@@ -294,8 +292,6 @@ fn swarm_announces_the_external_port_the_router_grants() {
         .expect("the first announce reaches the tracker");
     seen.push(first.clone());
     if first.0 != external {
-        // Give swarm a moment to read the answer before it is told to stop.
-        std::thread::sleep(Duration::from_millis(500));
         stop(&mut child, pid);
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match announces.recv_timeout(left) {

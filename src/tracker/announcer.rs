@@ -13,7 +13,8 @@
 //!   [`FEW_PEERS_INTERVAL`], but never before the tracker's `min interval`;
 //! - `completed` once to each tracker that knew us, when `left` reaches 0 having been above 0
 //!   when we started (a tracker first told `started` with `left = 0` needs no `completed`);
-//! - on `stop`, `stopped` to every tracker that answered, all at once, within `stop_timeout`.
+//! - on `stop`, `stopped` to every tracker that answered or was sent `started` (it may have
+//!   registered us while its answer was on the way), all at once, within `stop_timeout`.
 //!
 //! Each announce runs in its own task under its own timeout, so a dead, slow or lying tracker
 //! costs only its tier, and never delays stop: in-flight announces are abandoned on stop.
@@ -117,6 +118,9 @@ struct Slot {
     client: Option<Tracker>,
     /// It answered an announce: it knows us (and must be told `stopped`).
     started: bool,
+    /// A `started` announce to it is in flight: we stop before its answer, but it may
+    /// have registered us, so it is told `stopped` too (libtorrent's `start_sent`).
+    start_sent: bool,
     /// It knows we are complete.
     completed: bool,
     /// Its last announce succeeded.
@@ -301,6 +305,9 @@ impl Announcer {
                 } else {
                     Event::None
                 };
+                if event == Event::Started {
+                    self.slots[id.0].start_sent = true;
+                }
                 let params = self.params(event);
                 let timeout = self.announce_timeout;
                 let handle = self.in_flight.spawn(async move {
@@ -344,6 +351,8 @@ impl Announcer {
         let url = self.tiers.url(id).to_string();
         let tier = self.tiers.tier_of(id);
         self.slots[id.0].client = Some(done.client);
+        // Answered (or failed): from now on only `started` says whether it knows us.
+        self.slots[id.0].start_sent = false;
         self.tier_state[tier].busy = false;
         match done.result {
             Ok(resp) => {
@@ -439,7 +448,7 @@ impl Announcer {
         let completed = self.params(Event::Completed);
         let mut stops = JoinSet::new();
         for id in self.tiers.ids() {
-            if !self.slots[id.0].started {
+            if !self.slots[id.0].started && !self.slots[id.0].start_sent {
                 continue;
             }
             let owes_completed = self.completed_due && !self.slots[id.0].completed;

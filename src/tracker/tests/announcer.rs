@@ -202,3 +202,54 @@ async fn waits_for_checking_and_stops_cleanly_without_trackers() {
     .await
     .unwrap();
 }
+
+/// Stopped while the `started` announce is still unanswered: the tracker may have
+/// registered us, so it is told `stopped` (a fresh connection: the first is abandoned).
+#[tokio::test]
+async fn stopped_goes_to_a_tracker_whose_started_is_still_in_flight() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/announce", listener.local_addr().unwrap());
+    let (seen_tx, mut seen) = mpsc::unbounded_channel::<String>();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let target = head.split(' ').nth(1).unwrap_or("").to_string();
+            if event_of(&target) == "started" {
+                // Never answered: the announce stays in flight.
+                held.push(sock);
+            } else {
+                let body = "d8:intervali1800e5:peers0:e";
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(reply.as_bytes()).await;
+            }
+            let _ = seen_tx.send(target);
+        }
+    });
+    let (snap_tx, _snap_rx) = watch::channel(downloading(1000));
+    let (peers_tx, _peers_rx) = mpsc::channel::<Vec<SocketAddr>>(8);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(run(config(vec![vec![url]]), snap_tx, peers_tx, stop_rx));
+    let first = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+        .await
+        .expect("the started announce arrives")
+        .unwrap();
+    assert_eq!(event_of(&first), "started", "{first}");
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("announcer returns after stop")
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+        .await
+        .expect("a stopped announce arrives")
+        .unwrap();
+    assert_eq!(event_of(&next), "stopped", "{next}");
+    server.abort();
+}
