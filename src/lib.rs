@@ -18,6 +18,7 @@ pub mod metainfo;
 pub mod net;
 pub mod pex;
 pub mod portmap;
+pub mod selection;
 pub mod session;
 pub mod sha1_pair;
 pub mod snapshot;
