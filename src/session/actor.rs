@@ -104,6 +104,9 @@ struct Actor {
     /// Nodes peers named in `Port` messages, from every run, for `dht` (a sender is
     /// kept so the queue never closes).
     dht_nodes: (mpsc::Sender<SocketAddr>, mpsc::Receiver<SocketAddr>),
+    /// What an incoming MSE handshake names a torrent by, `HASH('req2', info-hash)`, for
+    /// every torrent: rebuilt when a torrent comes or goes, shared by each handshake task.
+    skeys: Arc<HashMap<[u8; 20], InfoHash>>,
 }
 
 pub(super) async fn run(
@@ -142,6 +145,7 @@ pub(super) async fn run(
         lsd,
         dht,
         dht_nodes: mpsc::channel(DHT_NODE_QUEUE),
+        skeys: Arc::default(),
     };
     let mut backoff: Option<tokio::time::Instant> = None;
     loop {
@@ -240,6 +244,7 @@ impl Actor {
                 after: After::Finish,
             },
         );
+        self.torrents_changed();
         self.start(&info_hash);
         Ok(TorrentHandle {
             info_hash,
@@ -373,11 +378,20 @@ impl Actor {
     /// Drops a torrent that has no run, and its resume data.
     fn forget(&mut self, info_hash: &InfoHash) {
         if let Some(entry) = self.torrents.remove(info_hash) {
+            self.torrents_changed();
             entry.status.send_replace(Status::Removed);
             if let Some(state) = &self.shared.state {
                 super::resume::forget(state, info_hash);
             }
         }
+    }
+
+    /// The torrent set changed: the MSE lookup table follows.
+    fn torrents_changed(&mut self) {
+        self.skeys = Arc::new(crypt::skeys(
+            self.shared.cfg.encryption,
+            self.torrents.keys(),
+        ));
     }
 
     fn accepted(&mut self, stream: tokio::net::TcpStream, addr: std::net::SocketAddr) {
@@ -396,8 +410,6 @@ impl Actor {
             Admit::Yes { evicted: None } => {}
         }
         let heard = Arc::new(AtomicBool::new(false));
-        // MSE names the torrent only as HASH('req2', info-hash); the table is small.
-        let skeys = crypt::skeys(self.shared.cfg.encryption, self.torrents.keys());
         let task = incoming_handshake(
             stream,
             addr,
@@ -407,7 +419,7 @@ impl Actor {
                 self.shared.cfg.handshake_timeout,
             ),
             self.shared.cfg.encryption,
-            skeys,
+            self.skeys.clone(),
         );
         let abort = self.handshakes.spawn(task);
         self.half_open
@@ -496,7 +508,7 @@ async fn incoming_handshake(
     heard: Arc<AtomicBool>,
     (silent, limit): (Duration, Duration),
     policy: Encryption,
-    skeys: HashMap<[u8; 20], InfoHash>,
+    skeys: Arc<HashMap<[u8; 20], InfoHash>>,
 ) -> Option<Incoming> {
     let deadline = tokio::time::Instant::now() + limit;
     let mut buf = BytesMut::with_capacity(1024);
