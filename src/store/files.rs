@@ -16,6 +16,9 @@
 //! - A file is marked dirty when it held data at open and after every successful write to
 //!   it, and cleared only just before [`Storage::sync_all`] fsyncs it (re-marked if that
 //!   fails), so a sync covers at least every write that completed before it began.
+//! - With a part file (`part.rs`), every byte of a file it holds goes there, at the file's
+//!   global offset, through the same handle cache (key `num_files`); that file is never
+//!   created under `root`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -27,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::direct::{Direct, DirectError};
+use super::part::Part;
 use super::paths::{inspect_file, safe_join};
 use super::pool::is_out_of_descriptors;
 use super::pool::{max_open_files, FileCache};
@@ -38,24 +42,27 @@ use crate::types::Bitfield;
 /// The files of one torrent under a root directory. `Send + Sync`; share as `Arc<Storage>`.
 #[derive(Debug)]
 pub struct Storage {
-    paths: Vec<PathBuf>,
+    pub(super) paths: Vec<PathBuf>,
     /// Bytes of each file that existed before `open` (0 for a file it created). Recheck
     /// treats anything past this as absent: a file we just made holds no data worth hashing.
-    data_lens: Vec<u64>,
+    pub(super) data_lens: Vec<u64>,
     /// Each file as it was before `open` touched it (`None`: it did not exist).
     opened: Vec<Option<FileStamp>>,
-    layout: Layout,
+    pub(super) layout: Layout,
     cache: Mutex<FileCache>,
-    /// Per file: written since the last [`Storage::sync_all`] (or since open).
-    dirty: Vec<AtomicBool>,
+    /// Per file, then the part file (index `num_files`): written since the last
+    /// [`Storage::sync_all`] (or since open).
+    pub(super) dirty: Vec<AtomicBool>,
     /// Per file: known to exist at its full length (it did at open, or a write made it so).
-    sized: Vec<AtomicBool>,
+    pub(super) sized: Vec<AtomicBool>,
     /// Empty files by the piece whose writing creates them, sorted by piece.
     empties: Vec<(u32, usize)>,
     /// Whether writes may create files (a download); a seed only writes files that exist.
     create: bool,
     /// Whether (and how) verified data bypasses the page cache.
     direct: Direct,
+    /// Where the bytes of skipped, absent files go (see `part.rs`).
+    pub(super) part: Option<Part>,
 }
 
 /// What a file looked like: its size and modification time, to the nanosecond as the
@@ -130,7 +137,11 @@ impl Storage {
         Ok(Storage {
             // Data that was there at open may still be only in the page cache (an earlier
             // process was killed): the first sync covers it too.
-            dirty: data_lens.iter().map(|&n| AtomicBool::new(n > 0)).collect(),
+            // The last flag is the part file's.
+            dirty: (data_lens.iter().map(|&n| n > 0))
+                .chain(std::iter::once(false))
+                .map(AtomicBool::new)
+                .collect(),
             paths,
             data_lens,
             opened,
@@ -140,6 +151,7 @@ impl Storage {
             empties,
             create,
             direct: Direct::new(false),
+            part: None,
         })
     }
 
@@ -171,11 +183,12 @@ impl Storage {
         }
         let mut buf = vec![0u8; len as usize];
         for span in self.layout.spans(piece, offset, len) {
-            let file = self.file(span.file, false)?;
+            let (key, base) = self.home(span.file);
+            let file = self.file(key, false)?;
             let start = (span.piece_offset - offset) as usize;
             let dst = &mut buf[start..start + span.len as usize];
-            file.read_exact_at(dst, span.file_offset)
-                .map_err(|e| self.io(span.file, "reading", e))?;
+            file.read_exact_at(dst, base + span.file_offset)
+                .map_err(|e| self.io(key, "reading", e))?;
         }
         Ok(Bytes::from(buf))
     }
@@ -237,7 +250,8 @@ impl Storage {
         blocks: &[Bytes],
     ) -> Result<(), StoreError> {
         spans.iter().try_for_each(|span| {
-            let file = self.file(span.file, true)?;
+            let (key, base) = self.home(span.file);
+            let file = self.file(key, true)?;
             let at = u64::from(span.piece_offset - offset);
             let (start, end) = (span.file_offset, span.file_offset + u64::from(span.len));
             let buffered = |from: u64, to: u64| {
@@ -245,10 +259,16 @@ impl Storage {
                     return Ok(());
                 }
                 let slices = span_slices(blocks, at + (from - start), to - from);
-                write_all_vectored_at(&file, slices, from)
-                    .map_err(|e| self.io(span.file, "writing", e))
+                write_all_vectored_at(&file, slices, base + from)
+                    .map_err(|e| self.io(key, "writing", e))
             };
-            match self.direct_middle(span.file, blocks, at, start, end)? {
+            // The part file is always written buffered: it only ever takes the small
+            // skipped sides of boundary pieces.
+            let direct = match key == span.file {
+                true => self.direct_middle(span.file, blocks, at, start, end)?,
+                false => None,
+            };
+            match direct {
                 // The aligned middle went straight to the device: the edges remain.
                 Some((a, b)) => {
                     buffered(start, a)?;
@@ -258,7 +278,7 @@ impl Storage {
             }
             // After the write, so a concurrent sync_all that cleared the flag before the
             // write landed leaves it set for the next one.
-            self.dirty[span.file].store(true, Ordering::Release);
+            self.dirty[key].store(true, Ordering::Release);
             Ok(())
         })
     }
@@ -295,8 +315,8 @@ impl Storage {
         self
     }
 
-    /// Makes every write so far durable: `fsync` (data and size) of each file that held data
-    /// at open or was written since open or the last sync. Files never written are skipped; a written file deleted since
+    /// Makes every write so far durable: `fsync` (data and size) of each file (and of the
+    /// part file) that held data at open or was written since open or the last sync. Files never written are skipped; a written file deleted since
     /// has nothing left to make durable. On error the file stays marked for the next try.
     pub fn sync_all(&self) -> Result<(), StoreError> {
         for (i, dirty) in self.dirty.iter().enumerate() {
@@ -322,10 +342,13 @@ impl Storage {
 
     /// Size and mtime of each file of the torrent, in order; `None` for a file that cannot
     /// be inspected (missing, or no permission), which no resume record can match.
+    /// A file held in the part file has `None`.
     pub fn stamps(&self) -> Vec<Option<FileStamp>> {
-        self.paths
-            .iter()
-            .map(|p| fs::metadata(p).ok().map(|m| FileStamp::of(&m)))
+        (self.paths.iter().enumerate())
+            .map(|(i, p)| match self.in_part(i) {
+                true => None,
+                false => fs::metadata(p).ok().map(|m| FileStamp::of(&m)),
+            })
             .collect()
     }
 
@@ -341,7 +364,7 @@ impl Storage {
         let mut hit = Bitfield::new(self.layout.num_pieces());
         for (i, path) in self.paths.iter().enumerate() {
             let len = self.data_lens[i];
-            if len == 0 {
+            if len == 0 || self.in_part(i) {
                 continue;
             }
             // A fresh read-only descriptor: the walk moves the file offset and must not
@@ -357,6 +380,7 @@ impl Storage {
             };
             extents::mark_pieces(&self.layout, i, &found, &mut hit);
         }
+        self.mark_part_pieces(&mut hit);
         hit.iter_ones().filter(|&p| !skip.get(p)).collect()
     }
 
@@ -369,7 +393,8 @@ impl Storage {
         offset: u64,
         buf: &mut [u8],
     ) -> Result<usize, StoreError> {
-        let handle = match self.file(file, false) {
+        let (key, base) = self.home(file);
+        let handle = match self.file(key, false) {
             Ok(f) => f,
             Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 return Ok(0)
@@ -378,11 +403,11 @@ impl Storage {
         };
         let mut done = 0;
         while done < buf.len() {
-            match handle.read_at(&mut buf[done..], offset + done as u64) {
+            match handle.read_at(&mut buf[done..], base + offset + done as u64) {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.io(file, "reading", e)),
+                Err(e) => return Err(self.io(key, "reading", e)),
             }
         }
         Ok(done)
@@ -396,14 +421,15 @@ impl Storage {
             .collect()
     }
 
-    /// Creates the empty files that sit at `piece` (once; a download only).
+    /// Creates the empty files that sit at `piece` (once; a download only; never one held
+    /// in the part file).
     pub(super) fn create_empties(&self, piece: u32) -> Result<(), StoreError> {
         let from = self.empties.partition_point(|&(p, _)| p < piece);
         for &(_, file) in self.empties[from..]
             .iter()
             .take_while(|&&(p, _)| p == piece)
         {
-            if !self.sized[file].load(Ordering::Acquire) {
+            if !self.sized[file].load(Ordering::Acquire) && !self.in_part(file) {
                 drop(self.file(file, true)?);
             }
         }
@@ -438,17 +464,19 @@ impl Storage {
         self.lock().len()
     }
 
-    fn io(&self, file: usize, op: &'static str, source: io::Error) -> StoreError {
+    /// An error on handle `key` (a file, or the part file), naming its path.
+    pub(super) fn io(&self, key: usize, op: &'static str, source: io::Error) -> StoreError {
         StoreError::Io {
-            path: self.paths[file].clone(),
+            path: self.key_path(key).to_path_buf(),
             op,
             source,
         }
     }
 
-    /// A handle for `file`, from the cache or freshly opened. `write` demands a writable
-    /// handle; otherwise a read-only one will do (files we may not write, e.g. when seeding
-    /// from a read-only directory, are opened read-only).
+    /// A handle for `file` (a file's index, or `num_files` for the part file), from the
+    /// cache or freshly opened. `write` demands a writable handle; otherwise a read-only one
+    /// will do (files we may not write, e.g. when seeding from a read-only directory, are
+    /// opened read-only). A write creates the part file, never sizing it: it stays sparse.
     fn file(&self, file: usize, write: bool) -> Result<Arc<File>, StoreError> {
         if let Some(f) = self.lock().get(file, write) {
             return Ok(f);
@@ -456,8 +484,9 @@ impl Storage {
         // Open outside the lock: opening can be slow (network filesystems) and must not
         // stall other threads' cached lookups. A racing thread may open the same file; the
         // later insert simply replaces the earlier handle.
-        let path = &self.paths[file];
-        let create = write && self.create && !self.sized[file].load(Ordering::Acquire);
+        let path = self.key_path(file);
+        let is_part = file >= self.paths.len();
+        let create = write && (is_part || self.create && !self.sized[file].load(Ordering::Acquire));
         let rw = self.retry_emfile(|| {
             let mut o = OpenOptions::new();
             o.read(true).write(true);
@@ -491,7 +520,7 @@ impl Storage {
                 return Err(self.io(file, op, e));
             }
         };
-        if create {
+        if create && !is_part {
             // First write to this file by us: give it its full (sparse) length once, so
             // its size is right however the download ends.
             let len = self.layout.file_len(file);

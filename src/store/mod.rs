@@ -5,6 +5,8 @@
 //! Layers:
 //! - [`Storage`] (`files.rs`): blocking, positioned I/O over the torrent's files, with a bounded
 //!   open-file cache. `Send + Sync`, shared as `Arc<Storage>`.
+//! - The part file (`part.rs`): where the bytes of skipped files go, so they never appear in
+//!   the download directory; [`Storage::adopt_parts`] moves them out when a file is wanted.
 //! - [`recheck`] (`recheck.rs`): parallel hashing of what is already on disk.
 //! - [`spawn`] (`task.rs`): the store task, the single owner of buffered blocks. Connection
 //!   tasks talk to it through a cloneable [`StoreHandle`].
@@ -12,7 +14,10 @@
 //! Invariants:
 //! - Unverified bytes never reach the disk: a piece is written only after its SHA-1 matched.
 //! - Every path the store opens is `root` joined with only normal components (no absolute
-//!   paths, no `..`), so nothing is written outside the download directory.
+//!   paths, no `..`), so nothing is written outside the download directory, except the one
+//!   part file whose path the caller gave ([`Storage::with_part_file`]).
+//! - A file skipped by the selection and absent at open is never created: its bytes go to
+//!   the part file, addressed by their offset in the torrent.
 //! - Hashing and disk I/O never run on the async runtime's worker threads.
 //! - Buffered block memory is bounded by [`StoreConfig::max_buffer`]: a block's bytes are
 //!   covered by a [`Reservation`] from the moment its Piece message is read until the piece
@@ -25,6 +30,7 @@ mod direct;
 mod extents;
 mod files;
 mod pairs;
+mod part;
 mod paths;
 mod pool;
 mod recheck;

@@ -1,6 +1,7 @@
 //! Tempdir-based tests of the store: a multi-file torrent whose pieces straddle files
 //! (including an empty file) and whose last piece and block are short.
 
+mod part;
 mod resume;
 mod stream;
 mod task;
