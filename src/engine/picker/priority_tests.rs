@@ -226,7 +226,7 @@ fn sequential_window_goes_rarest_first() {
     // Piece 5 (in the first window) is rarer: first. Piece 20 (past it) waits until the
     // window reaches it (16 missing pieces from the cursor: 4 and 6..=20, once 0..=3 and 5
     // are verified), then jumps the queue.
-    let mut avail = vec!['3'; 40];
+    let mut avail = ['3'; 40];
     avail[5] = '1';
     avail[20] = '1';
     let mut p = setup(&avail.iter().collect::<String>(), "", 10);
@@ -267,7 +267,7 @@ fn sequential_high_pieces_first() {
     for seed in 0..8 {
         let mut p = setup(&"1".repeat(20), "", 10);
         p.set_sequential(true);
-        let mut s = vec!['n'; 20];
+        let mut s = ['n'; 20];
         s[0] = 'h';
         s[19] = 'h';
         set(&mut p, &s.iter().collect::<String>());
@@ -283,8 +283,10 @@ fn sequential_high_pieces_first() {
 /// a shuffled order and a piece is verified when complete. Returns, for each verified
 /// piece, how many wanted pieces below it were still missing at that moment.
 fn simulate(sequential: bool, max_partials: usize, seed: u64) -> Vec<usize> {
-    let n = 64;
-    let avail: String = (0..n).map(|i| ['1', '2', '3'][i * 7 % 3]).collect();
+    let n = 64u32;
+    let avail: String = (0..n)
+        .map(|i| ['1', '2', '3'][(i * 7 % 3) as usize])
+        .collect();
     let mut p = setup(&avail, "", max_partials);
     p.set_sequential(sequential);
     let mut r = rng(seed);
@@ -294,18 +296,12 @@ fn simulate(sequential: bool, max_partials: usize, seed: u64) -> Vec<usize> {
         if p.is_complete() {
             break;
         }
-        for k in 0..in_flight.len() {
-            let mine = in_flight[k].clone();
+        for mine in &mut in_flight {
             let mut out = Vec::new();
             let want = 6usize.saturating_sub(mine.len());
-            p.pick(
-                &full(n as u32),
-                want,
-                &mut r,
-                &|b| mine.contains(b),
-                &mut out,
-            );
-            in_flight[k].extend(out);
+            let here = mine.clone();
+            p.pick(&full(n), want, &mut r, &|b| here.contains(b), &mut out);
+            mine.extend(out);
         }
         for _ in 0..4 {
             let k = r.gen_range(0..in_flight.len());
@@ -329,7 +325,7 @@ fn simulate(sequential: bool, max_partials: usize, seed: u64) -> Vec<usize> {
         p.check_invariants();
     }
     assert!(p.is_complete());
-    assert_eq!(below.len(), n);
+    assert_eq!(below.len(), n as usize);
     below
 }
 
