@@ -15,6 +15,7 @@
 //! affinity raised a capped seed's upload in `tests/seeding.rs` (six leechers) from
 //! 1.8× the content to 1.7–3.1×, and the leechers' share fell below the seed's.
 
+use super::order::{level, LEVELS_BY_RANK};
 use super::Picker;
 use crate::types::Bitfield;
 
@@ -29,9 +30,12 @@ const MAX_EXTENT_PIECES: u32 = 64;
 const RECENT: usize = 2;
 
 impl Picker {
-    /// Whether ties go to neighbours now: no non-seed peer has a piece we lack.
+    /// Whether ties go to neighbours now: no non-seed peer has a piece we lack and want.
     pub(super) fn extent_affinity(&self) -> bool {
-        self.extent_pieces() > 1 && self.order.bucket(0).len() == self.order.missing() as usize
+        self.extent_pieces() > 1
+            && LEVELS_BY_RANK
+                .iter()
+                .all(|&l| self.order.bucket(l, 0).len() == self.order.missing(l) as usize)
     }
 
     /// Pieces per extent (1: no affinity, pieces of 4 MiB or more).
@@ -39,10 +43,15 @@ impl Picker {
         (EXTENT_BYTES / self.layout.piece_len().max(1)).clamp(1, MAX_EXTENT_PIECES)
     }
 
-    /// A piece not yet started, that `peer_has` and we lack, with non-seed availability
-    /// `bucket`, in the extent of one of the [`RECENT`] most recently started pieces: the
+    /// A piece not yet started, that `peer_has` and we lack, of ordering `lvl`, with non-seed
+    /// availability `bucket`, in the extent of one of the [`RECENT`] most recently started pieces: the
     /// first after that piece, wrapping inside its extent.
-    pub(super) fn extent_neighbour(&self, bucket: usize, peer_has: &Bitfield) -> Option<u32> {
+    pub(super) fn extent_neighbour(
+        &self,
+        lvl: usize,
+        bucket: usize,
+        peer_has: &Bitfield,
+    ) -> Option<u32> {
         let e = self.extent_pieces();
         if e <= 1 {
             return None;
@@ -54,6 +63,7 @@ impl Picker {
             let after = (p + 1..end).chain(first..p);
             let found = after.into_iter().find(|&q| {
                 self.order.contains(q)
+                    && level(self.order.priority(q)) == Some(lvl)
                     && self.order.avail(q) as usize == bucket
                     && peer_has.get(q)
                     && !self.partials.contains_key(&q)

@@ -1,24 +1,37 @@
 //! The piece picker: decides which blocks to request from a peer. Pure, synchronous state.
 //!
-//! Policy, in order: blocks of pieces already in progress ("partials") first, so pieces finish
-//! and leave the store's buffer; then new pieces, rarest first with a random tie-break (in
-//! favour of a piece next to one just started while only seeds have what we lack: extent
-//! affinity, `extent.rs`) (or at
-//! random while we have fewer than [`RANDOM_FIRST_PIECES`], so we soon have something to
-//! trade); then, once every missing block is requested (endgame), duplicates of outstanding
-//! requests, fewest outstanding first, never to a peer that already asked for that block.
+//! Each piece has a priority (`crate::selection::Priority`): Skip (never fetched), Normal
+//! (the default) or High. Policy, in order:
+//! 1. blocks of pieces already in progress ("partials"), High ones first, so pieces finish
+//!    and leave the store's buffer;
+//! 2. new High pieces, rarest first with a random tie-break among High pieces only;
+//! 3. new Normal pieces: rarest first with a random tie-break (in favour of a piece next to
+//!    one just started while only seeds have what we lack: extent affinity, `extent.rs`), or
+//!    at random while we have fewer than [`RANDOM_FIRST_PIECES`] (so we soon have something
+//!    to trade); in sequential mode instead in piece order through a read-ahead window
+//!    (`sequential.rs`);
+//! 4. once every wanted missing block is requested (endgame), duplicates of outstanding
+//!    requests, fewest outstanding first, never to a peer that already asked for that block.
+//!
+//! Skipped pieces are never picked and make no peer interesting; [`Picker::is_complete`]
+//! means every wanted piece is verified ([`Picker::has_all`]: every piece). Availability is
+//! counted for skipped pieces too, so one wanted again is ordered at once by its real rarity.
 //!
 //! Invariants:
-//! - A piece is in the availability ordering iff we lack it (`have` bit clear).
-//! - A partial exists only for a piece we lack, and only while at least one of its blocks is
-//!   requested or received; a partial that goes back to pristine (every request dropped, nothing
-//!   received) is forgotten. Per-block state lives only in partials, so memory follows the
-//!   number of pieces in progress, not the torrent size; per piece we keep 12 bytes and a bit
-//!   (availability, position, the ordering slot, the have bit).
+//! - A piece is in an availability ordering iff we lack it and want it (priority not Skip),
+//!   and then in the ordering of its priority (`order.rs`); `needed` is exactly that set as a
+//!   bitfield (`have` clear and priority not Skip), for the byte-wise interest scan.
+//! - A partial exists only for a piece we lack and want, and only while at least one of its
+//!   blocks is requested or received; a partial that goes back to pristine (every request
+//!   dropped, nothing received) is forgotten, and so is one whose piece is set to Skip.
+//!   Per-block state lives only in partials, so memory follows the number of pieces in
+//!   progress, not the torrent size; per piece we keep 13 bytes and two bits (availability
+//!   4, position 4, the ordering slot 4, the priority 1; the have and needed bits).
 //! - No new piece is started while `partials >= max_partials`.
 //! - `free_in_partials` is the sum of free blocks over all partials; a block is free when it
 //!   has no outstanding request and was not received.
 //! - Seeds are one counter added to every piece's availability on read; they never reorder.
+//! - The sequential cursor is at most the lowest needed piece (advanced lazily).
 //! - Invalid input (piece out of range, a block not of this layout) is ignored, never panics.
 //!
 //! The engine owns the per-peer in-flight sets; it reports every request's end through
@@ -27,17 +40,23 @@
 mod extent;
 mod order;
 #[cfg(test)]
+mod priority_tests;
+#[cfg(test)]
 mod proptests;
+mod sequential;
 #[cfg(test)]
 mod tests;
+mod wanted;
 
 use std::collections::HashMap;
 
 use rand::Rng;
 
 use crate::layout::Layout;
+use crate::selection::Priority;
 use crate::types::{Bitfield, BlockRef};
-use order::AvailOrder;
+use order::{AvailOrder, LEVEL_HIGH, LEVEL_NORMAL};
+pub use sequential::SEQUENTIAL_WINDOW;
 
 /// While we have fewer verified pieces than this, new pieces are picked at random among the
 /// peer's pieces rather than rarest first (libtorrent's default; a new peer gets something
@@ -76,6 +95,8 @@ impl Partial {
 pub struct Picker {
     layout: Layout,
     have: Bitfield,
+    /// Pieces we lack and want: `!have` and priority not Skip.
+    needed: Bitfield,
     order: AvailOrder,
     /// Peers that have every piece (HaveAll or a full bitfield the engine chose to count so).
     seeds: u32,
@@ -88,6 +109,10 @@ pub struct Picker {
     /// it from starting another (read and reset by [`Picker::take_capped`]).
     capped: bool,
     random_first: u32,
+    /// Normal pieces are started in piece order (`sequential.rs`).
+    sequential: bool,
+    /// At most the lowest needed piece; the sequential window starts here.
+    cursor: u32,
 }
 
 impl Picker {
@@ -100,10 +125,15 @@ impl Picker {
         for p in have.iter_ones().take_while(|&p| p < n) {
             ours.set(p);
         }
+        let mut needed = Bitfield::new(n);
+        for p in (0..n).filter(|&p| !ours.get(p)) {
+            needed.set(p);
+        }
         Picker {
             layout: layout.clone(),
             order: AvailOrder::new(n, |p| ours.get(p)),
             have: ours,
+            needed,
             seeds: 0,
             partials: HashMap::new(),
             partial_order: Vec::new(),
@@ -111,6 +141,8 @@ impl Picker {
             max_partials: max_partials.max(1),
             capped: false,
             random_first: RANDOM_FIRST_PIECES,
+            sequential: false,
+            cursor: 0,
         }
     }
 
@@ -193,25 +225,38 @@ impl Picker {
     ) {
         let start = out.len();
         let want_total = start.saturating_add(want);
-        // 1. Finish what is in progress.
-        for i in 0..self.partial_order.len() {
-            if out.len() >= want_total {
-                return;
-            }
-            let piece = self.partial_order[i];
-            if peer_has.get(piece) {
-                self.take_free(piece, want_total, in_flight_here, out);
+        // 1. Finish what is in progress, High pieces first (the list is short: at most
+        // `max_partials`).
+        let high_first = self.order.missing(LEVEL_HIGH) > 0;
+        for pass in 0..1 + high_first as usize {
+            for i in 0..self.partial_order.len() {
+                if out.len() >= want_total {
+                    return;
+                }
+                let piece = self.partial_order[i];
+                let high = self.order.priority(piece) == Priority::High;
+                if high_first && (pass == 0) != high {
+                    continue;
+                }
+                if peer_has.get(piece) {
+                    self.take_free(piece, want_total, in_flight_here, out);
+                }
             }
         }
-        // 2. Start new pieces, within the partials budget.
+        // 2. Start new pieces, within the partials budget: High, then Normal.
         if out.len() < want_total && self.partials.len() >= self.max_partials {
             self.capped = true;
         }
         if out.len() < want_total && self.partials.len() < self.max_partials {
-            if self.have.count_ones() < self.random_first {
+            if high_first {
+                self.pick_new_rarest(LEVEL_HIGH, peer_has, want_total, rng, in_flight_here, out);
+            }
+            if self.sequential {
+                self.pick_new_sequential(peer_has, want_total, in_flight_here, out);
+            } else if self.have.count_ones() < self.random_first {
                 self.pick_new_random(peer_has, want_total, rng, in_flight_here, out);
             } else {
-                self.pick_new_rarest(peer_has, want_total, rng, in_flight_here, out);
+                self.pick_new_rarest(LEVEL_NORMAL, peer_has, want_total, rng, in_flight_here, out);
             }
         }
         // 3. Endgame: duplicate outstanding requests, but only once nothing fresh was
@@ -222,19 +267,23 @@ impl Picker {
         }
     }
 
-    /// Walk the ordering from the rarest bucket. Inside a bucket, a piece next to one just
-    /// started comes first (`extent.rs`); otherwise the scan starts at a random offset and
-    /// wraps, which is the random tie-break among equally available pieces.
+    /// Walk `level`'s ordering from the rarest bucket. Inside a bucket, a piece next to one
+    /// just started comes first (`extent.rs`); otherwise the scan starts at a random offset
+    /// and wraps, which is the random tie-break among equally available pieces.
     fn pick_new_rarest(
         &mut self,
+        level: usize,
         peer_has: &Bitfield,
         want_total: usize,
         rng: &mut impl Rng,
         in_flight_here: &dyn Fn(&BlockRef) -> bool,
         out: &mut Vec<BlockRef>,
     ) {
-        for b in 0..self.order.buckets() {
-            let range = self.order.bucket(b);
+        if out.len() >= want_total || self.partials.len() >= self.max_partials {
+            return;
+        }
+        for b in 0..self.order.buckets(level) {
+            let range = self.order.bucket(level, b);
             let len = range.len();
             if len == 0 {
                 continue;
@@ -243,13 +292,13 @@ impl Picker {
             let (mut k, mut affinity) = (0, self.extent_affinity());
             while out.len() < want_total && self.partials.len() < self.max_partials {
                 let neighbour = affinity
-                    .then(|| self.extent_neighbour(b, peer_has))
+                    .then(|| self.extent_neighbour(level, b, peer_has))
                     .flatten();
                 let piece = match neighbour {
                     Some(q) => q,
                     None => {
-                        let scan =
-                            (k..len).map(|i| (i, self.order.at(range.start + (offset + i) % len)));
+                        let at = |i| self.order.at(level, range.start + (offset + i) % len);
+                        let scan = (k..len).map(|i| (i, at(i)));
                         let found = scan
                             .into_iter()
                             .find(|&(_, q)| peer_has.get(q) && !self.partials.contains_key(&q));
@@ -273,7 +322,7 @@ impl Picker {
         }
     }
 
-    /// Start pieces chosen uniformly-ish at random among those the peer has and we lack:
+    /// Start Normal pieces chosen uniformly-ish at random among those the peer has and we lack:
     /// a few random probes, then a wrapping scan from a random point (only in the first few
     /// pieces of a download, so the O(pieces) fallback is rare).
     fn pick_new_random(
@@ -284,19 +333,19 @@ impl Picker {
         in_flight_here: &dyn Fn(&BlockRef) -> bool,
         out: &mut Vec<BlockRef>,
     ) {
-        let m = self.order.missing() as usize;
-        if m == 0 {
+        let m = self.order.missing(LEVEL_NORMAL) as usize;
+        if m == 0 || out.len() >= want_total || self.partials.len() >= self.max_partials {
             return;
         }
         while out.len() < want_total && self.partials.len() < self.max_partials {
             let eligible = |s: &Self, p: u32| peer_has.get(p) && !s.partials.contains_key(&p);
             let mut found = (0..RANDOM_PROBES)
-                .map(|_| self.order.at(rng.gen_range(0..m)))
+                .map(|_| self.order.at(LEVEL_NORMAL, rng.gen_range(0..m)))
                 .find(|&p| eligible(self, p));
             if found.is_none() {
                 let offset = rng.gen_range(0..m);
                 found = (0..m)
-                    .map(|k| self.order.at((offset + k) % m))
+                    .map(|k| self.order.at(LEVEL_NORMAL, (offset + k) % m))
                     .find(|&p| eligible(self, p));
             }
             let Some(piece) = found else { return };
@@ -489,11 +538,13 @@ impl Picker {
             .is_some_and(|p| p.received as usize == p.blocks.len())
     }
 
-    /// We now have `piece`: it leaves the ordering and the working set.
+    /// We now have `piece` (wanted or not: a skipped piece sharing a wanted file's boundary
+    /// may be verified): it leaves the ordering and the working set.
     pub fn on_piece_verified(&mut self, piece: u32) {
         if !self.have.set(piece) {
             return;
         }
+        self.needed.clear(piece);
         self.order.remove(piece);
         self.forget_partial(piece);
     }
@@ -505,59 +556,5 @@ impl Picker {
             return;
         }
         self.forget_partial(piece);
-    }
-
-    // ---- queries ----
-
-    pub fn we_have(&self, piece: u32) -> bool {
-        self.have.get(piece)
-    }
-
-    pub fn have(&self) -> &Bitfield {
-        &self.have
-    }
-
-    pub fn is_complete(&self) -> bool {
-        self.have.is_full()
-    }
-
-    /// No free block left among missing pieces: every missing piece is in progress and every
-    /// block of it is requested or received.
-    pub fn is_endgame(&self) -> bool {
-        !self.is_complete()
-            && self.partials.len() == self.order.missing() as usize
-            && self.free_in_partials == 0
-    }
-
-    /// The peer has a piece we lack.
-    pub fn is_interesting(&self, peer_has: &Bitfield) -> bool {
-        if peer_has.len() != self.have.len() {
-            return peer_has
-                .iter_ones()
-                .take_while(|&p| p < self.have.len())
-                .any(|p| !self.have.get(p));
-        }
-        // Spare bits are zero in both, so a byte-wise scan is exact.
-        peer_has
-            .as_bytes()
-            .iter()
-            .zip(self.have.as_bytes())
-            .any(|(theirs, ours)| theirs & !ours != 0)
-    }
-
-    /// Pieces in progress (requested or buffered, not yet verified).
-    pub fn partial_count(&self) -> usize {
-        self.partials.len()
-    }
-
-    /// Outstanding requests recorded for `b` (0 when free, received, or unknown).
-    pub fn outstanding(&self, b: &BlockRef) -> u32 {
-        let Some(n) = self.layout.block_index(b) else {
-            return 0;
-        };
-        match self.partials.get(&b.piece).map(|p| p.blocks[n as usize]) {
-            Some(RECEIVED) | None => 0,
-            Some(c) => c as u32,
-        }
     }
 }

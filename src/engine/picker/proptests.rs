@@ -1,7 +1,8 @@
 //! Random operation sequences against a model of the engine's side (peers, their bitfields and
 //! in-flight requests): never a panic, every invariant holds after every step, availability
-//! matches the model and never underflows, picked blocks are valid, wanted, and never
-//! duplicated to the same peer.
+//! matches the model and never underflows, picked blocks are valid, wanted (never of a
+//! skipped piece), and never duplicated to the same peer; completion and interest follow the
+//! priorities, which change at random mid-download, as does sequential mode.
 
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -25,6 +26,9 @@ enum Op {
     Bogus(u32, u32, u32),
     /// Unbalanced removes at availability 0 (an engine bug): must not underflow.
     StrayRemove(u32),
+    /// New priorities, two bits a piece (0 Skip, 1 and 3 Normal, 2 High), this many pieces.
+    Priorities(u64, u32),
+    Sequential(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -41,6 +45,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u32..24, 0u32..(4 * BLOCK_SIZE), 0u32..(2 * BLOCK_SIZE))
             .prop_map(|(p, o, l)| Op::Bogus(p, o, l)),
         1 => (0u32..24).prop_map(Op::StrayRemove),
+        1 => (any::<u64>(), 0u32..28).prop_map(|(b, n)| Op::Priorities(b, n)),
+        1 => any::<bool>().prop_map(Op::Sequential),
     ]
 }
 
@@ -128,6 +134,7 @@ impl Model {
                 assert!(out.len() <= 1 + want as usize);
                 for (k, b) in out.iter().enumerate().skip(1) {
                     assert!(!self.p.we_have(b.piece), "{b:?} of a piece we have");
+                    assert_ne!(self.p.priority(b.piece), Priority::Skip, "{b:?} skipped");
                     assert!(peer.has.get(b.piece), "{b:?} of a piece the peer lacks");
                     assert!(self.p.layout.block_index(b).is_some(), "{b:?} invalid");
                     assert!(!peer.in_flight.contains(b), "{b:?} duplicated to peer");
@@ -144,8 +151,13 @@ impl Model {
                 }
                 let b = fl.swap_remove(j % fl.len());
                 let had = self.p.we_have(b.piece);
+                let skipped = self.p.priority(b.piece) == Priority::Skip;
                 let wanted = self.p.on_block_received(&b);
                 assert!(!(had && wanted), "a block of a verified piece was wanted");
+                assert!(
+                    !(skipped && wanted),
+                    "a block of a skipped piece was wanted"
+                );
                 self.p.on_request_dropped(&b); // never counts: the block is received
                 self.cancel_others(&b);
             }
@@ -174,6 +186,24 @@ impl Model {
                     self.p.on_request_dropped(&b);
                 }
             }
+            Op::Priorities(bits, count) => {
+                let prio: Vec<Priority> = (0..count)
+                    .map(|i| match bits >> (2 * (i % 32)) & 3 {
+                        0 => Priority::Skip,
+                        2 => Priority::High,
+                        _ => Priority::Normal,
+                    })
+                    .collect();
+                self.p.set_priorities(&prio);
+                for piece in 0..self.n {
+                    let want = prio
+                        .get(piece as usize)
+                        .copied()
+                        .unwrap_or(Priority::Normal);
+                    assert_eq!(self.p.priority(piece), want);
+                }
+            }
+            Op::Sequential(on) => self.p.set_sequential(on),
             Op::StrayRemove(piece) => {
                 if self.p.order.avail(piece) == 0 {
                     self.p.remove_have(piece);
@@ -196,6 +226,15 @@ impl Model {
         assert_eq!(self.p.seeds(), self.seeds());
         for piece in 0..self.n {
             assert_eq!(self.p.availability(piece), self.model_avail(piece));
+        }
+        let needed = |q: u32| !self.p.we_have(q) && self.p.priority(q) != Priority::Skip;
+        let missing = (0..self.n).filter(|&q| needed(q)).count() as u32;
+        assert_eq!(self.p.wanted_missing(), missing);
+        assert_eq!(self.p.is_complete(), missing == 0);
+        assert_eq!(self.p.has_all(), (0..self.n).all(|q| self.p.we_have(q)));
+        for peer in &self.peers {
+            let interesting = (0..self.n).any(|q| peer.has.get(q) && needed(q));
+            assert_eq!(self.p.is_interesting(&peer.has), interesting);
         }
     }
 }

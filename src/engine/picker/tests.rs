@@ -16,13 +16,27 @@ impl Picker {
         self.order.check();
         let n = self.layout.num_pieces();
         for p in 0..n {
-            assert_eq!(self.order.contains(p), !self.have.get(p), "piece {p}");
+            let wanted = self.order.priority(p) != Priority::Skip;
+            assert_eq!(
+                self.order.contains(p),
+                !self.have.get(p) && wanted,
+                "piece {p}"
+            );
+            assert_eq!(self.needed.get(p), self.order.contains(p), "needed {p}");
         }
+        assert_eq!(self.needed.count_ones(), self.order.missing_wanted());
+        let lowest = self.next_needed(0, None).unwrap_or(n);
+        assert!(
+            self.cursor <= lowest,
+            "cursor {} past {lowest}",
+            self.cursor
+        );
         assert!(self.partials.len() <= self.max_partials);
         assert_eq!(self.partial_order.len(), self.partials.len());
         let mut free = 0u64;
         for (&piece, partial) in &self.partials {
             assert!(!self.have.get(piece), "partial {piece} is verified");
+            assert!(self.order.contains(piece), "partial {piece} not wanted");
             assert!(self.partial_order.contains(&piece));
             assert!(!partial.is_pristine(), "pristine partial {piece} kept");
             assert_eq!(
@@ -43,13 +57,13 @@ impl Picker {
 }
 
 /// Blocks per piece in the DSL layouts.
-const BPP: u32 = 4;
+pub(super) const BPP: u32 = 4;
 
-fn layout(pieces: u32) -> Layout {
+pub(super) fn layout(pieces: u32) -> Layout {
     Layout::new(BPP * BLOCK_SIZE, &[(pieces * BPP * BLOCK_SIZE) as u64]).unwrap()
 }
 
-fn bf(s: &str) -> Bitfield {
+pub(super) fn bf(s: &str) -> Bitfield {
     let mut b = Bitfield::new(s.len() as u32);
     for (i, c) in s.chars().enumerate() {
         if c == 'x' {
@@ -59,13 +73,13 @@ fn bf(s: &str) -> Bitfield {
     b
 }
 
-fn full(n: u32) -> Bitfield {
+pub(super) fn full(n: u32) -> Bitfield {
     Bitfield::full(n)
 }
 
 /// A picker with the given availability and have strings (rarest-first from the start:
 /// random-first is off unless a test turns it on).
-fn setup(avail: &str, have: &str, max_partials: usize) -> Picker {
+pub(super) fn setup(avail: &str, have: &str, max_partials: usize) -> Picker {
     let n = avail.len() as u32;
     let have = if have.is_empty() {
         Bitfield::new(n)
@@ -83,15 +97,15 @@ fn setup(avail: &str, have: &str, max_partials: usize) -> Picker {
     p
 }
 
-fn rng(seed: u64) -> StdRng {
+pub(super) fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
 }
 
-fn never(_: &BlockRef) -> bool {
+pub(super) fn never(_: &BlockRef) -> bool {
     false
 }
 
-fn pick(p: &mut Picker, peer: &Bitfield, want: usize, seed: u64) -> Vec<BlockRef> {
+pub(super) fn pick(p: &mut Picker, peer: &Bitfield, want: usize, seed: u64) -> Vec<BlockRef> {
     let mut out = Vec::new();
     p.pick(peer, want, &mut rng(seed), &never, &mut out);
     p.check_invariants();
@@ -100,7 +114,7 @@ fn pick(p: &mut Picker, peer: &Bitfield, want: usize, seed: u64) -> Vec<BlockRef
 
 /// The order in which pieces get started: pick one block at a time and receive it, noting
 /// each piece the first time it shows up.
-fn pick_order(p: &mut Picker, peer: &Bitfield, seed: u64) -> Vec<u32> {
+pub(super) fn pick_order(p: &mut Picker, peer: &Bitfield, seed: u64) -> Vec<u32> {
     let mut r = rng(seed);
     let mut seen = Vec::new();
     loop {
@@ -116,7 +130,7 @@ fn pick_order(p: &mut Picker, peer: &Bitfield, seed: u64) -> Vec<u32> {
     seen
 }
 
-fn pieces(blocks: &[BlockRef]) -> Vec<u32> {
+pub(super) fn pieces(blocks: &[BlockRef]) -> Vec<u32> {
     let mut v: Vec<u32> = blocks.iter().map(|b| b.piece).collect();
     v.dedup();
     v
@@ -507,7 +521,7 @@ fn failed_piece_with_requests_still_in_flight_here() {
 }
 
 /// Pieces started by picking one piece's worth of blocks `count` times.
-fn started(p: &mut Picker, peer: &Bitfield, count: usize) -> Vec<u32> {
+pub(super) fn started(p: &mut Picker, peer: &Bitfield, count: usize) -> Vec<u32> {
     (0..count)
         .map(|i| {
             let blocks = pick(p, peer, BPP as usize, i as u64);
@@ -561,5 +575,5 @@ fn no_extent_affinity_with_pieces_of_4_mib() {
     let layout = Layout::new(4 << 20, &[40 << 20]).unwrap();
     let p = Picker::new(&layout, &Bitfield::new(10), 10);
     assert_eq!(p.extent_pieces(), 1);
-    assert_eq!(p.extent_neighbour(0, &full(10)), None);
+    assert_eq!(p.extent_neighbour(order::LEVEL_NORMAL, 0, &full(10)), None);
 }
