@@ -265,6 +265,11 @@ pub struct TorrentConfig {
     /// (BEP 5): sent in a `Port` message to peers that set the DHT bit, and the `Port`s
     /// peers send become candidate nodes. `None`: neither.
     pub dht_port: Option<u16>,
+    /// Pick wanted pieces in file order, a few rarest-first inside a read-ahead window
+    /// (`--sequential`, for playing while downloading).
+    pub sequential: bool,
+    /// Each wanted file's first and last pieces come first (`--first-last`).
+    pub first_last: bool,
 }
 
 impl Default for TorrentConfig {
@@ -307,6 +312,8 @@ impl Default for TorrentConfig {
             private: false,
             listen_port: None,
             dht_port: None,
+            sequential: false,
+            first_last: false,
         }
     }
 }

@@ -8,7 +8,9 @@
 //!
 //! Globs match the path inside the torrent with `/` between components: `*` and `?` never
 //! cross a `/`, `**` crosses any number of them; a pattern without a `/` is matched against
-//! the file's name alone (as `.gitignore` does), one with a `/` against the whole path.
+//! the file's name alone (as `.gitignore` does), one with a `/` against the whole path as
+//! `swarm info` lists it (`Show/subs/*.srt`) or the path below the torrent's folder
+//! (`subs/*.srt`).
 //!
 //! Invariants: a selection that leaves no file wanted is an error naming what was asked;
 //! an index outside `1..=files` is an error; a piece is [`Priority::Skip`] only when every
@@ -18,6 +20,7 @@
 use std::ops::RangeInclusive;
 
 use crate::layout::Layout;
+use crate::metainfo::Metainfo;
 
 /// How much a file (or a piece) is wanted. Ordered: `Skip < Normal < High`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -151,6 +154,62 @@ pub fn piece_priorities(layout: &Layout, files: &[Priority]) -> Vec<Priority> {
     out
 }
 
+/// Each piece's priority with `--first-last`: as [`piece_priorities`], and the first and
+/// last piece of every wanted file [`Priority::High`] (media players read a file's index
+/// from its end before they play from its start).
+pub fn first_last_priorities(layout: &Layout, files: &[Priority]) -> Vec<Priority> {
+    let mut out = piece_priorities(layout, files);
+    for (f, prio) in files.iter().enumerate().take(layout.num_files()) {
+        if *prio == Priority::Skip {
+            continue;
+        }
+        if let Some(r) = layout.file_pieces(f) {
+            for p in [*r.start(), *r.end()] {
+                if let Some(slot) = out.get_mut(p as usize) {
+                    *slot = Priority::High;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The paths selection patterns match: each file's path inside the torrent with `/`
+/// separators, as `swarm info` lists them.
+pub fn torrent_paths(meta: &Metainfo) -> Vec<String> {
+    meta.files
+        .iter()
+        .map(|f| {
+            let parts: Vec<String> = f
+                .path
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            parts.join("/")
+        })
+        .collect()
+}
+
+/// How much of a torrent a selection wants, for the display and the summary
+/// ("3 of 12 files, 1.2 GiB").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Wanted {
+    pub files: usize,
+    pub of_files: usize,
+    /// Bytes of the wanted files.
+    pub bytes: u64,
+}
+
+impl Wanted {
+    pub fn of(layout: &Layout, files: &[Priority]) -> Wanted {
+        Wanted {
+            files: files.iter().filter(|p| **p != Priority::Skip).count(),
+            of_files: files.len(),
+            bytes: wanted_bytes(layout, files),
+        }
+    }
+}
+
 /// Bytes of the wanted files (what "complete" means, and the tracker's `left`).
 pub fn wanted_bytes(layout: &Layout, files: &[Priority]) -> u64 {
     files
@@ -177,7 +236,7 @@ fn glob_path(g: &str, path: &str) -> bool {
     }
     let pat: Vec<&str> = g.trim_start_matches('/').split('/').collect();
     let comps: Vec<&str> = path.split('/').collect();
-    glob_components(&pat, &comps)
+    glob_components(&pat, &comps) || (comps.len() > 1 && glob_components(&pat, &comps[1..]))
 }
 
 fn glob_components(pat: &[&str], comps: &[&str]) -> bool {

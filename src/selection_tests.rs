@@ -117,6 +117,53 @@ fn a_piece_straddling_a_wanted_file_is_wanted() {
     assert_eq!(piece_priorities(&layout, &[S, N, S, S]), vec![S, S, S]);
 }
 
+#[test]
+fn a_pattern_with_a_slash_may_leave_out_the_torrents_folder() {
+    let inner = Selector {
+        only: vec!["subs/*.srt".into()],
+        ..Selector::default()
+    };
+    assert_eq!(inner.apply(&paths(SEASON)).unwrap(), vec![S, S, S, N, S]);
+    // Only the first component may be left out.
+    let deeper = Selector {
+        only: vec!["*.srt/x".into(), "S01E01.srt/..".into()],
+        ..Selector::default()
+    };
+    assert!(deeper.apply(&paths(SEASON)).is_err());
+}
+
+#[test]
+fn first_last_marks_each_wanted_files_end_pieces_high() {
+    use Priority::High as H;
+    // Pieces of 10 bytes; files of 35 and 25 bytes: pieces 0-3 and 3-5.
+    let layout = Layout::new(10, &[35, 25]).unwrap();
+    assert_eq!(
+        first_last_priorities(&layout, &[N, N]),
+        vec![H, N, N, H, N, H]
+    );
+    assert_eq!(
+        first_last_priorities(&layout, &[S, N]),
+        vec![S, S, S, H, N, H]
+    );
+    // A file in one piece: that piece is both its first and its last.
+    let small = Layout::new(10, &[5, 0, 30]).unwrap();
+    assert_eq!(first_last_priorities(&small, &[N, N, S]), vec![H, S, S, S]);
+}
+
+#[test]
+fn wanted_counts_files_and_their_bytes() {
+    let layout = Layout::new(10, &[15, 0, 10, 5]).unwrap();
+    let w = Wanted::of(&layout, &[S, N, N, S]);
+    assert_eq!(
+        w,
+        Wanted {
+            files: 2,
+            of_files: 4,
+            bytes: 10
+        }
+    );
+}
+
 proptest! {
     /// Whatever the files and choices: a piece is skipped exactly when no wanted, non-empty
     /// file has a byte in it, and wanted bytes are the wanted files' lengths.

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use crate::types::Bitfield;
 
+pub use crate::selection::Wanted;
+
 /// Totals and rates for progress display and tracker announces.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
@@ -37,6 +39,11 @@ pub struct Stats {
     pub peers_served: usize,
     /// Bytes the store may buffer now (the engine grows it for far peers).
     pub buffer: usize,
+    /// Bytes of the pieces a file selection wants (pieces straddling a wanted file count
+    /// whole), and how many of them are verified: what "complete" and the tracker's `left`
+    /// are judged on. Without a selection, the whole torrent.
+    pub wanted_bytes: u64,
+    pub wanted_verified_bytes: u64,
 }
 
 /// Where a torrent is in its life.
@@ -89,6 +96,8 @@ pub struct Snapshot {
     /// (empty for a single file): enough to derive each file's progress from `have`.
     pub piece_len: u32,
     pub files: Arc<[FileSize]>,
+    /// How much of the torrent a file selection wants; `None`: all of it.
+    pub selection: Option<Wanted>,
     /// What the display states about the goals and caps in force.
     pub limits: Limits,
     /// While fetching a magnet's metadata: from how many peers, how far.
@@ -111,6 +120,8 @@ pub struct FileSize {
     /// The file's path inside the torrent, `/`-separated, without the torrent's name.
     pub path: String,
     pub len: u64,
+    /// Selected for download (every file without a selection).
+    pub wanted: bool,
 }
 
 /// Seeding goals and rate caps (session-wide caps: every torrent shows the same).
@@ -123,12 +134,28 @@ pub struct Limits {
 }
 
 impl Snapshot {
-    /// Fraction verified, 0.0..=1.0.
+    /// Bytes to have when done and bytes verified of them: the wanted pieces with a file
+    /// selection, the whole torrent without.
+    pub fn target(&self) -> (u64, u64) {
+        match self.selection {
+            Some(_) => (self.stats.wanted_bytes, self.stats.wanted_verified_bytes),
+            None => (self.total_bytes, self.stats.verified_bytes),
+        }
+    }
+
+    /// Bytes still to verify (the tracker's `left`).
+    pub fn left(&self) -> u64 {
+        let (target, done) = self.target();
+        target.saturating_sub(done)
+    }
+
+    /// Fraction of the target verified, 0.0..=1.0.
     pub fn progress(&self) -> f64 {
-        if self.total_bytes == 0 {
+        let (target, done) = self.target();
+        if target == 0 {
             return 1.0;
         }
-        self.stats.verified_bytes as f64 / self.total_bytes as f64
+        done as f64 / target as f64
     }
 
     /// Uploaded ÷ content size over every run (the share ratio as `--seed-ratio` counts it).
@@ -147,7 +174,7 @@ impl Snapshot {
 
     /// Seconds left at the current download rate, if it can be estimated.
     pub fn eta_secs(&self) -> Option<u64> {
-        let left = self.total_bytes.saturating_sub(self.stats.verified_bytes);
+        let left = self.left();
         if left == 0 {
             return Some(0);
         }

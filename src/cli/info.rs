@@ -82,11 +82,14 @@ pub fn render_text(m: &Metainfo) -> String {
             let _ = writeln!(s, "  {}", clean(u));
         }
     }
+    // Numbered from 1, as `fetch --files` takes them.
     let _ = writeln!(s, "Files ({}):", m.files.len());
-    for f in &m.files {
+    let width = m.files.len().to_string().len();
+    for (i, f) in m.files.iter().enumerate() {
         let _ = writeln!(
             s,
-            "  {:>10}  {}",
+            "  {:>width$}  {:>10}  {}",
+            i + 1,
             human_bytes(f.length),
             clean(&f.path.to_string_lossy())
         );
@@ -99,7 +102,8 @@ pub fn render_json(m: &Metainfo) -> serde_json::Value {
     let files: Vec<_> = m
         .files
         .iter()
-        .map(|f| json!({ "path": f.path.to_string_lossy(), "length": f.length }))
+        .enumerate()
+        .map(|(i, f)| json!({ "index": i + 1, "path": f.path.to_string_lossy(), "length": f.length }))
         .collect();
     json!({
         "name": m.name,
@@ -327,8 +331,8 @@ mod tests {
             "Comment:      a comment",
             "Created:      1970-01-01 00:00:00 UTC",
             "Files (2):",
-            "1.50 MiB  pack/sub/a.bin",
-            "5 B  pack/b.txt",
+            "2    1.50 MiB  pack/sub/a.bin",
+            "1         5 B  pack/b.txt",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
@@ -340,7 +344,10 @@ mod tests {
         assert_eq!(j["total_length"], (3 << 19) + 5);
         assert_eq!(j["num_pieces"], m.num_pieces());
         assert_eq!(j["trackers"], json!([["http://t1/a"], ["http://t2/a"]]));
-        assert_eq!(j["files"][0], json!({"path": "pack/b.txt", "length": 5}));
+        assert_eq!(
+            j["files"][0],
+            json!({"index": 1, "path": "pack/b.txt", "length": 5})
+        );
         assert_eq!(j["files"][1]["path"], "pack/sub/a.bin");
         assert_eq!(j["created_by"], serde_json::Value::Null);
         assert_eq!(j["private"], false);

@@ -10,6 +10,7 @@ mod parse;
 mod preflight;
 mod progress;
 mod scrape;
+mod select;
 mod source;
 pub mod text;
 mod torrents;
@@ -228,6 +229,8 @@ struct FetchArgs {
     seed: bool,
     #[command(flatten)]
     download: DownloadArgs,
+    #[command(flatten)]
+    select: select::SelectArgs,
 }
 
 #[derive(Args, Debug)]
@@ -361,7 +364,7 @@ pub fn run() -> Result<()> {
                 quiet: cli.quiet,
                 super_seed: false,
             };
-            torrents::torrent_cmd(&a.torrents, a.dir, run, a.common, a.download)
+            torrents::torrent_cmd(&a.torrents, a.dir, run, a.common, a.download, a.select)
         }
         Command::Seed(a) => {
             progress::set_progress_json(a.common.progress_json);
@@ -370,7 +373,8 @@ pub fn run() -> Result<()> {
                 quiet: cli.quiet,
                 super_seed: a.super_seed,
             };
-            torrents::torrent_cmd(&a.torrents, a.dir, run, a.common, DownloadArgs::default())
+            let (down, select) = (DownloadArgs::default(), select::SelectArgs::default());
+            torrents::torrent_cmd(&a.torrents, a.dir, run, a.common, down, select)
         }
         Command::Tracker(a) => tracker_cmd(a),
         Command::Completions { shell } => {

@@ -157,12 +157,16 @@ pub fn repair(meta: &Metainfo, dir: &Path, fetch: bool) -> Result<Vec<String>> {
     Ok(notes)
 }
 
-/// Bytes a download of `meta` into `dir` still has to write: each file's length less what
-/// is already allocated to it (a sparse file left by an earlier run counts only its data).
-pub fn bytes_to_write(meta: &Metainfo, dir: &Path) -> u64 {
+/// Bytes a download of `meta` into `dir` still has to write: each wanted file's length
+/// less what is already allocated to it (a sparse file left by an earlier run counts only
+/// its data). `wanted`: one entry per file (`false`: skipped, writes nothing here; its
+/// share of a boundary piece is at most a piece, in the state directory).
+pub fn bytes_to_write(meta: &Metainfo, dir: &Path, wanted: &[bool]) -> u64 {
     meta.files
         .iter()
-        .map(|f| match fs::metadata(dir.join(&f.path)) {
+        .zip(wanted)
+        .filter(|(_, w)| **w)
+        .map(|(f, _)| match fs::metadata(dir.join(&f.path)) {
             Ok(m) => f.length.saturating_sub(m.blocks().saturating_mul(512)),
             Err(_) => f.length,
         })
@@ -308,8 +312,14 @@ mod tests {
     fn space_needed_counts_only_missing_data() {
         let tmp = tempfile::tempdir().unwrap();
         let (meta, parent) = multi(tmp.path());
-        assert_eq!(bytes_to_write(&meta, &parent), 0);
-        assert_eq!(bytes_to_write(&meta, &tmp.path().join("none")), 40_000);
+        let all = vec![true; meta.files.len()];
+        assert_eq!(bytes_to_write(&meta, &parent, &all), 0);
+        assert_eq!(
+            bytes_to_write(&meta, &tmp.path().join("none"), &all),
+            40_000
+        );
+        let none = vec![false; meta.files.len()];
+        assert_eq!(bytes_to_write(&meta, &tmp.path().join("none"), &none), 0);
         assert!(check_space(tmp.path(), u64::MAX).is_err());
         check_space(tmp.path(), 1).unwrap();
     }

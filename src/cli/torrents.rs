@@ -2,6 +2,7 @@
 //! bars, per-torrent summaries and the exit status.
 
 use super::*;
+use crate::selection::Priority;
 use crate::session::{Content, MagnetSource};
 use crate::snapshot::Phase;
 use crate::types::InfoHash;
@@ -82,7 +83,9 @@ pub(super) fn torrent_cmd(
     run: Run,
     net: CommonArgs,
     down: DownloadArgs,
+    select: super::select::SelectArgs,
 ) -> Result<()> {
+    let selector = select.selector();
     let Run {
         mode,
         quiet,
@@ -180,7 +183,13 @@ pub(super) fn torrent_cmd(
                 .map(|n| format!("swarm: {}: {n}", label())),
         );
         if fetch {
-            needed += preflight::bytes_to_write(meta, &dir);
+            // A selection that matches nothing is an error now, not after the session
+            // started (a magnet's is judged once its metadata arrives).
+            let wanted = selector
+                .apply(&crate::selection::torrent_paths(meta))
+                .with_context(label)?;
+            let wanted: Vec<bool> = wanted.iter().map(|p| *p != Priority::Skip).collect();
+            needed += preflight::bytes_to_write(meta, &dir, &wanted);
         }
     }
     if fetch {
@@ -192,6 +201,8 @@ pub(super) fn torrent_cmd(
         max_peers_per_ip: net.max_peers_per_ip.max(1),
         seed_ratio: net.seed_ratio,
         seed_time: net.seed_time,
+        sequential: select.sequential,
+        first_last: select.first_last,
         ..TorrentConfig::default()
     };
     let display = progress::Display::new(quiet);
@@ -230,6 +241,7 @@ pub(super) fn torrent_cmd(
                 mode,
                 sources: sources.clone(),
                 recheck: net.recheck,
+                selection: selector.clone(),
                 cfg: tcfg.clone(),
             };
             handles.push(session.add(spec).await?);

@@ -295,9 +295,12 @@ impl Engine {
         } else {
             self.picker.add_bitfield(&bf);
         }
-        let have = self.picker.have();
-        p.wanted = bf.iter_ones().filter(|&i| !have.get(i)).count() as u32;
+        let wanted = bf.iter_ones().filter(|&i| self.needs(i)).count() as u32;
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
         p.has = bf;
+        p.wanted = wanted;
         // Two seeds have nothing to say to each other.
         if p.seed && self.picker.is_complete() {
             self.drop_seed(now, key);
@@ -316,8 +319,10 @@ impl Engine {
             return;
         }
         self.picker.add_have(piece);
-        if !self.picker.we_have(piece) {
-            p.wanted += 1;
+        if self.needs(piece) {
+            if let Some(p) = self.peers.get_mut(&key) {
+                p.wanted += 1;
+            }
         }
         self.update_interest(now, key);
         self.fill(now, key);

@@ -242,43 +242,56 @@ impl Engine {
         if piece >= self.layout.num_pieces() || self.picker.we_have(piece) {
             return;
         }
+        let needed = self.needs(piece);
         self.picker.on_piece_verified(piece);
         self.single_source.remove(&piece);
-        self.tally.verified_bytes += self.layout.piece_size(piece) as u64;
+        let size = u64::from(self.layout.piece_size(piece));
+        self.tally.verified_bytes += size;
+        if needed {
+            self.tally.wanted_verified += size;
+        }
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {
             let Some(p) = self.peers.get_mut(&key) else {
                 continue;
             };
             if p.has.get(piece) {
-                p.wanted = p.wanted.saturating_sub(1);
-                self.update_interest(now, key);
+                if needed {
+                    p.wanted = p.wanted.saturating_sub(1);
+                    self.update_interest(now, key);
+                }
             } else {
                 self.send(key, Message::Have(piece));
             }
         }
         if self.picker.is_complete() && !self.complete_sent {
-            self.complete_sent = true;
-            self.completed_at = Some(now);
-            self.actions.push_back(Action::Complete);
-            tracing::info!("download complete");
-            // Seeds have nothing more for us and want nothing from us.
-            let seeds: Vec<PeerKey> = self
-                .peers
-                .iter()
-                .filter(|(_, p)| p.seed || p.has.is_full())
-                .map(|(k, _)| *k)
-                .collect();
-            for key in seeds {
-                self.drop_seed(now, key);
-            }
-            self.rechoke(now);
+            self.on_complete(now);
         } else {
             // A verified piece leaves the set in progress: room for the next one. With
             // every block of the pieces in progress already in, nothing else would ask
             // for it before the next tick.
             self.fill_all(now);
         }
+    }
+
+    /// Every wanted piece is verified: say so (the driver ends a fetch that does not
+    /// seed), and let seeds go, since they have nothing more for us.
+    pub(super) fn on_complete(&mut self, now: Instant) {
+        self.complete_sent = true;
+        self.completed_at = Some(now);
+        self.actions.push_back(Action::Complete);
+        tracing::info!("download complete");
+        // Seeds have nothing more for us and want nothing from us.
+        let seeds: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.seed || p.has.is_full())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in seeds {
+            self.drop_seed(now, key);
+        }
+        self.rechoke(now);
     }
 
     pub(super) fn piece_failed(&mut self, now: Instant, piece: u32, peers: &[PeerKey]) {

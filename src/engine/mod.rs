@@ -17,6 +17,7 @@ pub mod magnet;
 pub mod peer;
 mod pex;
 pub mod picker;
+mod select;
 mod slots;
 mod superseed;
 mod upload;
@@ -185,6 +186,9 @@ struct Tally {
     wasted: u64,
     failed_pieces: u32,
     verified_bytes: u64,
+    /// Size of the pieces a file selection wants, and of those verified (`select.rs`).
+    wanted_bytes: u64,
+    wanted_verified: u64,
     /// Connections admitted, ever.
     peers_seen: usize,
     /// Peers we sent at least one block, ever.
@@ -213,6 +217,7 @@ impl Engine {
         let max_partials = Self::max_partials(&cfg, &layout);
         let picker = Picker::new(&layout, &have, max_partials);
         let verified_bytes = have.iter_ones().map(|p| layout.piece_size(p) as u64).sum();
+        let total_bytes = layout.total_len();
         let mut rng = StdRng::seed_from_u64(cfg.rng_seed);
         let superseed = (cfg.super_seed && have.is_full())
             .then(|| SuperSeed::new(layout.num_pieces(), &mut rng));
@@ -247,6 +252,8 @@ impl Engine {
             up: Rate::default(),
             tally: Tally {
                 verified_bytes,
+                wanted_bytes: total_bytes,
+                wanted_verified: verified_bytes,
                 ..Tally::default()
             },
             clock: Clocks {
@@ -339,6 +346,8 @@ impl Engine {
                 .count(),
             peers_served: self.tally.peers_served,
             buffer: self.buffer,
+            wanted_bytes: self.tally.wanted_bytes,
+            wanted_verified_bytes: self.tally.wanted_verified,
         }
     }
 

@@ -118,6 +118,8 @@ pub struct Peer {
     pub has: Bitfield,
     /// Counted in the picker as a seed (one integer) rather than per piece.
     pub seed: bool,
+    /// Pieces it has that we lack and want (a file selection may skip some): interesting
+    /// iff above zero.
     pub wanted: u32,
     pub choke: Choke,
     pub req: Requests,

@@ -153,6 +153,8 @@ pub struct TorrentSpec {
     pub sources: Sources,
     /// Ignore resume data and re-hash everything (`--recheck`).
     pub recheck: bool,
+    /// Which files to download (all by default); applied once the files are known.
+    pub selection: crate::selection::Selector,
     pub cfg: TorrentConfig,
 }
 
@@ -175,6 +177,8 @@ pub enum TorrentError {
     BadMetadata(#[source] crate::metainfo::MetainfoError),
     #[error("a background task failed")]
     Task(#[source] tokio::task::JoinError),
+    #[error("file selection")]
+    Selection(#[from] crate::selection::SelectionError),
 }
 
 /// Why the session could not start or answer.
@@ -212,6 +216,8 @@ pub struct Summary {
     pub path: PathBuf,
     /// The torrent's metainfo (a magnet's, once fetched; `None` if it stopped before).
     pub meta: Option<Arc<Metainfo>>,
+    /// What a file selection wanted of it (`None`: everything); `complete` is judged on it.
+    pub selection: Option<crate::selection::Wanted>,
 }
 
 /// Where a torrent is, as the session sees it.

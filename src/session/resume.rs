@@ -33,12 +33,13 @@ pub(super) enum Start {
     Recheck { why: String, before: Totals },
 }
 
-/// Reads and judges the torrent's record. `stamps` are the files as they were before
-/// anything of ours touched them. Blocking (reads a file).
+/// Reads and judges the torrent's record. `stamps` are the files (and `part` the part
+/// file) as they were before anything of ours touched them. Blocking (reads a file).
 pub(super) fn load(
     state: Option<&StateDir>,
     meta: &Metainfo,
     stamps: &[Option<FileStamp>],
+    part: Option<FileStamp>,
     force: bool,
 ) -> Start {
     let recheck = |why: String, before| Start::Recheck { why, before };
@@ -65,7 +66,7 @@ pub(super) fn load(
     if force {
         return recheck("--recheck".into(), before);
     }
-    match judge(&record, stamps) {
+    match judge(&record, stamps, part) {
         Ok(()) => Start::Trusted {
             have: record.pieces,
             before,
@@ -107,12 +108,14 @@ impl Recorder {
         // A file not created yet is recorded as such; one that holds a piece in `have` and
         // is gone (deleted under us) makes the record a lie, so none is written.
         let files = self.storage.stamps();
+        let part = self.storage.part_stamp();
         let layout = self.storage.layout();
         for (i, stamp) in files.iter().enumerate() {
             let holds_have = layout
                 .file_pieces(i)
                 .is_some_and(|mut r| r.any(|p| have.get(p)));
-            if stamp.is_none() && holds_have {
+            // A skipped file's share of a boundary piece is in the part file instead.
+            if stamp.is_none() && holds_have && !self.storage.in_part(i) {
                 return Err(WriteError::Missing(i));
             }
         }
@@ -120,6 +123,7 @@ impl Recorder {
             info_hash: self.info_hash,
             pieces: have.clone(),
             files,
+            part,
             uploaded: totals.uploaded,
             downloaded: totals.downloaded,
             seeding_secs: totals.seeded.as_secs(),
@@ -179,12 +183,13 @@ pub(super) async fn keep_writing(
     }
 }
 
-/// Deletes a torrent's record (it left the session).
+/// Deletes a torrent's record and its part file (it left the session).
 pub(super) fn forget(state: &StateDir, info_hash: &InfoHash) {
-    let path = state.resume_path(info_hash);
-    if let Err(e) = std::fs::remove_file(&path) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(path = %path.display(), error = %e, "could not delete resume data");
+    for path in [state.resume_path(info_hash), state.part_path(info_hash)] {
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "could not delete resume data");
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::engine::{Engine, Event, PeerSource};
 use crate::metainfo::Metainfo;
 use crate::net::conn::{ConnCtx, Content as ConnContent, Incoming};
 use crate::net::driver::{Control, Driver, Inputs as DriverInputs, Outcome};
+use crate::selection::{self, Priority, Wanted};
 use crate::snapshot::{FileSize, Limits, Phase, Snapshot, Totals};
 use crate::store::{self, Storage, StoreConfig};
 use crate::tracker::announcer::{self, AnnouncerConfig};
@@ -133,6 +134,18 @@ async fn run_with(
         }
     };
     let layout = meta.layout.clone();
+    // A magnet's selection is judged here, once its files are known.
+    let files = spec.selection.apply(&selection::torrent_paths(&meta))?;
+    let selected = !spec.selection.is_all();
+    let wanted = selected.then(|| Wanted::of(&layout, &files));
+    if let Some(w) = wanted {
+        tracing::info!(
+            files = w.files,
+            of = w.of_files,
+            bytes = w.bytes,
+            "file selection"
+        );
+    }
     snapshot.send_modify(|s| {
         *s = Snapshot {
             name: meta.name.clone(),
@@ -142,7 +155,8 @@ async fn run_with(
             listen_port: Some(shared.port),
             save_path: spec.dir.join(&meta.name).display().to_string(),
             piece_len: layout.piece_len(),
-            files: display_files(&meta),
+            files: display_files(&meta, &files),
+            selection: wanted,
             limits: Limits {
                 seed_ratio: spec.cfg.seed_ratio,
                 seed_time: spec.cfg.seed_time,
@@ -157,7 +171,7 @@ async fn run_with(
             ..Snapshot::default()
         }
     });
-    let (storage, start) = open(shared, spec, &meta).await?;
+    let (storage, start) = open(shared, spec, &meta, &files).await?;
     let storage = Arc::new(storage);
     let hashes = Arc::new(meta.piece_hashes.clone());
     let Some((have, before, trusted)) =
@@ -228,6 +242,8 @@ async fn run_with(
     });
     drop(ctx);
     let info = meta.info_bytes.clone();
+    // Piece priorities matter with a selection, or when the order is not rarest-first.
+    let prioritise = selected || spec.cfg.sequential || spec.cfg.first_last;
     driver.begin_download(
         |phase| {
             let now = Instant::now();
@@ -240,6 +256,9 @@ async fn run_with(
                 }
             };
             engine.carry_over(before);
+            if prioritise {
+                engine.set_file_priorities(now, &files);
+            }
             if !spec.sources.peers.is_empty() {
                 let addrs = spec.sources.peers.clone();
                 let source = PeerSource::Manual;
@@ -306,10 +325,12 @@ async fn run_with(
             .map(|p| u64::from(layout.piece_size(p)))
             .sum();
     }
+    let on_disk_have = on_disk.clone();
     if let (Some(r), Some(have)) = (&recorder, on_disk) {
         r.write_async(have, totals).await;
     }
     let summary = |complete, stopped| Summary {
+        selection: wanted,
         seeded,
         stats: stats.clone(),
         before,
@@ -324,7 +345,13 @@ async fn run_with(
         Outcome::Complete => Ok(summary(true, false)),
         // (A second run downloads: it never ends with the metadata.)
         Outcome::Stopped | Outcome::Metadata(_) => {
-            let complete = stats.verified_bytes == layout.total_len();
+            let complete = match &on_disk_have {
+                Some(have) => selection::piece_priorities(&layout, &files)
+                    .iter()
+                    .enumerate()
+                    .all(|(p, prio)| *prio == Priority::Skip || have.get(p as u32)),
+                None => stats.verified_bytes == layout.total_len(),
+            };
             Ok(summary(complete, true))
         }
         Outcome::GiveUp(reason) => Err(TorrentError::GaveUp(reason)),
@@ -333,16 +360,17 @@ async fn run_with(
 }
 
 /// A multi-file torrent's files for the display's per-file lines (none for one file).
-fn display_files(meta: &crate::metainfo::Metainfo) -> Arc<[FileSize]> {
+fn display_files(meta: &crate::metainfo::Metainfo, prios: &[Priority]) -> Arc<[FileSize]> {
     if !meta.multi_file {
         return Arc::from([]);
     }
-    let files = meta.files.iter().map(|f| {
+    let files = meta.files.iter().zip(prios).map(|(f, prio)| {
         // The torrent's name is the first component; the display shows it on its own line.
         let rel = f.path.strip_prefix(&meta.name).unwrap_or(&f.path);
         FileSize {
             path: rel.display().to_string(),
             len: f.length,
+            wanted: *prio != Priority::Skip,
         }
     });
     files.collect()
@@ -359,17 +387,22 @@ fn stopped_while_checking(started: Instant, path: PathBuf, meta: Option<Arc<Meta
         stopped: true,
         seeded: None,
         path,
+        selection: None,
     }
 }
 
 /// Opens the torrent's files (creating them for a download) and reads its resume record,
-/// judged against the files as they were before we touched them.
+/// judged against the files as they were before we touched them. Skipped files that are
+/// not on disk keep their share of boundary pieces in the part file; files wanted now take
+/// theirs back from it.
 async fn open(
     shared: &Shared,
     spec: &TorrentSpec,
     meta: &Arc<Metainfo>,
+    prios: &[Priority],
 ) -> Result<(Storage, Start), TorrentError> {
     let meta = meta.clone();
+    let skipped: Vec<bool> = prios.iter().map(|p| *p == Priority::Skip).collect();
     let dir = spec.dir.clone();
     let create = matches!(spec.mode, Mode::Fetch { .. });
     let state = shared.state.clone();
@@ -381,9 +414,21 @@ async fn open(
             .iter()
             .map(|f| (f.path.clone(), f.length))
             .collect();
-        let storage =
+        let mut storage =
             Storage::open(&dir, &files, meta.layout.clone(), create)?.with_direct_writes(direct);
-        let start = resume::load(state.as_ref(), &meta, storage.stamps_at_open(), force);
+        // Without a state directory there is nowhere else: skipped files' shares of
+        // boundary pieces are written in place, as aria2 does.
+        if let (Some(state), true) = (&state, create) {
+            storage = storage.with_part_file(state.part_path(&meta.info_hash), &skipped)?;
+        }
+        let at_open = (storage.stamps_at_open(), storage.part_stamp_at_open());
+        let start = resume::load(state.as_ref(), &meta, at_open.0, at_open.1, force);
+        if create {
+            let adopted = storage.adopt_parts()?;
+            if !adopted.is_empty() {
+                tracing::info!(files = ?adopted, "moved data of newly selected files out of the part file");
+            }
+        }
         Ok::<_, TorrentError>((storage, start))
     });
     job.await.map_err(TorrentError::Task)?

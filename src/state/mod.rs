@@ -79,6 +79,8 @@ pub struct StateDir {
 
 /// Subdirectory of the state root holding one resume record per torrent.
 const RESUME_DIR: &str = "resume";
+/// Subdirectory of the state root holding each torrent's part file.
+const PARTS_DIR: &str = "parts";
 
 /// Subdirectory of the state root holding the `.torrent` of each fetched magnet.
 const TORRENTS_DIR: &str = "torrents";
@@ -134,6 +136,14 @@ impl StateDir {
         self.root
             .join(RESUME_DIR)
             .join(format!("{}.resume", info_hash.to_hex()))
+    }
+
+    /// `root/parts/<40 lower-case hex digits>.parts`: the bytes of skipped files that share
+    /// a piece with a wanted one (see `store::part`).
+    pub fn part_path(&self, info_hash: &InfoHash) -> PathBuf {
+        self.root
+            .join(PARTS_DIR)
+            .join(format!("{}.parts", info_hash.to_hex()))
     }
 }
 

@@ -11,6 +11,7 @@
 //! | `pieces` | the bitfield, MSB first as on the wire, spare bits clear |
 //! | `files` | one dict per file, in torrent order: `size`, `mtime secs`, `mtime nanos`; an empty dict for a file not created yet (files are created by their first write) |
 //! | `uploaded`, `downloaded`, `seeding secs` | totals, non-negative |
+//! | `part` | optional: the part file (skipped files' bytes of boundary pieces), as a `files` entry |
 //!
 //! Keys we do not know are ignored, so a later writer may add some without a new version.
 //!
@@ -60,6 +61,7 @@ pub fn max_record_len(num_pieces: u32, num_files: usize) -> usize {
     let bitfield = Bitfield::byte_len(num_pieces);
     let files = num_files.saturating_mul(MAX_FILE_ENTRY);
     MAX_FIXED
+        .saturating_add(MAX_FILE_ENTRY)
         .saturating_add(bitfield)
         .saturating_add(files)
         .min(MAX_RECORD)
@@ -74,6 +76,8 @@ pub struct ResumeRecord {
     /// Each file of the torrent, in order, as it was right after that sync (`None`: not
     /// created yet).
     pub files: Vec<Option<FileStamp>>,
+    /// The part file as it was right after that sync (`None`: there was none).
+    pub part: Option<FileStamp>,
     pub uploaded: u64,
     pub downloaded: u64,
     pub seeding_secs: u64,
@@ -119,28 +123,33 @@ impl ResumeRecord {
     /// nobody transfers 8 EiB.
     pub fn encode(&self) -> Vec<u8> {
         let int = |n: u64| Value::Int(n.min(i64::MAX as u64) as i64);
-        let files = self
-            .files
-            .iter()
-            .map(|f| match f {
-                None => Value::Dict(vec![]),
-                Some(f) => Value::Dict(vec![
-                    (&b"size"[..], int(f.size)),
-                    (&b"mtime secs"[..], Value::Int(f.mtime_secs)),
-                    (&b"mtime nanos"[..], Value::Int(i64::from(f.mtime_nanos))),
-                ]),
-            })
-            .collect();
-        let v = Value::Dict(vec![
+        let stamp = |f: &Option<FileStamp>| match f {
+            None => Value::Dict(vec![]),
+            Some(f) => Value::Dict(vec![
+                (&b"size"[..], int(f.size)),
+                (&b"mtime secs"[..], Value::Int(f.mtime_secs)),
+                (&b"mtime nanos"[..], Value::Int(i64::from(f.mtime_nanos))),
+            ]),
+        };
+        let files = self.files.iter().map(stamp).collect();
+        // Keys in sorted order (canonical bencode): `part` sits between `num pieces` and
+        // `pieces`; it is left out when there is no part file.
+        let mut entries = vec![
             (&b"swarm resume"[..], Value::Int(VERSION)),
             (&b"info-hash"[..], Value::Bytes(&self.info_hash.0)),
             (&b"num pieces"[..], Value::Int(i64::from(self.pieces.len()))),
+        ];
+        if self.part.is_some() {
+            entries.push((&b"part"[..], stamp(&self.part)));
+        }
+        entries.extend([
             (&b"pieces"[..], Value::Bytes(self.pieces.as_bytes())),
             (&b"files"[..], Value::List(files)),
             (&b"uploaded"[..], int(self.uploaded)),
             (&b"downloaded"[..], int(self.downloaded)),
             (&b"seeding secs"[..], int(self.seeding_secs)),
         ]);
+        let v = Value::Dict(entries);
         bencode::to_vec(&v)
     }
 
@@ -217,13 +226,18 @@ impl ResumeRecord {
         let files = list
             .iter()
             .enumerate()
-            .map(|(i, v)| file_stamp(i, v))
+            .map(|(i, v)| file_stamp(&format!("files[{i}]"), v))
             .collect::<Result<Vec<_>, _>>()?;
+        let part = match root.get(b"part") {
+            None => None,
+            Some(v) => file_stamp("part", v)?,
+        };
 
         Ok(ResumeRecord {
             info_hash: *expect,
             pieces,
             files,
+            part,
             uploaded: non_negative(&root, "uploaded")?,
             downloaded: non_negative(&root, "downloaded")?,
             seeding_secs: non_negative(&root, "seeding secs")?,
@@ -231,18 +245,19 @@ impl ResumeRecord {
     }
 }
 
-fn file_stamp(i: usize, v: &Value) -> Result<Option<FileStamp>, ResumeError> {
+/// One stamp dictionary; `at` names it in errors (`files[3]`, `part`).
+fn file_stamp(at: &str, v: &Value) -> Result<Option<FileStamp>, ResumeError> {
     match v.as_dict() {
         None => {
             return Err(ResumeError::WrongType {
-                key: format!("files[{i}]"),
+                key: at.to_string(),
                 expected: "a dictionary",
             })
         }
         Some([]) => return Ok(None),
         Some(_) => {}
     }
-    let key = |k: &str| format!("files[{i}].{k}");
+    let key = |k: &str| format!("{at}.{k}");
     let size = get_at(v, "size", key)?;
     let size = checked_non_negative(size, || key("size"))?;
     let mtime_secs = get_at(v, "mtime secs", key)?;
@@ -335,13 +350,36 @@ pub enum Mismatch {
         at: FileStamp,
         recorded: FileStamp,
     },
+    #[error("the part file {}", part_change(*recorded, *on_disk))]
+    Part {
+        recorded: Option<FileStamp>,
+        on_disk: Option<FileStamp>,
+    },
+}
+
+fn part_change(recorded: Option<FileStamp>, on_disk: Option<FileStamp>) -> &'static str {
+    match (recorded, on_disk) {
+        (Some(_), None) => "is missing",
+        (None, Some(_)) => "was created since",
+        _ => "was modified since",
+    }
 }
 
 /// Whether `record` still describes the files: `Ok` only when every file exists with exactly
 /// the recorded size and mtime (to the nanosecond). `on_disk` is
 /// [`Storage::stamps`](crate::store::Storage::stamps), in torrent order. The first
 /// difference found is returned.
-pub fn judge(record: &ResumeRecord, on_disk: &[Option<FileStamp>]) -> Result<(), Mismatch> {
+pub fn judge(
+    record: &ResumeRecord,
+    on_disk: &[Option<FileStamp>],
+    part: Option<FileStamp>,
+) -> Result<(), Mismatch> {
+    if record.part != part {
+        return Err(Mismatch::Part {
+            recorded: record.part,
+            on_disk: part,
+        });
+    }
     if record.files.len() != on_disk.len() {
         return Err(Mismatch::FileCount {
             recorded: record.files.len(),

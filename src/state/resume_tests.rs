@@ -26,6 +26,7 @@ fn record() -> ResumeRecord {
             Some(stamp(0, -5, 0)),
             Some(stamp(u64::MAX >> 1, i64::MIN, 999_999_999)),
         ],
+        part: None,
         uploaded: 1 << 40,
         downloaded: 12345,
         seeding_secs: 3600,
@@ -114,6 +115,7 @@ fn the_longest_file_entry_is_as_budgeted() {
         info_hash: IH,
         pieces: Bitfield::new(0),
         files: vec![],
+        part: Some(stamp(i64::MAX as u64, i64::MIN, 999_999_999)),
         uploaded: u64::MAX,
         downloaded: u64::MAX,
         seeding_secs: u64::MAX,
@@ -304,19 +306,22 @@ fn unknown_keys_are_ignored() {
 fn judge_trusts_only_exact_matches() {
     let r = record();
     let same: Vec<Option<FileStamp>> = r.files.clone();
-    assert_eq!(judge(&r, &same), Ok(()));
+    assert_eq!(judge(&r, &same, None), Ok(()));
 
     let mut missing = same.clone();
     missing[1] = None;
-    assert_eq!(judge(&r, &missing), Err(Mismatch::Missing { file: 1 }));
     assert_eq!(
-        judge(&r, &missing).unwrap_err().to_string(),
+        judge(&r, &missing, None),
+        Err(Mismatch::Missing { file: 1 })
+    );
+    assert_eq!(
+        judge(&r, &missing, None).unwrap_err().to_string(),
         "file 1 is missing"
     );
 
     let mut bigger = same.clone();
     bigger[0] = Some(stamp(10_001, 1_700_000_000, 123_456_789));
-    let err = judge(&r, &bigger).unwrap_err();
+    let err = judge(&r, &bigger, None).unwrap_err();
     assert_eq!(
         err,
         Mismatch::Size {
@@ -329,7 +334,7 @@ fn judge_trusts_only_exact_matches() {
 
     let mut touched = same.clone();
     touched[0] = Some(stamp(10_000, 1_700_000_000, 123_456_790));
-    let err = judge(&r, &touched).unwrap_err();
+    let err = judge(&r, &touched, None).unwrap_err();
     assert!(matches!(err, Mismatch::Modified { file: 0, .. }));
     assert_eq!(
         err.to_string(),
@@ -337,7 +342,7 @@ fn judge_trusts_only_exact_matches() {
     );
 
     assert_eq!(
-        judge(&r, &same[..2]),
+        judge(&r, &same[..2], None),
         Err(Mismatch::FileCount {
             recorded: 3,
             on_disk: 2
@@ -367,6 +372,7 @@ fn arb_record() -> impl Strategy<Value = ResumeRecord> {
                         .into_iter()
                         .map(|(size, s, ns)| Some(stamp(cap(size), s, ns)))
                         .collect(),
+                    part: (secs % 2 == 0).then(|| stamp(cap(down), 7, 8)),
                     uploaded: cap(up),
                     downloaded: cap(down),
                     seeding_secs: cap(secs),
@@ -415,8 +421,38 @@ fn files_not_created_yet_round_trip_and_must_stay_absent() {
     let back = decode(&r.encode()).unwrap();
     assert_eq!(back, r);
     let on_disk = r.files.clone();
-    assert_eq!(judge(&r, &on_disk), Ok(()));
+    assert_eq!(judge(&r, &on_disk, None), Ok(()));
     let mut appeared = on_disk.clone();
     appeared[1] = Some(stamp(0, 1, 0));
-    assert_eq!(judge(&r, &appeared), Err(Mismatch::Appeared { file: 1 }));
+    assert_eq!(
+        judge(&r, &appeared, None),
+        Err(Mismatch::Appeared { file: 1 })
+    );
+}
+
+#[test]
+fn the_part_file_is_recorded_and_judged_like_a_file() {
+    let mut r = record();
+    let part = Some(stamp(4096, 1_700_000_001, 5));
+    r.part = part;
+    let back = decode(&r.encode()).unwrap();
+    assert_eq!(back, r);
+    assert_eq!(judge(&r, &r.files, part), Ok(()));
+    let err = judge(&r, &r.files, None).unwrap_err();
+    assert_eq!(err.to_string(), "the part file is missing");
+    let later = Some(stamp(4096, 1_700_000_002, 5));
+    let err = judge(&r, &r.files, later).unwrap_err();
+    assert_eq!(err.to_string(), "the part file was modified since");
+    // A record without one (or from before part files) is judged against none.
+    assert_eq!(
+        judge(&record(), &r.files, part).unwrap_err().to_string(),
+        "the part file was created since"
+    );
+    assert_eq!(decode(&record().encode()).unwrap().part, None);
+    // A malformed part entry is refused like a malformed file entry.
+    let bad = with("part", Some(Value::Int(3)));
+    assert!(matches!(
+        decode(&bad),
+        Err(ResumeError::WrongType { key, .. }) if key == "part"
+    ));
 }

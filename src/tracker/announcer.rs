@@ -480,12 +480,11 @@ impl Announcer {
     }
 }
 
-/// Bytes we still need.
-/// Bytes still to download. Fetching a magnet's metadata the size is unknown: 16 KiB, as
+/// Bytes still to download (of the wanted files' pieces, with a file selection). Fetching a magnet's metadata the size is unknown: 16 KiB, as
 /// libtorrent reports then, so trackers see a leecher (some give seeds no seeds).
 fn left(s: &Snapshot) -> u64 {
     if s.phase == Phase::Metadata {
         return 16 * 1024;
     }
-    s.total_bytes.saturating_sub(s.stats.verified_bytes)
+    s.left()
 }

@@ -270,6 +270,7 @@ pub fn spec(
             peer_timeout,
         },
         recheck: false,
+        selection: Default::default(),
         cfg: cfg.clone(),
     }
 }

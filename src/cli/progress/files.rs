@@ -55,6 +55,7 @@ mod tests {
             .map(|(i, &len)| FileSize {
                 path: format!("f{i}"),
                 len,
+                wanted: true,
             })
             .collect()
     }

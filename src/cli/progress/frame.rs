@@ -202,14 +202,15 @@ pub fn torrent_line(s: &Snapshot, mem: &mut Memory, width: usize) -> String {
         }
         Phase::Downloading => {
             fraction = s.progress();
-            segs.push(Seg::new(KEEP, percent(st.verified_bytes, total)));
+            let (target, done) = s.target();
+            segs.push(Seg::new(KEEP, percent(done, target)));
             segs.push(
-                Seg::new(
-                    4,
-                    format!("{}/{}", human_bytes(st.verified_bytes), human_bytes(total)),
-                )
-                .or_short(human_bytes(total)),
+                Seg::new(4, format!("{}/{}", human_bytes(done), human_bytes(target)))
+                    .or_short(human_bytes(target)),
             );
+            if let Some(w) = s.selection {
+                segs.push(Seg::new(5, format!("{} of {} files", w.files, w.of_files)));
+            }
             segs.push(down_seg(s));
             segs.push(up_seg(s, 3));
             segs.push(peers_seg(s));
@@ -273,6 +274,10 @@ pub fn file_lines(s: &Snapshot, width: usize) -> Vec<String> {
         len,
     } in files
     {
+        // Files not selected are not downloaded: they have no line and count nowhere.
+        if !s.files[index].wanted {
+            continue;
+        }
         if have >= len {
             done += 1;
         } else if have == 0 {

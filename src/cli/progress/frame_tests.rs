@@ -69,6 +69,7 @@ fn all_states(name: &str) -> Vec<Snapshot> {
         .map(|i| FileSize {
             path: format!("track {i:02} - a rather long title for a song.flac"),
             len: 1300 * 1024,
+            wanted: true,
         })
         .collect::<Vec<_>>()
         .into();

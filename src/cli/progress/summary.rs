@@ -48,7 +48,7 @@ fn line_of(name: &str, total: u64, s: &Summary) -> String {
         st.peers_served,
         plural(st.peers_served),
     );
-    if s.complete && st.downloaded == 0 && s.resumed_bytes >= total {
+    if s.complete && st.downloaded == 0 && s.resumed_bytes >= total && s.selection.is_none() {
         // Nothing to download: it was all on disk.
         return if did_seed {
             format!(
@@ -65,15 +65,29 @@ fn line_of(name: &str, total: u64, s: &Summary) -> String {
         };
     }
     let secs = s.elapsed.saturating_sub(seeded).as_secs_f64().max(1e-3);
-    let head = if s.complete {
-        format!("swarm: complete {name}: {} at {path}", human_bytes(total))
-    } else {
-        format!(
+    let head = match (s.complete, s.selection) {
+        (true, None) => format!("swarm: complete {name}: {} at {path}", human_bytes(total)),
+        (true, Some(w)) => format!(
+            "swarm: complete {name}: {} of {} files ({} of {}) at {path}",
+            w.files,
+            w.of_files,
+            human_bytes(w.bytes),
+            human_bytes(total)
+        ),
+        (false, None) => format!(
             "swarm: incomplete {name}: {} of {} ({}) at {path}",
             human_bytes(st.verified_bytes),
             human_bytes(total),
             percent(st.verified_bytes, total)
-        )
+        ),
+        (false, Some(w)) => format!(
+            "swarm: incomplete {name}: {} of {} ({}) wanted, {} of {} files, at {path}",
+            human_bytes(st.wanted_verified_bytes),
+            human_bytes(st.wanted_bytes),
+            percent(st.wanted_verified_bytes, st.wanted_bytes),
+            w.files,
+            w.of_files
+        ),
     };
     let mut line = format!(
         "{head}; downloaded {} in {} ({}/s), resumed {}, uploaded {} (ratio {ratio:.2}), peers {}",
@@ -120,11 +134,16 @@ pub fn json_object(s: &Snapshot, mem: &mut Memory) -> serde_json::Value {
         Phase::Seeding => "seeding",
         Phase::Done => "done",
     };
-    let done = if s.phase == Phase::Checking {
-        s.checked_bytes
+    // Checking counts the whole torrent; after that, what is wanted of it.
+    let (done, total) = if s.phase == Phase::Checking {
+        (s.checked_bytes, s.total_bytes)
     } else {
-        st.verified_bytes
+        let (target, done) = s.target();
+        (done, target)
     };
+    let wanted = s.selection.map(
+        |w| serde_json::json!({"files": w.files, "files_total": w.of_files, "bytes": w.bytes}),
+    );
     let eta = (s.phase == Phase::Downloading && st.peers_connected > 0)
         .then(|| s.eta_secs())
         .flatten();
@@ -137,7 +156,9 @@ pub fn json_object(s: &Snapshot, mem: &mut Memory) -> serde_json::Value {
             state_word(s, mem)
         },
         "bytes_done": done,
-        "bytes_total": s.total_bytes,
+        "bytes_total": total,
+        "torrent_bytes": s.total_bytes,
+        "selection": wanted,
         "downloaded": st.downloaded,
         "uploaded": s.totals().uploaded,
         "down_rate": st.down_rate.round() as u64,
@@ -179,6 +200,7 @@ mod tests {
             stopped: false,
             seeded: Some(Duration::from_secs(seeded)),
             path: "out/movie.bin".into(),
+            selection: None,
         }
     }
 

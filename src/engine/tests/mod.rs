@@ -6,6 +6,7 @@ mod failures;
 mod peers;
 mod pex;
 mod pipeline;
+mod select;
 mod slots;
 mod superseed;
 mod upload;
