@@ -242,3 +242,58 @@ fn a_selection_that_matches_nothing_names_the_patterns() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("file index 9 is out of range"), "{err}");
 }
+
+/// A magnet's selection applies once its metadata has arrived; `--sequential` and
+/// `--first-last` download the same bytes in another order.
+#[test]
+fn a_magnet_selection_and_streaming_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let content = Content::tree(&tmp.path().join("src"), "pack", TREE, 29);
+    let torrent = tmp.path().join("pack.torrent");
+    let info_hash = swarm_create(&content.path(), &torrent, Some(PIECE), &[]);
+    let seed_at = addr(6);
+    let mut seed = swarm_seed(&torrent, &content.dir, seed_at, &[]);
+    let link = format!("magnet:?xt=urn:btih:{info_hash}&x.pe={seed_at}");
+
+    let out = tmp.path().join("magnet");
+    let state = tmp.path().join("magnet-state");
+    let mut m = fetch(Path::new(&link), &out, &state, &["--only", "b/*"]);
+    let line = swarm_finish(&mut m);
+    assert!(line.contains("1 of 3 files"), "{line}");
+    assert_eq!(files_under(&out), vec![PathBuf::from("pack/b/middle.bin")]);
+    let middle = content.dir.join("pack/b/middle.bin");
+    assert_eq!(
+        sha1_file(&out.join("pack/b/middle.bin")),
+        sha1_file(&middle)
+    );
+
+    // Nothing matches once the files are known: the torrent fails, naming the pattern.
+    let none = tmp.path().join("none");
+    let mut n = fetch(
+        Path::new(&link),
+        &none,
+        &tmp.path().join("none-state"),
+        &["--only", "*.iso"],
+    );
+    let status = n.wait_exit(TRANSFER_TIMEOUT);
+    assert!(!status.success(), "{}", n.logs());
+    assert!(
+        n.stderr().contains("matches no file (--only \"*.iso\")"),
+        "{}",
+        n.logs()
+    );
+    assert!(files_under(&none).is_empty(), "{:?}", files_under(&none));
+
+    let ordered = tmp.path().join("ordered");
+    let peer = ["--peer", &seed_at.to_string()];
+    let extra = [&peer[..], &["--sequential", "--first-last"]].concat();
+    let mut s = fetch(
+        &torrent,
+        &ordered,
+        &tmp.path().join("ordered-state"),
+        &extra,
+    );
+    swarm_finish(&mut s);
+    content.assert_same_in(&ordered, "swarm --sequential --first-last");
+    seed.stop();
+}

@@ -215,7 +215,8 @@ impl Engine {
     /// `have`: pieces already verified on disk.
     pub fn new(cfg: TorrentConfig, layout: Layout, have: Bitfield, now: Instant) -> Self {
         let max_partials = Self::max_partials(&cfg, &layout);
-        let picker = Picker::new(&layout, &have, max_partials);
+        let mut picker = Picker::new(&layout, &have, max_partials);
+        picker.set_sequential(cfg.sequential);
         let verified_bytes = have.iter_ones().map(|p| layout.piece_size(p) as u64).sum();
         let total_bytes = layout.total_len();
         let mut rng = StdRng::seed_from_u64(cfg.rng_seed);

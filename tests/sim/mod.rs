@@ -64,6 +64,8 @@ pub struct NodeSpec {
     pub leave_after_upload: Option<u64>,
     /// A seed that super-seeds (BEP 16).
     pub super_seed: bool,
+    /// Downloads in piece order (`--sequential`).
+    pub sequential: bool,
 }
 
 impl NodeSpec {
@@ -74,6 +76,7 @@ impl NodeSpec {
             liar: false,
             leave_after_upload: None,
             super_seed: false,
+            sequential: false,
         }
     }
 
@@ -120,6 +123,10 @@ pub struct NodeReport {
     /// Piece bytes the harness delivered to it (whether its engine accepted them or not).
     pub delivered: u64,
     pub pieces: u32,
+    /// Pieces in the order its engine was told they were verified.
+    pub verified: Vec<u32>,
+    /// The engine's cap on pieces in progress at once.
+    pub max_partials: usize,
 }
 
 /// The outcome of a run.
@@ -275,6 +282,7 @@ struct Node {
     left: Option<Duration>,
     gave_up: Option<String>,
     delivered: u64,
+    verified: Vec<u32>,
 }
 
 /// The simulator. Build with [`Sim::new`], then [`Sim::run`].
@@ -312,6 +320,7 @@ impl Sim {
                 let cfg = TorrentConfig {
                     rng_seed: sc.seed * 1000 + i as u64,
                     super_seed: spec.super_seed,
+                    sequential: spec.sequential,
                     ..TorrentConfig::default()
                 };
                 let have = if spec.seed {
@@ -334,6 +343,7 @@ impl Sim {
                     left: None,
                     gave_up: None,
                     delivered: 0,
+                    verified: Vec::new(),
                 }
             })
             .collect();
@@ -433,6 +443,11 @@ impl Sim {
                     stats: n.engine.stats(),
                     delivered: n.delivered,
                     pieces: n.engine.have().count_ones(),
+                    max_partials: Engine::max_partials(
+                        &TorrentConfig::default(),
+                        n.engine.layout(),
+                    ),
+                    verified: n.verified,
                 })
                 .collect(),
         }
@@ -532,6 +547,7 @@ impl Sim {
                         peers: p.contributors.into_iter().collect(),
                     }
                 } else {
+                    self.nodes[node].verified.push(piece);
                     Event::PieceVerified { piece }
                 };
                 self.nodes[node].engine.handle(now, ev);

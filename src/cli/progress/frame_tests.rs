@@ -226,6 +226,40 @@ fn files_in_progress_get_lines_and_the_rest_a_count() {
 }
 
 #[test]
+fn a_selection_shows_only_wanted_files_and_its_own_progress() {
+    let mut s = all_states("album")[7].clone();
+    // Only tracks 10 to 13 are wanted.
+    let files: Vec<FileSize> = s
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| FileSize {
+            wanted: (10..14).contains(&i),
+            ..f.clone()
+        })
+        .collect();
+    s.files = files.into();
+    s.selection = Some(crate::snapshot::Wanted {
+        files: 4,
+        of_files: 40,
+        bytes: 4 * 1300 * 1024,
+    });
+    s.stats.wanted_bytes = 6 * MIB;
+    s.stats.wanted_verified_bytes = 3 * MIB;
+    let lines = file_lines(&s, 120);
+    assert!(!lines.is_empty());
+    for l in &lines {
+        let skipped = ["track 00", "track 09", "track 14", "track 39"];
+        assert!(!skipped.iter().any(|t| l.contains(t)), "{lines:?}");
+    }
+    let line = torrent_line(&s, &mut Memory::default(), 200);
+    for part in ["50.0%", "3.00 MiB/6.00 MiB", "4 of 40 files"] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    assert_eq!(s.left(), 3 * MIB);
+}
+
+#[test]
 fn several_torrents_get_a_total_line_and_nothing_before_data() {
     let a = downloading("a.iso");
     let b = Snapshot {

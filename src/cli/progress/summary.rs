@@ -205,6 +205,51 @@ mod tests {
     }
 
     #[test]
+    fn a_selection_says_how_much_of_the_torrent_it_was() {
+        let w = crate::selection::Wanted {
+            files: 1,
+            of_files: 12,
+            bytes: 3 * MIB,
+        };
+        let mut s = summary(4 * MIB, 0, 2, 0);
+        s.selection = Some(w);
+        let line = line_of("season", 100 * MIB, &s);
+        assert!(
+            line.starts_with(
+                "swarm: complete \"season\": 1 of 12 files (3.00 MiB of 100.00 MiB) at"
+            ),
+            "{line}"
+        );
+        s.complete = false;
+        s.stats.wanted_bytes = 4 * MIB;
+        s.stats.wanted_verified_bytes = MIB;
+        let line = line_of("season", 100 * MIB, &s);
+        assert!(
+            line.contains("1.00 MiB of 4.00 MiB (25.0%) wanted, 1 of 12 files"),
+            "{line}"
+        );
+        // --progress-json counts what is wanted, and says so.
+        let snap = Snapshot {
+            phase: Phase::Downloading,
+            total_bytes: 100 * MIB,
+            selection: Some(w),
+            stats: Stats {
+                wanted_bytes: 4 * MIB,
+                wanted_verified_bytes: MIB,
+                verified_bytes: 2 * MIB,
+                ..Stats::default()
+            },
+            ..Snapshot::default()
+        };
+        let j = json_object(&snap, &mut Memory::default());
+        assert_eq!(j["bytes_done"], MIB);
+        assert_eq!(j["bytes_total"], 4 * MIB);
+        assert_eq!(j["torrent_bytes"], 100 * MIB);
+        assert_eq!(j["selection"]["files"], 1);
+        assert_eq!(j["selection"]["files_total"], 12);
+    }
+
+    #[test]
     fn a_download_that_seeded_counts_only_download_time() {
         // 30 MiB in 40 s, 25 of them seeding: 15 s at 2 MiB/s.
         let line = line_of("movie.bin", 30 * MIB, &summary(30 * MIB, 0, 40, 25));

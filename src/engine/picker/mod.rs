@@ -252,7 +252,7 @@ impl Picker {
                 self.pick_new_rarest(LEVEL_HIGH, peer_has, want_total, rng, in_flight_here, out);
             }
             if self.sequential {
-                self.pick_new_sequential(peer_has, want_total, in_flight_here, out);
+                self.pick_new_sequential(peer_has, want_total, rng, in_flight_here, out);
             } else if self.have.count_ones() < self.random_first {
                 self.pick_new_random(peer_has, want_total, rng, in_flight_here, out);
             } else {

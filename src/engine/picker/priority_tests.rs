@@ -206,19 +206,33 @@ fn skip_to_normal_reenters_at_its_current_availability() {
 
 #[test]
 fn sequential_starts_pieces_in_index_order() {
-    // (Nothing is verified here, so past the first window each piece is "the next piece
-    // the peer has beyond the window": still index order.)
-    let mut p = setup(&"2".repeat(40), "", 100);
+    // Equally available pieces, each finished before the next is picked: the piece at the
+    // cursor wins every tie, so the order is the index order.
+    let mut p = setup(&"2".repeat(40), "", 8);
     p.set_sequential(true);
     assert_eq!(
-        pick_order(&mut p, &full(40), 0),
+        download_order(&mut p, &full(40), 0),
         (0..40).collect::<Vec<_>>()
     );
     // From the cursor: the lowest piece we lack and want.
-    let mut p = setup(&"2".repeat(8), "xx.x....", 10);
+    let mut p = setup(&"2".repeat(8), "xx.x....", 8);
     p.set_sequential(true);
     set(&mut p, "nnn-nnnn");
-    assert_eq!(pick_order(&mut p, &full(8), 0), [2, 4, 5, 6, 7]);
+    assert_eq!(download_order(&mut p, &full(8), 0), [2, 4, 5, 6, 7]);
+    // Pieces started together (none finished): the cursor's first, the rest of the
+    // window in random order, so downloaders at the same place fetch different pieces.
+    let orders: Vec<Vec<u32>> = (0..4)
+        .map(|seed| {
+            let mut p = setup(&"2".repeat(40), "", 8);
+            p.set_sequential(true);
+            pick_order(&mut p, &full(40), seed)
+        })
+        .collect();
+    for o in &orders {
+        assert_eq!(o[0], 0, "{o:?}");
+        assert!(o.iter().all(|&q| q < 16), "{o:?}");
+    }
+    assert!(orders.windows(2).any(|w| w[0] != w[1]), "{orders:?}");
 }
 
 #[test]
@@ -229,7 +243,8 @@ fn sequential_window_goes_rarest_first() {
     let mut avail = ['3'; 40];
     avail[5] = '1';
     avail[20] = '1';
-    let mut p = setup(&avail.iter().collect::<String>(), "", 10);
+    // 8 pieces in progress at most: the window is 16 pieces.
+    let mut p = setup(&avail.iter().collect::<String>(), "", 8);
     p.set_sequential(true);
     let order = download_order(&mut p, &full(40), 0);
     let mut want = vec![5, 0, 1, 2, 3, 20];
@@ -333,9 +348,11 @@ fn simulate(sequential: bool, max_partials: usize, seed: u64) -> Vec<usize> {
 fn sequential_verification_order_stays_within_the_window() {
     let w = SEQUENTIAL_WINDOW as usize;
     for seed in 0..4 {
-        for max_partials in [2, 5, w] {
+        // With more pieces in progress than the window, the window grows to hold them.
+        for max_partials in [2, 5, w, 3 * w] {
+            let window = w.max(2 * max_partials);
             let below = simulate(true, max_partials, seed);
-            assert!(below.iter().all(|&b| b < w), "{below:?}");
+            assert!(below.iter().all(|&b| b < window), "{below:?}");
         }
         // The same check catches rarest-first order: it is not sequential.
         let below = simulate(false, w, seed);
