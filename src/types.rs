@@ -9,12 +9,26 @@ use std::fmt;
 pub const BLOCK_SIZE: u32 = 16 * 1024;
 
 /// SHA-1 of the raw bencoded `info` dictionary.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct InfoHash(pub [u8; 20]);
 
 impl InfoHash {
     pub fn to_hex(&self) -> String {
         to_hex(&self.0)
+    }
+
+    /// 40 hex digits (either case); `None` for anything else.
+    pub fn from_hex(s: &str) -> Option<InfoHash> {
+        let s = s.as_bytes();
+        if s.len() != 40 {
+            return None;
+        }
+        let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        let mut out = [0u8; 20];
+        for (i, pair) in s.chunks_exact(2).enumerate() {
+            out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
+        Some(InfoHash(out))
     }
 }
 
@@ -238,6 +252,16 @@ pub fn to_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn info_hash_hex_round_trips_and_refuses_the_rest() {
+        let h = InfoHash([0xab; 20]);
+        assert_eq!(InfoHash::from_hex(&h.to_hex()), Some(h));
+        assert_eq!(InfoHash::from_hex(&h.to_hex().to_uppercase()), Some(h));
+        for bad in ["", "ab", &"g".repeat(40), &"a".repeat(41), &"é".repeat(20)] {
+            assert_eq!(InfoHash::from_hex(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn has_any_missing_from_compares_bytewise() {

@@ -173,7 +173,7 @@ fn info_json_has_the_fields() {
     assert_eq!(v["comment"], "swarm fixture");
     assert_eq!(
         v["files"],
-        serde_json::json!([{ "path": "single.bin", "length": 40000 }])
+        serde_json::json!([{ "index": 1, "path": "single.bin", "length": 40000 }])
     );
     assert_eq!(
         v["trackers"],

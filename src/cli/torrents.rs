@@ -68,6 +68,36 @@ fn resolve(peers: &[String], flag: &str) -> Result<Vec<SocketAddr>> {
     Ok(out)
 }
 
+/// The session's settings from the command line's (shared by `fetch`, `seed` and
+/// `daemon`).
+pub(super) fn session_config(
+    net: &CommonArgs,
+    down: &DownloadArgs,
+    state_dir: Option<PathBuf>,
+) -> Result<SessionConfig> {
+    let mut scfg = SessionConfig {
+        direct_writes: !down.buffered_writes,
+        lsd: !net.no_lsd,
+        dht: !net.no_dht,
+        port_mapping: !net.no_port_mapping,
+        encryption: net.encryption,
+        dht_nodes: resolve(&net.dht_nodes, "--dht-node")?,
+        // 0 means unlimited, as elsewhere.
+        max_upload_rate: net.max_upload_rate.filter(|&r| r > 0),
+        max_download_rate: down.max_download_rate.filter(|&r| r > 0),
+        state_dir,
+        ..SessionConfig::default()
+    };
+    if let Some(port) = net.port {
+        scfg.listen_port = port;
+        scfg.port_fallback = false;
+    }
+    if let Some(bind) = net.bind {
+        scfg.bind = bind;
+    }
+    Ok(scfg)
+}
+
 /// How `fetch` or `seed` runs, besides its options.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Run {
@@ -130,26 +160,7 @@ pub(super) fn torrent_cmd(
         no_trackers: net.no_trackers,
         peer_timeout: (down.peer_timeout > 0).then(|| Duration::from_secs(down.peer_timeout)),
     };
-    let mut scfg = SessionConfig {
-        direct_writes: !down.buffered_writes,
-        lsd: !net.no_lsd,
-        dht: !net.no_dht,
-        port_mapping: !net.no_port_mapping,
-        encryption: net.encryption,
-        dht_nodes: resolve(&net.dht_nodes, "--dht-node")?,
-        // 0 means unlimited, as elsewhere.
-        max_upload_rate: net.max_upload_rate.filter(|&r| r > 0),
-        max_download_rate: down.max_download_rate.filter(|&r| r > 0),
-        state_dir: state_root.clone(),
-        ..SessionConfig::default()
-    };
-    if let Some(port) = net.port {
-        scfg.listen_port = port;
-        scfg.port_fallback = false;
-    }
-    if let Some(bind) = net.bind {
-        scfg.bind = bind;
-    }
+    let scfg = session_config(&net, &down, state_root.clone())?;
     if scfg.state_dir.is_none() {
         tracing::warn!("no state directory (set --state-dir or HOME): every start rechecks");
     }
@@ -242,6 +253,7 @@ pub(super) fn torrent_cmd(
                 sources: sources.clone(),
                 recheck: net.recheck,
                 selection: selector.clone(),
+                priorities: None,
                 cfg: tcfg.clone(),
             };
             handles.push(session.add(spec).await?);

@@ -9,4 +9,6 @@
 //! - the core: the session, the torrent list and its state on disk.
 
 pub mod api;
+pub mod core;
 pub mod model;
+pub mod saved;

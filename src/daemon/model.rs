@@ -144,7 +144,10 @@ pub struct AddRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Add(AddRequest),
-    Delete { hashes: Hashes, delete_files: bool },
+    Delete {
+        hashes: Hashes,
+        delete_files: bool,
+    },
     Pause(Hashes),
     Resume(Hashes),
     Recheck(Hashes),
@@ -154,11 +157,23 @@ pub enum Command {
         files: Vec<usize>,
         priority: Priority,
     },
-    SetCategory { hashes: Hashes, category: String },
-    CreateCategory { name: String, save_path: Option<PathBuf> },
+    SetCategory {
+        hashes: Hashes,
+        category: String,
+    },
+    CreateCategory {
+        name: String,
+        save_path: Option<PathBuf>,
+    },
     /// Bytes per second; `None`: no cap of its own.
-    SetUploadLimit { hashes: Hashes, limit: Option<u64> },
-    SetDownloadLimit { hashes: Hashes, limit: Option<u64> },
+    SetUploadLimit {
+        hashes: Hashes,
+        limit: Option<u64>,
+    },
+    SetDownloadLimit {
+        hashes: Hashes,
+        limit: Option<u64>,
+    },
     SetPreferences(PrefsPatch),
 }
 

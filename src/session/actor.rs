@@ -212,6 +212,9 @@ impl Actor {
                 }
                 let _ = reply.send(found);
             }
+            Cmd::Respec(ih, spec, reply) => {
+                let _ = reply.send(self.respec(&ih, *spec));
+            }
             Cmd::Stats(reply) => {
                 let mut stats = self.stats;
                 if let Some(d) = self.dht.as_ref().map(DhtEdge::stats) {
@@ -285,6 +288,12 @@ impl Actor {
         let ih = *info_hash;
         self.runs
             .spawn(async move { (ih, gen, run.await) }.instrument(span));
+        // A recheck is for this run: a later one (after a pause) trusts its resume data.
+        if entry.spec.recheck {
+            let mut spec = (*entry.spec).clone();
+            spec.recheck = false;
+            entry.spec = Arc::new(spec);
+        }
         entry.run = Some(Run {
             gen,
             stop,
@@ -313,6 +322,25 @@ impl Actor {
         };
         let _ = run.stop.send(true);
         entry.after = after;
+        true
+    }
+
+    fn respec(&mut self, info_hash: &InfoHash, spec: TorrentSpec) -> bool {
+        let Some(entry) = self.torrents.get_mut(info_hash) else {
+            return false;
+        };
+        if entry.after == After::Remove {
+            return false;
+        }
+        entry.spec = Arc::new(spec);
+        match entry.after {
+            // Running (or pausing but resumed since): run again with the new spec.
+            After::Finish | After::Restart if entry.run.is_some() => {
+                self.stop_run(info_hash, After::Restart);
+            }
+            // Paused, pausing, or finished: the spec waits for `resume`.
+            _ => {}
+        }
         true
     }
 

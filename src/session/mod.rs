@@ -155,6 +155,9 @@ pub struct TorrentSpec {
     pub recheck: bool,
     /// Which files to download (all by default); applied once the files are known.
     pub selection: crate::selection::Selector,
+    /// One priority per file, set by hand (the daemon's `filePrio`): when it has one entry
+    /// per file of the torrent it is used instead of `selection`, and may want nothing.
+    pub priorities: Option<Arc<[crate::selection::Priority]>>,
     pub cfg: TorrentConfig,
 }
 
@@ -305,6 +308,7 @@ enum Cmd {
     Pause(InfoHash, oneshot::Sender<bool>),
     Resume(InfoHash, oneshot::Sender<bool>),
     Remove(InfoHash, oneshot::Sender<bool>),
+    Respec(InfoHash, Box<TorrentSpec>, oneshot::Sender<bool>),
     Stats(oneshot::Sender<SessionStats>),
 }
 
@@ -416,6 +420,19 @@ impl Session {
     /// Starts a paused or finished torrent again. False if there is no such torrent.
     pub async fn resume(&self, info_hash: InfoHash) -> bool {
         self.ask(|tx| Cmd::Resume(info_hash, tx))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Replaces how a torrent runs (its file selection, its limits, a recheck): a running
+    /// torrent stops cleanly (resume data written) and starts again with `spec`; a paused
+    /// or finished one keeps `spec` for when it is resumed. The info-hash must not change.
+    /// False if there is no such torrent (or `spec` is for another).
+    pub async fn respec(&self, info_hash: InfoHash, spec: TorrentSpec) -> bool {
+        if spec.content.info_hash() != info_hash {
+            return false;
+        }
+        self.ask(|tx| Cmd::Respec(info_hash, Box::new(spec), tx))
             .await
             .unwrap_or(false)
     }

@@ -135,8 +135,15 @@ async fn run_with(
     };
     let layout = meta.layout.clone();
     // A magnet's selection is judged here, once its files are known.
-    let files = spec.selection.apply(&selection::torrent_paths(&meta))?;
-    let selected = !spec.selection.is_all();
+    let (files, selected) = match &spec.priorities {
+        Some(p) if p.len() == meta.files.len() => {
+            (p.to_vec(), p.iter().any(|p| *p != Priority::Normal))
+        }
+        _ => (
+            spec.selection.apply(&selection::torrent_paths(&meta))?,
+            !spec.selection.is_all(),
+        ),
+    };
     let wanted = selected.then(|| Wanted::of(&layout, &files));
     if let Some(w) = wanted {
         tracing::info!(

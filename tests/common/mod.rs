@@ -271,6 +271,7 @@ pub fn spec(
         },
         recheck: false,
         selection: Default::default(),
+        priorities: None,
         cfg: cfg.clone(),
     }
 }

@@ -1,0 +1,694 @@
+//! The daemon's core: one session, the torrent list and the daemon's own state on disk.
+//! It carries out [`Command`]s one at a time and publishes a fresh [`View`] a few times a
+//! second, so front ends answer reads without waiting on it.
+//!
+//! Invariants:
+//! - Every change a command makes is in `daemon.json` (written atomically) before the
+//!   command is answered; a torrent's `.torrent` is in the state directory before it is in
+//!   the list. A restart (or a kill -9) comes back with the same torrents in the same
+//!   states, and their resume records spare the re-hash.
+//! - No request makes swarm write outside the download root: save paths are checked
+//!   lexically (absolute, no `..`, below the root) before anything is created, and a
+//!   torrent's own paths are already confined to its save path by the metainfo parser.
+//! - Deleting data removes only the torrent's own files (and directories left empty),
+//!   never a directory tree wholesale.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+
+use super::model::{
+    AddRequest, AddSource, Command, CommandError, CommandReply, FileView, Hashes, Prefs, Request,
+    TorrentView, View,
+};
+use super::saved::{self, Saved, SavedTorrent};
+use crate::config::{SessionConfig, TorrentConfig};
+use crate::magnet::Magnet;
+use crate::metainfo::Metainfo;
+use crate::selection::{torrent_paths, Priority};
+use crate::session::{
+    Content, MagnetSource, Mode, Session, Sources, Status, TorrentHandle, TorrentSpec,
+};
+use crate::snapshot::Phase;
+use crate::state::StateDir;
+use crate::types::InfoHash;
+
+/// How the daemon runs.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// The session's settings; `state_dir` must be set (the daemon lives in it).
+    pub session: SessionConfig,
+    /// Every torrent's engine settings (a torrent's own choices are applied on top).
+    pub torrent: TorrentConfig,
+    /// Where torrents go unless told otherwise (absolute).
+    pub download_dir: PathBuf,
+    /// The only directory (and below) a request may name as a save path (absolute).
+    pub download_root: PathBuf,
+    /// How often the [`View`] is refreshed.
+    pub refresh: Duration,
+}
+
+/// Why the daemon cannot start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("the daemon needs a state directory (--state-dir)")]
+    NoStateDir,
+    #[error("opening the state directory")]
+    State(#[source] crate::state::StateError),
+    #[error("the daemon's saved state")]
+    Saved(#[from] saved::SavedError),
+    #[error("starting the session")]
+    Session(#[source] crate::session::SessionError),
+}
+
+/// A running daemon core.
+pub struct Daemon {
+    view: watch::Receiver<Arc<View>>,
+    commands: mpsc::Sender<Request>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Commands queued at once; a front end waits for room beyond that.
+const COMMAND_QUEUE: usize = 64;
+
+impl Daemon {
+    /// Starts the session and every saved torrent (paused ones stay paused).
+    pub async fn start(cfg: DaemonConfig) -> Result<Daemon, DaemonError> {
+        let root = cfg
+            .session
+            .state_dir
+            .clone()
+            .ok_or(DaemonError::NoStateDir)?;
+        let state = StateDir::open(&root).map_err(DaemonError::State)?;
+        let saved = saved::load(state.root())?.unwrap_or(Saved {
+            version: saved::VERSION,
+            ..Saved::default()
+        });
+        let session = Session::start(cfg.session.clone())
+            .await
+            .map_err(DaemonError::Session)?;
+        let (view_tx, view) = watch::channel(Arc::new(View::default()));
+        let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (stop, stop_rx) = watch::channel(false);
+        let mut core = Core {
+            save_path: saved
+                .save_path
+                .clone()
+                .filter(|p| inside(p, &cfg.download_root))
+                .unwrap_or_else(|| cfg.download_dir.clone()),
+            categories: saved.categories.clone(),
+            cfg,
+            session,
+            state,
+            torrents: BTreeMap::new(),
+            view: view_tx,
+        };
+        for t in saved.torrents {
+            if let Err(e) = core.restore(t.clone()).await {
+                tracing::warn!(hash = %t.info_hash, error = %e, "saved torrent not restored");
+            }
+        }
+        core.publish();
+        let task = tokio::spawn(core.run(commands_rx, stop_rx));
+        Ok(Daemon {
+            view,
+            commands,
+            stop,
+            task,
+        })
+    }
+
+    pub fn view(&self) -> watch::Receiver<Arc<View>> {
+        self.view.clone()
+    }
+
+    pub fn commands(&self) -> mpsc::Sender<Request> {
+        self.commands.clone()
+    }
+
+    /// Stops every torrent cleanly (resume data written, `stopped` announced).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// One torrent in the daemon.
+struct Entry {
+    saved: SavedTorrent,
+    content: Content,
+    handle: TorrentHandle,
+}
+
+struct Core {
+    cfg: DaemonConfig,
+    session: Session,
+    state: StateDir,
+    torrents: BTreeMap<InfoHash, Entry>,
+    categories: BTreeMap<String, Option<PathBuf>>,
+    save_path: PathBuf,
+    view: watch::Sender<Arc<View>>,
+}
+
+impl Core {
+    async fn run(mut self, mut commands: mpsc::Receiver<Request>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.cfg.refresh);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.refresh(),
+                req = commands.recv() => match req {
+                    Some((cmd, reply)) => {
+                        let outcome = self.command(cmd).await;
+                        self.publish();
+                        let _ = reply.send(outcome);
+                    }
+                    None => break,
+                },
+                r = stop.changed() => if r.is_err() || *stop.borrow() { break },
+            }
+        }
+        self.save()
+            .unwrap_or_else(|e| tracing::warn!(error = %e, "daemon state not saved"));
+        self.session.shutdown().await;
+    }
+
+    /// Puts a saved torrent back into the session.
+    async fn restore(&mut self, t: SavedTorrent) -> Result<(), CommandError> {
+        let hash = t.hash().ok_or_else(|| bad("not an info-hash"))?;
+        let content = match self.saved_meta(&hash) {
+            Some(meta) => Content::Torrent(meta),
+            None => {
+                let link = t
+                    .magnet
+                    .as_deref()
+                    .ok_or_else(|| bad("neither its .torrent nor its magnet link is saved"))?;
+                let link = Magnet::parse(link).map_err(|e| bad(&e.to_string()))?;
+                Content::Magnet(Arc::new(MagnetSource::new(link, None)))
+            }
+        };
+        if !inside(&t.save_path, &self.cfg.download_root) {
+            return Err(CommandError::Forbidden(format!(
+                "{} is outside the download root",
+                t.save_path.display()
+            )));
+        }
+        self.insert(hash, t, content).await
+    }
+
+    /// Adds a torrent to the session (paused if its record says so) and to the list.
+    async fn insert(
+        &mut self,
+        hash: InfoHash,
+        saved: SavedTorrent,
+        content: Content,
+    ) -> Result<(), CommandError> {
+        let spec = self.spec(&saved, content.clone(), false);
+        let handle = self
+            .session
+            .add(spec)
+            .await
+            .map_err(|e| CommandError::Failed(crate::error::error_chain(&e)))?;
+        if saved.paused {
+            self.session.pause(hash).await;
+        }
+        self.torrents.insert(
+            hash,
+            Entry {
+                saved,
+                content,
+                handle,
+            },
+        );
+        Ok(())
+    }
+
+    fn spec(&self, t: &SavedTorrent, content: Content, recheck: bool) -> TorrentSpec {
+        TorrentSpec {
+            content,
+            dir: t.save_path.clone(),
+            mode: Mode::Fetch { seed: true },
+            sources: Sources::default(),
+            recheck,
+            selection: Default::default(),
+            priorities: t.file_priorities().map(Arc::from),
+            cfg: TorrentConfig {
+                sequential: t.sequential,
+                first_last: t.first_last,
+                ..self.cfg.torrent.clone()
+            },
+        }
+    }
+
+    /// The `.torrent` kept in the state directory for `hash`, if valid.
+    fn saved_meta(&self, hash: &InfoHash) -> Option<Arc<Metainfo>> {
+        let path = self.state.torrent_path(hash);
+        let bytes = crate::state::read_capped(&path, crate::metainfo::MAX_TORRENT_FILE)
+            .ok()
+            .flatten()?;
+        let meta = Metainfo::from_bytes(&bytes).ok()?;
+        (meta.info_hash == *hash).then(|| Arc::new(meta))
+    }
+
+    async fn command(&mut self, cmd: Command) -> Result<CommandReply, CommandError> {
+        match cmd {
+            Command::Add(req) => self.add(req).await,
+            Command::Delete {
+                hashes,
+                delete_files,
+            } => {
+                for h in self.select(&hashes) {
+                    self.delete(h, delete_files).await;
+                }
+                self.save_or_fail()
+            }
+            Command::Pause(hashes) => {
+                for h in self.select(&hashes) {
+                    self.session.pause(h).await;
+                    self.entry(&h)?.saved.paused = true;
+                }
+                self.save_or_fail()
+            }
+            Command::Resume(hashes) => {
+                for h in self.select(&hashes) {
+                    self.session.resume(h).await;
+                    self.entry(&h)?.saved.paused = false;
+                }
+                self.save_or_fail()
+            }
+            Command::Recheck(hashes) => {
+                for h in self.select(&hashes) {
+                    let e = &self.torrents[&h];
+                    let spec = self.spec(&e.saved, e.content.clone(), true);
+                    self.session.respec(h, spec).await;
+                    if e.saved.paused {
+                        // qBittorrent checks a stopped torrent too, and it stays stopped.
+                        self.session.resume(h).await;
+                    }
+                }
+                Ok(CommandReply::Done)
+            }
+            Command::FilePrio {
+                hash,
+                files,
+                priority,
+            } => self.file_prio(hash, &files, priority).await,
+            Command::SetCategory { hashes, category } => {
+                if !category.is_empty() && !self.categories.contains_key(&category) {
+                    return Err(bad("no such category"));
+                }
+                for h in self.select(&hashes) {
+                    self.entry(&h)?.saved.category = category.clone();
+                }
+                self.save_or_fail()
+            }
+            Command::CreateCategory { name, save_path } => {
+                if name.trim().is_empty() || name.contains(['\\', '\n']) {
+                    return Err(bad("invalid category name"));
+                }
+                if self.categories.contains_key(&name) {
+                    return Err(bad("the category exists"));
+                }
+                if let Some(p) = &save_path {
+                    self.check_path(p)?;
+                }
+                self.categories.insert(name, save_path);
+                self.save_or_fail()
+            }
+            Command::SetUploadLimit { .. } | Command::SetDownloadLimit { .. } => Err(
+                CommandError::Failed("per-torrent rate limits are not supported yet".into()),
+            ),
+            Command::SetPreferences(patch) => {
+                let now = self.prefs();
+                let changes_limits = patch.dl_limit.is_some_and(|l| l != now.dl_limit)
+                    || patch.up_limit.is_some_and(|l| l != now.up_limit)
+                    || patch.listen_port.is_some_and(|p| p != now.listen_port);
+                if changes_limits {
+                    return Err(CommandError::Failed(
+                        "the listen port and rate limits are set when the daemon starts \
+                         (--port, --max-upload-rate, --max-download-rate)"
+                            .into(),
+                    ));
+                }
+                if let Some(p) = patch.save_path {
+                    self.check_path(&p)?;
+                    self.save_path = p;
+                }
+                self.save_or_fail()
+            }
+        }
+    }
+
+    async fn add(&mut self, req: AddRequest) -> Result<CommandReply, CommandError> {
+        let category = req.category.clone().unwrap_or_default();
+        if !category.is_empty() && !self.categories.contains_key(&category) {
+            return Err(bad("no such category"));
+        }
+        let save_path = match (&req.save_path, self.categories.get(&category)) {
+            (Some(p), _) => p.clone(),
+            (None, Some(Some(p))) => p.clone(),
+            _ => self.save_path.clone(),
+        };
+        self.check_path(&save_path)?;
+        let mut added = Vec::new();
+        let mut errors = Vec::new();
+        for source in &req.sources {
+            let (hash, content, magnet) = match self.content_of(source) {
+                Ok(c) => c,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            if self.torrents.contains_key(&hash) {
+                continue;
+            }
+            let t = SavedTorrent {
+                info_hash: hash.to_hex(),
+                magnet,
+                save_path: save_path.clone(),
+                category: category.clone(),
+                paused: req.paused,
+                added_on: unix_now(),
+                completion_on: None,
+                priorities: None,
+                up_limit: req.up_limit,
+                down_limit: req.down_limit,
+                sequential: req.sequential,
+                first_last: req.first_last,
+            };
+            match self.insert(hash, t, content).await {
+                Ok(()) => added.push(hash),
+                Err(e) => errors.push(e),
+            }
+        }
+        self.save()
+            .map_err(|e| CommandError::Failed(crate::error::error_chain(&e)))?;
+        match (added.is_empty(), errors.pop()) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(CommandReply::Added(added)),
+        }
+    }
+
+    /// What a source is: its info-hash, content, and the link to remember for a magnet.
+    fn content_of(
+        &self,
+        source: &AddSource,
+    ) -> Result<(InfoHash, Content, Option<String>), CommandError> {
+        match source {
+            AddSource::Torrent(bytes) => {
+                let meta = Metainfo::from_bytes(bytes)
+                    .map_err(|e| bad(&format!("not a valid torrent: {}", error_text(&e))))?;
+                let hash = meta.info_hash;
+                if !self.torrents.contains_key(&hash) {
+                    self.state
+                        .save_torrent(&hash, bytes)
+                        .map_err(|e| CommandError::Failed(crate::error::error_chain(&e)))?;
+                }
+                Ok((hash, Content::Torrent(Arc::new(meta)), None))
+            }
+            AddSource::Magnet(link) => {
+                let parsed = Magnet::parse(link)
+                    .map_err(|e| bad(&format!("not a valid magnet link: {}", error_text(&e))))?;
+                let hash = parsed.info_hash;
+                let content = match self.saved_meta(&hash) {
+                    Some(meta) => Content::Torrent(meta),
+                    None => Content::Magnet(Arc::new(MagnetSource::new(parsed, None))),
+                };
+                Ok((hash, content, Some(link.clone())))
+            }
+        }
+    }
+
+    async fn file_prio(
+        &mut self,
+        hash: InfoHash,
+        files: &[usize],
+        priority: Priority,
+    ) -> Result<CommandReply, CommandError> {
+        let e = self.torrents.get(&hash).ok_or(CommandError::NotFound)?;
+        let meta = e
+            .content
+            .meta()
+            .ok_or_else(|| bad("the torrent's metadata is not known yet"))?;
+        let n = meta.files.len();
+        if let Some(&i) = files.iter().find(|&&i| i >= n) {
+            return Err(bad(&format!(
+                "file {i} does not exist (the torrent has {n})"
+            )));
+        }
+        let mut prios = e
+            .saved
+            .file_priorities()
+            .filter(|p| p.len() == n)
+            .unwrap_or_else(|| vec![Priority::Normal; n]);
+        for &i in files {
+            prios[i] = priority;
+        }
+        let entry = self.entry(&hash)?;
+        entry.saved.priorities = Some(prios.iter().map(|&p| saved::number_of(p)).collect());
+        let (saved, content) = (entry.saved.clone(), entry.content.clone());
+        let spec = self.spec(&saved, content, false);
+        self.session.respec(hash, spec).await;
+        self.save_or_fail()
+    }
+
+    /// Takes a torrent out of the session, and its data off the disk if asked.
+    async fn delete(&mut self, hash: InfoHash, delete_files: bool) {
+        let Some(e) = self.torrents.remove(&hash) else {
+            return;
+        };
+        let mut handle = e.handle.clone();
+        self.session.remove(hash).await;
+        // Its run has ended (files closed, resume data gone) before anything is deleted.
+        let _ = tokio::time::timeout(Duration::from_secs(30), handle.finished()).await;
+        let _ = std::fs::remove_file(self.state.torrent_path(&hash));
+        if delete_files {
+            if let Some(meta) = e.content.meta() {
+                remove_content(&e.saved.save_path, &meta);
+            }
+        }
+    }
+
+    fn entry(&mut self, hash: &InfoHash) -> Result<&mut Entry, CommandError> {
+        self.torrents.get_mut(hash).ok_or(CommandError::NotFound)
+    }
+
+    /// The torrents a command names that the daemon has (unknown hashes are ignored, as
+    /// qBittorrent does).
+    fn select(&self, hashes: &Hashes) -> Vec<InfoHash> {
+        match hashes {
+            Hashes::All => self.torrents.keys().copied().collect(),
+            Hashes::Some(h) => h
+                .iter()
+                .filter(|h| self.torrents.contains_key(h))
+                .copied()
+                .collect(),
+        }
+    }
+
+    fn check_path(&self, p: &Path) -> Result<(), CommandError> {
+        if inside(p, &self.cfg.download_root) {
+            Ok(())
+        } else {
+            Err(CommandError::Forbidden(format!(
+                "{} is not inside the download root {}",
+                p.display(),
+                self.cfg.download_root.display()
+            )))
+        }
+    }
+
+    fn prefs(&self) -> Prefs {
+        Prefs {
+            save_path: self.save_path.clone(),
+            download_root: self.cfg.download_root.clone(),
+            listen_port: self.session.local_addr().port(),
+            dl_limit: self.cfg.session.max_download_rate,
+            up_limit: self.cfg.session.max_upload_rate,
+        }
+    }
+
+    fn saved(&self) -> Saved {
+        Saved {
+            version: saved::VERSION,
+            save_path: Some(self.save_path.clone()),
+            dl_limit: self.cfg.session.max_download_rate,
+            up_limit: self.cfg.session.max_upload_rate,
+            categories: self.categories.clone(),
+            torrents: self.torrents.values().map(|e| e.saved.clone()).collect(),
+        }
+    }
+
+    fn save(&self) -> Result<(), saved::SavedError> {
+        saved::store(self.state.root(), &self.saved())
+    }
+
+    fn save_or_fail(&self) -> Result<CommandReply, CommandError> {
+        self.save()
+            .map(|()| CommandReply::Done)
+            .map_err(|e| CommandError::Failed(crate::error::error_chain(&e)))
+    }
+
+    /// Notes completions (saved once), then publishes a new view.
+    fn refresh(&mut self) {
+        let mut changed = false;
+        for e in self.torrents.values_mut() {
+            let phase = e.handle.snapshot.borrow().phase;
+            if e.saved.completion_on.is_none() && matches!(phase, Phase::Seeding | Phase::Done) {
+                e.saved.completion_on = Some(unix_now());
+                changed = true;
+            }
+        }
+        if changed {
+            if let Err(e) = self.save() {
+                tracing::warn!(error = %crate::error::error_chain(&e), "daemon state not saved");
+            }
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let torrents = self.torrents.iter().map(|(h, e)| view_of(h, e)).collect();
+        let view = View {
+            torrents,
+            categories: self.categories.clone(),
+            prefs: self.prefs(),
+            listen_port: self.session.local_addr().port(),
+            dht_nodes: 0,
+        };
+        self.view.send_replace(Arc::new(view));
+    }
+}
+
+fn view_of(hash: &InfoHash, e: &Entry) -> TorrentView {
+    let snapshot = e.handle.snapshot.borrow().clone();
+    let error = match &*e.handle.status.borrow() {
+        Status::Finished(r) => r
+            .as_ref()
+            .as_ref()
+            .err()
+            .map(|e| crate::error::error_chain(e)),
+        _ => None,
+    };
+    let meta = e.content.meta();
+    let prios = e.saved.file_priorities();
+    let files: Arc<[FileView]> = match &meta {
+        Some(m) => torrent_paths(m)
+            .into_iter()
+            .zip(&m.files)
+            .enumerate()
+            .map(|(i, (path, f))| FileView {
+                path,
+                size: f.length,
+                priority: prios
+                    .as_ref()
+                    .and_then(|p| p.get(i).copied())
+                    .unwrap_or(Priority::Normal),
+            })
+            .collect(),
+        None => Arc::from([]),
+    };
+    let magnet_uri = match (&meta, &e.content) {
+        (_, Content::Magnet(m)) => m.link.to_uri(),
+        (Some(m), _) => {
+            let mut link = Magnet::new(m.info_hash);
+            link.name = Some(m.name.clone());
+            link.trackers = m.tracker_tiers().into_iter().flatten().collect();
+            link.to_uri()
+        }
+        (None, Content::Torrent(_)) => String::new(),
+    };
+    TorrentView {
+        info_hash: *hash,
+        name: snapshot.name.clone(),
+        paused: e.saved.paused,
+        error,
+        save_path: e.saved.save_path.clone(),
+        category: e.saved.category.clone(),
+        added_on: e.saved.added_on,
+        completion_on: e.saved.completion_on,
+        up_limit: e.saved.up_limit,
+        down_limit: e.saved.down_limit,
+        sequential: e.saved.sequential,
+        first_last: e.saved.first_last,
+        files,
+        trackers: meta.as_ref().map(|m| m.tracker_tiers()).unwrap_or_default(),
+        magnet_uri,
+        private: meta.as_ref().is_some_and(|m| m.private),
+        comment: meta.as_ref().and_then(|m| m.comment.clone()),
+        created_by: meta.as_ref().and_then(|m| m.created_by.clone()),
+        creation_date: meta.as_ref().and_then(|m| m.creation_date),
+        snapshot,
+    }
+}
+
+/// Removes a torrent's files under `dir`, then the directories they leave empty (up to
+/// the torrent's own folder); never a whole tree.
+fn remove_content(dir: &Path, meta: &Metainfo) {
+    for f in &meta.files {
+        let path = dir.join(&f.path);
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "could not delete");
+            }
+        }
+        let mut parent = path.parent();
+        while let Some(p) = parent {
+            if p == dir || !p.starts_with(dir) || std::fs::remove_dir(p).is_err() {
+                break;
+            }
+            parent = p.parent();
+        }
+    }
+}
+
+/// Whether `p` is `root` or below it, judged on the path's words: absolute, and no `..`
+/// or `.` anywhere (a symlink inside the root is the owner's business).
+pub fn inside(p: &Path, root: &Path) -> bool {
+    p.is_absolute()
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && p.starts_with(root)
+}
+
+fn bad(why: &str) -> CommandError {
+    CommandError::BadRequest(why.to_string())
+}
+
+fn error_text(e: &dyn std::error::Error) -> String {
+    crate::error::error_chain(e)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_paths_stay_under_the_root() {
+        let root = Path::new("/srv/dl");
+        assert!(inside(Path::new("/srv/dl"), root));
+        assert!(inside(Path::new("/srv/dl/tv/s1"), root));
+        for p in [
+            "/srv/dl/../etc",
+            "/srv/dlx",
+            "srv/dl",
+            "/srv/dl/./x",
+            "/etc",
+            "",
+        ] {
+            assert!(!inside(Path::new(p), root), "{p}");
+        }
+    }
+}
