@@ -11,4 +11,5 @@
 pub mod api;
 pub mod core;
 pub mod model;
+pub mod page;
 pub mod saved;
