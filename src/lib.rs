@@ -7,6 +7,7 @@ pub mod bencode;
 pub mod cli;
 pub mod config;
 pub mod create;
+pub mod daemon;
 pub mod dht;
 pub mod engine;
 pub mod error;
