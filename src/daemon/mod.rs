@@ -8,4 +8,5 @@
 //! - `web`: HTTP, authentication and the page: the edge.
 //! - the core: the session, the torrent list and its state on disk.
 
+pub mod api;
 pub mod model;
