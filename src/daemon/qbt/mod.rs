@@ -15,11 +15,14 @@ mod commands;
 mod params;
 mod sync;
 mod torrents;
+mod trackers;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_commands;
+#[cfg(test)]
+mod tests_sync;
 
 use super::api::{ApiRequest, ApiResponse, Method, Outcome, ReplyKind, Step, SyncState};
 use super::model::{CommandError, CommandReply, View};
@@ -109,7 +112,7 @@ const ENDPOINTS: &[(&str, bool, Handler)] = &[
     ("torrents/info", false, torrents::info),
     ("torrents/properties", false, torrents::properties),
     ("torrents/files", false, torrents::files),
-    ("torrents/trackers", false, torrents::trackers),
+    ("torrents/trackers", false, trackers::trackers),
     ("torrents/categories", false, commands::categories),
     ("sync/maindata", false, sync::maindata),
     ("torrents/add", true, commands::add),

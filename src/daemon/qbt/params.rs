@@ -72,7 +72,7 @@ pub fn hashes(req: &ApiRequest, name: &str) -> Result<Hashes, Fail> {
         return Ok(Hashes::All);
     }
     let mut list: Vec<InfoHash> = raw.split('|').filter_map(parse_hash).collect();
-    list.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    list.sort_unstable();
     list.dedup();
     Ok(Hashes::Some(list))
 }
