@@ -59,7 +59,8 @@ pub struct ApiResponse {
 pub enum ReplyKind {
     /// 200 with an empty body on success.
     Empty,
-    /// `torrents/add`: 200 `Ok.`, or 415 `Fails.` when nothing could be added.
+    /// `torrents/add`: 200 `Ok.`, or 200 `Fails.` when nothing could be added (as
+    /// qBittorrent 4.5 answers).
     Add,
 }
 
@@ -67,7 +68,7 @@ pub enum ReplyKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     Reply(ApiResponse),
-    /// Ask the core; answer with [`Step::render`]'s result for `kind`.
+    /// Ask the core; answer with `qbt::render`'s response for `kind`.
     Ask(Command, ReplyKind),
 }
 

@@ -345,8 +345,9 @@ impl Core {
 
     async fn add(&mut self, req: AddRequest) -> Result<CommandReply, CommandError> {
         let category = req.category.clone().unwrap_or_default();
+        // qBittorrent makes a category named by an add on the fly.
         if !category.is_empty() && !self.categories.contains_key(&category) {
-            return Err(bad("no such category"));
+            self.categories.insert(category.clone(), None);
         }
         let save_path = match (&req.save_path, self.categories.get(&category)) {
             (Some(p), _) => p.clone(),

@@ -12,4 +12,5 @@ pub mod api;
 pub mod core;
 pub mod model;
 pub mod page;
+pub mod qbt;
 pub mod saved;
