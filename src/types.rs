@@ -9,7 +9,7 @@ use std::fmt;
 pub const BLOCK_SIZE: u32 = 16 * 1024;
 
 /// SHA-1 of the raw bencoded `info` dictionary.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct InfoHash(pub [u8; 20]);
 
 impl InfoHash {
