@@ -489,3 +489,52 @@ async fn the_page_is_not_there_yet_and_other_paths_are_404() {
     })
     .await;
 }
+
+/// Reads what the server sends until it closes the connection.
+async fn read_to_close(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_and_slow_clients_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    bounded(async {
+        let d = daemon().await;
+        // Too many headers.
+        let mut s = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+        let mut req = format!("GET /api/v2/app/version HTTP/1.1\r\nHost: {}\r\n", d.addr);
+        for i in 0..(web::MAX_HEADERS + 10) {
+            req += &format!("X-H{i}: v\r\n");
+        }
+        req += "Connection: close\r\n\r\n";
+        s.write_all(req.as_bytes()).await.unwrap();
+        let answer = read_to_close(&mut s).await;
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+        // Headers larger than the cap.
+        let mut s = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+        let req = format!(
+            "GET / HTTP/1.1\r\nHost: {}\r\nX-Big: {}\r\n\r\n",
+            d.addr,
+            "a".repeat(web::MAX_HEADER_BYTES * 2)
+        );
+        let _ = s.write_all(req.as_bytes()).await;
+        let answer = read_to_close(&mut s).await;
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+            "{answer:?}"
+        );
+        // A client that never finishes its headers is disconnected (after HEADER_TIMEOUT;
+        // the test's own bound is far longer).
+        let mut s = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+        s.write_all(b"GET /api/v2/app/version HTTP/1.1\r\nHost: x")
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut s).await;
+        assert!(!answer.contains("200 OK"), "{answer:?}");
+        d.shutdown().await;
+    })
+    .await;
+}

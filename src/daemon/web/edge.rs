@@ -90,10 +90,11 @@ pub(super) async fn respond(
             a.sessions.end(&sid);
         }
         let mut r = text(StatusCode::OK, "");
-        r.headers_mut().insert(
-            "set-cookie",
-            HeaderValue::from_static("SID=; HttpOnly; SameSite=Strict; path=/; Max-Age=0"),
-        );
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "{COOKIE}=; HttpOnly; SameSite=Strict; path=/; Max-Age=0"
+        )) {
+            r.headers_mut().insert("set-cookie", v);
+        }
         return r;
     }
     let (params, uploads) = match read_params(body, headers, query).await {
