@@ -69,14 +69,13 @@ fn the_web_page_adds_completes_deselects_and_removes_a_torrent() {
         .args(["--timeout", "90"]);
     let mut page = Proc::spawn("page driver", &mut drive);
     let status = page.wait_exit(Duration::from_secs(240));
-    assert!(
-        status.success(),
-        "{}\n{}",
-        page.logs(),
-        daemon.logs()
-    );
+    assert!(status.success(), "{}\n{}", page.logs(), daemon.logs());
     for step in ["LOGGED_IN", "ADDED", "COMPLETE", "DESELECTED", "REMOVED"] {
-        assert!(page.stdout().iter().any(|l| l == step), "{step}\n{}", page.logs());
+        assert!(
+            page.stdout().iter().any(|l| l == step),
+            "{step}\n{}",
+            page.logs()
+        );
     }
     assert!(shot.exists(), "no screenshot at {}", shot.display());
     // Removed with its data: nothing of it is left in the download directory.

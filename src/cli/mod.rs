@@ -4,6 +4,7 @@
 //! them) goes through [`text`] first, so no control sequence reaches the terminal.
 
 mod create_cmd;
+mod daemon_cmd;
 pub mod info;
 mod lock;
 mod parse;
@@ -73,6 +74,9 @@ enum Command {
     Info(InfoArgs),
     /// Run a small HTTP + UDP tracker until Ctrl-C.
     Tracker(TrackerArgs),
+    /// Run until stopped, with a web page and the qBittorrent Web API (v2 subset) that
+    /// media tools speak; torrents and their settings survive restarts.
+    Daemon(daemon_cmd::DaemonArgs),
     /// Print a shell completion script (e.g. `source <(swarm completions bash)`).
     Completions {
         /// The shell to complete for.
@@ -377,6 +381,7 @@ pub fn run() -> Result<()> {
             torrents::torrent_cmd(&a.torrents, a.dir, run, a.common, down, select)
         }
         Command::Tracker(a) => tracker_cmd(a),
+        Command::Daemon(a) => daemon_cmd::daemon_cmd(a, cli.quiet),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "swarm", &mut std::io::stdout());

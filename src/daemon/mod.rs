@@ -14,3 +14,4 @@ pub mod model;
 pub mod page;
 pub mod qbt;
 pub mod saved;
+pub mod web;
