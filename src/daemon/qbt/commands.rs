@@ -33,14 +33,15 @@ fn magnet(line: &str) -> Option<String> {
     parse_hash(line).map(|h| format!("magnet:?xt=urn:btih:{}", h.to_hex()))
 }
 
-/// `torrents/add`: uploaded `torrents` files and `urls` magnets (one a line). http(s)
-/// URLs are not fetched (the daemon makes no request a client chose): they are skipped
-/// like any line that is not a magnet; nothing left to add is qBittorrent's `Fails.`.
+/// `torrents/add`: every uploaded file, whatever its field (qBittorrent takes them all:
+/// its page names the field `torrents`, `qbittorrent-api` names them `torrent__0`, …),
+/// and `urls` magnets (one a line). http(s) URLs are not fetched (the daemon makes no
+/// request a client chose): they are skipped like any line that is not a magnet; nothing
+/// left to add is qBittorrent's `Fails.`.
 pub fn add(req: &ApiRequest, _: &View, _: &mut SyncState) -> Result<Step, Fail> {
     let mut sources: Vec<AddSource> = req
         .uploads
         .iter()
-        .filter(|u| u.field == "torrents")
         .map(|u| AddSource::Torrent(u.bytes.clone()))
         .collect();
     if let Some(urls) = req.param("urls") {
