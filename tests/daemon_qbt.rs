@@ -1,7 +1,8 @@
 //! The Python client library `qbittorrent-api` (PyPI), unchanged, against `swarm daemon`
 //! on loopback (`tests/interop/qbt_client.py`): log in, add a `.torrent` and a magnet,
 //! complete both from swarm seeds (found through a `swarm tracker`), read files,
-//! properties and trackers, skip a file, pause, resume, delete with files. The same
+//! properties and trackers, skip a file, pause, resume, set its limits, delete with
+//! files. The same
 //! script's reads against a real `qbittorrent-nox` give the same key set for every object
 //! (shapes compared, not values).
 //!

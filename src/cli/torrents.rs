@@ -254,6 +254,7 @@ pub(super) fn torrent_cmd(
                 recheck: net.recheck,
                 selection: selector.clone(),
                 priorities: None,
+                rates: Default::default(),
                 cfg: tcfg.clone(),
             };
             handles.push(session.add(spec).await?);

@@ -28,6 +28,7 @@ use super::saved::{self, Saved, SavedTorrent};
 use crate::config::{SessionConfig, TorrentConfig};
 use crate::magnet::Magnet;
 use crate::metainfo::Metainfo;
+use crate::net::limit::{RateLimiter, TorrentRates};
 use crate::selection::{torrent_paths, Priority};
 use crate::session::{
     Content, MagnetSource, Mode, Session, Sources, Status, TorrentHandle, TorrentSpec,
@@ -142,6 +143,8 @@ struct Entry {
     saved: SavedTorrent,
     content: Content,
     handle: TorrentHandle,
+    /// Its own caps, shared with its connections (changed without a restart).
+    rates: Arc<TorrentRates>,
 }
 
 struct Core {
@@ -207,7 +210,11 @@ impl Core {
         saved: SavedTorrent,
         content: Content,
     ) -> Result<(), CommandError> {
-        let spec = self.spec(&saved, content.clone(), false);
+        let rates = Arc::new(TorrentRates {
+            up: RateLimiter::new(saved.up_limit.unwrap_or(0)),
+            down: RateLimiter::new(saved.down_limit.unwrap_or(0)),
+        });
+        let spec = self.spec(&saved, content.clone(), rates.clone(), false);
         let handle = self
             .session
             .add(spec)
@@ -222,12 +229,19 @@ impl Core {
                 saved,
                 content,
                 handle,
+                rates,
             },
         );
         Ok(())
     }
 
-    fn spec(&self, t: &SavedTorrent, content: Content, recheck: bool) -> TorrentSpec {
+    fn spec(
+        &self,
+        t: &SavedTorrent,
+        content: Content,
+        rates: Arc<TorrentRates>,
+        recheck: bool,
+    ) -> TorrentSpec {
         TorrentSpec {
             content,
             dir: t.save_path.clone(),
@@ -236,6 +250,7 @@ impl Core {
             recheck,
             selection: Default::default(),
             priorities: t.file_priorities().map(Arc::from),
+            rates,
             cfg: TorrentConfig {
                 sequential: t.sequential,
                 first_last: t.first_last,
@@ -283,7 +298,7 @@ impl Core {
             Command::Recheck(hashes) => {
                 for h in self.select(&hashes) {
                     let e = &self.torrents[&h];
-                    let spec = self.spec(&e.saved, e.content.clone(), true);
+                    let spec = self.spec(&e.saved, e.content.clone(), e.rates.clone(), true);
                     self.session.respec(h, spec).await;
                     if e.saved.paused {
                         // qBittorrent checks a stopped torrent too, and it stays stopped.
@@ -319,9 +334,22 @@ impl Core {
                 self.categories.insert(name, save_path);
                 self.save_or_fail()
             }
-            Command::SetUploadLimit { .. } | Command::SetDownloadLimit { .. } => Err(
-                CommandError::Failed("per-torrent rate limits are not supported yet".into()),
-            ),
+            Command::SetUploadLimit { hashes, limit } => {
+                for h in self.select(&hashes) {
+                    let e = self.entry(&h)?;
+                    e.saved.up_limit = limit;
+                    e.rates.up.set_rate(limit.unwrap_or(0)).await;
+                }
+                self.save_or_fail()
+            }
+            Command::SetDownloadLimit { hashes, limit } => {
+                for h in self.select(&hashes) {
+                    let e = self.entry(&h)?;
+                    e.saved.down_limit = limit;
+                    e.rates.down.set_rate(limit.unwrap_or(0)).await;
+                }
+                self.save_or_fail()
+            }
             Command::SetPreferences(patch) => {
                 let now = self.prefs();
                 let changes_limits = patch.dl_limit.is_some_and(|l| l != now.dl_limit)
@@ -452,8 +480,12 @@ impl Core {
         }
         let entry = self.entry(&hash)?;
         entry.saved.priorities = Some(prios.iter().map(|&p| saved::number_of(p)).collect());
-        let (saved, content) = (entry.saved.clone(), entry.content.clone());
-        let spec = self.spec(&saved, content, false);
+        let (saved, content, rates) = (
+            entry.saved.clone(),
+            entry.content.clone(),
+            entry.rates.clone(),
+        );
+        let spec = self.spec(&saved, content, rates, false);
         self.session.respec(hash, spec).await;
         self.save_or_fail()
     }

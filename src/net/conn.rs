@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use super::crypt::DialMemory;
 pub use super::dial::dial;
-use super::limit::RateLimiter;
+use super::limit::Limits;
 use super::reader::{self, EventBudget};
 use crate::config::Encryption;
 use crate::engine::PeerKey;
@@ -67,10 +67,10 @@ pub struct ConnCtx {
     pub keepalive: Duration,
     /// Dial from this address (the one we listen on), so peers see where to reach us.
     pub local_addr: Option<std::net::IpAddr>,
-    /// Session-wide upload cap (Piece bytes), if any.
-    pub up_limit: Option<Arc<RateLimiter>>,
-    /// Session-wide download cap (bytes read), if any.
-    pub down_limit: Option<Arc<RateLimiter>>,
+    /// Upload caps, the session's and the torrent's (Piece bytes).
+    pub up_limit: Limits,
+    /// Download caps, the session's and the torrent's (bytes read).
+    pub down_limit: Limits,
     /// Our handshake sets the BEP 5 DHT bit: the session runs a DHT node and the torrent
     /// is not known to be private (the engine sends the `Port` message itself).
     pub dht: bool,
@@ -344,7 +344,8 @@ async fn write_loop(
                 ConnCmd::Send(msg) => wire::encode(&msg, &mut out),
                 ConnCmd::Serve(block) => {
                     let Some(bytes) = data.next() else { break };
-                    if let Some(limit) = &ctx.up_limit {
+                    if ctx.up_limit.active() {
+                        let limit = &ctx.up_limit;
                         // Send what is paid for, then wait for this block's turn.
                         flush(
                             key,

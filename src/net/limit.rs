@@ -1,4 +1,6 @@
-//! Session-wide rate limits: one token bucket per direction, shared by every connection.
+//! Rate limits: one token bucket per direction for the session, shared by every
+//! connection, and one per direction for each torrent (its own cap, changeable while it
+//! runs; off until set). A connection waits for both ([`Limits`]).
 //!
 //! The writer of a connection acquires a Piece's bytes before it sends it; the reader
 //! acquires the bytes it has just read before it reads more (so a capped download stops
@@ -12,6 +14,8 @@
 //!
 //! The arithmetic is [`Bucket`], pure and time-passed-in; [`RateLimiter`] adds the waiting.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -67,16 +71,21 @@ impl Bucket {
     }
 }
 
-/// A [`Bucket`] that async callers wait on, first come first served.
+/// A [`Bucket`] that async callers wait on, first come first served. A rate of 0 is no
+/// limit: callers pass at once, without queueing.
 #[derive(Debug)]
 pub struct RateLimiter {
+    /// Bytes/s; 0: unlimited. Read before the bucket's lock, so an unlimited limiter costs
+    /// one atomic load.
+    rate: AtomicU64,
     bucket: Mutex<Bucket>,
 }
 
 impl RateLimiter {
-    /// `rate` bytes/s with [`Bucket::default_burst`].
+    /// `rate` bytes/s with [`Bucket::default_burst`]; 0: unlimited.
     pub fn new(rate: u64) -> Self {
         RateLimiter {
+            rate: AtomicU64::new(rate),
             bucket: Mutex::new(Bucket::new(
                 rate,
                 Bucket::default_burst(rate),
@@ -85,10 +94,28 @@ impl RateLimiter {
         }
     }
 
+    /// The rate in bytes/s (0: unlimited).
+    pub fn rate(&self) -> u64 {
+        self.rate.load(Ordering::Relaxed)
+    }
+
+    /// A new rate from now on (0: unlimited); waiters see it at their next try.
+    pub async fn set_rate(&self, rate: u64) {
+        let mut bucket = self.bucket.lock().await;
+        *bucket = Bucket::new(rate, Bucket::default_burst(rate), Instant::now());
+        self.rate.store(rate, Ordering::Relaxed);
+    }
+
     /// Wait until `bytes` may pass. Callers queue in arrival order.
     pub async fn acquire(&self, bytes: u64) {
+        if self.rate() == 0 {
+            return;
+        }
         let mut bucket = self.bucket.lock().await;
         loop {
+            if self.rate() == 0 {
+                return;
+            }
             match bucket.try_take(bytes, Instant::now()) {
                 Ok(()) => return,
                 Err(wait) => tokio::time::sleep(wait).await,
@@ -97,9 +124,88 @@ impl RateLimiter {
     }
 }
 
+/// One torrent's own caps, shared between whoever sets them (the daemon) and its
+/// connections. Unlimited until set.
+#[derive(Debug)]
+pub struct TorrentRates {
+    pub up: RateLimiter,
+    pub down: RateLimiter,
+}
+
+impl Default for TorrentRates {
+    fn default() -> Self {
+        TorrentRates {
+            up: RateLimiter::new(0),
+            down: RateLimiter::new(0),
+        }
+    }
+}
+
+/// What a connection's bytes in one direction wait for: the session's cap and its
+/// torrent's.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub session: Option<Arc<RateLimiter>>,
+    pub torrent: Option<Arc<TorrentRates>>,
+    /// Which of the torrent's two limiters: upload (`true`) or download.
+    pub up: bool,
+}
+
+impl Limits {
+    fn torrent(&self) -> Option<&RateLimiter> {
+        let t = self.torrent.as_deref()?;
+        Some(if self.up { &t.up } else { &t.down })
+    }
+
+    /// Whether any cap applies now.
+    pub fn active(&self) -> bool {
+        self.session.is_some() || self.torrent().is_some_and(|t| t.rate() > 0)
+    }
+
+    /// Wait until `bytes` may pass both caps.
+    pub async fn acquire(&self, bytes: u64) {
+        if let Some(t) = self.torrent() {
+            t.acquire(bytes).await;
+        }
+        if let Some(s) = &self.session {
+            s.acquire(bytes).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_torrents_cap_is_off_until_set_and_changes_while_in_use() {
+        let rates = Arc::new(TorrentRates::default());
+        let up = Limits {
+            session: None,
+            torrent: Some(rates.clone()),
+            up: true,
+        };
+        assert!(!up.active());
+        let t0 = Instant::now();
+        up.acquire(u64::MAX / 2).await;
+        assert_eq!(Instant::now(), t0, "unlimited waits for nothing");
+        rates.up.set_rate(1000).await;
+        assert!(up.active());
+        let burst = Bucket::default_burst(1000);
+        up.acquire(burst).await;
+        assert_eq!(Instant::now(), t0, "a full bucket's burst passes at once");
+        up.acquire(1000).await;
+        let waited = Instant::now() - t0;
+        assert!(waited >= Duration::from_millis(999), "{waited:?}");
+        // The download side is its own.
+        let down = Limits {
+            up: false,
+            ..up.clone()
+        };
+        assert!(!down.active());
+        rates.up.set_rate(0).await;
+        assert!(!up.active());
+    }
 
     #[test]
     fn bucket_refills_at_its_rate_and_caps_at_burst() {

@@ -197,9 +197,9 @@ pub(super) async fn read_loop(
         if buf.capacity() - buf.len() < READ_REFILL {
             buf.reserve(READ_CHUNK);
         }
-        let read = match &ctx.down_limit {
-            None => timeout(ctx.idle_timeout, rd.read_buf(&mut buf)).await,
-            Some(_) => {
+        let read = match ctx.down_limit.active() {
+            false => timeout(ctx.idle_timeout, rd.read_buf(&mut buf)).await,
+            true => {
                 let mut limited = (&mut *rd).take(LIMITED_READ);
                 timeout(ctx.idle_timeout, limited.read_buf(&mut buf)).await
             }
@@ -213,8 +213,8 @@ pub(super) async fn read_loop(
                     let len = buf.len();
                     c.apply(&mut buf[len - n..]);
                 }
-                if let Some(limit) = &ctx.down_limit {
-                    limit.acquire(n as u64).await;
+                if ctx.down_limit.active() {
+                    ctx.down_limit.acquire(n as u64).await;
                 }
             }
             Ok(Err(e)) => return Err(e.into()),

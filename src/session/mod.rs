@@ -158,6 +158,9 @@ pub struct TorrentSpec {
     /// One priority per file, set by hand (the daemon's `filePrio`): when it has one entry
     /// per file of the torrent it is used instead of `selection`, and may want nothing.
     pub priorities: Option<Arc<[crate::selection::Priority]>>,
+    /// The torrent's own upload and download caps, changeable while it runs (the
+    /// daemon's `setUploadLimit`); unlimited by default.
+    pub rates: Arc<crate::net::limit::TorrentRates>,
     pub cfg: TorrentConfig,
 }
 

@@ -19,6 +19,7 @@ use crate::engine::{Engine, Event, PeerSource};
 use crate::metainfo::Metainfo;
 use crate::net::conn::{ConnCtx, Content as ConnContent, Incoming};
 use crate::net::driver::{Control, Driver, Inputs as DriverInputs, Outcome};
+use crate::net::limit::Limits as RateCaps;
 use crate::selection::{self, Priority, Wanted};
 use crate::snapshot::{FileSize, Limits, Phase, Snapshot, Totals};
 use crate::store::{self, Storage, StoreConfig};
@@ -95,8 +96,16 @@ async fn run_with(
         idle_timeout: shared.cfg.peer_idle_timeout,
         keepalive: shared.cfg.keepalive_interval,
         local_addr: Some(shared.cfg.bind),
-        up_limit: shared.up_limit.clone(),
-        down_limit: shared.down_limit.clone(),
+        up_limit: RateCaps {
+            session: shared.up_limit.clone(),
+            torrent: Some(spec.rates.clone()),
+            up: true,
+        },
+        down_limit: RateCaps {
+            session: shared.down_limit.clone(),
+            torrent: Some(spec.rates.clone()),
+            up: false,
+        },
         dht: dht.is_some(),
         encryption: shared.cfg.encryption,
         dial_memory: Default::default(),

@@ -272,6 +272,7 @@ pub fn spec(
         recheck: false,
         selection: Default::default(),
         priorities: None,
+        rates: Default::default(),
         cfg: cfg.clone(),
     }
 }

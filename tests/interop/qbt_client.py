@@ -5,8 +5,8 @@ the sorted key set of every kind of object read, to compare servers by shape.
 
   qbt_client.py full URL USER PASSWORD TORRENT MAGNET SAVEDIR [--timeout S]
       log in, add the .torrent and the magnet, wait until both are complete, read files,
-      properties and trackers, skip a file, pause, resume, delete the magnet's torrent
-      with its files.
+      properties and trackers, skip a file, pause, resume, set its limits, delete the
+      magnet's torrent with its files.
   qbt_client.py shapes URL USER PASSWORD TORRENT SAVEDIR
       log in, add the .torrent, read every kind of object once.
 """
@@ -110,6 +110,12 @@ def main():
     wait("resumed", a.timeout,
          lambda: not c.torrents_info(torrent_hashes=h)[0].state.startswith(("paused", "stopped")))
     print("RESUMED", flush=True)
+    c.torrents_set_upload_limit(limit=1 << 20, torrent_hashes=h)
+    c.torrents_set_download_limit(limit=2 << 20, torrent_hashes=h)
+    wait("limits", a.timeout, lambda: (c.torrents_info(torrent_hashes=h)[0].up_limit,
+                                       c.torrents_info(torrent_hashes=h)[0].dl_limit)
+         == (1 << 20, 2 << 20))
+    print("LIMITS", flush=True)
     md = c.sync_maindata(rid=0)
     again = c.sync_maindata(rid=md["rid"])
     if again.get("full_update"):
