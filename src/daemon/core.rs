@@ -145,6 +145,9 @@ struct Entry {
     handle: TorrentHandle,
     /// Its own caps, shared with its connections (changed without a restart).
     rates: Arc<TorrentRates>,
+    /// Restored paused: it runs until its data is checked (so the list shows what is on
+    /// disk), then pauses.
+    pause_after_check: bool,
 }
 
 struct Core {
@@ -163,7 +166,7 @@ impl Core {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => self.refresh(),
+                _ = tick.tick() => self.refresh().await,
                 req = commands.recv() => match req {
                     Some((cmd, reply)) => {
                         let outcome = self.command(cmd).await;
@@ -200,7 +203,7 @@ impl Core {
                 t.save_path.display()
             )));
         }
-        self.insert(hash, t, content).await
+        self.insert(hash, t, content, true).await
     }
 
     /// Adds a torrent to the session (paused if its record says so) and to the list.
@@ -209,6 +212,7 @@ impl Core {
         hash: InfoHash,
         saved: SavedTorrent,
         content: Content,
+        restoring: bool,
     ) -> Result<(), CommandError> {
         let rates = Arc::new(TorrentRates {
             up: RateLimiter::new(saved.up_limit.unwrap_or(0)),
@@ -220,7 +224,10 @@ impl Core {
             .add(spec)
             .await
             .map_err(|e| CommandError::Failed(crate::error::error_chain(&e)))?;
-        if saved.paused {
+        // One added paused by a request stops at once; one restored paused first checks
+        // its data (its resume record spares the re-hash), so its state is known.
+        let pause_after_check = saved.paused && restoring;
+        if saved.paused && !restoring {
             self.session.pause(hash).await;
         }
         self.torrents.insert(
@@ -230,6 +237,7 @@ impl Core {
                 content,
                 handle,
                 rates,
+                pause_after_check,
             },
         );
         Ok(())
@@ -291,7 +299,9 @@ impl Core {
             Command::Resume(hashes) => {
                 for h in self.select(&hashes) {
                     self.session.resume(h).await;
-                    self.entry(&h)?.saved.paused = false;
+                    let e = self.entry(&h)?;
+                    e.saved.paused = false;
+                    e.pause_after_check = false;
                 }
                 self.save_or_fail()
             }
@@ -410,7 +420,7 @@ impl Core {
                 sequential: req.sequential,
                 first_last: req.first_last,
             };
-            match self.insert(hash, t, content).await {
+            match self.insert(hash, t, content, false).await {
                 Ok(()) => added.push(hash),
                 Err(e) => errors.push(e),
             }
@@ -567,15 +577,24 @@ impl Core {
             .map_err(|e| CommandError::Failed(crate::error::error_chain(&e)))
     }
 
-    /// Notes completions (saved once), then publishes a new view.
-    fn refresh(&mut self) {
+    /// Pauses restored torrents whose check is done, notes completions (saved once),
+    /// then publishes a new view.
+    async fn refresh(&mut self) {
         let mut changed = false;
-        for e in self.torrents.values_mut() {
+        let mut to_pause = Vec::new();
+        for (h, e) in self.torrents.iter_mut() {
             let phase = e.handle.snapshot.borrow().phase;
+            if e.pause_after_check && phase != Phase::Checking {
+                e.pause_after_check = false;
+                to_pause.push(*h);
+            }
             if e.saved.completion_on.is_none() && matches!(phase, Phase::Seeding | Phase::Done) {
                 e.saved.completion_on = Some(unix_now());
                 changed = true;
             }
+        }
+        for h in to_pause {
+            self.session.pause(h).await;
         }
         if changed {
             if let Err(e) = self.save() {

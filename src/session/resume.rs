@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::error::error_chain;
 use crate::metainfo::Metainfo;
-use crate::snapshot::{Snapshot, Totals};
+use crate::snapshot::{Phase, Snapshot, Totals};
 use crate::state::resume::{judge, ResumeRecord};
 use crate::state::{self, StateDir};
 use crate::store::{FileStamp, Storage, StoreError};
@@ -155,19 +155,35 @@ fn progress_key(s: &Snapshot) -> (u32, u64, u64) {
     (s.have.count_ones(), t.uploaded, t.downloaded)
 }
 
-/// Writes a record every `interval` while pieces or transfer totals changed, until `stop`.
+/// Writes a record every `interval` while pieces or transfer totals changed, and at once
+/// when the download completes (a kill -9 right after then costs no re-hash), until `stop`.
 pub(super) async fn keep_writing(
     recorder: Arc<Recorder>,
     interval: Duration,
     mut snapshot: watch::Receiver<Snapshot>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut last = progress_key(&snapshot.borrow_and_update());
+    let complete = |s: &Snapshot| matches!(s.phase, Phase::Seeding | Phase::Done);
+    let (mut last, mut was_complete) = {
+        let s = snapshot.borrow_and_update();
+        (progress_key(&s), complete(&s))
+    };
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            r = snapshot.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                let now_complete = complete(&snapshot.borrow_and_update());
+                let completed = now_complete && !was_complete;
+                was_complete = now_complete;
+                if !completed {
+                    continue;
+                }
+            }
             r = stop.changed() => if r.is_err() || *stop.borrow() { return },
         }
         let (key, have, totals) = {
