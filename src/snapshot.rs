@@ -102,6 +102,26 @@ pub struct Snapshot {
     pub limits: Limits,
     /// While fetching a magnet's metadata: from how many peers, how far.
     pub metadata: Option<MetadataStatus>,
+    /// The connected peers (at most the torrent's peer cap).
+    pub peers: Arc<[PeerInfo]>,
+}
+
+/// One connected peer, as a peer list shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerInfo {
+    pub addr: std::net::SocketAddr,
+    /// From its peer id (`-qB4520-` → `qB 4.5.2.0`), else the id's printable start.
+    pub client: String,
+    /// Fraction of the torrent it has.
+    pub progress: f64,
+    pub down_rate: f64,
+    pub up_rate: f64,
+    pub downloaded: u64,
+    pub uploaded: u64,
+    /// qBittorrent's flag letters: `D`/`d` (we download / would but are choked), `U`/`u`
+    /// (we upload / it would but is choked), `I` (it dialled us), `X` (from PEX) is not
+    /// tracked, `E` (encrypted) is not tracked here.
+    pub flags: String,
 }
 
 /// A metadata fetch, as the display shows it.

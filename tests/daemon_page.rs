@@ -20,24 +20,6 @@ const TREE: &[(&str, usize)] = &[
     ("c.bin", 200_007),
 ];
 
-/// `swarm daemon` on loopback with a password from a file; waited for until it listens.
-fn swarm_daemon(dir: &Path, state: &Path, web: std::net::SocketAddr, pw: &Path) -> Proc {
-    let mut c = swarm_cmd();
-    c.arg("-v")
-        .args(["daemon", "--no-lsd", "--no-dht", "--no-port-mapping"])
-        .arg("-d")
-        .arg(dir)
-        .arg("--state-dir")
-        .arg(state)
-        .args(["--bind", "127.0.0.1", "--port", "0"])
-        .args(["--web", &web.to_string()])
-        .arg("--web-password-file")
-        .arg(pw);
-    let mut p = Proc::spawn("swarm daemon", &mut c);
-    wait_listening(&mut p, web);
-    p
-}
-
 #[test]
 fn the_web_page_adds_completes_deselects_and_removes_a_torrent() {
     if !enabled("daemon web page") {

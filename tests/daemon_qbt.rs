@@ -74,19 +74,7 @@ fn qbittorrent_api_drives_the_daemon_like_qbittorrent() {
     let pw = tmp.path().join("password");
     std::fs::write(&pw, "correct horse battery\n").unwrap();
     let web = addr(1);
-    let mut c = swarm_cmd();
-    c.arg("-v")
-        .args(["daemon", "--no-lsd", "--no-dht", "--no-port-mapping"])
-        .arg("-d")
-        .arg(&dir)
-        .arg("--state-dir")
-        .arg(tmp.path().join("state"))
-        .args(["--bind", "127.0.0.1", "--port", "0"])
-        .args(["--web", &web.to_string()])
-        .arg("--web-password-file")
-        .arg(&pw);
-    let mut daemon = Proc::spawn("swarm daemon", &mut c);
-    wait_listening(&mut daemon, web);
+    let mut daemon = swarm_daemon(&dir, &tmp.path().join("state"), web, &pw);
 
     let magnet = format!("magnet:?xt=urn:btih:{two_hash}&tr={announce}");
     let save = dir.join("tv");

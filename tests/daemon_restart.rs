@@ -13,23 +13,6 @@ use serde_json::Value;
 
 const PASSWORD: &str = "correct horse battery";
 
-fn daemon(dir: &Path, state: &Path, web: std::net::SocketAddr, pw: &Path) -> Proc {
-    let mut c = swarm_cmd();
-    c.arg("-v")
-        .args(["daemon", "--no-lsd", "--no-dht", "--no-port-mapping"])
-        .arg("-d")
-        .arg(dir)
-        .arg("--state-dir")
-        .arg(state)
-        .args(["--bind", "127.0.0.1", "--port", "0"])
-        .args(["--web", &web.to_string()])
-        .arg("--web-password-file")
-        .arg(pw);
-    let mut p = Proc::spawn("swarm daemon", &mut c);
-    wait_listening(&mut p, web);
-    p
-}
-
 /// A logged-in API client (blocking calls on a small runtime of its own).
 struct Api {
     rt: tokio::runtime::Runtime,
@@ -161,7 +144,7 @@ fn five_torrents_survive_kill_9_as_they_were() {
     let pw = tmp.path().join("password");
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
     let web = addr(1);
-    let mut d = daemon(&dir, &state, web, &pw);
+    let mut d = swarm_daemon(&dir, &state, web, &pw);
     let api = Api::login(web);
     let links: Vec<String> = hashes
         .iter()
@@ -186,7 +169,9 @@ fn five_torrents_survive_kill_9_as_they_were() {
     wait_until("paused and deselected", Duration::from_secs(60), || {
         let s = api.states();
         let paused = s.iter().filter(|(_, st, _)| st == "pausedUP").count();
-        paused == 2 && api.priorities(&hashes[4]) == [1, 0]
+        // The deselection ran the torrent again: wait until it is seeding, not checking.
+        let seeding = s.iter().filter(|(_, st, _)| st == "stalledUP").count();
+        paused == 2 && seeding == 3 && api.priorities(&hashes[4]) == [1, 0]
     });
     // Every torrent's resume record is on disk (written at completion and at the pause).
     wait_until("resume records", Duration::from_secs(60), || {
@@ -204,7 +189,7 @@ fn five_torrents_survive_kill_9_as_they_were() {
     seed.stop();
 
     // Back, with no peer to fetch anything from: what it has, it had.
-    let mut d = daemon(&dir, &state, web, &pw);
+    let mut d = swarm_daemon(&dir, &state, web, &pw);
     let api = Api::login(web);
     wait_until(
         "the same five, in the same states",

@@ -17,6 +17,7 @@ pub mod magnet;
 pub mod peer;
 mod pex;
 pub mod picker;
+mod report;
 mod select;
 mod slots;
 mod superseed;

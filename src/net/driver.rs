@@ -435,6 +435,7 @@ impl Driver {
             Core::Idle => return,
         };
         let stats = engine.stats();
+        let peers = engine.peer_infos();
         let layout = engine.layout();
         let seeded = engine.seeding_for(Instant::now());
         let phase = if engine.is_complete() {
@@ -453,6 +454,7 @@ impl Driver {
             s.pieces_total = layout.num_pieces();
             s.stats = stats;
             s.seeded = seeded;
+            s.peers = peers.into();
             if s.have != *engine.have() {
                 s.have.clone_from(engine.have());
             }

@@ -592,6 +592,25 @@ pub fn swarm_seed_many(torrents: &[&Path], dir: &Path, at: SocketAddr, extra: &[
     p
 }
 
+/// `swarm -v daemon --no-lsd --no-dht --no-port-mapping -d DIR --state-dir STATE --bind
+/// 127.0.0.1 --port 0 --web WEB --web-password-file PW`, waited for until it listens.
+pub fn swarm_daemon(dir: &Path, state: &Path, web: SocketAddr, pw: &Path) -> Proc {
+    let mut c = swarm_cmd();
+    c.arg("-v")
+        .args(["daemon", "--no-lsd", "--no-dht", "--no-port-mapping"])
+        .arg("-d")
+        .arg(dir)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--bind", "127.0.0.1", "--port", "0"])
+        .args(["--web", &web.to_string()])
+        .arg("--web-password-file")
+        .arg(pw);
+    let mut p = Proc::spawn("swarm daemon", &mut c);
+    wait_listening(&mut p, web);
+    p
+}
+
 /// Waits for a `swarm fetch` to exit 0; returns its summary line.
 pub fn swarm_finish(fetch: &mut Proc) -> String {
     let status = fetch.wait_exit(TRANSFER_TIMEOUT);

@@ -160,10 +160,25 @@ async function detail(fresh) {
   $("#detail-name").textContent = t.name;
   $("#toggle").textContent = stopped(t) ? "Start" : "Stop";
   $("#peers").textContent = `${t.num_seeds} seeds and ${t.num_leechs} leechers connected`;
-  const [files, trackers] = await Promise.all([
+  const [files, trackers, peers] = await Promise.all([
     call("torrents/files", { params: { hash: selected } }),
     call("torrents/trackers", { params: { hash: selected } }),
+    call("sync/torrentPeers", { params: { hash: selected, rid: 0 } }),
   ]);
+  const pb = $("#peer-list tbody");
+  pb.replaceChildren();
+  const list = Object.entries(peers.peers || {});
+  $("#peer-list").hidden = list.length === 0;
+  for (const [addr, p] of list) {
+    const row = document.createElement("tr");
+    cell(row, addr, "name");
+    cell(row, p.client || "");
+    cell(row, ((p.progress || 0) * 100).toFixed(1) + "%");
+    cell(row, rate(p.dl_speed));
+    cell(row, rate(p.up_speed));
+    cell(row, p.flags || "").title = p.flags_desc || "";
+    pb.appendChild(row);
+  }
   const fb = $("#files tbody");
   // Redrawn only when asked or when nothing has focus in it, so a click is not lost.
   if (fresh || !fb.contains(document.activeElement)) {

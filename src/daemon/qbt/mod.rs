@@ -13,6 +13,7 @@
 mod app;
 mod commands;
 mod params;
+mod peers;
 mod sync;
 mod torrents;
 mod trackers;
@@ -115,6 +116,7 @@ const ENDPOINTS: &[(&str, bool, Handler)] = &[
     ("torrents/trackers", false, trackers::trackers),
     ("torrents/categories", false, commands::categories),
     ("sync/maindata", false, sync::maindata),
+    ("sync/torrentPeers", false, peers::torrent_peers),
     ("torrents/add", true, commands::add),
     ("torrents/delete", true, commands::delete),
     ("torrents/pause", true, commands::pause),

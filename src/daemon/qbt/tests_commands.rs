@@ -133,8 +133,9 @@ fn add_sources_and_options() {
         filename: "a.torrent".into(),
         bytes: b"d4:infod".to_vec(),
     });
+    // qbittorrent-api names its files torrent__N: every uploaded file is a torrent.
     r.uploads.push(Upload {
-        field: "other".into(),
+        field: "torrent__1".into(),
         filename: "b".into(),
         bytes: b"x".to_vec(),
     });
@@ -147,6 +148,7 @@ fn add_sources_and_options() {
         Command::Add(AddRequest {
             sources: vec![
                 AddSource::Torrent(b"d4:infod".to_vec()),
+                AddSource::Torrent(b"x".to_vec()),
                 AddSource::Magnet(format!("magnet:?xt=urn:btih:{HASH_A}")),
                 AddSource::Magnet(format!("magnet:?xt=urn:btih:{HASH_B}")),
             ],
