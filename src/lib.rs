@@ -9,6 +9,7 @@ pub mod config;
 pub mod create;
 pub mod daemon;
 pub mod dht;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod layout;

@@ -1,0 +1,240 @@
+//! A table of situations, each with the finding it must produce and its one-sentence cause.
+
+use super::*;
+
+/// A healthy download: one tracker answered, peers connected, nothing missing.
+fn healthy() -> Facts {
+    Facts {
+        complete: false,
+        metadata: false,
+        private: false,
+        trackers: vec![TrackerFact {
+            host: "tracker.example".into(),
+            outcome: TrackerOutcome::Answered { peers: 5 },
+        }],
+        dht_nodes: Some(120),
+        dht_peers: 3,
+        lsd_peers: 0,
+        pex_peers: 2,
+        attempts: Attempts {
+            connected: 4,
+            refused: 1,
+            ..Attempts::default()
+        },
+        peers_connected: 4,
+        peers_choking_us: 1,
+        metadata_offers: 0,
+        missing_everywhere: (0, 100),
+        mapping: Mapping::Mapped {
+            external: "203.0.113.7:6881".into(),
+        },
+        incoming_seen: Some(true),
+        disk_error: None,
+    }
+}
+
+fn failed(host: &str, why: &str) -> TrackerFact {
+    TrackerFact {
+        host: host.into(),
+        outcome: TrackerOutcome::Failed(why.into()),
+    }
+}
+
+fn no_peers(mut f: Facts) -> Facts {
+    f.peers_connected = 0;
+    f.peers_choking_us = 0;
+    f.attempts = Attempts::default();
+    f
+}
+
+#[test]
+fn each_situation_has_its_finding_and_its_cause() {
+    type Case = (&'static str, Facts, &'static str, Severity, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            "nothing wrong",
+            healthy(),
+            "peers",
+            Severity::Ok,
+            "Nothing wrong found: peers are connected and have what we lack.",
+        ),
+        (
+            "no tracker answered",
+            Facts {
+                trackers: vec![
+                    failed("a.example", "DNS error"),
+                    failed("b.example", "connection refused"),
+                ],
+                dht_nodes: Some(0),
+                dht_peers: 0,
+                pex_peers: 0,
+                ..no_peers(healthy())
+            },
+            "trackers",
+            Severity::Fail,
+            "No peer was found: all 2 trackers failed (a.example: DNS error; b.example: \
+             connection refused), and the DHT has 0 nodes.",
+        ),
+        (
+            "trackers answered with no peers",
+            Facts {
+                trackers: vec![TrackerFact {
+                    host: "t.example".into(),
+                    outcome: TrackerOutcome::Answered { peers: 0 },
+                }],
+                dht_peers: 0,
+                pex_peers: 0,
+                ..no_peers(healthy())
+            },
+            "peers",
+            Severity::Fail,
+            "No peer was found: the trackers know no other peer for this torrent.",
+        ),
+        (
+            "every handshake refused for encryption",
+            Facts {
+                attempts: Attempts {
+                    peer_requires_encryption: 3,
+                    ..Attempts::default()
+                },
+                ..no_peers(healthy())
+            },
+            "encryption",
+            Severity::Fail,
+            "Every peer that answered requires encryption, which --encryption off refuses: \
+             use --encryption prefer.",
+        ),
+        (
+            "all peers choking",
+            Facts {
+                peers_choking_us: 4,
+                ..healthy()
+            },
+            "choking",
+            Severity::Warn,
+            "Every connected peer is choking us: they are busy serving others.",
+        ),
+        (
+            "pieces missing from every peer",
+            Facts {
+                missing_everywhere: (12, 4096),
+                ..healthy()
+            },
+            "pieces",
+            Severity::Fail,
+            "No connected peer has 12 of the 4096 pieces we lack: the swarm has no complete \
+             copy; wait for a seed.",
+        ),
+        (
+            "port mapping failed",
+            Facts {
+                mapping: Mapping::Failed("no router answered".into()),
+                incoming_seen: Some(false),
+                ..healthy()
+            },
+            "port",
+            Severity::Warn,
+            "Nothing wrong found: peers are connected and have what we lack.",
+        ),
+        (
+            "disk full",
+            Facts {
+                disk_error: Some("writing /dl/a.bin: No space left on device".into()),
+                ..healthy()
+            },
+            "disk",
+            Severity::Fail,
+            "The download stopped on a disk error: writing /dl/a.bin: No space left on device.",
+        ),
+        (
+            "peers refuse or time out",
+            Facts {
+                attempts: Attempts {
+                    refused: 4,
+                    timed_out: 2,
+                    ..Attempts::default()
+                },
+                ..no_peers(healthy())
+            },
+            "peers",
+            Severity::Fail,
+            "Every peer found failed to connect (4 refused, 2 timed out): they may be offline \
+             or behind firewalls.",
+        ),
+        (
+            "a magnet whose peers lack the metadata",
+            Facts {
+                metadata: true,
+                metadata_offers: 0,
+                ..healthy()
+            },
+            "metadata",
+            Severity::Fail,
+            "Connected peers do not offer the metadata: wait for a peer that has it.",
+        ),
+        (
+            "complete",
+            Facts {
+                complete: true,
+                peers_choking_us: 4,
+                ..healthy()
+            },
+            "peers",
+            Severity::Ok,
+            "Nothing is wrong: every wanted piece is here.",
+        ),
+    ];
+    for (name, facts, topic, severity, cause) in cases {
+        let d = diagnose(&facts);
+        let f = d
+            .findings
+            .iter()
+            .filter(|f| f.topic == topic)
+            .max_by_key(|f| f.severity)
+            .unwrap_or_else(|| panic!("{name}: no {topic} finding in {:?}", d.findings));
+        assert_eq!(f.severity, severity, "{name}: {f:?}");
+        assert_eq!(d.cause, cause, "{name}");
+        assert_eq!(d.cause.matches(". ").count(), 0, "{name}: one sentence");
+        for f in &d.findings {
+            assert!(!f.text.is_empty(), "{name}: empty {} finding", f.topic);
+        }
+    }
+}
+
+#[test]
+fn a_failed_finding_fails_the_diagnosis() {
+    assert!(!diagnose(&healthy()).fails());
+    let stuck = Facts {
+        disk_error: Some("x".into()),
+        ..healthy()
+    };
+    assert!(diagnose(&stuck).fails());
+}
+
+#[test]
+fn tracker_summaries() {
+    let answered = |peers| TrackerFact {
+        host: "t".into(),
+        outcome: TrackerOutcome::Answered { peers },
+    };
+    assert_eq!(
+        tracker_summary(&[answered(3), answered(4), failed("x", "timed out")]),
+        "2 of 3 trackers answered with 7 peers"
+    );
+    assert_eq!(
+        tracker_summary(&[
+            failed("x", "timed out"),
+            failed("y", "refused"),
+            failed("z", "?")
+        ]),
+        "all 3 trackers failed (x: timed out; y: refused)"
+    );
+    let pending = TrackerFact {
+        host: "p".into(),
+        outcome: TrackerOutcome::Pending,
+    };
+    assert_eq!(
+        tracker_summary(&[failed("x", "timed out"), pending]),
+        "1 of 2 trackers failed (x: timed out)"
+    );
+}
