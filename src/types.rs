@@ -19,14 +19,17 @@ impl InfoHash {
 
     /// 40 hex digits (either case); `None` for anything else.
     pub fn from_hex(s: &str) -> Option<InfoHash> {
-        let s = s.as_bytes();
-        if s.len() != 40 {
+        Self::from_hex_bytes(s.as_bytes())
+    }
+
+    /// [`InfoHash::from_hex`] over bytes (a datagram's field).
+    pub fn from_hex_bytes(b: &[u8]) -> Option<InfoHash> {
+        if b.len() != 40 {
             return None;
         }
-        let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
         let mut out = [0u8; 20];
-        for (i, pair) in s.chunks_exact(2).enumerate() {
-            out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+        for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+            *o = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
         }
         Some(InfoHash(out))
     }

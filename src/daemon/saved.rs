@@ -94,7 +94,8 @@ impl SavedTorrent {
     }
 }
 
-/// qBittorrent's file priority number for ours.
+/// qBittorrent's file priority number for ours (what `daemon.json` keeps, and what the
+/// API shows).
 pub fn number_of(p: Priority) -> u8 {
     match p {
         Priority::Skip => 0,

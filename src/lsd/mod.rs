@@ -179,7 +179,7 @@ pub fn parse(datagram: &[u8]) -> Result<Announce, LsdParseError> {
             if infohash_lines > MAX_INFOHASHES {
                 return Err(LsdParseError::TooManyInfohashes);
             }
-            if let Some(h) = parse_hash(value) {
+            if let Some(h) = InfoHash::from_hex_bytes(value) {
                 if h.0 != [0; 20] && !info_hashes.contains(&h) {
                     info_hashes.push(h);
                 }
@@ -250,17 +250,6 @@ fn parse_port(value: &[u8]) -> Result<u16, LsdParseError> {
         Ok(p) if p != 0 => Ok(p),
         _ => Err(LsdParseError::BadPort),
     }
-}
-
-fn parse_hash(value: &[u8]) -> Option<InfoHash> {
-    if value.len() != 40 {
-        return None;
-    }
-    let mut out = [0u8; 20];
-    for (o, pair) in out.iter_mut().zip(value.chunks_exact(2)) {
-        *o = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
-    }
-    Some(InfoHash(out))
 }
 
 /// A cookie is ours only if it is the hex number we send; anything else is someone else's.

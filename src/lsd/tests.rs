@@ -19,7 +19,7 @@ fn secs(n: u64) -> Duration {
 const HEX_A: &str = "0123456789abcdef0123456789abcdef01234567";
 
 fn hash_of(hex: &str) -> InfoHash {
-    parse_hash(hex.as_bytes()).unwrap()
+    InfoHash::from_hex_bytes(hex.as_bytes()).unwrap()
 }
 
 #[test]

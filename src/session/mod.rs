@@ -22,6 +22,7 @@ mod lsd;
 mod magnet;
 mod plan;
 mod resume;
+mod startup;
 mod torrent;
 
 use std::net::SocketAddr;

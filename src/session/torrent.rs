@@ -1,20 +1,19 @@
-//! One run of one torrent: open its files, decide what is verified (resume data or a
-//! recheck), then run the store task, the engine's driver, the announcer and the resume
+//! One run of one torrent: open its files and decide what is verified (`startup.rs`:
+//! resume data or a recheck), then run the store task, the engine's driver, the announcer and the resume
 //! writer until it completes or is stopped; then flush, record and report.
 //!
 //! It owns everything it starts and ends all of it before returning: a stopped or failed
 //! torrent leaves no task behind, and its last resume record covers every piece written.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use super::resume::{self, Recorder, Start};
-use super::{magnet, plan, Content, Mode, Shared, Summary, TorrentError, TorrentSpec};
+use super::resume::{self, Recorder};
+use super::{magnet, plan, startup, Content, Mode, Shared, Summary, TorrentError, TorrentSpec};
 use crate::engine::{Engine, Event, PeerSource};
 use crate::metainfo::Metainfo;
 use crate::net::conn::{ConnCtx, Content as ConnContent, Incoming};
@@ -22,10 +21,9 @@ use crate::net::driver::{Control, Driver, Inputs as DriverInputs, Outcome};
 use crate::net::limit::Limits as RateCaps;
 use crate::selection::{self, Priority, Wanted};
 use crate::snapshot::{FileSize, Limits, Phase, Snapshot, Totals};
-use crate::store::{self, Storage, StoreConfig};
+use crate::store::{self, StoreConfig};
 use crate::tracker::announcer::{self, AnnouncerConfig};
 use crate::tracker::client;
-use crate::types::Bitfield;
 use crate::types::InfoHash;
 
 /// How long the store may take to flush what it holds when a run ends.
@@ -187,11 +185,11 @@ async fn run_with(
             ..Snapshot::default()
         }
     });
-    let (storage, start) = open(shared, spec, &meta, &files).await?;
+    let (storage, start) = startup::open(shared, spec, &meta, &files).await?;
     let storage = Arc::new(storage);
     let hashes = Arc::new(meta.piece_hashes.clone());
     let Some((have, before, trusted)) =
-        verified_pieces(shared, &storage, &hashes, start, snapshot, stop).await?
+        startup::verified_pieces(shared, &storage, &hashes, start, snapshot, stop).await?
     else {
         let path = spec.dir.join(&meta.name);
         return Ok(stopped_while_checking(started, path, Some(meta)));
@@ -404,146 +402,6 @@ fn stopped_while_checking(started: Instant, path: PathBuf, meta: Option<Arc<Meta
         seeded: None,
         path,
         selection: None,
-    }
-}
-
-/// Opens the torrent's files (creating them for a download) and reads its resume record,
-/// judged against the files as they were before we touched them. Skipped files that are
-/// not on disk keep their share of boundary pieces in the part file; files wanted now take
-/// theirs back from it.
-async fn open(
-    shared: &Shared,
-    spec: &TorrentSpec,
-    meta: &Arc<Metainfo>,
-    prios: &[Priority],
-) -> Result<(Storage, Start), TorrentError> {
-    let meta = meta.clone();
-    let skipped: Vec<bool> = prios.iter().map(|p| *p == Priority::Skip).collect();
-    let dir = spec.dir.clone();
-    let create = matches!(spec.mode, Mode::Fetch { .. });
-    let state = shared.state.clone();
-    let force = spec.recheck;
-    let direct = shared.cfg.direct_writes;
-    let job = tokio::task::spawn_blocking(move || {
-        let files: Vec<(PathBuf, u64)> = meta
-            .files
-            .iter()
-            .map(|f| (f.path.clone(), f.length))
-            .collect();
-        let mut storage =
-            Storage::open(&dir, &files, meta.layout.clone(), create)?.with_direct_writes(direct);
-        // Without a state directory there is nowhere else: skipped files' shares of
-        // boundary pieces are written in place, as aria2 does.
-        if let (Some(state), true) = (&state, create) {
-            storage = storage.with_part_file(state.part_path(&meta.info_hash), &skipped)?;
-        }
-        let at_open = (storage.stamps_at_open(), storage.part_stamp_at_open());
-        let start = resume::load(state.as_ref(), &meta, at_open.0, at_open.1, force);
-        if create {
-            let adopted = storage.adopt_parts()?;
-            if !adopted.is_empty() {
-                tracing::info!(files = ?adopted, "moved data of newly selected files out of the part file");
-            }
-        }
-        Ok::<_, TorrentError>((storage, start))
-    });
-    job.await.map_err(TorrentError::Task)?
-}
-
-/// The pieces verified on disk, earlier runs' totals, and whether resume data was trusted.
-/// `None` when stopped meanwhile.
-async fn verified_pieces(
-    shared: &Shared,
-    storage: &Arc<Storage>,
-    hashes: &Arc<Vec<[u8; 20]>>,
-    start: Start,
-    snapshot: &watch::Sender<Snapshot>,
-    stop: &mut watch::Receiver<bool>,
-) -> Result<Option<(Bitfield, Totals, bool)>, TorrentError> {
-    match start {
-        Start::Trusted { have, before } => {
-            // Pieces written after the record was made, if any, are hashed; nothing else.
-            let extra = {
-                let (storage, skip) = (storage.clone(), have.clone());
-                tokio::task::spawn_blocking(move || storage.pieces_with_data(&skip))
-                    .await
-                    .map_err(TorrentError::Task)?
-            };
-            tracing::info!(
-                pieces = have.count_ones(),
-                checking = extra.len(),
-                "resume data trusted"
-            );
-            if extra.is_empty() {
-                return Ok(Some((have, before, true)));
-            }
-            let Some(found) = check(shared, storage, hashes, Some(extra), snapshot, stop).await?
-            else {
-                return Ok(None);
-            };
-            let mut have = have;
-            found.iter_ones().for_each(|p| {
-                have.set(p);
-            });
-            // Not trusted as it stands: a new record with what was found is due.
-            Ok(Some((have, before, false)))
-        }
-        Start::Recheck { why, before } => {
-            tracing::info!(reason = %why, "checking all data");
-            Ok(check(shared, storage, hashes, None, snapshot, stop)
-                .await?
-                .map(|have| (have, before, false)))
-        }
-    }
-}
-
-/// Re-hashes `pieces` (all when `None`) on the session's hashing threads, one torrent at a
-/// time, showing progress. `None` when stopped meanwhile.
-async fn check(
-    shared: &Shared,
-    storage: &Arc<Storage>,
-    hashes: &Arc<Vec<[u8; 20]>>,
-    pieces: Option<Vec<u32>>,
-    snapshot: &watch::Sender<Snapshot>,
-    stop: &mut watch::Receiver<bool>,
-) -> Result<Option<Bitfield>, TorrentError> {
-    let _turn = tokio::select! {
-        permit = shared.checking.clone().acquire_owned() => permit.ok(),
-        _ = stop.changed() => return Ok(None),
-    };
-    let progress = Arc::new(AtomicU64::new(0));
-    let cancel = Arc::new(AtomicBool::new(false));
-    let mut task = {
-        let (storage, hashes) = (storage.clone(), hashes.clone());
-        let (progress, cancel) = (progress.clone(), cancel.clone());
-        let threads = shared.cfg.hash_threads;
-        tokio::task::spawn_blocking(move || match pieces {
-            None => store::recheck(&storage, &hashes, threads, &progress, &cancel),
-            Some(p) => store::recheck_pieces(&storage, &hashes, &p, threads, &progress, &cancel),
-        })
-    };
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let mut stopping = false;
-    loop {
-        tokio::select! {
-            r = &mut task => {
-                let r = r.map_err(TorrentError::Task)?;
-                if stopping {
-                    return Ok(None);
-                }
-                let have = r?;
-                snapshot.send_modify(|s| s.checked_bytes = s.total_bytes);
-                return Ok(Some(have));
-            }
-            _ = tick.tick() => {
-                let done = progress.load(Ordering::Relaxed);
-                snapshot.send_modify(|s| s.checked_bytes = done);
-            }
-            _ = stop.changed(), if !stopping => {
-                stopping = true;
-                cancel.store(true, Ordering::Relaxed);
-            }
-        }
     }
 }
 

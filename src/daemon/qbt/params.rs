@@ -5,21 +5,13 @@
 
 use crate::daemon::api::ApiRequest;
 use crate::daemon::model::Hashes;
-use crate::types::{hex_digit, InfoHash};
+use crate::types::InfoHash;
 
 use super::Fail;
 
-/// A 40-hex-digit info-hash, any case; anything else is `None`.
+/// A 40-hex-digit info-hash, any case (spaces around it allowed); anything else is `None`.
 pub fn parse_hash(s: &str) -> Option<InfoHash> {
-    let b = s.trim().as_bytes();
-    if b.len() != 40 {
-        return None;
-    }
-    let mut out = [0u8; 20];
-    for (i, pair) in b.chunks_exact(2).enumerate() {
-        out[i] = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
-    }
-    Some(InfoHash(out))
+    InfoHash::from_hex(s.trim())
 }
 
 /// A required parameter: missing is qBittorrent's bare 400.

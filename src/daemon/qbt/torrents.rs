@@ -8,7 +8,6 @@ use serde_json::{json, Map, Value};
 
 use crate::daemon::api::{ApiRequest, Step, SyncState};
 use crate::daemon::model::{TorrentView, View};
-use crate::selection::Priority;
 use crate::snapshot::Phase;
 
 use super::params::{self, parse_hash};
@@ -334,15 +333,6 @@ pub fn properties(req: &ApiRequest, view: &View, _: &mut SyncState) -> Result<St
     Ok(Step::Reply(super::json(&Value::Object(value))))
 }
 
-/// qBittorrent's file priority numbers.
-pub fn priority_number(p: Priority) -> u8 {
-    match p {
-        Priority::Skip => 0,
-        Priority::Normal => 1,
-        Priority::High => 6,
-    }
-}
-
 /// Bytes of `[start, start+len)` inside verified pieces.
 fn verified_in(t: &TorrentView, start: u64, len: u64) -> u64 {
     let s = &t.snapshot;
@@ -382,7 +372,7 @@ pub fn files(req: &ApiRequest, view: &View, _: &mut SyncState) -> Result<Step, F
                 "index": index,
                 "name": f.path,
                 "piece_range": [first, last],
-                "priority": priority_number(f.priority),
+                "priority": crate::daemon::saved::number_of(f.priority),
                 "progress": if f.size == 0 { 1.0 } else { done as f64 / f.size as f64 },
                 "size": f.size,
             });
