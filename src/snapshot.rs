@@ -44,6 +44,24 @@ pub struct Stats {
     /// are judged on. Without a selection, the whole torrent.
     pub wanted_bytes: u64,
     pub wanted_verified_bytes: u64,
+    /// Distinct addresses learnt, by where they came from, this run.
+    pub found: Found,
+    /// Connected peers that have us choked.
+    pub peers_choking_us: usize,
+    /// Wanted pieces we lack that no connected peer has, and all wanted pieces we lack.
+    pub missing_everywhere: u32,
+    pub lacking: u32,
+}
+
+/// Distinct peer addresses learnt from each source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Found {
+    pub tracker: usize,
+    pub dht: usize,
+    pub lsd: usize,
+    pub pex: usize,
+    /// `--peer` and a magnet's `x.pe`.
+    pub given: usize,
 }
 
 /// Where a torrent is in its life.
@@ -104,6 +122,10 @@ pub struct Snapshot {
     pub metadata: Option<MetadataStatus>,
     /// The connected peers (at most the torrent's peer cap).
     pub peers: Arc<[PeerInfo]>,
+    /// Trackers' answers and connection outcomes, for the doctor.
+    pub health: Health,
+    /// A private torrent (BEP 27): peers from its trackers only.
+    pub private: bool,
 }
 
 /// One connected peer, as a peer list shows it.
@@ -209,4 +231,68 @@ pub struct Totals {
     pub downloaded: u64,
     /// Time spent complete while running.
     pub seeded: Duration,
+}
+
+/// What a torrent's connectivity looks like, for the doctor (`crate::doctor`): written by
+/// the announcer (`trackers`) and the driver (`attempts`, `incoming`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Health {
+    /// Every tracker the torrent announces to, in tier order.
+    pub trackers: Arc<[TrackerState]>,
+    /// Our connection attempts by outcome, since the run started.
+    pub attempts: Attempts,
+    /// Incoming connections routed to this torrent, since the run started.
+    pub incoming: u64,
+}
+
+/// One tracker and what it did last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackerState {
+    /// The host, as the display shows it (never the query with our peer id).
+    pub host: String,
+    pub outcome: TrackerOutcome,
+}
+
+/// What one tracker did last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackerOutcome {
+    /// Not asked yet (or no answer yet).
+    Pending,
+    Answered {
+        peers: usize,
+    },
+    /// An error: the tracker's failure reason, or why it could not be reached, short.
+    Failed(String),
+}
+
+/// Connection attempts we made, by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attempts {
+    /// Handshakes completed.
+    pub connected: usize,
+    pub refused: usize,
+    /// The connect or the handshake timed out.
+    pub timed_out: usize,
+    /// The peer closed the connection at our plaintext handshake: most likely it requires
+    /// encryption.
+    pub peer_requires_encryption: usize,
+    /// Refused by our `--encryption` setting: the peer dropped the encrypted handshake
+    /// `require` insists on, or dialled us in the kind our setting refuses.
+    pub refused_by_our_encryption: usize,
+    pub wrong_info_hash: usize,
+    /// Addresses that turned out to be ourselves.
+    pub ourselves: usize,
+    pub other_failures: usize,
+}
+
+impl Attempts {
+    /// Attempts that did not end in a handshake (ourselves excluded).
+    pub fn failed(&self) -> usize {
+        self.refused
+            + self.timed_out
+            + self.peer_requires_encryption
+            + self.refused_by_our_encryption
+            + self.wrong_info_hash
+            + self.other_failures
+    }
 }

@@ -102,6 +102,8 @@ pub(super) struct PeerList {
     dropped: u64,
     /// Dial attempts handed out, in all.
     dialled: u64,
+    /// New addresses taken in, by source.
+    found: crate::snapshot::Found,
 }
 
 /// Longest back-off between attempts at one address.
@@ -140,7 +142,13 @@ impl PeerList {
             ourselves: HashSet::new(),
             dropped: 0,
             dialled: 0,
+            found: Default::default(),
         }
+    }
+
+    /// New addresses taken in from each source (one listed again is not new).
+    pub fn found(&self) -> crate::snapshot::Found {
+        self.found
     }
 
     pub fn len(&self) -> usize {
@@ -201,6 +209,14 @@ impl PeerList {
                 rank: rng.gen(),
             },
         );
+        let f = &mut self.found;
+        *match source {
+            PeerSource::Tracker => &mut f.tracker,
+            PeerSource::Dht => &mut f.dht,
+            PeerSource::Lsd => &mut f.lsd,
+            PeerSource::Pex => &mut f.pex,
+            PeerSource::Manual | PeerSource::Magnet => &mut f.given,
+        } += 1;
         true
     }
 

@@ -82,6 +82,8 @@ pub struct MetadataProgress {
     pub pieces: (u32, u32),
     /// Addresses known.
     pub known: usize,
+    /// New addresses taken in, by source.
+    pub found: crate::snapshot::Found,
     /// Peers that sent at least one metadata piece.
     pub suppliers: usize,
 }
@@ -146,6 +148,7 @@ impl MetadataPhase {
             serving: self.fetcher.serving_peers(),
             pieces: self.fetcher.progress(),
             known: self.list.len(),
+            found: self.list.found(),
             suppliers: self.suppliers.len(),
         }
     }

@@ -327,6 +327,7 @@ impl Engine {
     }
 
     pub fn stats(&self) -> Stats {
+        let (missing_everywhere, lacking) = self.missing_everywhere();
         Stats {
             downloaded: self.down.total(),
             uploaded: self.up.total(),
@@ -350,6 +351,10 @@ impl Engine {
             buffer: self.buffer,
             wanted_bytes: self.tally.wanted_bytes,
             wanted_verified_bytes: self.tally.wanted_verified,
+            found: self.list.found(),
+            peers_choking_us: self.peers.values().filter(|p| p.choke.peer_choking).count(),
+            missing_everywhere,
+            lacking,
         }
     }
 

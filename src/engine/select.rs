@@ -74,4 +74,17 @@ impl Engine {
             && !self.picker.we_have(piece)
             && self.picker.priority(piece) != Priority::Skip
     }
+
+    /// Wanted pieces we lack that no connected peer has, and all wanted pieces we lack
+    /// (one pass over the pieces: called once a second, for the snapshot).
+    pub(super) fn missing_everywhere(&self) -> (u32, u32) {
+        let (mut missing, mut lacking) = (0, 0);
+        for p in 0..self.layout.num_pieces() {
+            if self.needs(p) {
+                lacking += 1;
+                missing += u32::from(self.picker.availability(p) == 0);
+            }
+        }
+        (missing, lacking)
+    }
 }

@@ -89,6 +89,20 @@ impl ConnCtx {
     }
 }
 
+/// How a connection we dialled failed, as the doctor counts it
+/// ([`Attempts`](crate::snapshot::Attempts)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    Refused,
+    TimedOut,
+    /// Closed at our plaintext handshake, under `--encryption off`.
+    PeerRequiresEncryption,
+    /// Dropped the encrypted handshake `--encryption require` insists on.
+    RefusedByOurEncryption,
+    WrongInfoHash,
+    Other,
+}
+
 /// From a connection task to the driver.
 pub enum PeerEvent {
     Connected {
@@ -103,6 +117,8 @@ pub enum PeerEvent {
         addr: SocketAddr,
         /// Why, for the give-up message (`connection refused`, `timed out`, ...).
         error: String,
+        /// The kind of failure, counted for the doctor.
+        kind: Failure,
     },
     DialedSelf {
         addr: SocketAddr,

@@ -11,7 +11,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::conn::{established, ConnCtx, ConnError, PeerEvent, READ_CHUNK};
+use super::conn::{established, ConnCtx, ConnError, Failure, PeerEvent, READ_CHUNK};
 use super::crypt::{self, DialPlan};
 use crate::config::Encryption;
 use crate::engine::PeerKey;
@@ -59,6 +59,7 @@ pub async fn dial(key: PeerKey, addr: SocketAddr, ctx: Arc<ConnCtx>) {
                 ConnError::SelfConnection => PeerEvent::DialedSelf { addr },
                 e => PeerEvent::ConnectFailed {
                     addr,
+                    kind: handshake_failure(&e, ctx.encryption),
                     error: format!("handshake failed: {}", crate::error::error_chain(&e)),
                 },
             };
@@ -69,22 +70,52 @@ pub async fn dial(key: PeerKey, addr: SocketAddr, ctx: Arc<ConnCtx>) {
 
 /// Connects within the connect timeout; a failure is reported to the driver.
 async fn connect_or_report(addr: SocketAddr, ctx: &ConnCtx) -> Option<TcpStream> {
-    let error = match timeout(ctx.connect_timeout, connect(addr, ctx.local_addr)).await {
+    let (error, kind) = match timeout(ctx.connect_timeout, connect(addr, ctx.local_addr)).await {
         Ok(Ok(s)) => return Some(s),
         Ok(Err(e)) => {
             tracing::info!(error = %e, "connect failed");
-            connect_error(&e)
+            let kind = match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => Failure::Refused,
+                std::io::ErrorKind::TimedOut => Failure::TimedOut,
+                _ => Failure::Other,
+            };
+            (connect_error(&e), kind)
         }
         Err(_) => {
             tracing::info!("connect timed out");
-            "connection timed out".to_string()
+            ("connection timed out".to_string(), Failure::TimedOut)
         }
     };
     let _ = ctx
         .events
-        .send(PeerEvent::ConnectFailed { addr, error })
+        .send(PeerEvent::ConnectFailed { addr, error, kind })
         .await;
     None
+}
+
+/// What a failed handshake says, as far as it can be told: a peer that hangs up on our
+/// plaintext handshake under `--encryption off` most likely requires encryption (that is
+/// what libtorrent and Transmission set to require it do); one that hangs up on the
+/// encrypted handshake `require` insists on does not speak it. Under `prefer` both kinds
+/// were tried, so a hang-up says nothing about encryption.
+fn handshake_failure(e: &ConnError, policy: Encryption) -> Failure {
+    use std::io::ErrorKind as K;
+    let hung_up = match e {
+        ConnError::Eof => true,
+        ConnError::Io(io) => matches!(
+            io.kind(),
+            K::UnexpectedEof | K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted
+        ),
+        ConnError::Mse(_) => policy == Encryption::Require,
+        _ => false,
+    };
+    match (e, policy) {
+        (ConnError::WrongInfoHash, _) => Failure::WrongInfoHash,
+        (ConnError::Timeout(_), _) => Failure::TimedOut,
+        (_, Encryption::Off) if hung_up => Failure::PeerRequiresEncryption,
+        (_, Encryption::Require) if hung_up => Failure::RefusedByOurEncryption,
+        _ => Failure::Other,
+    }
 }
 
 /// A dialled connection past its handshake.

@@ -18,10 +18,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::conn::{self, ConnCmd, ConnCtx, Incoming, PeerEvent};
+use super::conn::{self, ConnCmd, ConnCtx, Failure, Incoming, PeerEvent};
 use crate::engine::magnet::MetadataPhase;
 use crate::engine::{Action, Engine, Event, PeerKey, PeerSource};
-use crate::snapshot::{MetadataStatus, Phase, Snapshot};
+use crate::snapshot::{Attempts, MetadataStatus, Phase, Snapshot};
 use crate::store::{StoreError, StoreEvent, StoreHandle};
 use crate::wire::Message;
 
@@ -94,6 +94,9 @@ struct State {
     /// The last connect error of each address dialled (the first [`MAX_LAST_ERRORS`]),
     /// named when the torrent gives up.
     last_errors: HashMap<SocketAddr, String>,
+    /// Our connection attempts by outcome, and incoming connections: for the doctor.
+    attempts: Attempts,
+    incoming: u64,
 }
 
 /// Addresses whose last connect error a give-up message names: `--peer` lists are short.
@@ -124,6 +127,8 @@ impl Driver {
                 next_key: 1,
                 outcome: None,
                 last_errors: HashMap::new(),
+                attempts: Attempts::default(),
+                incoming: 0,
             },
         }
     }
@@ -187,6 +192,7 @@ impl Driver {
                     }
                 },
                 Some(incoming) = self.incoming.recv() => {
+                    self.st.incoming += 1;
                     let key = self.st.next_key;
                     self.st.next_key += 1;
                     let span = tracing::info_span!("peer", addr = %incoming.addr);
@@ -274,6 +280,7 @@ impl Driver {
                 outbound,
                 cmds,
             } => {
+                self.st.attempts.connected += usize::from(outbound);
                 self.st.conns.insert(key, cmds);
                 self.handle(
                     now,
@@ -286,14 +293,26 @@ impl Driver {
                     },
                 );
             }
-            PeerEvent::ConnectFailed { addr, error } => {
+            PeerEvent::ConnectFailed { addr, error, kind } => {
+                let a = &mut self.st.attempts;
+                *match kind {
+                    Failure::Refused => &mut a.refused,
+                    Failure::TimedOut => &mut a.timed_out,
+                    Failure::PeerRequiresEncryption => &mut a.peer_requires_encryption,
+                    Failure::RefusedByOurEncryption => &mut a.refused_by_our_encryption,
+                    Failure::WrongInfoHash => &mut a.wrong_info_hash,
+                    Failure::Other => &mut a.other_failures,
+                } += 1;
                 let errors = &mut self.st.last_errors;
                 if errors.len() < MAX_LAST_ERRORS || errors.contains_key(&addr) {
                     errors.insert(addr, error);
                 }
                 self.handle(now, Event::ConnectFailed { addr })
             }
-            PeerEvent::DialedSelf { addr } => self.handle(now, Event::DialedSelf { addr }),
+            PeerEvent::DialedSelf { addr } => {
+                self.st.attempts.ourselves += 1;
+                self.handle(now, Event::DialedSelf { addr })
+            }
             // Each event's budget is released (dropped) once the engine has handled it.
             PeerEvent::Message { key, msg, budget } => {
                 tracing::trace!(key, ?msg, "message");
@@ -416,11 +435,15 @@ impl Driver {
     }
 
     fn publish(&self) {
+        let (attempts, incoming) = (self.st.attempts, self.st.incoming);
         let engine = match &self.core {
             Core::Content(e) => e,
             Core::Metadata(p) => {
                 let m = p.progress();
                 self.snapshot.send_modify(|s| {
+                    s.health.attempts = attempts;
+                    s.health.incoming = incoming;
+                    s.stats.found = m.found;
                     s.phase = Phase::Metadata;
                     s.metadata = Some(MetadataStatus {
                         peers: m.serving,
@@ -448,6 +471,8 @@ impl Driver {
             Phase::Downloading
         };
         self.snapshot.send_modify(|s| {
+            s.health.attempts = attempts;
+            s.health.incoming = incoming;
             s.phase = phase;
             s.metadata = None;
             s.total_bytes = layout.total_len();

@@ -93,7 +93,7 @@ struct Actor {
     shared: Arc<Shared>,
     torrents: HashMap<InfoHash, Entry>,
     runs: JoinSet<RunEnd>,
-    handshakes: JoinSet<Option<Incoming>>,
+    handshakes: JoinSet<Result<Incoming, Refused>>,
     half_open: HalfOpen<tokio::task::Id, Pending>,
     next_gen: u64,
     stats: SessionStats,
@@ -454,13 +454,17 @@ impl Actor {
             .insert(abort.id(), addr.ip(), Pending { abort, heard });
     }
 
-    fn handshake_done(&mut self, done: Result<(tokio::task::Id, Option<Incoming>), JoinError>) {
+    fn handshake_done(
+        &mut self,
+        done: Result<(tokio::task::Id, Result<Incoming, Refused>), JoinError>,
+    ) {
         match done {
             Ok((id, incoming)) => {
                 self.half_open.remove(&id);
                 match incoming {
-                    Some(incoming) => self.route(incoming),
-                    None => self.stats.bad_handshakes += 1,
+                    Ok(incoming) => self.route(incoming),
+                    Err(Refused::Policy) => self.stats.encryption_refused += 1,
+                    Err(Refused::Bad) => self.stats.bad_handshakes += 1,
                 }
             }
             Err(e) => {
@@ -526,6 +530,15 @@ impl Actor {
     }
 }
 
+/// Why an incoming connection was closed in its handshake.
+#[derive(Debug)]
+enum Refused {
+    /// Our `--encryption` setting refuses its kind (plaintext or encrypted).
+    Policy,
+    /// No valid handshake in time.
+    Bad,
+}
+
 /// Reads an incoming connection's handshake, plaintext or MSE as `policy` allows (MSE
 /// finds the torrent in `skeys`, by `HASH('req2', info-hash)`): the first bytes within
 /// `silent`, the whole of it within `limit`. `None` (and the connection closed) when it
@@ -537,7 +550,7 @@ async fn incoming_handshake(
     (silent, limit): (Duration, Duration),
     policy: Encryption,
     skeys: Arc<HashMap<[u8; 20], InfoHash>>,
-) -> Option<Incoming> {
+) -> Result<Incoming, Refused> {
     let deadline = tokio::time::Instant::now() + limit;
     let mut buf = BytesMut::with_capacity(1024);
     let read = async {
@@ -554,7 +567,7 @@ async fn incoming_handshake(
             .unwrap_or(Err(ConnError::Timeout("handshake")))
     };
     match read.await {
-        Ok((handshake, cipher)) => Some(Incoming {
+        Ok((handshake, cipher)) => Ok(Incoming {
             stream,
             addr,
             handshake,
@@ -564,11 +577,11 @@ async fn incoming_handshake(
         Err(e @ (ConnError::PlaintextRefused | ConnError::EncryptedRefused)) => {
             // The policy is the user's choice: say so where -v shows it.
             tracing::info!("{}", crypt::refusal(&e, addr));
-            None
+            Err(Refused::Policy)
         }
         Err(e) => {
             tracing::debug!(%addr, error = %crate::error::error_chain(&e), "incoming handshake failed");
-            None
+            Err(Refused::Bad)
         }
     }
 }

@@ -279,6 +279,9 @@ pub struct SessionStats {
     pub half_open_evicted: u64,
     /// Incoming connections that sent no valid handshake in time.
     pub bad_handshakes: u64,
+    /// Incoming connections of the kind our `--encryption` setting refuses (plaintext
+    /// under `require`, encrypted under `off`).
+    pub encryption_refused: u64,
     /// Nodes in the DHT routing table (0 with the DHT off).
     pub dht_nodes: usize,
     /// DHT queries answered, and refused by the rate limits.

@@ -182,6 +182,8 @@ async fn run_with(
             trackers_ok: s.trackers_ok,
             tracker_error: s.tracker_error.take(),
             tracker_status: s.tracker_status.take(),
+            health: std::mem::take(&mut s.health),
+            private: meta.private,
             ..Snapshot::default()
         }
     });

@@ -34,7 +34,7 @@ use super::client::{ClientConfig, Tracker, HTTP_TIMEOUT};
 use super::tiers::{Tiers, TrackerId};
 use super::{AnnounceParams, AnnounceResponse, Event, TrackerError};
 use crate::error::error_chain;
-use crate::snapshot::{Phase, Snapshot};
+use crate::snapshot::{Phase, Snapshot, TrackerOutcome, TrackerState};
 use crate::types::{InfoHash, PeerId};
 
 pub use super::{MAX_INTERVAL, MIN_INTERVAL};
@@ -76,11 +76,19 @@ pub async fn run(
 ) {
     let mut rng = StdRng::from_entropy();
     let tiers = Tiers::new(cfg.tiers.clone(), &mut rng);
+    let pending: Vec<TrackerState> = tiers
+        .ids()
+        .map(|id| TrackerState {
+            host: super::brief::host_of(tiers.url(id)).to_string(),
+            outcome: TrackerOutcome::Pending,
+        })
+        .collect();
     snapshot.send_modify(|s| {
         s.trackers_total = tiers.len();
         s.trackers_ok = 0;
         s.tracker_error = None;
         s.tracker_status = None;
+        s.health.trackers = pending.into();
     });
     if tiers.is_empty() {
         return;
@@ -388,6 +396,7 @@ impl Announcer {
                 ts.last_ok = Some(now);
                 ts.min_interval = min_interval;
                 ts.next = now + interval;
+                let peers = resp.peers.len();
                 if !resp.peers.is_empty() {
                     if let Err(e) = self.peers.try_send(resp.peers) {
                         tracing::debug!(url, error = %e, "peer channel full; peers dropped");
@@ -397,6 +406,7 @@ impl Announcer {
                 if clear {
                     self.error_from = None;
                 }
+                self.set_outcome(id, TrackerOutcome::Answered { peers });
                 self.publish(clear);
             }
             Err(e) => {
@@ -420,11 +430,23 @@ impl Announcer {
         self.error_from = Some(id);
         let text = format!("{}: {}", self.tiers.url(id), error_chain(e));
         let short = super::brief::brief(self.tiers.url(id), e);
+        self.set_outcome(id, TrackerOutcome::Failed(super::brief::cause(e)));
         self.snapshot.send_modify(|s| {
             s.tracker_error = Some(text);
             s.tracker_status = Some(short);
         });
         self.publish(false);
+    }
+
+    /// What tracker `id` did last, for the doctor.
+    fn set_outcome(&self, id: TrackerId, outcome: TrackerOutcome) {
+        self.snapshot.send_modify(|s| {
+            let mut all = s.health.trackers.to_vec();
+            if let Some(t) = all.get_mut(id.0) {
+                t.outcome = outcome;
+                s.health.trackers = all.into();
+            }
+        });
     }
 
     fn publish(&self, clear_error: bool) {

@@ -28,7 +28,8 @@ pub fn host_of(url: &str) -> &str {
     }
 }
 
-fn cause(e: &TrackerError) -> String {
+/// The short cause alone (`DNS lookup failed`, `refused: unregistered torrent`).
+pub fn cause(e: &TrackerError) -> String {
     match e {
         TrackerError::Failure(reason) => shorten(&format!("refused: {reason}")),
         TrackerError::Resolve(_) => "DNS lookup failed".into(),

@@ -13,6 +13,9 @@
 
 use std::fmt::Write as _;
 
+pub use crate::snapshot::{Attempts, TrackerOutcome, TrackerState};
+use crate::snapshot::{Phase, Snapshot};
+
 /// How bad one finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -41,54 +44,10 @@ pub struct Finding {
     pub text: String,
 }
 
-/// What one tracker did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TrackerOutcome {
-    /// Not asked yet (or no answer yet).
-    Pending,
-    Answered {
-        peers: usize,
-    },
-    /// An error: the tracker's failure reason, or why it could not be reached.
-    Failed(String),
-}
-
-/// One tracker and what it did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrackerFact {
-    /// The host, as the display shows it (never the query with our peer id).
-    pub host: String,
-    pub outcome: TrackerOutcome,
-}
-
-/// Connection attempts by outcome, since the torrent started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Attempts {
-    pub connected: usize,
-    pub refused: usize,
-    pub timed_out: usize,
-    /// The peer closed the connection at our plaintext handshake: it requires encryption.
-    pub peer_requires_encryption: usize,
-    /// We refused a peer's plaintext (or its encrypted) handshake: our policy.
-    pub refused_by_our_encryption: usize,
-    pub wrong_info_hash: usize,
-    pub other_failures: usize,
-}
-
-impl Attempts {
-    fn failed(&self) -> usize {
-        self.refused
-            + self.timed_out
-            + self.peer_requires_encryption
-            + self.refused_by_our_encryption
-            + self.wrong_info_hash
-            + self.other_failures
-    }
-}
-
 /// Port mapping, as the session's mapper reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Mapping {
+    #[default]
     /// Turned off by the user (or never tried).
     Off,
     Mapped {
@@ -105,13 +64,19 @@ pub struct Facts {
     /// Fetching a magnet's metadata.
     pub metadata: bool,
     pub private: bool,
-    pub trackers: Vec<TrackerFact>,
+    pub trackers: Vec<TrackerState>,
     /// The DHT's routing table size; `None` when the DHT is off (or private).
     pub dht_nodes: Option<usize>,
     /// Peers found by the DHT, local discovery and peer exchange.
     pub dht_peers: usize,
     pub lsd_peers: usize,
     pub pex_peers: usize,
+    /// Addresses given by hand (`--peer`, a magnet's `x.pe`).
+    pub given_peers: usize,
+    /// Re-hashing data already on disk: nothing else has started.
+    pub checking: bool,
+    /// Peers banned for sending data that failed its hash.
+    pub banned: usize,
     pub attempts: Attempts,
     pub peers_connected: usize,
     /// Connected peers that have us choked.
@@ -126,6 +91,63 @@ pub struct Facts {
     pub incoming_seen: Option<bool>,
     /// The last disk error, if the torrent stopped for one.
     pub disk_error: Option<String>,
+}
+
+/// What the session knows beyond one torrent's snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFacts {
+    /// The DHT's routing table size; `None` when the DHT is off.
+    pub dht_nodes: Option<usize>,
+    pub mapping: Mapping,
+    /// Incoming connections handed to a torrent and DHT queries answered, session-wide;
+    /// `None` when nothing could have come (nothing listened long enough to tell).
+    pub incoming: Option<u64>,
+    /// Incoming connections our `--encryption` setting refused, session-wide.
+    pub encryption_refused: u64,
+}
+
+impl Mapping {
+    /// From the port mapper's status (`None`: port mapping is off). Still trying: off
+    /// until it has an answer.
+    pub fn from_status(status: Option<&crate::portmap::MappingStatus>) -> Mapping {
+        use crate::portmap::ProtoStatus;
+        match status.map(|s| &s.tcp) {
+            Some(ProtoStatus::Mapped { external, via, .. }) => Mapping::Mapped {
+                external: format!("{external} via {via}"),
+            },
+            Some(ProtoStatus::Failed { why, .. }) => Mapping::Failed(why.clone()),
+            Some(ProtoStatus::Pending) | None => Mapping::Off,
+        }
+    }
+}
+
+/// The facts about one torrent, from its snapshot and the session's; `disk_error` is why
+/// its run ended, when the disk ended it.
+pub fn facts(s: &Snapshot, session: &SessionFacts, disk_error: Option<String>) -> Facts {
+    let mut attempts = s.health.attempts;
+    attempts.refused_by_our_encryption += session.encryption_refused as usize;
+    let found = s.stats.found;
+    Facts {
+        complete: matches!(s.phase, Phase::Seeding | Phase::Done),
+        metadata: s.phase == Phase::Metadata,
+        private: s.private,
+        trackers: s.health.trackers.to_vec(),
+        dht_nodes: session.dht_nodes.filter(|_| !s.private),
+        dht_peers: found.dht,
+        lsd_peers: found.lsd,
+        pex_peers: found.pex,
+        given_peers: found.given,
+        checking: s.phase == Phase::Checking,
+        banned: s.stats.peers_banned,
+        attempts,
+        peers_connected: s.stats.peers_connected,
+        peers_choking_us: s.stats.peers_choking_us,
+        metadata_offers: s.metadata.map_or(0, |m| m.peers),
+        missing_everywhere: (s.stats.missing_everywhere, s.stats.lacking),
+        mapping: session.mapping.clone(),
+        incoming_seen: session.incoming.map(|n| n + s.health.incoming > 0),
+        disk_error,
+    }
 }
 
 /// The findings and the one most likely cause.
@@ -165,7 +187,7 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
         && f.trackers
             .iter()
             .all(|t| matches!(t.outcome, TrackerOutcome::Failed(_)));
-    let found = tracker_peers + f.dht_peers + f.lsd_peers + f.pex_peers;
+    let found = tracker_peers + f.dht_peers + f.lsd_peers + f.pex_peers + f.given_peers;
     let a = &f.attempts;
 
     // Findings, one per topic.
@@ -234,19 +256,31 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
         };
         add(severity, "encryption", text);
     }
-    let peers_text = format!(
-        "{} connected; {found} found (trackers {tracker_peers}, DHT {}, LSD {}, PEX {}); \
-         attempts: {} connected, {} refused, {} timed out, {} other failures",
-        f.peers_connected,
-        f.dht_peers,
-        f.lsd_peers,
-        f.pex_peers,
-        a.connected,
-        a.refused,
-        a.timed_out,
-        a.wrong_info_hash + a.other_failures
+    let mut peers_text = format!(
+        "{} connected; {found} found (trackers {tracker_peers}, DHT {}, LSD {}, PEX {}",
+        f.peers_connected, f.dht_peers, f.lsd_peers, f.pex_peers,
     );
-    let peers_severity = match (f.peers_connected, f.complete) {
+    if f.given_peers > 0 {
+        let _ = write!(peers_text, ", given {}", f.given_peers);
+    }
+    let _ = write!(
+        peers_text,
+        "); attempts: {} connected, {} refused, {} timed out",
+        a.connected, a.refused, a.timed_out
+    );
+    for (n, what) in [
+        (a.wrong_info_hash, "serving another torrent"),
+        (a.ourselves, "ourselves"),
+        (a.other_failures, "other failures"),
+    ] {
+        if n > 0 {
+            let _ = write!(peers_text, ", {n} {what}");
+        }
+    }
+    if f.banned > 0 {
+        let _ = write!(peers_text, "; {} banned for bad data", f.banned);
+    }
+    let peers_severity = match (f.peers_connected, f.complete || f.checking) {
         (0, false) => Severity::Fail,
         _ => Severity::Ok,
     };
@@ -310,6 +344,8 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
         format!("The download stopped on a disk error: {e}.")
     } else if f.complete {
         "Nothing is wrong: every wanted piece is here.".to_string()
+    } else if f.checking {
+        "Checking the data already on disk; peers come after.".to_string()
     } else if f.peers_connected == 0 && encryption_refusals > 0 && encryption_refusals >= a.failed()
     {
         if a.peer_requires_encryption >= a.refused_by_our_encryption {
@@ -363,7 +399,7 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
 
 /// `all 3 trackers failed (a.example: DNS error; …)`, or `2 of 3 trackers answered with
 /// 12 peers` (the first two errors are named).
-fn tracker_summary(trackers: &[TrackerFact]) -> String {
+fn tracker_summary(trackers: &[TrackerState]) -> String {
     let failed: Vec<String> = trackers
         .iter()
         .filter_map(|t| match &t.outcome {
@@ -401,5 +437,4 @@ fn tracker_summary(trackers: &[TrackerFact]) -> String {
 }
 
 #[cfg(test)]
-#[path = "doctor_tests.rs"]
 mod tests;

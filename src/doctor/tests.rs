@@ -8,7 +8,7 @@ fn healthy() -> Facts {
         complete: false,
         metadata: false,
         private: false,
-        trackers: vec![TrackerFact {
+        trackers: vec![TrackerState {
             host: "tracker.example".into(),
             outcome: TrackerOutcome::Answered { peers: 5 },
         }],
@@ -16,6 +16,9 @@ fn healthy() -> Facts {
         dht_peers: 3,
         lsd_peers: 0,
         pex_peers: 2,
+        given_peers: 0,
+        checking: false,
+        banned: 0,
         attempts: Attempts {
             connected: 4,
             refused: 1,
@@ -33,8 +36,8 @@ fn healthy() -> Facts {
     }
 }
 
-fn failed(host: &str, why: &str) -> TrackerFact {
-    TrackerFact {
+fn failed(host: &str, why: &str) -> TrackerState {
+    TrackerState {
         host: host.into(),
         outcome: TrackerOutcome::Failed(why.into()),
     }
@@ -78,7 +81,7 @@ fn each_situation_has_its_finding_and_its_cause() {
         (
             "trackers answered with no peers",
             Facts {
-                trackers: vec![TrackerFact {
+                trackers: vec![TrackerState {
                     host: "t.example".into(),
                     outcome: TrackerOutcome::Answered { peers: 0 },
                 }],
@@ -213,7 +216,7 @@ fn a_failed_finding_fails_the_diagnosis() {
 
 #[test]
 fn tracker_summaries() {
-    let answered = |peers| TrackerFact {
+    let answered = |peers| TrackerState {
         host: "t".into(),
         outcome: TrackerOutcome::Answered { peers },
     };
@@ -229,7 +232,7 @@ fn tracker_summaries() {
         ]),
         "all 3 trackers failed (x: timed out; y: refused)"
     );
-    let pending = TrackerFact {
+    let pending = TrackerState {
         host: "p".into(),
         outcome: TrackerOutcome::Pending,
     };
