@@ -5,6 +5,9 @@
 
 mod create_cmd;
 mod daemon_cmd;
+mod doctor_cmd;
+mod doctor_machine;
+mod doctor_run;
 pub mod info;
 mod lock;
 mod parse;
@@ -77,6 +80,9 @@ enum Command {
     /// Run until stopped, with a web page and the qBittorrent Web API (v2 subset) that
     /// media tools speak; torrents and their settings survive restarts.
     Daemon(daemon_cmd::DaemonArgs),
+    /// Say why downloads are stuck: check this machine and network (no argument), or try
+    /// one torrent for a while and name the most likely cause.
+    Doctor(doctor_cmd::DoctorArgs),
     /// Print a shell completion script (e.g. `source <(swarm completions bash)`).
     Completions {
         /// The shell to complete for.
@@ -382,6 +388,7 @@ pub fn run() -> Result<()> {
         }
         Command::Tracker(a) => tracker_cmd(a),
         Command::Daemon(a) => daemon_cmd::daemon_cmd(a, cli.quiet),
+        Command::Doctor(a) => doctor_cmd::doctor_cmd(a, cli.quiet),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "swarm", &mut std::io::stdout());

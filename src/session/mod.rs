@@ -36,6 +36,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::{SessionConfig, TorrentConfig};
+use crate::doctor::{Mapping, SessionFacts};
 use crate::magnet::Magnet;
 use crate::metainfo::Metainfo;
 use crate::net::limit::RateLimiter;
@@ -453,6 +454,37 @@ impl Session {
 
     pub async fn stats(&self) -> SessionStats {
         self.ask(Cmd::Stats).await.unwrap_or_default()
+    }
+
+    /// What the doctor reads of the session (DHT size, port mapping, incoming evidence,
+    /// encryption refusals), refreshed every second until every receiver is dropped or
+    /// the session ends.
+    pub fn watch_facts(&self, dht: bool) -> watch::Receiver<SessionFacts> {
+        let (tx, rx) = watch::channel(SessionFacts::default());
+        let cmds = self.cmds.clone();
+        let mapping = self.port_mapping();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let (reply, answer) = oneshot::channel();
+                if cmds.send(Cmd::Stats(reply)).await.is_err() {
+                    return;
+                }
+                let Ok(stats) = answer.await else { return };
+                let status = mapping.as_ref().map(|m| m.borrow().clone());
+                let facts = SessionFacts {
+                    dht_nodes: dht.then_some(stats.dht_nodes),
+                    mapping: Mapping::from_status(status.as_ref()),
+                    incoming: Some(stats.routed + stats.dht_answered),
+                    encryption_refused: stats.encryption_refused,
+                };
+                if tx.send(facts).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
     }
 
     /// Stops every torrent cleanly (resume data written, `stopped` announced) and ends the
