@@ -46,7 +46,8 @@ pub struct Stats {
     pub wanted_verified_bytes: u64,
     /// Distinct addresses learnt, by where they came from, this run.
     pub found: Found,
-    /// Connected peers that have us choked.
+    /// Connected peers with pieces we lack and want, and how many of them have us choked.
+    pub peers_useful: usize,
     pub peers_choking_us: usize,
     /// Wanted pieces we lack that no connected peer has, and all wanted pieces we lack.
     pub missing_everywhere: u32,

@@ -9,7 +9,6 @@
 mod interop;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use interop::*;
@@ -117,30 +116,6 @@ fn incompatible_policies_refuse_with_a_clear_line() {
 
 // ---------------------------------------------------------------------------------------
 // libtorrent with encryption forced (tests/interop/lt_encrypted.py), SWARM_INTEROP=1
-
-fn lt_encrypted(
-    mode: &str,
-    torrent: &Path,
-    dir: &Path,
-    at: std::net::SocketAddr,
-    peers: &[std::net::SocketAddr],
-) -> Proc {
-    require_libtorrent();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/lt_encrypted.py");
-    let mut c = Command::new(LT_PYTHON);
-    c.arg(script)
-        .arg(mode)
-        .arg(torrent)
-        .arg(dir)
-        .arg(at.to_string())
-        .args(["--timeout", &TRANSFER_TIMEOUT.as_secs().to_string()]);
-    for p in peers {
-        c.args(["--peer", &p.to_string()]);
-    }
-    let mut p = Proc::spawn(&format!("libtorrent (forced RC4) {mode} on {at}"), &mut c);
-    p.wait_line("LISTEN ", START_TIMEOUT);
-    p
-}
 
 /// swarm fetches `torrent` from `seed_at`; returns MB/s (printed, never asserted).
 fn timed_fetch(

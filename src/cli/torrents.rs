@@ -53,7 +53,7 @@ fn saved_torrent(root: &std::path::Path, info_hash: &InfoHash) -> Option<(Metain
     (meta.info_hash == *info_hash).then_some((meta, bytes))
 }
 
-fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>> {
+pub(super) fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>> {
     resolve(peers, "--peer")
 }
 

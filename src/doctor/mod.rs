@@ -44,6 +44,17 @@ pub struct Finding {
     pub text: String,
 }
 
+impl Finding {
+    /// `{"severity": "ok", "topic": "trackers", "text": "…"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "severity": self.severity.word(),
+            "topic": self.topic,
+            "text": self.text,
+        })
+    }
+}
+
 /// Port mapping, as the session's mapper reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Mapping {
@@ -81,6 +92,8 @@ pub struct Facts {
     pub peers_connected: usize,
     /// Connected peers that have us choked.
     pub peers_choking_us: usize,
+    /// Connected peers that have pieces we lack and want.
+    pub peers_useful: usize,
     /// A magnet: connected peers that offered the metadata.
     pub metadata_offers: usize,
     /// Wanted pieces we lack that no connected peer has, of all wanted pieces we lack.
@@ -89,7 +102,8 @@ pub struct Facts {
     /// Whether an incoming connection (or an unsolicited DHT query) has been seen: the
     /// only evidence the port is reachable from outside. `None`: not known.
     pub incoming_seen: Option<bool>,
-    /// The last disk error, if the torrent stopped for one.
+    /// Why the data cannot be written, and what to do (the download directory's check, or
+    /// the disk error a run stopped on, through [`disk_advice`]).
     pub disk_error: Option<String>,
 }
 
@@ -142,12 +156,18 @@ pub fn facts(s: &Snapshot, session: &SessionFacts, disk_error: Option<String>) -
         attempts,
         peers_connected: s.stats.peers_connected,
         peers_choking_us: s.stats.peers_choking_us,
+        peers_useful: s.stats.peers_useful,
         metadata_offers: s.metadata.map_or(0, |m| m.peers),
         missing_everywhere: (s.stats.missing_everywhere, s.stats.lacking),
         mapping: session.mapping.clone(),
         incoming_seen: session.incoming.map(|n| n + s.health.incoming > 0),
         disk_error,
     }
+}
+
+/// A disk error a run stopped on, with what to do about it.
+pub fn disk_advice(error: &str) -> String {
+    format!("{error}: free space or fix the permissions, then start it again")
 }
 
 /// The findings and the one most likely cause.
@@ -192,11 +212,7 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
 
     // Findings, one per topic.
     if let Some(e) = &f.disk_error {
-        add(
-            Severity::Fail,
-            "disk",
-            format!("{e}: free space or fix the permissions, then start it again"),
-        );
+        add(Severity::Fail, "disk", e.clone());
     }
     match (&f.trackers.is_empty(), all_trackers_failed) {
         (true, _) => add(
@@ -235,7 +251,8 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
         if a.peer_requires_encryption > 0 {
             let _ = write!(
                 text,
-                "{} peer(s) require encryption (use --encryption prefer)",
+                "{} connection(s) closed at our plaintext handshake: the peer requires \
+                 encryption (use --encryption prefer)",
                 a.peer_requires_encryption
             );
         }
@@ -245,7 +262,8 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
             }
             let _ = write!(
                 text,
-                "{} peer(s) refused by our --encryption setting",
+                "{} connection(s) refused by our --encryption setting (use --encryption \
+                 prefer)",
                 a.refused_by_our_encryption
             );
         }
@@ -296,15 +314,15 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
             ),
         );
     }
-    let all_choking = f.peers_connected > 0 && f.peers_choking_us == f.peers_connected;
+    let all_choking = f.peers_useful > 0 && f.peers_choking_us == f.peers_useful;
     if all_choking && !f.complete {
         add(
             Severity::Warn,
             "choking",
             format!(
-                "all {} connected peers are choking us: they serve others first; wait, or \
-                 upload to earn a slot",
-                f.peers_connected
+                "all {} connected peers with pieces we lack are choking us: they serve others \
+                 first; wait, or upload to earn a slot",
+                f.peers_useful
             ),
         );
     }
@@ -341,7 +359,7 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
 
     // The one most likely cause, by precedence.
     let cause = if let Some(e) = &f.disk_error {
-        format!("The download stopped on a disk error: {e}.")
+        format!("The data cannot be written: {e}.")
     } else if f.complete {
         "Nothing is wrong: every wanted piece is here.".to_string()
     } else if f.checking {
@@ -387,7 +405,9 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
              complete copy; wait for a seed."
         )
     } else if all_choking {
-        "Every connected peer is choking us: they are busy serving others.".to_string()
+        "Every connected peer with pieces we lack is choking us: they are busy serving \
+         others."
+            .to_string()
     } else {
         "Nothing wrong found: peers are connected and have what we lack.".to_string()
     };

@@ -26,6 +26,7 @@ fn healthy() -> Facts {
         },
         peers_connected: 4,
         peers_choking_us: 1,
+        peers_useful: 4,
         metadata_offers: 0,
         missing_everywhere: (0, 100),
         mapping: Mapping::Mapped {
@@ -46,6 +47,7 @@ fn failed(host: &str, why: &str) -> TrackerState {
 fn no_peers(mut f: Facts) -> Facts {
     f.peers_connected = 0;
     f.peers_choking_us = 0;
+    f.peers_useful = 0;
     f.attempts = Attempts::default();
     f
 }
@@ -115,7 +117,8 @@ fn each_situation_has_its_finding_and_its_cause() {
             },
             "choking",
             Severity::Warn,
-            "Every connected peer is choking us: they are busy serving others.",
+            "Every connected peer with pieces we lack is choking us: they are busy serving \
+             others.",
         ),
         (
             "pieces missing from every peer",
@@ -142,12 +145,13 @@ fn each_situation_has_its_finding_and_its_cause() {
         (
             "disk full",
             Facts {
-                disk_error: Some("writing /dl/a.bin: No space left on device".into()),
+                disk_error: Some(disk_advice("writing /dl/a.bin: No space left on device")),
                 ..healthy()
             },
             "disk",
             Severity::Fail,
-            "The download stopped on a disk error: writing /dl/a.bin: No space left on device.",
+            "The data cannot be written: writing /dl/a.bin: No space left on device: free \
+             space or fix the permissions, then start it again.",
         ),
         (
             "peers refuse or time out",

@@ -352,7 +352,12 @@ impl Engine {
             wanted_bytes: self.tally.wanted_bytes,
             wanted_verified_bytes: self.tally.wanted_verified,
             found: self.list.found(),
-            peers_choking_us: self.peers.values().filter(|p| p.choke.peer_choking).count(),
+            peers_useful: self.peers.values().filter(|p| p.wanted > 0).count(),
+            peers_choking_us: self
+                .peers
+                .values()
+                .filter(|p| p.wanted > 0 && p.choke.peer_choking)
+                .count(),
             missing_everywhere,
             lacking,
         }

@@ -667,6 +667,32 @@ pub fn lt_start(mode: &str, torrent: &Path, dir: &Path, at: SocketAddr, o: &LtOp
     p
 }
 
+/// libtorrent with MSE/PE forced (tests/interop/lt_encrypted.py): it neither dials nor
+/// accepts plaintext. `mode` is `seed` or `leech`; waited for until it listens.
+pub fn lt_encrypted(
+    mode: &str,
+    torrent: &Path,
+    dir: &Path,
+    at: std::net::SocketAddr,
+    peers: &[std::net::SocketAddr],
+) -> Proc {
+    require_libtorrent();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/lt_encrypted.py");
+    let mut c = Command::new(LT_PYTHON);
+    c.arg(script)
+        .arg(mode)
+        .arg(torrent)
+        .arg(dir)
+        .arg(at.to_string())
+        .args(["--timeout", &TRANSFER_TIMEOUT.as_secs().to_string()]);
+    for p in peers {
+        c.args(["--peer", &p.to_string()]);
+    }
+    let mut p = Proc::spawn(&format!("libtorrent (forced RC4) {mode} on {at}"), &mut c);
+    p.wait_line("LISTEN ", START_TIMEOUT);
+    p
+}
+
 /// A libtorrent seed, waited for until it has checked its data.
 pub fn lt_seed(torrent: &Path, dir: &Path, at: SocketAddr, o: &LtOpts) -> Proc {
     let mut p = lt_start("seed", torrent, dir, at, o);
