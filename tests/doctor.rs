@@ -272,3 +272,32 @@ fn an_unwritable_download_directory_is_named() {
     assert!(err.contains(&ro.display().to_string()), "{err}");
     assert!(err.to_lowercase().contains("read-only"), "{err}");
 }
+
+#[test]
+fn a_healthy_magnet_is_fine_and_says_so_in_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (content, torrent) = torrent_of(tmp.path(), 300_000, 16 * 1024, &[]);
+    let at = addr(7);
+    let _seed = swarm_seed(&torrent, &content.dir, at, &[]);
+    let link = format!(
+        "magnet:?xt=urn:btih:{}&x.pe={at}",
+        swarm_info_hash(&torrent)
+    );
+    let out = tmp.path().join("out");
+    let r = doctor(
+        "a healthy magnet",
+        Path::new(&link),
+        &out,
+        &["--json".into()],
+    );
+    assert!(r.status.success(), "{}\n{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("--json prints JSON");
+    assert_eq!(v["cause"], "Nothing is wrong: every wanted piece is here.");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["attempts"]["connected"], 1, "{v}");
+    assert_eq!(v["info_hash"], swarm_info_hash(&torrent).as_str());
+    let findings = v["findings"].as_array().expect("findings");
+    assert!(findings.iter().all(|f| f["severity"] != "fail"), "{v}");
+    let wrote = std::fs::read_dir(&out).map_or(0, |d| d.count());
+    assert_eq!(wrote, 0, "doctor wrote into the download directory");
+}

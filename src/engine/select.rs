@@ -79,6 +79,9 @@ impl Engine {
     /// (one pass over the pieces: called once a second, for the snapshot).
     pub(super) fn missing_everywhere(&self) -> (u32, u32) {
         let (mut missing, mut lacking) = (0, 0);
+        if self.picker.is_complete() {
+            return (0, 0);
+        }
         for p in 0..self.layout.num_pieces() {
             if self.needs(p) {
                 lacking += 1;
