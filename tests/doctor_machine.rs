@@ -254,7 +254,7 @@ fn dht_bootstraps_from_a_loopback_node_and_queries_count_as_incoming() {
     let a_out = stdout_of(&a);
     let dht = line(&a_out, "dht");
     assert!(dht.starts_with("ok "), "{a_out}\n{}", stderr_of(&a));
-    assert!(dht.contains("nodes in the routing table"), "{dht}");
+    assert!(dht.contains("in the routing table"), "{dht}");
 
     let deadline = Instant::now() + Duration::from_secs(60);
     while b.0.try_wait().unwrap().is_none() {

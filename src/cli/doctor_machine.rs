@@ -44,11 +44,13 @@ pub(super) fn run(a: &DoctorArgs, quiet: bool) -> Result<Vec<Finding>> {
     let addr = SocketAddr::new(scfg.bind, a.common.port.unwrap_or_else(default_port));
     out.add(machine::port(&probe_port(addr, a.common.port.is_some())));
 
-    let secs = a.duration.as_secs().max(1);
+    // At least one of the session's one-second refreshes of its facts.
+    let duration = a.duration.max(Duration::from_secs(1));
+    let secs = duration.as_secs();
     if !quiet && !a.json {
         eprintln!("watching for {secs}s…");
     }
-    match watch_session(scfg, a.duration) {
+    match watch_session(scfg, duration) {
         Ok(w) => {
             out.add(machine::mapping(w.mapping.as_ref(), w.port, secs));
             out.add(machine::incoming(w.facts.incoming, secs));

@@ -201,7 +201,10 @@ pub fn dht(nodes: Option<usize>, port: u16) -> Finding {
         Some(n) => finding(
             Severity::Ok,
             "dht",
-            format!("{n} nodes in the routing table"),
+            format!(
+                "{n} node{} in the routing table",
+                if n == 1 { "" } else { "s" }
+            ),
         ),
     }
 }

@@ -140,6 +140,7 @@ fn dht_off_empty_and_populated() {
     let full = dht(Some(87), 6881);
     assert_eq!(full.severity, Severity::Ok);
     assert_eq!(full.text, "87 nodes in the routing table");
+    assert_eq!(dht(Some(1), 6881).text, "1 node in the routing table");
 }
 
 #[test]
