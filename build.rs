@@ -1,6 +1,8 @@
 //! Build script: puts the commit the binary is built from into `SWARM_GIT_COMMIT`, for
-//! `swarm --version`. Without git or a repository (a source tarball) it says so instead of
-//! failing the build.
+//! `swarm --version`, and its time (Unix seconds) into `SWARM_COMMIT_TIME`, for `swarm
+//! doctor`'s clock check (a clock earlier than the commit is wrong). Without git or a
+//! repository (a source tarball) the first says so and the second is left unset, instead
+//! of failing the build.
 
 use std::path::Path;
 use std::process::Command;
@@ -20,6 +22,9 @@ fn main() {
         "cargo:rustc-env=SWARM_GIT_COMMIT={}",
         commit.as_deref().unwrap_or("commit unknown")
     );
+    if let Some(time) = git(&["log", "-1", "--format=%ct"]).filter(|t| t.parse::<u64>().is_ok()) {
+        println!("cargo:rustc-env=SWARM_COMMIT_TIME={time}");
+    }
     // Rebuild when HEAD moves: HEAD itself (a checkout) and the branch it names (a commit),
     // wherever this checkout keeps them (a worktree's .git is a file pointing elsewhere).
     // Only paths that exist: cargo reruns a script on every build for a missing one.
