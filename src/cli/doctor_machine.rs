@@ -64,7 +64,7 @@ pub(super) fn run(a: &DoctorArgs, quiet: bool) -> Result<Vec<Finding>> {
     }
     out.add(machine::ipv6(&ipv6_route()));
     out.add(check_download_dir(&a.dir));
-    out.add(machine::open_files(nofile_limits()));
+    out.add(machine::open_files(crate::store::nofile_limits()));
     out.add(machine::clock(unix_now(), build_time()));
     out.finish()
 }
@@ -238,13 +238,6 @@ fn probe_write(dir: &Path) -> std::result::Result<(), String> {
             machine::reason(&e)
         )
     })
-}
-
-/// The soft and hard descriptor limits (the crate forbids `unsafe`, so no `getrlimit`:
-/// Linux's `/proc/self/limits`; `None` elsewhere).
-fn nofile_limits() -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
-    machine::parse_nofile(&text)
 }
 
 fn unix_now() -> i64 {

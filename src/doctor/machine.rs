@@ -327,17 +327,6 @@ pub fn disk(dir: &str, s: &DirState) -> Finding {
     }
 }
 
-/// `(soft, hard)` "Max open files" from `/proc/self/limits` (`u64::MAX`: unlimited).
-pub fn parse_nofile(limits: &str) -> Option<(u64, u64)> {
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    let mut words = line["Max open files".len()..].split_whitespace();
-    let mut next = || match words.next()? {
-        "unlimited" => Some(u64::MAX),
-        n => n.parse().ok(),
-    };
-    Some((next()?, next()?))
-}
-
 /// The open-file limit (`None`: it cannot be read here).
 pub fn open_files(limits: Option<(u64, u64)>) -> Finding {
     let shown = |n: u64| {

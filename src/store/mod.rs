@@ -47,7 +47,7 @@ use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
 pub use files::{FileStamp, Storage};
-pub use pool::MAX_OPEN_FILES;
+pub use pool::{nofile_limits, MAX_OPEN_FILES};
 pub use recheck::{recheck, recheck_pieces};
 pub use task::{spawn, Reservation, StoreClosed, StoreConfig, StoreEvent, StoreHandle};
 

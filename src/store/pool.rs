@@ -25,7 +25,7 @@ const DEFAULT_NOFILE: u64 = 1024;
 pub fn max_open_files() -> usize {
     static CAP: OnceLock<usize> = OnceLock::new();
     *CAP.get_or_init(|| {
-        let soft = soft_nofile().unwrap_or(DEFAULT_NOFILE);
+        let soft = nofile_limits().map_or(DEFAULT_NOFILE, |(soft, _)| soft);
         pool_size(soft)
     })
 }
@@ -34,20 +34,22 @@ fn pool_size(soft_limit: u64) -> usize {
     ((soft_limit / 4) as usize).clamp(MIN_OPEN_FILES, MAX_OPEN_FILES)
 }
 
-/// The soft limit from `/proc/self/limits` (the crate forbids `unsafe`, so no `getrlimit`
-/// through libc; elsewhere than Linux the default applies).
-fn soft_nofile() -> Option<u64> {
+/// The soft and hard `RLIMIT_NOFILE` from `/proc/self/limits` (`u64::MAX`: unlimited;
+/// the crate forbids `unsafe`, so no `getrlimit` through libc; `None` elsewhere than
+/// Linux).
+pub fn nofile_limits() -> Option<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/self/limits").ok()?;
-    parse_soft_nofile(&text)
+    parse_nofile(&text)
 }
 
-fn parse_soft_nofile(limits: &str) -> Option<u64> {
+fn parse_nofile(limits: &str) -> Option<(u64, u64)> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    let soft = line["Max open files".len()..].split_whitespace().next()?;
-    match soft {
+    let mut words = line["Max open files".len()..].split_whitespace();
+    let mut next = || match words.next()? {
         "unlimited" => Some(u64::MAX),
         n => n.parse().ok(),
-    }
+    };
+    Some((next()?, next()?))
 }
 
 /// The open failed for want of descriptors (ours or the system's).
@@ -151,10 +153,13 @@ mod tests {
         let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
                     Max cpu time              unlimited            unlimited            seconds   \n\
                     Max open files            128                  1048576              files     \n";
-        assert_eq!(parse_soft_nofile(text), Some(128));
+        assert_eq!(parse_nofile(text), Some((128, 1_048_576)));
         let unlimited = text.replace("128    ", "unlimited");
-        assert_eq!(parse_soft_nofile(&unlimited), Some(u64::MAX));
-        assert_eq!(parse_soft_nofile("nothing here"), None);
+        assert_eq!(parse_nofile(&unlimited), Some((u64::MAX, 1_048_576)));
+        let both = "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_nofile(both), Some((u64::MAX, u64::MAX)));
+        assert_eq!(parse_nofile("Max open files  lots\n"), None);
+        assert_eq!(parse_nofile("nothing here"), None);
     }
 
     #[test]

@@ -243,18 +243,6 @@ fn disk_full_low_file_and_unreadable() {
 }
 
 #[test]
-fn nofile_parsed_from_proc_limits() {
-    let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
-                  Max cpu time              unlimited            unlimited            seconds\n\
-                  Max open files            1024                 524288               files\n";
-    assert_eq!(parse_nofile(limits), Some((1024, 524_288)));
-    let unl = "Max open files            unlimited            unlimited            files\n";
-    assert_eq!(parse_nofile(unl), Some((u64::MAX, u64::MAX)));
-    assert_eq!(parse_nofile("Max open files  lots\n"), None);
-    assert_eq!(parse_nofile(""), None);
-}
-
-#[test]
 fn open_files_low_warns_with_ulimit_advice() {
     let low = open_files(Some((256, 524_288)));
     assert_eq!((low.severity, low.topic), (Severity::Warn, "files"));
