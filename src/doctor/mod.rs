@@ -234,7 +234,7 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
         None => add(
             Severity::Warn,
             "dht",
-            "off: a torrent without trackers needs it".into(),
+            "off (--no-dht): only trackers, local discovery and peer exchange find peers".into(),
         ),
         Some(0) => add(
             Severity::Warn,
