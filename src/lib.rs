@@ -29,4 +29,5 @@ pub mod store;
 pub mod tracker;
 pub mod tracker_server;
 pub mod types;
+pub mod units;
 pub mod wire;

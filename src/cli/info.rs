@@ -23,20 +23,7 @@ pub const MAGNET_NOTE: &str = "a magnet link carries no file list or sizes: they
                                peers by metadata exchange (BEP 9), which is coming; until \
                                then `swarm fetch` needs the .torrent file";
 
-/// `1536` → `"1.50 KiB"`; below 1 KiB, `"512 B"`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.2} {}", UNITS[unit])
-}
+pub use crate::units::human_bytes;
 
 /// Multi-line, human-readable summary.
 pub fn render_text(m: &Metainfo) -> String {
@@ -186,34 +173,7 @@ fn magnet_info(a: &InfoArgs) -> Result<()> {
 
 /// `"2023-11-14 22:13:20 UTC (1700000000)"`; just the number when out of calendar range.
 fn format_unix_utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Years 0..=9999 keep the output sane; anything else is shown raw.
-    if !(-719_528..=2_932_896).contains(&days) {
-        return secs.to_string();
-    }
-    let (y, mo, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02} UTC ({secs})",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    crate::units::utc(secs).map_or(secs.to_string(), |t| format!("{t} ({secs})"))
 }
 
 /// `swarm info`: the torrent as text or JSON, and with `--scrape` what its trackers say.

@@ -312,7 +312,7 @@ pub fn disk(dir: &str, s: &DirState) -> Finding {
         Some(b) if b < FULL_BYTES => fail(format!(
             "download directory {dir} is full ({} free): free some space or choose another \
              with -o",
-            size(b)
+            crate::units::human_bytes(b)
         )),
         Some(b) if b < LOW_BYTES => finding(
             Severity::Warn,
@@ -320,10 +320,14 @@ pub fn disk(dir: &str, s: &DirState) -> Finding {
             format!(
                 "{prefix}, but only {} is free: enough for small torrents; free some space or \
                  choose another with -o",
-                size(b)
+                crate::units::human_bytes(b)
             ),
         ),
-        Some(b) => finding(Severity::Ok, "disk", format!("{prefix}, {} free", size(b))),
+        Some(b) => finding(
+            Severity::Ok,
+            "disk",
+            format!("{prefix}, {} free", crate::units::human_bytes(b)),
+        ),
     }
 }
 
@@ -422,39 +426,9 @@ pub fn reason(e: &io::Error) -> String {
     }
 }
 
-/// `1536 MiB` → `"1.5 GiB"`: one decimal, binary units.
-fn size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.1} {}", UNITS[u])
-}
-
-/// Unix seconds → `2026-11-27 00:42` (UTC; Howard Hinnant's `civil_from_days`).
+/// Unix seconds as a UTC time, or the number when out of calendar range.
 fn date(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    crate::units::utc(secs).unwrap_or_else(|| secs.to_string())
 }
 
 #[cfg(test)]

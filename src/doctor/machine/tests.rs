@@ -174,7 +174,7 @@ fn disk_writable_with_space_is_ok() {
     assert_eq!((f.severity, f.topic), (Severity::Ok, "disk"));
     assert_eq!(
         f.text,
-        "download directory /data is writable, 50.0 GiB free"
+        "download directory /data is writable, 50.00 GiB free"
     );
     let f = disk(
         "/data/new",
@@ -226,13 +226,13 @@ fn disk_full_low_file_and_unreadable() {
     let full = disk("/d", &state(4096));
     assert_eq!(full.severity, Severity::Fail);
     assert!(
-        full.text.contains("is full (4.0 KiB free)"),
+        full.text.contains("is full (4.00 KiB free)"),
         "{}",
         full.text
     );
     let low = disk("/d", &state(300 << 20));
     assert_eq!(low.severity, Severity::Warn);
-    assert!(low.text.contains("only 300.0 MiB"), "{}", low.text);
+    assert!(low.text.contains("only 300.00 MiB"), "{}", low.text);
     let file = disk("/d", &DirState::NotADirectory { base: "/d".into() });
     assert_eq!(file.severity, Severity::Fail);
     assert!(file.text.contains("is a file"), "{}", file.text);
