@@ -19,9 +19,9 @@ use crate::magnet::{self, Magnet};
 use crate::metainfo::Metainfo;
 
 /// What `info` says under a magnet link: it has no file list until metadata exchange.
-pub const MAGNET_NOTE: &str = "a magnet link carries no file list or sizes: they come from \
-                               peers by metadata exchange (BEP 9), which is coming; until \
-                               then `swarm fetch` needs the .torrent file";
+pub const MAGNET_NOTE: &str = "a magnet link carries no file list or sizes: `swarm fetch` \
+                               gets them from peers by metadata exchange (BEP 9) before the \
+                               download starts";
 
 pub use crate::units::human_bytes;
 
