@@ -13,6 +13,8 @@
 
 use std::fmt::Write as _;
 
+pub mod stall;
+
 pub use crate::snapshot::{Attempts, TrackerOutcome, TrackerState};
 use crate::snapshot::{Phase, Snapshot};
 
