@@ -34,7 +34,10 @@ pub(super) fn doctor_cmd(a: DoctorArgs, quiet: bool) -> Result<()> {
         None => super::doctor_machine::run(&a, quiet)?,
         Some(t) => super::doctor_run::run(&a, t, quiet)?,
     };
-    let failed = findings.iter().filter(|f| f.severity == Severity::Fail).count();
+    let failed = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Fail)
+        .count();
     if failed > 0 {
         bail!("{failed} check(s) failed");
     }
@@ -44,5 +47,11 @@ pub(super) fn doctor_cmd(a: DoctorArgs, quiet: bool) -> Result<()> {
 /// One finding as a line: `fail  trackers   all 1 trackers failed (…)`, escaped for the
 /// terminal.
 pub(super) fn finding_line(f: &Finding) -> String {
-    text::clean(&format!("{:<4}  {:<10} {}", f.severity.word(), f.topic, f.text)).into_owned()
+    text::clean(&format!(
+        "{:<4}  {:<10} {}",
+        f.severity.word(),
+        f.topic,
+        f.text
+    ))
+    .into_owned()
 }
