@@ -1,11 +1,13 @@
 //! `swarm/diagnosis?hash=…`: one torrent's diagnosis, swarm's own endpoint (qBittorrent
 //! has none): the doctor's one-sentence cause, whether the torrent is stalled, and one
-//! finding per topic. Read from the [`View`] alone, like every other read.
+//! finding per topic. `swarm/stalled`: the stalled torrents and their causes, for the
+//! page's list (qBittorrent's own objects keep their key sets). Read from the [`View`]
+//! alone, like every other read.
 
 use serde_json::{json, Value};
 
 use crate::daemon::api::{ApiRequest, Step, SyncState};
-use crate::daemon::model::View;
+use crate::daemon::model::{TorrentView, View};
 use crate::doctor;
 
 use super::{torrents, Fail};
@@ -14,8 +16,7 @@ use super::{torrents, Fail};
 /// unknown or malformed hash is 404, a missing one 400 (as qBittorrent's reads).
 pub fn diagnosis(req: &ApiRequest, view: &View, _: &mut SyncState) -> Result<Step, Fail> {
     let t = torrents::one(req, view)?;
-    let facts = doctor::facts(&t.snapshot, &view.facts, t.disk_error.clone());
-    let d = doctor::diagnose(&facts);
+    let d = diagnose(view, t);
     let findings: Vec<Value> = d
         .findings
         .iter()
@@ -29,11 +30,29 @@ pub fn diagnosis(req: &ApiRequest, view: &View, _: &mut SyncState) -> Result<Ste
     }))))
 }
 
+/// `{"<hash>": "<cause>", …}` for every stalled torrent.
+pub fn stalled(_: &ApiRequest, view: &View, _: &mut SyncState) -> Result<Step, Fail> {
+    let map: serde_json::Map<String, Value> = view
+        .torrents
+        .iter()
+        .filter(|t| t.stalled)
+        .map(|t| (t.info_hash.to_hex(), Value::from(diagnose(view, t).cause)))
+        .collect();
+    Ok(Step::Reply(super::json(&Value::Object(map))))
+}
+
+fn diagnose(view: &View, t: &TorrentView) -> doctor::Diagnosis {
+    doctor::diagnose(&doctor::facts(
+        &t.snapshot,
+        &view.facts,
+        t.disk_error.clone(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::daemon::api::Method;
-    use crate::daemon::model::TorrentView;
     use crate::snapshot::{Phase, Snapshot, TrackerOutcome, TrackerState};
     use crate::types::InfoHash;
     use std::sync::Arc;
@@ -92,5 +111,12 @@ mod tests {
         assert_eq!(status(unknown), 404);
         assert_eq!(status(diagnosis(&req(Some("zz")), &view, &mut sync)), 404);
         assert_eq!(status(diagnosis(&req(None), &view, &mut sync)), 400);
+
+        let Ok(Step::Reply(r)) = stalled(&req(None), &view, &mut sync) else {
+            panic!("no reply");
+        };
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 1);
+        assert_eq!(v["07".repeat(20)], cause);
     }
 }

@@ -120,6 +120,7 @@ const ENDPOINTS: &[(&str, bool, Handler)] = &[
     ("sync/torrentPeers", false, peers::torrent_peers),
     // swarm's own, in a namespace qBittorrent does not use.
     ("swarm/diagnosis", false, diagnosis::diagnosis),
+    ("swarm/stalled", false, diagnosis::stalled),
     ("torrents/add", true, commands::add),
     ("torrents/delete", true, commands::delete),
     ("torrents/pause", true, commands::pause),
