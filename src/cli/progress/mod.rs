@@ -110,13 +110,12 @@ pub struct Display {
     json: bool,
 }
 
-/// The running display task; it ends with each torrent's stall cause (`None`: not
-/// stalled) as last seen.
+/// Each torrent's stall cause as last seen (`None`: not stalled).
+type Causes = Vec<Option<String>>;
+
+/// The running display task; it ends with the stall causes it saw last.
 pub struct Ui {
-    task: Option<(
-        JoinHandle<Vec<Option<String>>>,
-        tokio::sync::oneshot::Sender<()>,
-    )>,
+    task: Option<(JoinHandle<Causes>, tokio::sync::oneshot::Sender<()>)>,
 }
 
 /// The terminal's width now (it may change between frames), less the margin.
@@ -253,7 +252,7 @@ pub fn print_line(line: &str) {
 impl Ui {
     /// Stops the display; each torrent's stall cause as last seen (empty when there was
     /// no display).
-    pub async fn finish(self) -> Vec<Option<String>> {
+    pub async fn finish(self) -> Causes {
         match self.task {
             Some((task, done)) => {
                 let _ = done.send(());
