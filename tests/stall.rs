@@ -2,16 +2,21 @@
 //! a torrent whose only tracker is dead (an http URL on a loopback port nobody listens
 //! on), fetched without a terminal and with `--stall-after 2s`, prints a `stalled:` line
 //! naming the failed tracker, puts the same cause in `--progress-json`'s `"stalled"`, and
-//! ends its summary with it when stopped. Words are asserted, not timings; every wait is
-//! bounded. Loopback only, own state directories, no DHT, LSD or port mapping.
+//! ends its summary with it when stopped; on a real terminal (a pty) the cause is the line
+//! under the bar instead. Words are asserted, not timings; every wait is bounded.
+//! Loopback only, own state directories, no DHT, LSD or port mapping.
 
 mod interop;
+#[path = "terminal/pty.rs"]
+mod pty;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use interop::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_swarm");
 
 /// Far more than the 2 s stall and the tracker's refused connection need.
 const STALL_WAIT: Duration = Duration::from_secs(60);
@@ -121,4 +126,47 @@ fn progress_json_carries_the_stall_cause() {
     let first: serde_json::Value = serde_json::from_str(&fetch.stdout()[0]).unwrap();
     assert!(first.get("stalled").is_some_and(|v| v.is_null()), "{first}");
     fetch.stop();
+}
+
+#[test]
+fn on_a_terminal_the_cause_is_the_line_under_the_bar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (torrent, host) = dead_tracker_torrent(tmp.path());
+    let (out, state) = (tmp.path().join("out"), tmp.path().join("state"));
+    let args = [
+        "fetch",
+        "--stall-after",
+        "2s",
+        "--no-dht",
+        "--no-lsd",
+        "--no-port-mapping",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        torrent.to_str().unwrap(),
+    ];
+    let cols = 200;
+    let mut run = pty::PtyChild::spawn(&args, cols);
+    let under_bar = |text: &str| {
+        pty::replay(text, cols as usize)
+            .0
+            .iter()
+            .any(|l| l.trim_start().starts_with("stalled: No peer was found") && l.contains(&host))
+    };
+    assert!(
+        run.wait_for(STALL_WAIT, under_bar),
+        "no stalled line under the bar\n{}",
+        run.text()
+    );
+    run.signal("-INT");
+    run.wait(STALL_WAIT);
+    let text = run.text();
+    // The bar says it; no separate line is printed on a terminal.
+    assert!(!text.contains("\"lonely.bin\": stalled:"), "{text}");
+    assert!(text.contains("; stalled: No peer was found"), "{text}");
 }
