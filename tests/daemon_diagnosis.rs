@@ -2,7 +2,7 @@
 //! `.torrent` whose only tracker is dead (an http URL on a loopback port nobody listens
 //! on) answers `GET /api/v2/swarm/diagnosis?hash=H` with the doctor's cause naming the
 //! failed tracker and a `fail` trackers finding; an unknown hash is 404, no session 403
-//! (as the rest of the API). Loopback only, own state directory, no DHT, LSD or port
+//! (as the rest of the API); once stalled, `swarm/stalled` (the page's marker) lists it. Loopback only, own state directory, no DHT, LSD or port
 //! mapping; every wait is bounded.
 
 mod interop;
@@ -17,6 +17,8 @@ use serde_json::Value;
 const PASSWORD: &str = "correct horse battery";
 /// Far more than one announce to a refused port needs.
 const WAIT: Duration = Duration::from_secs(60);
+/// The daemon's stall delay (`doctor::stall::DEFAULT_AFTER`, 30 s) and then some.
+const STALL_WAIT: Duration = Duration::from_secs(120);
 
 /// A port on 127.0.0.1 nobody listens on (bound, then released).
 fn dead_port() -> u16 {
@@ -155,19 +157,39 @@ async fn scenario(tmp: &Path) {
     assert_eq!(api.get(&unknown, &api.cookie).await.0, 404);
     assert_eq!(api.get(&path, "").await.0, 403);
     assert_eq!(api.get("swarm/stalled", "").await.0, 403);
-    let (status, body) = api.get("swarm/stalled", &api.cookie).await;
-    assert_eq!(status, 200);
+
+    // After the daemon's stall delay (30 s) without a byte, it is stalled: listed by
+    // swarm/stalled (the page's marker) with the same cause, and said so by the diagnosis.
+    let deadline = Instant::now() + STALL_WAIT;
+    let listed = loop {
+        let (status, body) = api.get("swarm/stalled", &api.cookie).await;
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if let Some(c) = v.get(&hash) {
+            break c.clone();
+        }
+        assert!(v.is_object(), "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "not stalled within {STALL_WAIT:?}: {body}\n{}",
+            daemon.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert!(
-        serde_json::from_str::<Value>(&body).unwrap().is_object(),
-        "{body}"
+        listed.as_str().is_some_and(|c| c.contains(&host)),
+        "{listed}"
     );
+    let (_, body) = api.get(&path, &api.cookie).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["stalled"], true, "{v}");
     daemon.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_names_a_dead_tracker_in_the_torrents_diagnosis() {
     let tmp = tempfile::tempdir().unwrap();
-    tokio::time::timeout(Duration::from_secs(180), scenario(tmp.path()))
+    tokio::time::timeout(Duration::from_secs(300), scenario(tmp.path()))
         .await
         .expect("test timed out");
 }

@@ -284,8 +284,9 @@ pub(super) fn torrent_cmd(
                 });
             }
         }
-        // Why a download is stalled: said by fetch only (a seed has nothing to wait for).
-        let stall = fetch.then(|| progress::StallWatch {
+        // Why a download is stalled: said by fetch only (a seed has nothing to wait for),
+        // and the session's facts asked for only when something will show them.
+        let stall = (fetch && display.shows_stalls()).then(|| progress::StallWatch {
             after: stall_after,
             facts: session.watch_facts(dht_on),
         });

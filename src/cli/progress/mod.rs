@@ -135,6 +135,11 @@ impl Display {
         }
     }
 
+    /// Whether anything would show why a torrent is stalled (not quiet, or JSON).
+    pub fn shows_stalls(&self) -> bool {
+        !self.quiet || self.json
+    }
+
     /// One line per torrent (and its files in progress), and a total line under them
     /// when there are several. With `stall`, a stalled torrent's cause goes under its bar,
     /// into its JSON, or (without a terminal, unless quiet) on a line of its own.

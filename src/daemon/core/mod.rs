@@ -335,8 +335,9 @@ impl Core {
         let mut to_pause = Vec::new();
         let now = std::time::Instant::now();
         for (h, e) in self.torrents.iter_mut() {
-            if e.saved.paused {
-                // A paused torrent is not waiting for anything: not stalled.
+            let running = matches!(*e.handle.status.borrow(), Status::Running);
+            if e.saved.paused || !running {
+                // Paused, failed or ended: not waiting for anything, so not stalled.
                 e.stall = Stall::default();
             } else {
                 e.stall.update(now, &e.handle.snapshot.borrow());
