@@ -218,6 +218,11 @@ struct DownloadArgs {
     /// in the state directory either way).
     #[arg(long, value_name = "FILE", help_heading = "Storage")]
     save_torrent: Option<PathBuf>,
+    /// How long without progress before the line under the bar says why the download is
+    /// stalled, e.g. 30s, 2m (a rate below 1 % of its recent best that long counts too).
+    #[arg(long, value_name = "DURATION", default_value = "30s",
+          value_parser = parse::parse_duration, help_heading = "Output")]
+    stall_after: std::time::Duration,
 }
 
 #[derive(Args, Debug)]

@@ -224,7 +224,8 @@ pub(super) fn torrent_cmd(
     let wanted_port = (scfg.port_fallback && scfg.listen_port != 0).then_some(scfg.listen_port);
     let waiting = waiting_note(&metas, &sources, !net.no_lsd || !net.no_dht);
     let names: Vec<String> = contents.iter().map(Content::name).collect();
-    let (interrupted, outcome) = rt.block_on(async move {
+    let (dht_on, stall_after) = (!net.no_dht, down.stall_after);
+    let (interrupted, outcome, stalls) = rt.block_on(async move {
         let session = Session::start(scfg).await.context("starting the session")?;
         // Ctrl-C is handled from before the first line a user (or a test) may act on.
         let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -283,7 +284,13 @@ pub(super) fn torrent_cmd(
                 });
             }
         }
-        let ui = display.spawn(handles.iter().map(|h| h.snapshot.clone()).collect());
+        // Why a download is stalled: said by fetch only (a seed has nothing to wait for),
+        // and the session's facts asked for only when something will show them.
+        let stall = (fetch && display.shows_stalls()).then(|| progress::StallWatch {
+            after: stall_after,
+            facts: session.watch_facts(dht_on),
+        });
+        let ui = display.spawn(handles.iter().map(|h| h.snapshot.clone()).collect(), stall);
         let mut waits = tokio::task::JoinSet::new();
         // With several torrents, one that cannot be seeded is reported at once (the others
         // go on); a lone torrent's failure is the command's error.
@@ -325,8 +332,8 @@ pub(super) fn torrent_cmd(
             }
         }
         notes_tasks.abort_all();
-        ui.finish().await;
-        anyhow::Ok((interrupted, (contents, results)))
+        let stalls = ui.finish().await;
+        anyhow::Ok((interrupted, (contents, results), stalls))
     })?;
     if fetch {
         // A download that failed and wrote nothing leaves nothing behind.
@@ -340,7 +347,7 @@ pub(super) fn torrent_cmd(
         }
     }
     drop(locks);
-    match report(mode, &display, outcome) {
+    match report(mode, &display, outcome, &stalls) {
         Err(e) if interrupted => Err(Interrupted(super::error_line(&e)).into()),
         r => r,
     }
@@ -386,23 +393,26 @@ fn waiting_note(
     ))
 }
 
-/// Prints each torrent's summary and turns the results into the exit status.
+/// Prints each torrent's summary and turns the results into the exit status. `stalls`:
+/// each torrent's stall cause when the display stopped (`None`, or missing: not stalled).
 fn report(
     mode: Mode,
     display: &progress::Display,
     (contents, results): (Vec<Content>, Vec<Option<Arc<TorrentResult>>>),
+    stalls: &[Option<String>],
 ) -> Result<()> {
     // (name, why) of each torrent that did not do its job.
     let mut failed: Vec<(String, String)> = Vec::new();
     let mut seeded = 0;
     let metas = &contents;
-    for (content, r) in contents.iter().zip(&results) {
+    for (i, (content, r)) in contents.iter().zip(&results).enumerate() {
         let name = text::quoted(&content.name());
+        let stalled = stalls.get(i).and_then(Option::as_deref);
         match r.as_deref() {
             Some(Ok(summary)) => {
                 // A magnet stopped before its metadata arrived has no summary to show.
                 if let Some(meta) = summary.meta.as_deref().or(content.meta().as_deref()) {
-                    display.summary(meta, summary);
+                    display.summary(meta, summary, stalled);
                 }
                 if mode == Mode::Seed || summary.complete {
                     seeded += 1;
@@ -412,7 +422,13 @@ fn report(
                     failed.push((name, why.to_string()));
                 }
             }
-            Some(Err(e)) => failed.push((name, crate::error::error_chain(e))),
+            Some(Err(e)) => {
+                let mut why = crate::error::error_chain(e);
+                if let Some(cause) = stalled {
+                    why = format!("{why}; stalled: {}", text::clean(cause));
+                }
+                failed.push((name, why))
+            }
             None => failed.push((name, "removed".to_string())),
         }
     }

@@ -30,6 +30,11 @@ pub struct TorrentView {
     pub paused: bool,
     /// Why its last run failed, if it did (a disk error, a selection that matches nothing).
     pub error: Option<String>,
+    /// The same, when the disk was why (the diagnosis names it as the cause).
+    pub disk_error: Option<String>,
+    /// Downloading (or fetching metadata) without progress for a while
+    /// ([`crate::doctor::stall`]): the diagnosis is then why.
+    pub stalled: bool,
     /// The directory its content is in (the torrent's name is joined below it).
     pub save_path: PathBuf,
     /// "" when none.
@@ -76,6 +81,9 @@ pub struct View {
     pub listen_port: u16,
     /// DHT nodes in the routing table (0 without a DHT).
     pub dht_nodes: usize,
+    /// What the session knows beyond each torrent (DHT, port mapping, incoming
+    /// connections), for each torrent's diagnosis.
+    pub facts: crate::doctor::SessionFacts,
 }
 
 impl View {

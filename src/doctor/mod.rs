@@ -14,6 +14,7 @@
 use std::fmt::Write as _;
 
 pub mod machine;
+pub mod stall;
 
 pub use crate::snapshot::{Attempts, TrackerOutcome, TrackerState};
 use crate::snapshot::{Phase, Snapshot};

@@ -27,6 +27,8 @@ pub struct Memory {
     /// The torrent lost every peer (or data stopped) after having some: the next peers are
     /// a reconnection, until data flows again.
     pub stalled: bool,
+    /// Why it is stalled, while the stall watch says it is (the doctor's cause).
+    pub stall: Option<String>,
 }
 
 /// The state of a downloading torrent, in words, when the numbers would mislead.
@@ -345,6 +347,12 @@ pub fn total_line(snaps: &[Snapshot], width: usize) -> String {
     )
 }
 
+/// `  stalled: <cause>` under a stalled torrent's bar, cut at the end to the width.
+pub fn stall_line(cause: &str, width: usize) -> String {
+    let text = format!("stalled: {}", clean(cause));
+    fit(width, " ", None, &[Seg::new(KEEP, text)])
+}
+
 /// Whether a snapshot has anything true to draw yet (no `0 B/1 B 0%` first frame).
 pub fn drawable(s: &Snapshot) -> bool {
     s.total_bytes > 0 || s.phase != Phase::Checking
@@ -359,6 +367,9 @@ pub fn frame(snaps: &[Snapshot], mems: &mut [Memory], width: usize) -> Vec<Strin
         }
         lines.push(torrent_line(s, mem, width));
         lines.extend(file_lines(s, width));
+        if let Some(cause) = &mem.stall {
+            lines.push(stall_line(cause, width));
+        }
     }
     if snaps.len() > 1 {
         lines.push(total_line(snaps, width));

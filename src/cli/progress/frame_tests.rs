@@ -329,3 +329,26 @@ fn a_magnet_says_from_how_many_peers_it_fetches_the_metadata() {
     // Narrow: the words shrink, never past the width.
     assert!(width(&torrent_line(&s, &mut Memory::default(), 40)) <= 40);
 }
+
+#[test]
+fn a_stalled_torrent_says_why_under_its_bar() {
+    let cause =
+        "No peer was found: all 1 trackers failed (t\u{1b}[2J: refused), and the DHT is off.";
+    let mut mems = [Memory {
+        stall: Some(cause.into()),
+        ..Memory::default()
+    }];
+    for w in [20, 80, 200] {
+        let lines = frame(&[downloading("a.iso")], &mut mems, w);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[1].trim_start().starts_with("stalled: No peer"),
+            "{lines:?}"
+        );
+        assert!(width(&lines[1]) <= w, "{lines:?}");
+        assert!(!lines[1].chars().any(char::is_control), "{lines:?}");
+    }
+    // Not stalled: no line.
+    let lines = frame(&[downloading("a.iso")], &mut [Memory::default()], 80);
+    assert_eq!(lines.len(), 1);
+}

@@ -4,7 +4,7 @@
 //!
 //! Files: `fit.rs` (one line fitted to a width), `frame.rs` (snapshots → lines, state
 //! words), `files.rs` (per-file progress from the bitfield), `summary.rs` (summary, resume
-//! line, JSON objects) — all pure and unit-tested; this file is the terminal edge: it asks
+//! line, JSON objects), `stalled.rs` (why a stalled torrent is stalled) — unit-tested; this file is the terminal edge: it asks
 //! the terminal's width before every frame, redraws only what changed at most
 //! [`REDRAW_HZ`] times a second, and leaves the last true frame on screen when stopped.
 //!
@@ -29,8 +29,10 @@ use crate::snapshot::Snapshot;
 mod files;
 pub mod fit;
 pub mod frame;
+mod stalled;
 mod summary;
 
+pub use stalled::StallWatch;
 pub use summary::summary_line;
 
 use frame::Memory;
@@ -108,9 +110,12 @@ pub struct Display {
     json: bool,
 }
 
-/// The running display task.
+/// Each torrent's stall cause as last seen (`None`: not stalled).
+type Causes = Vec<Option<String>>;
+
+/// The running display task; it ends with the stall causes it saw last.
 pub struct Ui {
-    task: Option<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
+    task: Option<(JoinHandle<Causes>, tokio::sync::oneshot::Sender<()>)>,
 }
 
 /// The terminal's width now (it may change between frames), less the margin.
@@ -130,13 +135,22 @@ impl Display {
         }
     }
 
+    /// Whether anything would show why a torrent is stalled (not quiet, or JSON).
+    pub fn shows_stalls(&self) -> bool {
+        !self.quiet || self.json
+    }
+
     /// One line per torrent (and its files in progress), and a total line under them
-    /// when there are several.
-    pub fn spawn(&self, mut rxs: Vec<watch::Receiver<Snapshot>>) -> Ui {
-        if !(self.bars || self.json) || rxs.is_empty() {
+    /// when there are several. With `stall`, a stalled torrent's cause goes under its bar,
+    /// into its JSON, or (without a terminal, unless quiet) on a line of its own.
+    pub fn spawn(&self, mut rxs: Vec<watch::Receiver<Snapshot>>, stall: Option<StallWatch>) -> Ui {
+        let say_stalls = stall.is_some() && !self.quiet;
+        if !(self.bars || self.json || say_stalls) || rxs.is_empty() {
             return Ui { task: None };
         }
         let (bars, json) = (self.bars, self.json);
+        let print_stalls = !bars && !self.quiet;
+        let mut stalls = stall.map(|w| stalled::Stalls::new(w, rxs.len(), print_stalls));
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             let bar = bars.then(|| {
@@ -162,6 +176,15 @@ impl Display {
                     .iter_mut()
                     .map(|rx| rx.borrow_and_update().clone())
                     .collect();
+                // The last tick comes after the session stopped: the causes stay as the
+                // download left them.
+                if let (Some(stalls), false) = (&mut stalls, done) {
+                    let causes = stalls.tick(std::time::Instant::now(), &snaps);
+                    for (mem, cause) in mems.iter_mut().zip(json_mems.iter_mut()).zip(causes) {
+                        mem.0.stall.clone_from(&cause);
+                        mem.1.stall = cause;
+                    }
+                }
                 if let Some(bar) = &bar {
                     for (s, started) in snaps.iter().zip(started.iter_mut()) {
                         if !*started && s.phase != crate::snapshot::Phase::Checking {
@@ -193,18 +216,21 @@ impl Display {
                     let _ = std::io::stderr().write_all(b"\n");
                 }
             }
+            mems.into_iter().map(|m| m.stall).collect()
         });
         Ui {
             task: Some((task, done_tx)),
         }
     }
 
-    /// The one line printed at the end (stderr), unless `--quiet`.
-    pub fn summary(&self, meta: &Metainfo, s: &Summary) {
+    /// The one line printed at the end (stderr), unless `--quiet`; `stalled`: why, when
+    /// it ended incomplete while stalled.
+    pub fn summary(&self, meta: &Metainfo, s: &Summary, stalled: Option<&str>) {
         if self.quiet {
             return;
         }
-        eprintln!("{}", summary_line(meta, s));
+        let line = stalled::with_cause(summary_line(meta, s), s.complete, stalled);
+        eprintln!("{line}");
     }
 }
 
@@ -229,10 +255,15 @@ pub fn print_line(line: &str) {
 }
 
 impl Ui {
-    pub async fn finish(self) {
-        if let Some((task, done)) = self.task {
-            let _ = done.send(());
-            let _ = task.await;
+    /// Stops the display; each torrent's stall cause as last seen (empty when there was
+    /// no display).
+    pub async fn finish(self) -> Causes {
+        match self.task {
+            Some((task, done)) => {
+                let _ = done.send(());
+                task.await.unwrap_or_default()
+            }
+            None => Vec::new(),
         }
     }
 }

@@ -170,6 +170,7 @@ pub fn json_object(s: &Snapshot, mem: &mut Memory) -> serde_json::Value {
         "trackers_ok": s.trackers_ok,
         "trackers_total": s.trackers_total,
         "tracker_error": s.tracker_status,
+        "stalled": mem.stall,
     })
 }
 

@@ -25,12 +25,14 @@ mod commands;
 use super::model::{CommandError, CommandReply, FileView, Prefs, Request, TorrentView, View};
 use super::saved::{self, Saved, SavedTorrent};
 use crate::config::{SessionConfig, TorrentConfig};
+use crate::doctor::stall::Stall;
+use crate::doctor::SessionFacts;
 use crate::magnet::Magnet;
 use crate::metainfo::Metainfo;
 use crate::net::limit::{RateLimiter, TorrentRates};
 use crate::selection::{torrent_paths, Priority};
 use crate::session::{
-    Content, MagnetSource, Mode, Session, Sources, Status, TorrentHandle, TorrentSpec,
+    Content, MagnetSource, Mode, Session, Sources, Status, TorrentError, TorrentHandle, TorrentSpec,
 };
 use crate::snapshot::Phase;
 use crate::state::StateDir;
@@ -91,6 +93,7 @@ impl Daemon {
         let session = Session::start(cfg.session.clone())
             .await
             .map_err(DaemonError::Session)?;
+        let session_facts = session.watch_facts(cfg.session.dht);
         let (view_tx, view) = watch::channel(Arc::new(View::default()));
         let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (stop, stop_rx) = watch::channel(false);
@@ -106,6 +109,7 @@ impl Daemon {
             state,
             torrents: BTreeMap::new(),
             view: view_tx,
+            facts: session_facts,
         };
         for t in saved.torrents {
             if let Err(e) = core.restore(t.clone()).await {
@@ -147,6 +151,8 @@ struct Entry {
     /// Restored paused: it runs until its data is checked (so the list shows what is on
     /// disk), then pauses.
     pause_after_check: bool,
+    /// Whether it is stalled, fed at every refresh.
+    stall: Stall,
 }
 
 struct Core {
@@ -157,6 +163,8 @@ struct Core {
     categories: BTreeMap<String, Option<PathBuf>>,
     save_path: PathBuf,
     view: watch::Sender<Arc<View>>,
+    /// The session's side of each torrent's diagnosis, refreshed every second.
+    facts: watch::Receiver<SessionFacts>,
 }
 
 impl Core {
@@ -237,6 +245,7 @@ impl Core {
                 handle,
                 rates,
                 pause_after_check,
+                stall: Stall::default(),
             },
         );
         Ok(())
@@ -324,7 +333,15 @@ impl Core {
     async fn refresh(&mut self) {
         let mut changed = false;
         let mut to_pause = Vec::new();
+        let now = std::time::Instant::now();
         for (h, e) in self.torrents.iter_mut() {
+            let running = matches!(*e.handle.status.borrow(), Status::Running);
+            if e.saved.paused || !running {
+                // Paused, failed or ended: not waiting for anything, so not stalled.
+                e.stall = Stall::default();
+            } else {
+                e.stall.update(now, &e.handle.snapshot.borrow());
+            }
             let phase = e.handle.snapshot.borrow().phase;
             if e.pause_after_check && phase != Phase::Checking {
                 e.pause_after_check = false;
@@ -348,12 +365,14 @@ impl Core {
 
     fn publish(&self) {
         let torrents = self.torrents.iter().map(|(h, e)| view_of(h, e)).collect();
+        let facts = self.facts.borrow().clone();
         let view = View {
             torrents,
             categories: self.categories.clone(),
             prefs: self.prefs(),
             listen_port: self.session.local_addr().port(),
-            dht_nodes: 0,
+            dht_nodes: facts.dht_nodes.unwrap_or(0),
+            facts,
         };
         self.view.send_replace(Arc::new(view));
     }
@@ -361,13 +380,16 @@ impl Core {
 
 fn view_of(hash: &InfoHash, e: &Entry) -> TorrentView {
     let snapshot = e.handle.snapshot.borrow().clone();
-    let error = match &*e.handle.status.borrow() {
-        Status::Finished(r) => r
-            .as_ref()
-            .as_ref()
-            .err()
-            .map(|e| crate::error::error_chain(e)),
-        _ => None,
+    let (error, disk_error) = match &*e.handle.status.borrow() {
+        Status::Finished(r) => match r.as_ref() {
+            Err(err) => {
+                let text = crate::error::error_chain(err);
+                let disk = matches!(err, TorrentError::Store(_)).then(|| text.clone());
+                (Some(text), disk)
+            }
+            Ok(_) => (None, None),
+        },
+        _ => (None, None),
     };
     let meta = e.content.meta();
     let prios = e.saved.file_priorities();
@@ -402,6 +424,8 @@ fn view_of(hash: &InfoHash, e: &Entry) -> TorrentView {
         name: snapshot.name.clone(),
         paused: e.saved.paused,
         error,
+        disk_error,
+        stalled: e.stall.stalled(),
         save_path: e.saved.save_path.clone(),
         category: e.saved.category.clone(),
         added_on: e.saved.added_on,

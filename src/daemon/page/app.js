@@ -10,6 +10,7 @@ let rid = 0;
 let torrents = {};          // hash -> merged torrent object
 let server = {};
 let selected = null;        // hash shown in the detail pane
+let stalls = {};            // hash -> why it is stalled (swarm/stalled)
 let timer = null;
 
 async function call(path, { method = "GET", form = null, params = null } = {}) {
@@ -87,7 +88,11 @@ $("#logout").addEventListener("click", async () => {
 
 async function poll() {
   try {
-    const d = await call("sync/maindata", { params: { rid } });
+    const [d, st] = await Promise.all([
+      call("sync/maindata", { params: { rid } }),
+      call("swarm/stalled").catch(() => ({})),
+    ]);
+    stalls = st || {};
     rid = d.rid;
     if (d.full_update) torrents = {};
     for (const [h, t] of Object.entries(d.torrents || {})) torrents[h] = Object.assign(torrents[h] || { hash: h }, t);
@@ -125,7 +130,15 @@ function render() {
     const bar = document.createElement("progress");
     bar.max = 1; bar.value = t.progress || 0;
     p.append(bar, " " + ((t.progress || 0) * 100).toFixed(1) + "%");
-    cell(tr, STATES[t.state] || t.state);
+    const state = cell(tr, STATES[t.state] || t.state);
+    if (stalls[t.hash]) {
+      // The doctor's cause as a tooltip; text only, never markup.
+      const mark = document.createElement("span");
+      mark.className = "stalled";
+      mark.textContent = "stalled";
+      mark.title = stalls[t.hash];
+      state.append(" ", mark);
+    }
     cell(tr, rate(t.dlspeed));
     cell(tr, rate(t.upspeed));
     cell(tr, `${t.num_seeds + t.num_leechs}`);
@@ -160,11 +173,13 @@ async function detail(fresh) {
   $("#detail-name").textContent = t.name;
   $("#toggle").textContent = stopped(t) ? "Start" : "Stop";
   $("#peers").textContent = `${t.num_seeds} seeds and ${t.num_leechs} leechers connected`;
-  const [files, trackers, peers] = await Promise.all([
+  const [files, trackers, peers, diag] = await Promise.all([
     call("torrents/files", { params: { hash: selected } }),
     call("torrents/trackers", { params: { hash: selected } }),
     call("sync/torrentPeers", { params: { hash: selected, rid: 0 } }),
+    call("swarm/diagnosis", { params: { hash: selected } }).catch(() => null),
   ]);
+  showDiagnosis(diag);
   const pb = $("#peer-list tbody");
   pb.replaceChildren();
   const list = Object.entries(peers.peers || {});
@@ -217,6 +232,24 @@ async function detail(fresh) {
     cell(row, tr.num_peers >= 0 ? String(tr.num_peers) : "");
     cell(row, tr.msg || "");
     tb.appendChild(row);
+  }
+}
+
+// The doctor's words for the selected torrent: its cause, then one line per finding.
+// Text content only: tracker errors and host names in it come from outside.
+function showDiagnosis(d) {
+  const cause = $("#cause"), list = $("#findings");
+  list.replaceChildren();
+  if (!d) { cause.textContent = ""; return; }
+  cause.textContent = (d.stalled ? "Stalled: " : "") + d.cause;
+  cause.className = d.stalled ? "stalled" : "";
+  for (const f of d.findings || []) {
+    const li = document.createElement("li");
+    const sev = document.createElement("span");
+    sev.className = "sev " + (["ok", "warn", "fail"].includes(f.severity) ? f.severity : "");
+    sev.textContent = f.severity;
+    li.append(sev, ` ${f.topic}: ${f.text}`);
+    list.appendChild(li);
   }
 }
 

@@ -12,6 +12,7 @@
 
 mod app;
 mod commands;
+mod diagnosis;
 mod params;
 mod peers;
 mod sync;
@@ -117,6 +118,9 @@ const ENDPOINTS: &[(&str, bool, Handler)] = &[
     ("torrents/categories", false, commands::categories),
     ("sync/maindata", false, sync::maindata),
     ("sync/torrentPeers", false, peers::torrent_peers),
+    // swarm's own, in a namespace qBittorrent does not use.
+    ("swarm/diagnosis", false, diagnosis::diagnosis),
+    ("swarm/stalled", false, diagnosis::stalled),
     ("torrents/add", true, commands::add),
     ("torrents/delete", true, commands::delete),
     ("torrents/pause", true, commands::pause),

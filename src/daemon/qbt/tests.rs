@@ -156,6 +156,7 @@ pub fn view() -> View {
         },
         listen_port: 6881,
         dht_nodes: 0,
+        facts: Default::default(),
     }
 }
 
