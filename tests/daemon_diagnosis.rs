@@ -133,7 +133,7 @@ async fn scenario(tmp: &Path) {
     assert_eq!(v["hash"], hash);
     let cause = v["cause"].as_str().unwrap();
     assert!(cause.starts_with("No peer was found"), "{cause}");
-    assert!(cause.contains("trackers failed"), "{cause}");
+    assert!(cause.contains("tracker failed"), "{cause}");
     assert!(v["stalled"].is_boolean(), "{v}");
     let findings = v["findings"].as_array().unwrap();
     let trackers = findings

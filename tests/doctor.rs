@@ -1,9 +1,11 @@
 //! `swarm doctor TORRENT` names the cause of a stuck download, each scenario set up for
 //! real on loopback (issue 19): a dead tracker; a seed that requires encryption while we
 //! run `--encryption off` (a swarm seed, and libtorrent with `SWARM_INTEROP=1`); two
-//! leechers that together lack pieces; a download directory that cannot be written. Each
-//! doctor run's output is printed (the closing note's figures: what it said and after how
-//! long it concluded).
+//! leechers that together lack pieces; a download directory that cannot be written. In
+//! each, `swarm fetch` says the same cause on its `stalled:` line (with `--stall-after 2s`;
+//! a dead tracker's line is tested in tests/stall.rs), and a fetch into the read-only
+//! directory refuses at once. Each doctor run's output is printed (the closing note's
+//! figures: what it said and after how long it concluded).
 //!
 //! Every process binds to 127.0.0.x with its own `--state-dir` and `--no-dht --no-lsd
 //! --no-port-mapping`; peers by `--peer` only; every wait has a deadline.
@@ -19,6 +21,9 @@ use interop::*;
 
 /// How long each doctor run watches: enough for loopback, where everything answers at once.
 const WATCH: &str = "4s";
+
+/// Far more than a 2 s stall needs: only a hang guard.
+const STALL_WAIT: Duration = Duration::from_secs(60);
 
 /// What one `swarm doctor` run printed.
 struct Report {
@@ -66,6 +71,26 @@ fn doctor(what: &str, torrent: &Path, dir: &Path, extra: &[String]) -> Report {
     r
 }
 
+/// `swarm fetch T --stall-after 2s` with `extra`, until it prints its `stalled:` line (a
+/// bounded wait); returns the cause it gave.
+fn fetch_stalled(torrent: &Path, out: &Path, extra: &[String]) -> String {
+    let mut args = vec!["--stall-after".to_string(), "2s".to_string()];
+    args.extend_from_slice(extra);
+    let mut fetch = swarm_fetch(torrent, out, 0, &args);
+    let line = |p: &Proc| {
+        p.stderr()
+            .lines()
+            .find_map(|l| l.split_once("\": stalled: ").map(|(_, c)| c.to_owned()))
+    };
+    wait_until("swarm fetch to say why it is stalled", STALL_WAIT, || {
+        line(&fetch).is_some()
+    });
+    let cause = line(&fetch).unwrap();
+    fetch.stop();
+    say(&format!("swarm fetch: stalled: {cause}"));
+    cause
+}
+
 fn peer(at: SocketAddr) -> Vec<String> {
     vec!["--peer".into(), at.to_string()]
 }
@@ -91,7 +116,7 @@ fn a_dead_tracker_is_named() {
     let cause = r.cause();
     assert!(
         cause.starts_with(&format!(
-            "No peer was found: all 1 trackers failed ({host}: connection refused)"
+            "No peer was found: the tracker failed ({host}: connection refused)"
         )),
         "{cause}"
     );
@@ -119,6 +144,11 @@ fn a_seed_requiring_encryption_is_named() {
         &torrent,
         &tmp.path().join("out"),
         &extra,
+    );
+    let fetched = fetch_stalled(&torrent, &tmp.path().join("fetch"), &extra);
+    assert!(
+        fetched.starts_with("Every peer that answered requires encryption"),
+        "{fetched}"
     );
     assert!(!r.status.success(), "{}", r.stdout);
     assert!(
@@ -152,6 +182,11 @@ fn a_libtorrent_seed_requiring_encryption_is_named() {
         &torrent,
         &tmp.path().join("out"),
         &extra,
+    );
+    let fetched = fetch_stalled(&torrent, &tmp.path().join("fetch"), &extra);
+    assert!(
+        fetched.starts_with("Every peer that answered requires encryption"),
+        "{fetched}"
     );
     assert!(!r.status.success(), "{}", r.stdout);
     assert!(
@@ -202,6 +237,11 @@ fn pieces_no_peer_has_are_named() {
         &torrent,
         &tmp.path().join("out"),
         &extra,
+    );
+    let fetched = fetch_stalled(&torrent, &tmp.path().join("fetch"), &extra);
+    assert!(
+        fetched.starts_with("No connected peer has 2 of the 2 pieces we lack"),
+        "{fetched}"
     );
     assert!(!r.status.success(), "{}", r.stdout);
     assert!(

@@ -78,7 +78,7 @@ fn a_dead_tracker_is_named_on_the_stalled_line_and_in_the_summary() {
     });
     let line = stalled_line(&fetch).unwrap();
     assert!(line.contains("No peer was found"), "{line}");
-    assert!(line.contains("trackers failed"), "{line}");
+    assert!(line.contains("tracker failed"), "{line}");
     assert!(line.contains(&host), "the dead tracker is named: {line}");
     assert!(line.contains("the DHT is off"), "{line}");
     // Said once per cause, not once per frame.
@@ -121,7 +121,7 @@ fn progress_json_carries_the_stall_cause() {
         |p| stalled(p).is_some(),
     );
     let cause = stalled(&fetch).unwrap();
-    assert!(cause.contains("trackers failed"), "{cause}");
+    assert!(cause.contains("tracker failed"), "{cause}");
     // Before the stall the key is there, and null.
     let first: serde_json::Value = serde_json::from_str(&fetch.stdout()[0]).unwrap();
     assert!(first.get("stalled").is_some_and(|v| v.is_null()), "{first}");

@@ -44,7 +44,7 @@ pub(super) fn doctor_cmd(a: DoctorArgs, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// One finding as a line: `fail  trackers   all 1 trackers failed (…)`, escaped for the
+/// One finding as a line: `fail  trackers   the tracker failed (…)`, escaped for the
 /// terminal.
 pub(super) fn finding_line(f: &Finding) -> String {
     text::clean(&format!(

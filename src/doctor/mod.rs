@@ -445,18 +445,26 @@ fn tracker_summary(trackers: &[TrackerState]) -> String {
             .cloned()
             .collect::<Vec<_>>()
             .join("; ");
-        let count = if failed.len() == n {
-            format!("all {n}")
-        } else {
-            format!("{} of {n}", failed.len())
+        return match (failed.len(), n) {
+            (1, 1) => format!("the tracker failed ({first})"),
+            (f, n) if f == n => format!("all {n} trackers failed ({first})"),
+            (f, n) => format!("{f} of {n} trackers failed ({first})"),
         };
-        return format!("{count} trackers failed ({first})");
     }
-    let peers: usize = answered.iter().sum();
-    format!(
-        "{} of {n} trackers answered with {peers} peers",
-        answered.len()
-    )
+    let peers = plural(answered.iter().sum(), "peer");
+    match (answered.len(), n) {
+        (1, 1) => format!("the tracker answered with {peers}"),
+        (a, n) => format!("{a} of {n} trackers answered with {peers}"),
+    }
+}
+
+/// `1 peer`, `3 peers`.
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 #[cfg(test)]

@@ -244,4 +244,20 @@ fn tracker_summaries() {
         tracker_summary(&[failed("x", "timed out"), pending]),
         "1 of 2 trackers failed (x: timed out)"
     );
+    assert_eq!(
+        tracker_summary(&[failed("x", "refused")]),
+        "the tracker failed (x: refused)"
+    );
+    let answered = |peers| TrackerState {
+        host: "a".into(),
+        outcome: TrackerOutcome::Answered { peers },
+    };
+    assert_eq!(
+        tracker_summary(&[answered(1)]),
+        "the tracker answered with 1 peer"
+    );
+    assert_eq!(
+        tracker_summary(&[answered(0), answered(3)]),
+        "2 of 2 trackers answered with 3 peers"
+    );
 }

@@ -332,8 +332,7 @@ fn a_magnet_says_from_how_many_peers_it_fetches_the_metadata() {
 
 #[test]
 fn a_stalled_torrent_says_why_under_its_bar() {
-    let cause =
-        "No peer was found: all 1 trackers failed (t\u{1b}[2J: refused), and the DHT is off.";
+    let cause = "No peer was found: the tracker failed (t\u{1b}[2J: refused), and the DHT is off.";
     let mut mems = [Memory {
         stall: Some(cause.into()),
         ..Memory::default()
