@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Drives swarm's web page in headless Chromium (Selenium, Debian's chromium-driver):
-log in, add a magnet, watch it reach 100 %, deselect a file, remove the torrent with its
-data. Prints one line per step; exits non-zero with the reason on the first failure.
+log in, add a magnet, watch it reach 100 %, see its diagnosis, deselect a file, remove the
+torrent with its data. Prints one line per step; exits non-zero with the reason on the first failure.
 Saves a screenshot (phone width) to SHOT after the file was deselected.
 
   page_driver.py URL USER PASSWORD MAGNET FILE_INDEX SHOT [--timeout S]
@@ -53,6 +53,9 @@ def main():
 
         driver.find_element(By.CSS_SELECTOR, "#torrents tbody tr td.name").click()
         wait.until(EC.visibility_of_element_located((By.ID, "detail")))
+        # The doctor's words for it: complete, so nothing is wrong.
+        wait.until(lambda d: "Nothing is wrong" in d.find_element(By.ID, "cause").text)
+        print("DIAGNOSED", flush=True)
         boxes = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#files tbody input[type=checkbox]"))
         index = int(a.file_index)
         if index >= len(boxes):
