@@ -235,15 +235,13 @@ pub struct Totals {
 }
 
 /// What a torrent's connectivity looks like, for the doctor (`crate::doctor`): written by
-/// the announcer (`trackers`) and the driver (`attempts`, `incoming`).
+/// the announcer (`trackers`) and the driver (`attempts`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Health {
     /// Every tracker the torrent announces to, in tier order.
     pub trackers: Arc<[TrackerState]>,
     /// Our connection attempts by outcome, since the run started.
     pub attempts: Attempts,
-    /// Incoming connections routed to this torrent, since the run started.
-    pub incoming: u64,
 }
 
 /// One tracker and what it did last.

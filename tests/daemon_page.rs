@@ -52,7 +52,14 @@ fn the_web_page_adds_completes_deselects_and_removes_a_torrent() {
     let mut page = Proc::spawn("page driver", &mut drive);
     let status = page.wait_exit(Duration::from_secs(240));
     assert!(status.success(), "{}\n{}", page.logs(), daemon.logs());
-    for step in ["LOGGED_IN", "ADDED", "COMPLETE", "DIAGNOSED", "DESELECTED", "REMOVED"] {
+    for step in [
+        "LOGGED_IN",
+        "ADDED",
+        "COMPLETE",
+        "DIAGNOSED",
+        "DESELECTED",
+        "REMOVED",
+    ] {
         assert!(
             page.stdout().iter().any(|l| l == step),
             "{step}\n{}",

@@ -7,7 +7,8 @@
 //! a fake router in `tests/portmap_fake.rs`: miniupnpd answers PCP whenever it answers NAT-PMP.
 //! A third cell takes the router's port away first, so the router grants another external
 //! port, and checks that swarm announces that port to its tracker (a tiny one inside the
-//! LAN namespace). The cells run one after the other (one lab at a time).
+//! LAN namespace). A fourth runs `swarm doctor` in the LAN: it reports the mapping the
+//! router grants, and the connection a WAN host makes to it. The cells run one after the other (one lab at a time).
 //!
 //! Network safety: swarm runs only inside the lab's LAN namespace (its multicast and router
 //! traffic never reach the host's network), with `--no-dht --no-lsd --no-trackers` and its
@@ -311,4 +312,68 @@ fn swarm_announces_the_external_port_the_router_grants() {
         return;
     }
     panic!("no stopped announce reached the tracker; announces {seen:?}");
+}
+
+/// `swarm doctor` inside the LAN reports the mapping the router grants (its external
+/// address and protocol) and, once a host on the WAN side connects to that address, that
+/// incoming connections arrive; it leaves no mapping behind when it ends.
+#[test]
+fn doctor_reports_the_mapping_and_the_incoming_connection() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(lab) = Lab::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = lab.lan_cmd(env!("CARGO_BIN_EXE_swarm"));
+    cmd.args(["doctor", "--no-lsd", "--no-dht", "--for", "8s"])
+        .args(["--bind", &lab.client_ip().to_string()])
+        .args(["--port", &PORT.to_string()])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("-o")
+        .arg(dir.path());
+    let started = Instant::now();
+    let doctor = std::thread::spawn(move || run_bounded(&mut cmd, MAP_TIMEOUT));
+    // Once the router maps the port, a WAN host dials the external address.
+    let deadline = Instant::now() + MAP_TIMEOUT;
+    while !mapped(&lab, "TCP") {
+        assert!(Instant::now() < deadline, "{}", lab.router_log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let external = std::net::SocketAddr::from((lab.wan_ip(), PORT));
+    lab.in_wan(move || {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect_timeout(&external, Duration::from_secs(5))
+            .expect("connect to the external address");
+        let _ = s.write_all(b"hello");
+    });
+    let out = doctor.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!(
+        "swarm doctor in the lab ({:.1} s):\n{stdout}",
+        started.elapsed().as_secs_f64()
+    );
+    let line = |topic: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(topic))
+            .unwrap_or_else(|| panic!("no {topic} line:\n{stdout}\n{}", lab.router_log()))
+            .to_owned()
+    };
+    let mapping = line("mapping");
+    assert!(
+        mapping.starts_with("ok")
+            && mapping.contains(&format!(
+                "mapped via PCP: external address {}:{PORT}",
+                lab.wan_ip()
+            )),
+        "{mapping}"
+    );
+    let incoming = line("incoming");
+    assert!(incoming.starts_with("ok"), "{incoming}");
+    assert!(out.status.success(), "{stdout}");
+    let left: Vec<_> = lab
+        .list_mappings()
+        .into_iter()
+        .filter(|m| m.external_port == PORT)
+        .collect();
+    assert!(left.is_empty(), "mappings left after doctor: {left:?}");
 }

@@ -394,7 +394,7 @@ pub fn clock(now: i64, built: Option<i64>) -> Finding {
             Severity::Ok,
             "clock",
             format!(
-                "{} UTC, after this build's commit ({}); only checked against the build date \
+                "{}, after this build's commit ({}); only checked against the build date \
                  here",
                 date(now),
                 date(b)
@@ -404,7 +404,7 @@ pub fn clock(now: i64, built: Option<i64>) -> Finding {
             Severity::Ok,
             "clock",
             format!(
-                "{} UTC; not checked (this build does not know its date)",
+                "{}; not checked (this build does not know its date)",
                 date(now)
             ),
         ),

@@ -116,8 +116,8 @@ pub struct SessionFacts {
     /// The DHT's routing table size; `None` when the DHT is off.
     pub dht_nodes: Option<usize>,
     pub mapping: Mapping,
-    /// Incoming connections handed to a torrent and DHT queries answered, session-wide;
-    /// `None` when nothing could have come (nothing listened long enough to tell).
+    /// Incoming connections from addresses that are not local, and DHT queries answered,
+    /// session-wide; `None` when nothing could have come (nothing listened long enough).
     pub incoming: Option<u64>,
     /// Incoming connections our `--encryption` setting refused, session-wide.
     pub encryption_refused: u64,
@@ -163,7 +163,7 @@ pub fn facts(s: &Snapshot, session: &SessionFacts, disk_error: Option<String>) -
         metadata_offers: s.metadata.map_or(0, |m| m.peers),
         missing_everywhere: (s.stats.missing_everywhere, s.stats.lacking),
         mapping: session.mapping.clone(),
-        incoming_seen: session.incoming.map(|n| n + s.health.incoming > 0),
+        incoming_seen: session.incoming.map(|n| n > 0),
         disk_error,
     }
 }

@@ -94,9 +94,8 @@ struct State {
     /// The last connect error of each address dialled (the first [`MAX_LAST_ERRORS`]),
     /// named when the torrent gives up.
     last_errors: HashMap<SocketAddr, String>,
-    /// Our connection attempts by outcome, and incoming connections: for the doctor.
+    /// Our connection attempts by outcome, for the doctor.
     attempts: Attempts,
-    incoming: u64,
 }
 
 /// Addresses whose last connect error a give-up message names: `--peer` lists are short.
@@ -128,7 +127,6 @@ impl Driver {
                 outcome: None,
                 last_errors: HashMap::new(),
                 attempts: Attempts::default(),
-                incoming: 0,
             },
         }
     }
@@ -192,7 +190,6 @@ impl Driver {
                     }
                 },
                 Some(incoming) = self.incoming.recv() => {
-                    self.st.incoming += 1;
                     let key = self.st.next_key;
                     self.st.next_key += 1;
                     let span = tracing::info_span!("peer", addr = %incoming.addr);
@@ -435,14 +432,13 @@ impl Driver {
     }
 
     fn publish(&self) {
-        let (attempts, incoming) = (self.st.attempts, self.st.incoming);
+        let attempts = self.st.attempts;
         let engine = match &self.core {
             Core::Content(e) => e,
             Core::Metadata(p) => {
                 let m = p.progress();
                 self.snapshot.send_modify(|s| {
                     s.health.attempts = attempts;
-                    s.health.incoming = incoming;
                     s.stats.found = m.found;
                     s.phase = Phase::Metadata;
                     s.metadata = Some(MetadataStatus {
@@ -472,7 +468,6 @@ impl Driver {
         };
         self.snapshot.send_modify(|s| {
             s.health.attempts = attempts;
-            s.health.incoming = incoming;
             s.phase = phase;
             s.metadata = None;
             s.total_bytes = layout.total_len();

@@ -280,6 +280,9 @@ pub struct SessionStats {
     pub half_open_evicted: u64,
     /// Incoming connections that sent no valid handshake in time.
     pub bad_handshakes: u64,
+    /// Incoming connections from addresses that are not local (loopback, private,
+    /// link-local), whatever came of them: evidence the port is reachable from outside.
+    pub incoming_remote: u64,
     /// Incoming connections of the kind our `--encryption` setting refuses (plaintext
     /// under `require`, encrypted under `off`).
     pub encryption_refused: u64,
@@ -476,7 +479,7 @@ impl Session {
                 let facts = SessionFacts {
                     dht_nodes: dht.then_some(stats.dht_nodes),
                     mapping: Mapping::from_status(status.as_ref()),
-                    incoming: Some(stats.routed + stats.dht_answered),
+                    incoming: Some(stats.incoming_remote + stats.dht_answered),
                     encryption_refused: stats.encryption_refused,
                 };
                 if tx.send(facts).is_err() {

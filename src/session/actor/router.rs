@@ -7,6 +7,9 @@ use super::*;
 
 impl Actor {
     pub(super) fn accepted(&mut self, stream: tokio::net::TcpStream, addr: std::net::SocketAddr) {
+        if !crate::pex::is_local(addr.ip()) {
+            self.stats.incoming_remote += 1;
+        }
         let silent = |p: &Pending| !p.heard.load(Ordering::Relaxed);
         match self.half_open.admit(addr.ip(), silent) {
             Admit::TooManyFromIp => {
