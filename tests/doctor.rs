@@ -91,6 +91,25 @@ fn fetch_stalled(torrent: &Path, out: &Path, extra: &[String]) -> String {
     cause
 }
 
+/// `swarm doctor` and then `swarm fetch --stall-after 2s`, both with `extra`: the doctor
+/// fails with a `fail TOPIC` line containing `finding`, and both give a cause starting with
+/// `cause`.
+fn doctor_and_fetch(
+    what: &str,
+    torrent: &Path,
+    tmp: &Path,
+    extra: &[String],
+    (topic, finding): (&str, &str),
+    cause: &str,
+) {
+    let r = doctor(what, torrent, &tmp.join("out"), extra);
+    assert!(!r.status.success(), "{}", r.stdout);
+    assert!(r.line("fail", topic).contains(finding), "{}", r.stdout);
+    assert!(r.cause().starts_with(cause), "{}\n{}", r.cause(), r.stderr);
+    let fetched = fetch_stalled(torrent, &tmp.join("fetch"), extra);
+    assert!(fetched.starts_with(cause), "{fetched}");
+}
+
 fn peer(at: SocketAddr) -> Vec<String> {
     vec!["--peer".into(), at.to_string()]
 }
@@ -139,29 +158,13 @@ fn a_seed_requiring_encryption_is_named() {
     );
     let mut extra = peer(at);
     extra.extend(["--encryption".into(), "off".into()]);
-    let r = doctor(
+    doctor_and_fetch(
         "a swarm seed requiring encryption",
         &torrent,
-        &tmp.path().join("out"),
+        tmp.path(),
         &extra,
-    );
-    let fetched = fetch_stalled(&torrent, &tmp.path().join("fetch"), &extra);
-    assert!(
-        fetched.starts_with("Every peer that answered requires encryption"),
-        "{fetched}"
-    );
-    assert!(!r.status.success(), "{}", r.stdout);
-    assert!(
-        r.line("fail", "encryption")
-            .contains("the peer requires encryption"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.cause()
-            .starts_with("Every peer that answered requires encryption"),
-        "{}",
-        r.cause()
+        ("encryption", "the peer requires encryption"),
+        "Every peer that answered requires encryption",
     );
 }
 
@@ -177,24 +180,13 @@ fn a_libtorrent_seed_requiring_encryption_is_named() {
     seed.wait_line("SEEDING", START_TIMEOUT);
     let mut extra = peer(at);
     extra.extend(["--encryption".into(), "off".into()]);
-    let r = doctor(
+    doctor_and_fetch(
         "a libtorrent seed requiring encryption",
         &torrent,
-        &tmp.path().join("out"),
+        tmp.path(),
         &extra,
-    );
-    let fetched = fetch_stalled(&torrent, &tmp.path().join("fetch"), &extra);
-    assert!(
-        fetched.starts_with("Every peer that answered requires encryption"),
-        "{fetched}"
-    );
-    assert!(!r.status.success(), "{}", r.stdout);
-    assert!(
-        r.cause()
-            .starts_with("Every peer that answered requires encryption"),
-        "{}\n{}",
-        r.stdout,
-        r.stderr
+        ("encryption", "the peer requires encryption"),
+        "Every peer that answered requires encryption",
     );
     lt_seed_stop(&mut seed);
 }
@@ -232,30 +224,13 @@ fn pieces_no_peer_has_are_named() {
     for (_, at) in &leechers {
         extra.extend(peer(*at));
     }
-    let r = doctor(
+    doctor_and_fetch(
         "two leechers lacking pieces",
         &torrent,
-        &tmp.path().join("out"),
+        tmp.path(),
         &extra,
-    );
-    let fetched = fetch_stalled(&torrent, &tmp.path().join("fetch"), &extra);
-    assert!(
-        fetched.starts_with("No connected peer has 2 of the 2 pieces we lack"),
-        "{fetched}"
-    );
-    assert!(!r.status.success(), "{}", r.stdout);
-    assert!(
-        r.line("fail", "pieces")
-            .contains("no connected peer has 2 of the 2 pieces"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.cause().starts_with(
-            "No connected peer has 2 of the 2 pieces we lack: the swarm has no complete copy"
-        ),
-        "{}",
-        r.cause()
+        ("pieces", "no connected peer has 2 of the 2 pieces"),
+        "No connected peer has 2 of the 2 pieces we lack: the swarm has no complete copy",
     );
     for (mut p, _) in leechers {
         p.stop();

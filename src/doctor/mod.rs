@@ -383,7 +383,15 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
         if all_trackers_failed {
             let _ = write!(why, ": {trackers}");
         } else if tracker_peers == 0 && !f.trackers.is_empty() {
-            why.push_str(": the trackers know no other peer for this torrent");
+            let answered = f
+                .trackers
+                .iter()
+                .any(|t| matches!(t.outcome, TrackerOutcome::Answered { .. }));
+            why.push_str(if answered {
+                ": the trackers know no other peer for this torrent"
+            } else {
+                ": no tracker has answered yet"
+            });
         }
         match f.dht_nodes {
             Some(0) => why.push_str(", and the DHT has 0 nodes"),

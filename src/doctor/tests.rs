@@ -209,6 +209,23 @@ fn each_situation_has_its_finding_and_its_cause() {
 }
 
 #[test]
+fn trackers_not_yet_answered_are_not_said_to_know_no_peer() {
+    let waiting = Facts {
+        trackers: vec![TrackerState {
+            host: "t".into(),
+            outcome: TrackerOutcome::Pending,
+        }],
+        dht_peers: 0,
+        pex_peers: 0,
+        ..no_peers(healthy())
+    };
+    assert_eq!(
+        diagnose(&waiting).cause,
+        "No peer was found: no tracker has answered yet."
+    );
+}
+
+#[test]
 fn a_failed_finding_fails_the_diagnosis() {
     assert!(!diagnose(&healthy()).fails());
     let stuck = Facts {
