@@ -29,17 +29,22 @@ logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 cargo +nightly fuzz build >/dev/null
 
+# Files under a directory (0 when it does not exist yet).
+count() {
+    if [ -d "$1" ]; then find "$1" -type f | wc -l; else echo 0; fi
+}
+
 run_one() {
     local t="$1"
     local before
-    before=$(find "artifacts/$t" -type f 2>/dev/null | wc -l)
+    before=$(count "artifacts/$t")
     cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -timeout=10 \
         -print_final_stats=1 >"$logs/$t.log" 2>&1 || true
     local execs rate files after
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$logs/$t.log" | grep -o '[0-9]*$' || echo 0)
-    rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$logs/$t.log" | grep -o '[0-9]*$' || echo 0)
-    files=$(find "corpus/$t" -type f | wc -l)
-    after=$(find "artifacts/$t" -type f 2>/dev/null | wc -l)
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$logs/$t.log" | grep -o '[0-9]*$' || true)
+    rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$logs/$t.log" | grep -o '[0-9]*$' || true)
+    files=$(count "corpus/$t")
+    after=$(count "artifacts/$t")
     printf '%-22s executions %12s  exec/s %8s  seconds %5s  corpus files %6s  crashes %s\n' \
         "$t" "${execs:-0}" "${rate:-0}" "$secs" "$files" "$((after - before))"
 }
