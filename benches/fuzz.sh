@@ -11,7 +11,8 @@
 #   JOBS=2 benches/fuzz.sh              two targets at once (default 1)
 #
 # New inputs the fuzzer finds go into fuzz/corpus/NAME (minimise before committing:
-# `cargo +nightly fuzz cmin NAME`); crashes into fuzz/artifacts/NAME (minimise with
+# `cargo +nightly fuzz cmin NAME`, then `cargo run --example fuzz_seeds` to put back the
+# named seeds tests/fuzz_corpus.rs checks); crashes into fuzz/artifacts/NAME (minimise with
 # `cargo +nightly fuzz tmin NAME FILE`, then commit under fuzz/regressions/NAME).
 # Bash's own SECONDS starts from the value in the environment: read it first.
 secs="${SECONDS_EACH:-$SECONDS}"
