@@ -12,6 +12,7 @@ pub mod dht;
 pub mod doctor;
 pub mod engine;
 pub mod error;
+pub mod fuzz_targets;
 pub mod layout;
 pub mod lsd;
 pub mod magnet;

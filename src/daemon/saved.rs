@@ -119,7 +119,13 @@ pub fn load(dir: &Path) -> Result<Option<Saved>, SavedError> {
     let Some(bytes) = state::read_capped(&path, MAX_LEN).map_err(SavedError::Read)? else {
         return Ok(None);
     };
-    let saved: Saved = serde_json::from_slice(&bytes).map_err(|source| SavedError::Decode {
+    decode(&bytes, path).map(Some)
+}
+
+/// Parses the bytes of `daemon.json` (read from `path`, which errors name) strictly: the
+/// version, every info-hash well formed, none twice. Public for the fuzz target.
+pub fn decode(bytes: &[u8], path: PathBuf) -> Result<Saved, SavedError> {
+    let saved: Saved = serde_json::from_slice(bytes).map_err(|source| SavedError::Decode {
         path: path.clone(),
         source,
     })?;
@@ -144,7 +150,7 @@ pub fn load(dir: &Path) -> Result<Option<Saved>, SavedError> {
             });
         }
     }
-    Ok(Some(saved))
+    Ok(saved)
 }
 
 /// Writes `dir/daemon.json` atomically (temp file, fsync, rename, fsync the directory).

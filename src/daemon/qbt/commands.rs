@@ -27,7 +27,12 @@ fn with_hashes(req: &ApiRequest, make: impl FnOnce(Hashes) -> Command) -> Result
 /// A `magnet:` link, or a bare info-hash (qBittorrent accepts both in `urls`).
 fn magnet(line: &str) -> Option<String> {
     let line = line.trim();
-    if line.len() > 7 && line[..7].eq_ignore_ascii_case("magnet:") {
+    // `get`, not `[..7]`: byte 7 may fall inside a character of a hostile line.
+    if line.len() > 7
+        && line
+            .get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("magnet:"))
+    {
         return Some(line.to_string());
     }
     parse_hash(line).map(|h| format!("magnet:?xt=urn:btih:{}", h.to_hex()))
