@@ -86,17 +86,7 @@ impl Report {
 
     fn finish(self) -> Result<Vec<Finding>> {
         if self.json {
-            let checks: Vec<_> = self
-                .findings
-                .iter()
-                .map(|f| {
-                    serde_json::json!({
-                        "severity": f.severity.word(),
-                        "topic": f.topic,
-                        "text": f.text,
-                    })
-                })
-                .collect();
+            let checks: Vec<_> = self.findings.iter().map(Finding::to_json).collect();
             let ok = self
                 .findings
                 .iter()
