@@ -292,19 +292,16 @@ pub(super) fn torrent_cmd(
         });
         let ui = display.spawn(handles.iter().map(|h| h.snapshot.clone()).collect(), stall);
         let mut waits = tokio::task::JoinSet::new();
-        // With several torrents, one that cannot be seeded is reported at once (the others
-        // go on); a lone torrent's failure is the command's error.
+        // With several torrents, one that fails is reported at once (the others go on); a
+        // lone torrent's failure is the command's error.
         let tell = !quiet && contents.len() > 1;
         for (i, h) in handles.into_iter().enumerate() {
             let (mut h, name) = (h, names[i].clone());
             waits.spawn(async move {
                 let r = h.finished().await;
-                if let (Some(Err(e)), Mode::Seed, true) = (r.as_deref(), mode, tell) {
-                    progress::print_line(&format!(
-                        "swarm: cannot seed {}: {}",
-                        text::quoted(&name),
-                        crate::error::error_chain(e)
-                    ));
+                if let (Some(Err(e)), true) = (r.as_deref(), tell) {
+                    let seeding = h.snapshot.borrow().phase == Phase::Seeding;
+                    progress::print_line(&failure_line(mode, seeding, &name, e));
                 }
                 (i, r)
             });
@@ -391,6 +388,26 @@ fn waiting_note(
         format!("waiting for peers to connect to us ({why}{lsd})"),
         lone,
     ))
+}
+
+/// The line said at once when one of several torrents fails: what stopped, and why. A
+/// download stopped by its disk keeps what it verified (the resume record says so), which
+/// is worth saying, since the fix is the user's.
+fn failure_line(mode: Mode, seeding: bool, name: &str, e: &crate::session::TorrentError) -> String {
+    let what = match (mode, seeding) {
+        (_, true) => "stopped seeding",
+        (Mode::Seed, false) => "cannot seed",
+        (Mode::Fetch { .. }, false) => "stopped",
+    };
+    let hint = match e {
+        crate::session::TorrentError::Store(_) if !seeding && mode != Mode::Seed => {
+            "; its verified pieces are kept: free space or fix the permissions, then run the \
+             same command again"
+        }
+        _ => "",
+    };
+    let why = crate::error::error_chain(e);
+    format!("swarm: {what} {}: {why}{hint}", text::quoted(name))
 }
 
 /// Prints each torrent's summary and turns the results into the exit status. `stalls`:

@@ -188,7 +188,7 @@ impl Storage {
             let start = (span.piece_offset - offset) as usize;
             let dst = &mut buf[start..start + span.len as usize];
             file.read_exact_at(dst, base + span.file_offset)
-                .map_err(|e| self.io(key, "reading", e))?;
+                .map_err(|e| self.io(key, "reading", short_read(e)))?;
         }
         Ok(Bytes::from(buf))
     }
@@ -479,7 +479,15 @@ impl Storage {
     /// opened read-only). A write creates the part file, never sizing it: it stays sparse.
     fn file(&self, file: usize, write: bool) -> Result<Arc<File>, StoreError> {
         if let Some(f) = self.lock().get(file, write) {
-            return Ok(f);
+            // A torrent file deleted (or replaced) while we held it open would go on reading
+            // and writing an inode no path names: bytes written there are lost, and the user
+            // who deleted it expects it gone. Open the path again instead (the fresh handle
+            // replaces this one), which fails if the file is gone.
+            let deleted = file < self.paths.len() && f.metadata().is_ok_and(|m| m.nlink() == 0);
+            if !deleted {
+                return Ok(f);
+            }
+            tracing::warn!(path = %self.key_path(file).display(), "file deleted while in use");
         }
         // Open outside the lock: opening can be slow (network filesystems) and must not
         // stall other threads' cached lookups. A racing thread may open the same file; the
@@ -561,5 +569,15 @@ impl Storage {
     fn lock(&self) -> std::sync::MutexGuard<'_, FileCache> {
         // The cache holds no invariant a panic could break halfway; keep using it.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A read past the end of a file (it was shortened under us) says so, instead of the
+/// standard library's "failed to fill whole buffer".
+fn short_read(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        io::Error::new(e.kind(), "the file is shorter than the torrent says")
+    } else {
+        e
     }
 }

@@ -95,6 +95,28 @@ pub enum StoreError {
     ShuttingDown,
 }
 
+impl StoreError {
+    /// A copy of a disk error (I/O or a missing file) to report elsewhere, keeping the OS
+    /// error code and message; `None` for the other kinds, which are not the disk's fault.
+    pub fn disk_copy(&self) -> Option<StoreError> {
+        match self {
+            StoreError::Io { path, op, source } => {
+                let source = match source.raw_os_error() {
+                    Some(code) => std::io::Error::from_raw_os_error(code),
+                    None => std::io::Error::new(source.kind(), source.to_string()),
+                };
+                Some(StoreError::Io {
+                    path: path.clone(),
+                    op,
+                    source,
+                })
+            }
+            StoreError::Missing { path } => Some(StoreError::Missing { path: path.clone() }),
+            _ => None,
+        }
+    }
+}
+
 /// SHA-1 over `blocks` in order, without concatenating them first.
 pub fn hash_blocks(blocks: &[Bytes]) -> [u8; 20] {
     let mut h = Sha1::new();

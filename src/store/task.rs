@@ -21,7 +21,8 @@
 //!   [`StoreConfig::pool`]; the task itself only moves `Bytes` handles around.
 //! - After a write error ([`StoreEvent::Fatal`]) the store accepts no more blocks
 //!   (`write_block` returns [`StoreClosed`]); pieces already hashing finish, and data already
-//!   verified on disk is untouched.
+//!   verified on disk is untouched. A disk error while reading for an upload is reported
+//!   as `Fatal` too: data that cannot be read is never served, and the torrent stops.
 //!
 //! Shutdown: the task ends when every [`StoreHandle`] has been dropped, after it has
 //! hashed and written every complete piece it holds (partial pieces are discarded). Await
@@ -122,6 +123,8 @@ pub struct StoreHandle {
     capacity: Arc<AtomicUsize>,
     /// [`StoreConfig::budget_cap`], or the starting budget if larger.
     limit: usize,
+    /// Where a failed upload read is reported as [`StoreEvent::Fatal`].
+    events: mpsc::Sender<StoreEvent>,
 }
 
 impl StoreHandle {
@@ -187,11 +190,19 @@ impl StoreHandle {
         }
         let storage = self.storage.clone();
         let job = tokio::task::spawn_blocking(move || read_runs(&storage, &blocks));
-        match job.await {
+        let result = match job.await {
             Ok(r) => r,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => Err(StoreError::ShuttingDown),
+        };
+        if let Err(e) = &result {
+            // Data we announced can no longer be read (deleted, shortened, a failing disk):
+            // the torrent stops with this error rather than let every peer find out alone.
+            if let Some(copy) = e.disk_copy() {
+                let _ = self.events.try_send(StoreEvent::Fatal(copy));
+            }
         }
+        result
     }
 
     /// Bytes of the budget currently held: reserved by connections, queued, buffered, or
@@ -247,6 +258,7 @@ pub fn spawn(
         budget: Arc::new(Semaphore::new(max_buffer)),
         capacity: Arc::new(AtomicUsize::new(max_buffer)),
         limit: config.budget_cap.max(max_buffer),
+        events: events.clone(),
     };
     tracing::debug!(piece_len, budget = max_buffer, streamed, "store starting");
     let task = Task {

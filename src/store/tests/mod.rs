@@ -284,6 +284,37 @@ fn write_then_read_crosses_files() {
 }
 
 #[test]
+fn a_file_deleted_or_shortened_while_open_is_an_error_not_stale_or_short_data() {
+    let fx = Fixture::new();
+    let s = fx.open(true).unwrap();
+    write_all(&fx, &s, 0..fx.layout.num_pieces());
+    // Piece 0's files are cached now; file 0 goes away under us.
+    assert_eq!(s.read(0, 0, 100).unwrap(), &fx.piece(0)[..100]);
+    std::fs::remove_file(fx.file_path(0)).unwrap();
+    let err = s.read(0, 0, 100).unwrap_err();
+    let msg = crate::error::error_chain(&err);
+    let path = fx.file_path(0).display().to_string();
+    assert!(msg.starts_with(&format!("opening {path}: ")), "{msg}");
+    // Nor is it written into the deleted inode, or brought back empty.
+    assert!(s
+        .write_piece(0, &[Bytes::copy_from_slice(fx.piece(0))])
+        .is_err());
+    assert!(!fx.file_path(0).exists());
+    // The last piece's file is cut short.
+    let last = fx.layout.num_pieces() - 1;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(fx.file_path(4))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let err = s.read(last, 0, fx.layout.piece_size(last)).unwrap_err();
+    let msg = crate::error::error_chain(&err);
+    assert!(msg.contains("shorter than the torrent says"), "{msg}");
+    assert!(err.disk_copy().is_some());
+}
+
+#[test]
 fn write_piece_takes_blocks_of_any_size_across_files() {
     let fx = Fixture::new();
     let s = fx.open(true).unwrap();

@@ -181,6 +181,28 @@ async fn write_error_is_fatal_and_stops_the_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_read_the_disk_cannot_serve_is_fatal() {
+    let fx = Fixture::new();
+    let n = fx.layout.num_pieces();
+    let mut run = start(&fx, Bitfield::new(n), 1 << 20);
+    std::fs::remove_file(fx.file_path(0)).unwrap();
+    let block = fx.blocks(0).remove(0).0;
+    let read = run.handle.read_block(block).await.unwrap_err();
+    let StoreEvent::Fatal(told) = next(&mut run.events).await else {
+        panic!("expected Fatal")
+    };
+    assert_eq!(told.to_string(), read.to_string());
+    // A request outside the torrent is the peer's fault, not the disk's: nothing is told.
+    let bad = BlockRef {
+        piece: n,
+        offset: 0,
+        len: 1,
+    };
+    assert!(run.handle.read_block(bad).await.is_err());
+    assert!(run.events.try_recv().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_buffer_holds_reservations_until_a_piece_is_written() {
     let fx = Fixture::new();
     let n = fx.layout.num_pieces();
