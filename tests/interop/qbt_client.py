@@ -9,10 +9,16 @@ the sorted key set of every kind of object read, to compare servers by shape.
       magnet's torrent with its files.
   qbt_client.py shapes URL USER PASSWORD TORRENT SAVEDIR
       log in, add the .torrent, read every kind of object once.
+  qbt_client.py diskfull URL USER PASSWORD TORRENT OTHER SMALLDIR OTHERDIR
+      add TORRENT into SMALLDIR (a small filesystem) and OTHER into OTHERDIR; once TORRENT
+      has 1 MiB, fill SMALLDIR: TORRENT must turn to "error", OTHER complete; then free
+      the space and resume TORRENT, which must complete. Prints FILLED/ERROR/OTHER/DONE.
 """
 
 import argparse
+import errno
 import json
+import os
 import sys
 import time
 
@@ -47,7 +53,7 @@ def shapes(c, h):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["full", "shapes"])
+    ap.add_argument("mode", choices=["full", "shapes", "diskfull"])
     ap.add_argument("url")
     ap.add_argument("user")
     ap.add_argument("password")
@@ -72,6 +78,9 @@ def main():
         time.sleep(1)
         print("SHAPES " + json.dumps(shapes(c, h)), flush=True)
         return 0
+
+    if a.mode == "diskfull":
+        return disk_full(c, a, raw)
 
     magnet, save = a.rest[0], a.rest[1]
     c.torrents_create_category(name="tv", save_path=save)
@@ -126,6 +135,51 @@ def main():
     print("DELETED", flush=True)
     print("SHAPES " + json.dumps(shape), flush=True)
     c.auth_log_out()
+    return 0
+
+
+def fill(path):
+    """Writes zeros into `path` until the filesystem is full."""
+    with open(path, "wb") as f:
+        chunk = bytes(64 << 10)
+        while True:
+            try:
+                f.write(chunk)
+                f.flush()
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                return
+
+
+def disk_full(c, a, raw):
+    other_torrent, small, other = a.rest
+    with open(other_torrent, "rb") as f:
+        raw_other = f.read()
+    for data, save in ((raw, small), (raw_other, other)):
+        r = c.torrents_add(torrent_files=data, save_path=save)
+        if r != "Ok.":
+            raise SystemExit("add answered " + repr(r))
+    wait("two torrents listed", a.timeout, lambda: len(c.torrents_info()) == 2)
+
+    def at(save):
+        return [t for t in c.torrents_info() if t.save_path.rstrip("/") == save.rstrip("/")][0]
+
+    wait("1 MiB verified", a.timeout, lambda: at(small).completed >= 1 << 20)
+    kept = at(small).completed
+    filler = os.path.join(small, "filler")
+    fill(filler)
+    print("FILLED completed=%d" % kept, flush=True)
+    wait("the error state", a.timeout, lambda: at(small).state == "error")
+    print("ERROR", flush=True)
+    wait("the other torrent complete", a.timeout, lambda: at(other).progress >= 1)
+    print("OTHER", flush=True)
+    os.remove(filler)
+    c.torrents_resume(torrent_hashes=at(small).hash)
+    wait("complete after resuming", a.timeout, lambda: at(small).progress >= 1)
+    t = at(small)
+    print("DONE size=%d kept=%d downloaded_session=%d" % (t.size, kept, t.downloaded_session),
+          flush=True)
     return 0
 
 
