@@ -399,15 +399,21 @@ fn failure_line(mode: Mode, seeding: bool, name: &str, e: &crate::session::Torre
         (Mode::Seed, false) => "cannot seed",
         (Mode::Fetch { .. }, false) => "stopped",
     };
-    let hint = match e {
-        crate::session::TorrentError::Store(_) if !seeding && mode != Mode::Seed => {
+    let hint = if seeding { "" } else { disk_hint(mode, e) };
+    let why = crate::error::error_chain(e);
+    format!("swarm: {what} {}: {why}{hint}", text::quoted(name))
+}
+
+/// What to do about a download stopped by its disk: its verified pieces are in its resume
+/// record, so the fix is the user's and the same command goes on from there.
+fn disk_hint(mode: Mode, e: &crate::session::TorrentError) -> &'static str {
+    match (mode, e) {
+        (Mode::Fetch { .. }, crate::session::TorrentError::Store(_)) => {
             "; its verified pieces are kept: free space or fix the permissions, then run the \
              same command again"
         }
         _ => "",
-    };
-    let why = crate::error::error_chain(e);
-    format!("swarm: {what} {}: {why}{hint}", text::quoted(name))
+    }
 }
 
 /// Prints each torrent's summary and turns the results into the exit status. `stalls`:
@@ -440,7 +446,7 @@ fn report(
                 }
             }
             Some(Err(e)) => {
-                let mut why = crate::error::error_chain(e);
+                let mut why = crate::error::error_chain(e) + disk_hint(mode, e);
                 if let Some(cause) = stalled {
                     why = format!("{why}; stalled: {}", text::clean(cause));
                 }
