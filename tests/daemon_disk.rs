@@ -59,13 +59,7 @@ fn a_full_disk_puts_one_daemon_torrent_in_error_and_resume_completes_it() {
     let _mount = Mount(small.clone());
 
     let tracker_at = addr(5);
-    let mut tracker = {
-        let mut c = swarm_cmd();
-        c.args(["tracker", "--no-udp", "--http", &tracker_at.to_string()]);
-        let mut p = Proc::spawn("swarm tracker", &mut c);
-        wait_listening(&mut p, tracker_at);
-        p
-    };
+    let mut tracker = swarm_http_tracker(tracker_at);
     let announce = format!("http://{tracker_at}/announce");
     let src = tmp.path().join("src");
     let files: &[(&str, usize)] = &[("one.bin", 2 << 20), ("two.bin", 2 << 20)];

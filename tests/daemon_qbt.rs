@@ -52,13 +52,7 @@ fn qbittorrent_api_drives_the_daemon_like_qbittorrent() {
     require_qbittorrent_api();
     let tmp = tempfile::tempdir().unwrap();
     let tracker_at = addr(5);
-    let mut tracker = {
-        let mut c = swarm_cmd();
-        c.args(["tracker", "--no-udp", "--http", &tracker_at.to_string()]);
-        let mut p = Proc::spawn("swarm tracker", &mut c);
-        wait_listening(&mut p, tracker_at);
-        p
-    };
+    let mut tracker = swarm_http_tracker(tracker_at);
     let announce = format!("http://{tracker_at}/announce");
     let files: &[(&str, usize)] = &[("a.bin", 200_003), ("b.bin", 300_007)];
     let one = Content::tree(&tmp.path().join("src"), "one", files, 3);

@@ -592,6 +592,15 @@ pub fn swarm_seed_many(torrents: &[&Path], dir: &Path, at: SocketAddr, extra: &[
     p
 }
 
+/// `swarm tracker --no-udp --http AT`, waited for until it listens.
+pub fn swarm_http_tracker(at: SocketAddr) -> Proc {
+    let mut c = swarm_cmd();
+    c.args(["tracker", "--no-udp", "--http", &at.to_string()]);
+    let mut p = Proc::spawn("swarm tracker", &mut c);
+    wait_listening(&mut p, at);
+    p
+}
+
 /// `swarm -v daemon --no-lsd --no-dht --no-port-mapping -d DIR --state-dir STATE --bind
 /// 127.0.0.1 --port 0 --web WEB --web-password-file PW`, waited for until it listens.
 pub fn swarm_daemon(dir: &Path, state: &Path, web: SocketAddr, pw: &Path) -> Proc {
