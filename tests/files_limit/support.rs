@@ -31,10 +31,15 @@ pub struct Limited {
 
 impl Limited {
     pub fn start(stderr: PathBuf, args: &[&str]) -> Limited {
+        Limited::start_with(NOFILE, stderr, args)
+    }
+
+    /// The same under `ulimit -n nofile`.
+    pub fn start_with(nofile: usize, stderr: PathBuf, args: &[&str]) -> Limited {
         let log = std::fs::File::create(&stderr).expect("creating the stderr file");
         let child = Command::new("sh")
             .arg("-c")
-            .arg(format!(r#"ulimit -n {NOFILE} && exec "$0" "$@""#))
+            .arg(format!(r#"ulimit -n {nofile} && exec "$0" "$@""#))
             .arg(assert_cmd::cargo::cargo_bin("swarm"))
             .args(args)
             .env_remove("RUST_LOG")
