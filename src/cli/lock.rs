@@ -1,19 +1,22 @@
 //! The lock on a download target: one `fetch` of a torrent into a directory at a time.
 //!
-//! A lock is an `flock` on `<state dir>/locks/<info-hash>-<key of the directory>.lock`,
-//! which holds the owner's pid for the message the second process prints. The kernel
-//! drops an `flock` when its holder exits, however it exits, so a crash leaves no stale
-//! lock; the file left behind is reused by the next run.
+//! A lock is the file `<state dir>/locks/<info-hash>-<key of the directory>.lock`, a hard
+//! link to the holder's owner file (`locks/owner-<pid>-<nonce>`), which the holder keeps
+//! `flock`ed and which holds its pid for the message the second process prints. One
+//! descriptor per process however many torrents it fetches. The kernel drops an `flock`
+//! when its holder exits, however it exits, so a crash leaves no stale lock: a lock file
+//! nobody has `flock`ed is removed and taken. Where hard links are not supported, the lock
+//! is an `flock` on the lock file itself (a descriptor each).
 //!
 //! Invariant: while a [`DirLock`] lives, no other process holds the lock of the same
-//! (torrent, canonical directory). The file is deleted only by its holder; a process that
-//! locked a file just unlinked (a race with a holder leaving) sees the path no longer names
-//! what it locked, and tries again.
+//! (torrent, canonical directory). A live lock file is deleted only by its holder; a dead
+//! one only by a process holding its `flock`, after checking the path still names it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
 use rustix::fs::{flock, FlockOperation};
 use sha1::{Digest, Sha1};
@@ -37,16 +40,88 @@ pub enum LockError {
 /// A held lock; dropping it releases the lock and removes its file.
 #[derive(Debug)]
 pub struct DirLock {
-    file: File,
+    held: Held,
     path: PathBuf,
+}
+
+#[derive(Debug)]
+enum Held {
+    /// The lock file is a hard link to this process's owner file, whose `flock` stands
+    /// for every lock the process holds: one descriptor however many torrents (500
+    /// torrents in one `fetch` under `ulimit -n 256` ran out of descriptors with one each).
+    Link(Arc<Owner>),
+    /// Where hard links are not supported: an `flock` on the lock file itself.
+    Own(File),
 }
 
 impl Drop for DirLock {
     fn drop(&mut self) {
-        // Unlink while still holding the lock, so nobody takes a lock on a file that is
-        // about to vanish without noticing (see the module doc).
+        match &self.held {
+            Held::Link(owner) => {
+                // Only while it still names our owner file (nobody else removes a live one).
+                if same_file(&self.path, &owner.file) {
+                    let _ = std::fs::remove_file(&self.path);
+                }
+            }
+            Held::Own(file) => {
+                // Unlink while still holding the lock, so nobody takes a lock on a file
+                // that is about to vanish without noticing (see the module doc).
+                let _ = std::fs::remove_file(&self.path);
+                let _ = flock(file, FlockOperation::Unlock);
+            }
+        }
+    }
+}
+
+/// This process's owner file in one locks directory, exclusively `flock`ed while any of
+/// its locks lives; removed when the last one drops.
+#[derive(Debug)]
+struct Owner {
+    file: File,
+    path: PathBuf,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
         let _ = flock(&self.file, FlockOperation::Unlock);
+    }
+}
+
+/// The owner file of `locks` for this process, made on first use.
+fn owner(locks: &Path) -> std::io::Result<Arc<Owner>> {
+    static OWNERS: Mutex<Vec<(PathBuf, Weak<Owner>)>> = Mutex::new(Vec::new());
+    let mut owners = OWNERS.lock().unwrap_or_else(|e| e.into_inner());
+    owners.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(o) = owners
+        .iter()
+        .find(|(p, _)| p == locks)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Ok(o);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!("owner-{}-{nanos}", std::process::id());
+    let path = locks.join(&name);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    flock(&file, FlockOperation::NonBlockingLockExclusive)?;
+    // The pid for the message a second process prints; the name to clean up after a crash.
+    writeln!(file, "{}\n{name}", std::process::id())?;
+    let owner = Arc::new(Owner { file, path });
+    owners.push((locks.to_path_buf(), Arc::downgrade(&owner)));
+    Ok(owner)
+}
+
+fn same_file(path: &Path, file: &File) -> bool {
+    match (std::fs::metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
     }
 }
 
@@ -59,15 +134,77 @@ pub fn acquire(state_root: &Path, info_hash: &InfoHash, dir: &Path) -> Result<Di
     };
     std::fs::create_dir_all(&locks).map_err(io(&locks))?;
     let path = locks.join(format!("{info_hash}-{}.lock", dir_key(dir)));
-    // A few tries: each failure means a holder left between our open and our flock.
+    let owner = owner(&locks).map_err(io(&locks))?;
+    // A few tries: each failure means a holder left (or had died) between our looks.
+    for _ in 0..5 {
+        match std::fs::hard_link(&owner.path, &path) {
+            Ok(()) => {
+                return Ok(DirLock {
+                    held: Held::Link(owner),
+                    path,
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            // No hard links here (some FUSE and network filesystems): a descriptor each.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTSUP)) => {
+                return acquire_own(&path, dir)
+            }
+            Err(e) => return Err(io(&path)(e)),
+        }
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let mut text = String::new();
+        let _ = file.read_to_string(&mut text);
+        let pid = text.lines().next().and_then(|l| l.trim().parse().ok());
+        let held = LockError::Held {
+            dir: dir.to_path_buf(),
+            pid,
+        };
+        if same_file(&path, &owner.file) {
+            return Err(held);
+        }
+        // Exclusive, so two processes finding the same dead lock take turns removing it.
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => return Err(held),
+            Err(e) => return Err(io(&path)(e.into())),
+            Ok(()) => {}
+        }
+        // Nobody holds it: its holder died. Remove it (and that holder's owner file) if
+        // it is still the file we looked at, and try again.
+        if same_file(&path, &file) {
+            let _ = std::fs::remove_file(&path);
+            if let Some(name) = text.lines().nth(1).filter(|n| n.starts_with("owner-")) {
+                let dead = locks.join(name.trim());
+                if same_file(&dead, &file) {
+                    let _ = std::fs::remove_file(dead);
+                }
+            }
+        }
+        let _ = flock(&file, FlockOperation::Unlock);
+    }
+    Err(LockError::Io {
+        path,
+        source: std::io::Error::other("kept vanishing while being locked"),
+    })
+}
+
+/// The lock as an `flock` on its own file, held open.
+fn acquire_own(path: &Path, dir: &Path) -> Result<DirLock, LockError> {
+    let io = |source| LockError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     for _ in 0..5 {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&path)
-            .map_err(io(&path))?;
+            .open(path)
+            .map_err(io)?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
@@ -75,25 +212,25 @@ pub fn acquire(state_root: &Path, info_hash: &InfoHash, dir: &Path) -> Result<Di
                 let _ = file.read_to_string(&mut text);
                 return Err(LockError::Held {
                     dir: dir.to_path_buf(),
-                    pid: text.trim().parse().ok(),
+                    pid: text.lines().next().and_then(|l| l.trim().parse().ok()),
                 });
             }
-            Err(e) => return Err(io(&path)(e.into())),
+            Err(e) => return Err(io(e.into())),
         }
-        let ours = file.metadata().map_err(io(&path))?;
-        match std::fs::metadata(&path) {
-            Ok(now) if now.ino() == ours.ino() && now.dev() == ours.dev() => {}
-            _ => continue,
+        if !same_file(path, &file) {
+            continue;
         }
-        file.set_len(0).map_err(io(&path))?;
-        file.rewind().map_err(io(&path))?;
-        writeln!(file, "{}", std::process::id()).map_err(io(&path))?;
-        return Ok(DirLock { file, path });
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        return Ok(DirLock {
+            held: Held::Own(file),
+            path: path.to_path_buf(),
+        });
     }
-    Err(LockError::Io {
-        path,
-        source: std::io::Error::other("kept vanishing while being locked"),
-    })
+    Err(io(std::io::Error::other(
+        "kept vanishing while being locked",
+    )))
 }
 
 /// A short, stable name for a directory: SHA-1 of its canonical path (of the nearest
@@ -130,7 +267,7 @@ mod tests {
         let ih = InfoHash([7; 20]);
         let out = tmp.path().join("out");
         let first = acquire(tmp.path(), &ih, &out).unwrap();
-        // Another descriptor in the same process conflicts as another process would.
+        // A second lock of the same target in the same process is refused too.
         let again = tmp.path().join(".").join("out");
         match acquire(tmp.path(), &ih, &again) {
             Err(LockError::Held { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
@@ -142,5 +279,53 @@ mod tests {
         drop((other, elsewhere));
         drop(first);
         acquire(tmp.path(), &ih, &out).unwrap();
+    }
+
+    #[test]
+    fn many_locks_share_one_descriptor_and_leave_nothing_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let locks: Vec<DirLock> = (0..600u32)
+            .map(|i| {
+                let mut ih = [0; 20];
+                ih[..4].copy_from_slice(&i.to_be_bytes());
+                acquire(tmp.path(), &InfoHash(ih), &out).unwrap()
+            })
+            .collect();
+        let Held::Link(first) = &locks[0].held else {
+            panic!("hard links work in a tempdir")
+        };
+        assert!(locks
+            .iter()
+            .all(|l| matches!(&l.held, Held::Link(o) if Arc::ptr_eq(o, first))));
+        drop(locks);
+        let left = std::fs::read_dir(tmp.path().join("locks")).unwrap().count();
+        assert_eq!(left, 0, "every lock file and the owner file are removed");
+    }
+
+    #[test]
+    fn a_dead_holders_lock_is_taken_and_a_live_flock_is_respected() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ih, out) = (InfoHash([9; 20]), tmp.path().join("out"));
+        let locks = tmp.path().join("locks");
+        std::fs::create_dir_all(&locks).unwrap();
+        let path = locks.join(format!("{ih}-{}.lock", dir_key(&out)));
+        // A crashed holder's files: a lock file and its owner file, nobody's flock.
+        std::fs::write(locks.join("owner-1-2"), "1\nowner-1-2\n").unwrap();
+        std::fs::hard_link(locks.join("owner-1-2"), &path).unwrap();
+        let lock = acquire(tmp.path(), &ih, &out).unwrap();
+        assert!(
+            !locks.join("owner-1-2").exists(),
+            "the dead owner file is cleaned up"
+        );
+        drop(lock);
+        // An older swarm's lock: an flock on the lock file itself.
+        let old = File::create(&path).unwrap();
+        std::fs::write(&path, "4242\n").unwrap();
+        flock(&old, FlockOperation::LockExclusive).unwrap();
+        match acquire(tmp.path(), &ih, &out) {
+            Err(LockError::Held { pid, .. }) => assert_eq!(pid, Some(4242)),
+            other => panic!("expected Held, got {other:?}"),
+        }
     }
 }

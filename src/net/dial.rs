@@ -22,6 +22,9 @@ use crate::wire::Handshake;
 /// encrypted handshake the peer drops is retried once in plaintext, and the address is
 /// remembered with what worked (nothing when neither did).
 pub async fn dial(key: PeerKey, addr: SocketAddr, ctx: Arc<ConnCtx>) {
+    // Held until the connection ends: the process's dialled sockets stay under its
+    // descriptor limit however many torrents dial at once (`budget.rs`).
+    let _slot = super::budget::dial_slot().await;
     let plan = crypt::dial_plan(ctx.encryption, ctx.dial_memory.get(addr));
     let Some(stream) = connect_or_report(addr, &ctx).await else {
         return;

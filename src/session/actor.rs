@@ -48,7 +48,9 @@ const CONTROL_QUEUE: usize = 64;
 /// connection at most, and the DHT edge remembers those it has asked).
 const DHT_NODE_QUEUE: usize = 64;
 
-/// After a failed `accept` (e.g. out of descriptors), wait this long before the next.
+/// After a failed `accept` (e.g. out of descriptors), wait this long before the next:
+/// retrying at once would spin on a listener that stays readable while the process has no
+/// descriptor to give the connection; 100 ms lets closing connections free some.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 mod router;
@@ -151,6 +153,8 @@ pub(super) async fn run(
         skeys: Arc::default(),
     };
     let mut backoff: Option<tokio::time::Instant> = None;
+    // Failed accepts since the last that worked.
+    let mut failed_accepts: u64 = 0;
     loop {
         tokio::select! {
             cmd = cmds.recv() => match cmd {
@@ -160,9 +164,20 @@ pub(super) async fn run(
             },
             r = stop.changed() => if r.is_err() || *stop.borrow() { break },
             accepted = listener.accept(), if backoff.is_none() => match accepted {
-                Ok((stream, addr)) => a.accepted(stream, addr),
+                Ok((stream, addr)) => {
+                    if failed_accepts > 0 {
+                        tracing::info!(failed = failed_accepts, "accepting connections again");
+                        failed_accepts = 0;
+                    }
+                    a.accepted(stream, addr)
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accepting a connection failed");
+                    // Once per run of failures: out of descriptors can last minutes, and a
+                    // line every backoff would bury everything else.
+                    if failed_accepts == 0 {
+                        tracing::warn!(error = %e, "accepting a connection failed; retrying");
+                    }
+                    failed_accepts += 1;
                     backoff = Some(tokio::time::Instant::now() + ACCEPT_BACKOFF);
                 }
             },
