@@ -3,7 +3,11 @@
 //! flood of pings from one address. The node must answer each valid query at most once,
 //! answer nothing malformed, never send a probe more bytes than the probe sent it (no
 //! amplification), refuse the bad token with error 203, and still answer once the
-//! flood's rate window has passed.
+//! flood's rate window has passed. A second test (issue 20) floods from 240 addresses:
+//! `get_peers`/`find_node` asking for v4 and v6 nodes, and `announce_peer` with valid tokens
+//! for one shared info-hash and 2,400 others: replies stay one datagram under the packet
+//! cap and a bounded multiple of their query, a `get_peers` lists at most 100 peers, the
+//! info-hash store stops at its 2,000, and the process's peak memory stays under a cap.
 //!
 //! One `swarm seed` on loopback with its own `--state-dir`, `--no-lsd`, `--no-trackers`
 //! and a `--dht-node` that is a socket of ours which never answers (so it bootstraps from
@@ -15,7 +19,7 @@
 mod interop;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use interop::*;
@@ -38,11 +42,20 @@ struct Probe {
     /// Datagrams that did not decode as KRPC (the node never sends such).
     garbage: usize,
     next_tid: u32,
+    /// Bytes of each query sent, by transaction id, and the largest reply received and
+    /// the largest reply-to-query size ratio.
+    query_len: BTreeMap<Vec<u8>, usize>,
+    biggest: usize,
+    worst_ratio: f64,
 }
 
 impl Probe {
     fn new(last: u8, node: SocketAddr) -> Probe {
-        let sock = UdpSocket::bind(SocketAddr::new(ip(last), 0)).unwrap();
+        Probe::at(ip(last), node)
+    }
+
+    fn at(from: IpAddr, node: SocketAddr) -> Probe {
+        let sock = UdpSocket::bind(SocketAddr::new(from, 0)).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         Probe {
@@ -53,6 +66,9 @@ impl Probe {
             replies: BTreeMap::new(),
             garbage: 0,
             next_tid: 0,
+            query_len: BTreeMap::new(),
+            biggest: 0,
+            worst_ratio: 0.0,
         }
     }
 
@@ -78,7 +94,9 @@ impl Probe {
             ip: None,
             read_only: true,
         };
-        self.send_raw(&msg.encode());
+        let bytes = msg.encode();
+        self.query_len.insert(tid.clone(), bytes.len());
+        self.send_raw(&bytes);
         tid
     }
 
@@ -88,19 +106,42 @@ impl Probe {
         let mut last = Instant::now();
         let mut buf = vec![0u8; 65536];
         while Instant::now() < end && last.elapsed() < QUIET {
-            match self.sock.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    last = Instant::now();
-                    assert_eq!(from, self.node, "a datagram from someone else");
-                    self.received += n;
-                    match Msg::decode(&buf[..n]) {
-                        Ok(m) => self.replies.entry(m.tid.clone()).or_default().push(m),
-                        Err(_) => self.garbage += 1,
-                    }
-                }
-                Err(e) if is_timeout(&e) => {}
-                Err(e) => panic!("probe receive failed: {e}"),
+            if self.recv_one(&mut buf) {
+                last = Instant::now();
             }
+        }
+    }
+
+    /// Reads until the reply to `tid` is in (true) or `limit` has passed.
+    fn await_reply(&mut self, tid: &[u8], limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        let mut buf = vec![0u8; 65536];
+        while !self.replies.contains_key(tid) && Instant::now() < end {
+            self.recv_one(&mut buf);
+        }
+        self.replies.contains_key(tid)
+    }
+
+    /// One datagram (or a read timeout: false), recorded.
+    fn recv_one(&mut self, buf: &mut [u8]) -> bool {
+        match self.sock.recv_from(buf) {
+            Ok((n, from)) => {
+                assert_eq!(from, self.node, "a datagram from someone else");
+                self.received += n;
+                self.biggest = self.biggest.max(n);
+                match Msg::decode(&buf[..n]) {
+                    Ok(m) => {
+                        if let Some(q) = self.query_len.get(&m.tid) {
+                            self.worst_ratio = self.worst_ratio.max(n as f64 / *q as f64);
+                        }
+                        self.replies.entry(m.tid.clone()).or_default().push(m)
+                    }
+                    Err(_) => self.garbage += 1,
+                }
+                true
+            }
+            Err(e) if is_timeout(&e) => false,
+            Err(e) => panic!("probe receive failed: {e}"),
         }
     }
 
@@ -199,15 +240,13 @@ fn oversized(len: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-#[test]
-fn a_swarm_dht_node_answers_hostile_datagrams_with_nothing_or_one_small_reply() {
-    let tmp = tempfile::tempdir().unwrap();
-    let t = tmp.path();
+/// A `swarm seed` with its DHT on `127.0.0.41`, whose only `--dht-node` is `sink` (ours,
+/// never answering), so its table stays empty and it queries nobody; returns the process,
+/// the node's address and the sink.
+fn dht_seed(t: &std::path::Path) -> (Proc, SocketAddr, UdpSocket) {
     let content = Content::single(&t.join("src"), "h.bin", 64 * 1024, 41);
     let torrent = t.join("h.torrent");
     swarm_create(&content.path(), &torrent, Some(16384), &[]);
-
-    // The --dht-node: ours, never answering, never read.
     let sink = UdpSocket::bind(SocketAddr::new(ip(40), 0)).unwrap();
     let node = SocketAddr::new(ip(41), free_port_tcp_udp(ip(41)));
     let mut c = swarm_cmd();
@@ -221,6 +260,13 @@ fn a_swarm_dht_node_answers_hostile_datagrams_with_nothing_or_one_small_reply() 
         .args(["--dht-node", &sink.local_addr().unwrap().to_string()]);
     let mut seed = Proc::spawn_with_state("swarm seed (DHT)", &mut c);
     wait_listening(&mut seed, node);
+    (seed, node, sink)
+}
+
+#[test]
+fn a_swarm_dht_node_answers_hostile_datagrams_with_nothing_or_one_small_reply() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut seed, node, sink) = dht_seed(tmp.path());
 
     // Up: a ping is answered (the DHT socket opens as the session starts).
     let mut hello = Probe::new(42, node);
@@ -323,5 +369,171 @@ fn a_swarm_dht_node_answers_hostile_datagrams_with_nothing_or_one_small_reply() 
         "dht hostile: probes sent {sent} bytes, received {received}"
     ));
     assert!(received <= sent);
+    drop(sink);
+}
+
+/// Peak resident memory (`VmHWM`) of process `pid`, in KiB.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Sources of the many-address flood: 127.0.7.1 to 127.0.7.240, each its own rate bucket.
+const SOURCES: u8 = 240;
+/// Info-hashes each source announces besides the shared one: 240 × 10 = 2,400, past the
+/// node's 2,000 stored info-hashes.
+const HASHES_PER_SOURCE: u32 = 10;
+/// Peak memory a `swarm seed` of a 64 KiB torrent may reach through the flood: 128 MiB.
+/// Measured peak through this flood: 13 MiB; what a full store may add is bounded by its
+/// caps (2,000 hashes × 200 peers, ~100 bytes each: under 40 MiB). Past 128 MiB a cap
+/// failed, not the allocator's slack.
+const HWM_CAP_KIB: u64 = 128 * 1024;
+
+#[test]
+fn many_sources_announcing_with_valid_tokens_stay_within_the_node_caps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut seed, node, sink) = dht_seed(tmp.path());
+    let cfg = DhtConfig::default();
+    let mut hello = Probe::new(42, node);
+    assert!(
+        hello.ping_answered(START_TIMEOUT),
+        "the node never answered a ping\n{}",
+        seed.logs()
+    );
+    let shared = NodeId([0x33; 20]);
+    let want = Want { v4: true, v6: true };
+    let hash_of = |i: u8, h: u32| {
+        let mut id = [0u8; 20];
+        id[..4].copy_from_slice(&(u32::from(i) * 1000 + h).to_be_bytes());
+        NodeId(id)
+    };
+
+    // Each source: get_peers for the shared hash (asking for v4 and v6 nodes: the biggest
+    // answer there is), then announces with the token it got, for the shared hash and
+    // ten of its own. Paced a little, so the node's total rate (500 a second) answers most.
+    let mut probes = Vec::new();
+    let mut tokens = 0;
+    for i in 1..=SOURCES {
+        let mut p = Probe::at(IpAddr::from([127, 0, 7, i]), node);
+        let tid = p.query(Query::GetPeers {
+            info_hash: shared,
+            want,
+        });
+        p.await_reply(&tid, QUIET);
+        let token = match p.replies.get(&tid).map(|r| &r[0].body) {
+            Some(Body::Response { response, .. }) => response.token.clone(),
+            _ => None,
+        };
+        if let Some(token) = token {
+            tokens += 1;
+            let mut announce = |info_hash: NodeId, port: u16| {
+                p.query(Query::AnnouncePeer {
+                    info_hash,
+                    port,
+                    implied_port: false,
+                    token: token.clone(),
+                });
+            };
+            announce(shared, 10_000 + u16::from(i));
+            for h in 0..HASHES_PER_SOURCE {
+                announce(hash_of(i, h), 6881);
+            }
+            p.query(Query::FindNode {
+                target: NodeId([i; 20]),
+                want,
+            });
+        }
+        probes.push(p);
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // Everything was sent seconds ago: what is not in a probe's socket by now never comes.
+    for p in &mut probes {
+        p.sock
+            .set_read_timeout(Some(Duration::from_millis(10)))
+            .unwrap();
+        let mut buf = vec![0u8; 65536];
+        while p.recv_one(&mut buf) {}
+    }
+    assert!(tokens >= 1, "no source got a token: the test tests nothing");
+
+    // The shared hash: at most one reply's worth of peers, each a real announcer.
+    let mut reader = Probe::new(43, node);
+    let tid = reader.query(Query::GetPeers {
+        info_hash: shared,
+        want,
+    });
+    assert!(reader.await_reply(&tid, QUIET * 5), "get_peers unanswered");
+    let values = match &reader.replies[&tid][0].body {
+        Body::Response { response, .. } => response.values.clone(),
+        other => panic!("get_peers answered with {other:?}"),
+    };
+    assert!(!values.is_empty(), "no announce was stored");
+    assert!(
+        values.len() <= swarm::dht::krpc::MAX_VALUES,
+        "{} values",
+        values.len()
+    );
+    assert!(values
+        .iter()
+        .all(|v| v.ip().to_string().starts_with("127.0.7.")));
+
+    // Every reply to every source: at most one per query, one datagram within the packet
+    // cap; the answered share bounded by the node's total rate.
+    let (mut biggest, mut ratio, mut answered, mut sent) = (0, 0f64, 0, 0);
+    for p in probes.iter().chain([&reader]) {
+        for (tid, msgs) in &p.replies {
+            assert_eq!(
+                msgs.len(),
+                1,
+                "transaction {tid:?} answered {} times",
+                msgs.len()
+            );
+        }
+        assert_eq!(p.garbage, 0);
+        biggest = biggest.max(p.biggest);
+        ratio = ratio.max(p.worst_ratio);
+        answered += p.replies_total();
+        sent += p.query_len.len();
+    }
+    // The info-hash store is full (2,000): the first source's hashes are there, and when
+    // every announce was taken, the last source's (hashes 2,391 to 2,400) are not.
+    let mut lists = |info_hash: NodeId| {
+        let tid = reader.query(Query::GetPeers { info_hash, want });
+        assert!(reader.await_reply(&tid, QUIET * 5), "get_peers unanswered");
+        matches!(&reader.replies[&tid][0].body,
+            Body::Response { response, .. } if !response.values.is_empty())
+    };
+    assert!(
+        lists(hash_of(1, 0)),
+        "the first announced hash was not stored"
+    );
+    let last_stored = lists(hash_of(SOURCES, HASHES_PER_SOURCE - 1));
+    assert!(
+        answered < sent || !last_stored,
+        "more than {} info-hashes stored",
+        cfg.max_stored_hashes
+    );
+    let hwm = vm_hwm_kib(seed.pid()).expect("VmHWM of the seed");
+    say(&format!(
+        "dht flood: {SOURCES} sources, {sent} queries, {answered} answered, {tokens} tokens; \
+         shared hash lists {} peers; largest reply {biggest} bytes (worst reply/query \
+         {ratio:.1}x); seed VmHWM {} KiB",
+        values.len(),
+        hwm
+    ));
+    assert!(
+        biggest <= swarm::dht::krpc::MAX_PACKET,
+        "a {biggest}-byte reply"
+    );
+    assert!(hwm <= HWM_CAP_KIB, "seed peaked at {hwm} KiB");
+    // Amplification: even get_peers with a full value list stays a bounded multiple of
+    // the query (100 values × 8 bytes against a ~100-byte query; 16 is our ceiling).
+    assert!(ratio <= 16.0, "a reply {ratio:.1} times its query");
+
+    // Alive and answering once the buckets refill.
+    std::thread::sleep(Duration::from_secs_f64(2.0 / cfg.per_source_rate));
+    assert!(hello.ping_answered(QUIET * 10), "no answer after the flood");
+    assert!(seed.try_status().is_none(), "swarm exited\n{}", seed.logs());
     drop(sink);
 }

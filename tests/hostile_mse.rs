@@ -49,7 +49,7 @@ async fn abuse_once(abuse: Abuse, from: std::net::IpAddr, at: SocketAddr, n: u64
     // Not 19 first: a first byte of 19 reads as a plaintext handshake, not MSE.
     let noise = |seed: u64, len: usize| {
         let mut b = common::random_bytes(len, seed);
-        b[0] = 0x80 | b[0];
+        b[0] |= 0x80;
         b
     };
     let work = async {

@@ -42,7 +42,7 @@ fn pex_payload(addrs: &[SocketAddrV4]) -> Vec<u8> {
     let mut p = format!("d5:added{}:", compact.len()).into_bytes();
     p.extend_from_slice(&compact);
     p.extend_from_slice(format!("7:added.f{}:", addrs.len()).as_bytes());
-    p.extend(std::iter::repeat(0x10u8).take(addrs.len()));
+    p.extend(std::iter::repeat_n(0x10u8, addrs.len()));
     p.push(b'e');
     p
 }
