@@ -3,7 +3,11 @@
 //! flood of pings from one address. The node must answer each valid query at most once,
 //! answer nothing malformed, never send a probe more bytes than the probe sent it (no
 //! amplification), refuse the bad token with error 203, and still answer once the
-//! flood's rate window has passed.
+//! flood's rate window has passed. A second test (issue 20) floods from 240 addresses:
+//! `get_peers`/`find_node` asking for v4 and v6 nodes, and `announce_peer` with valid tokens
+//! for one shared info-hash and 2,400 others: replies stay one datagram under the packet
+//! cap and a bounded multiple of their query, a `get_peers` lists at most 100 peers, the
+//! info-hash store stops at its 2,000, and the process's peak memory stays under a cap.
 //!
 //! One `swarm seed` on loopback with its own `--state-dir`, `--no-lsd`, `--no-trackers`
 //! and a `--dht-node` that is a socket of ours which never answers (so it bootstraps from
@@ -12,150 +16,17 @@
 //! receives is a reply. Each probe binds its own 127.0.0.x, since the node rate-limits per
 //! source IP. Every wait is bounded.
 
+mod dht_probe;
 mod interop;
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use dht_probe::*;
 use interop::*;
 use swarm::dht::krpc::code;
 use swarm::dht::node::DhtConfig;
-use swarm::dht::{Body, Msg, NodeId, Query, Want};
-
-/// How long a probe waits for the replies to what it sent (a reply on loopback takes
-/// microseconds; this only bounds a test whose node is dead).
-const QUIET: Duration = Duration::from_secs(1);
-
-/// A raw UDP socket on its own loopback address that counts every byte both ways and
-/// every reply per transaction id.
-struct Probe {
-    sock: UdpSocket,
-    node: SocketAddr,
-    sent: usize,
-    received: usize,
-    replies: BTreeMap<Vec<u8>, Vec<Msg>>,
-    /// Datagrams that did not decode as KRPC (the node never sends such).
-    garbage: usize,
-    next_tid: u32,
-}
-
-impl Probe {
-    fn new(last: u8, node: SocketAddr) -> Probe {
-        let sock = UdpSocket::bind(SocketAddr::new(ip(last), 0)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        Probe {
-            sock,
-            node,
-            sent: 0,
-            received: 0,
-            replies: BTreeMap::new(),
-            garbage: 0,
-            next_tid: 0,
-        }
-    }
-
-    fn send_raw(&mut self, bytes: &[u8]) {
-        self.sock.send_to(bytes, self.node).unwrap();
-        self.sent += bytes.len();
-    }
-
-    fn tid(&mut self) -> Vec<u8> {
-        self.next_tid += 1;
-        self.next_tid.to_be_bytes().to_vec()
-    }
-
-    /// Sends `query` (read-only) with a fresh transaction id, which it returns.
-    fn query(&mut self, query: Query) -> Vec<u8> {
-        let tid = self.tid();
-        let msg = Msg {
-            tid: tid.clone(),
-            body: Body::Query {
-                id: NodeId([0x42; 20]),
-                query,
-            },
-            ip: None,
-            read_only: true,
-        };
-        self.send_raw(&msg.encode());
-        tid
-    }
-
-    /// Reads until nothing has come for [`QUIET`] (at most `limit` in all).
-    fn drain(&mut self, limit: Duration) {
-        let end = Instant::now() + limit;
-        let mut last = Instant::now();
-        let mut buf = vec![0u8; 65536];
-        while Instant::now() < end && last.elapsed() < QUIET {
-            match self.sock.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    last = Instant::now();
-                    assert_eq!(from, self.node, "a datagram from someone else");
-                    self.received += n;
-                    match Msg::decode(&buf[..n]) {
-                        Ok(m) => self.replies.entry(m.tid.clone()).or_default().push(m),
-                        Err(_) => self.garbage += 1,
-                    }
-                }
-                Err(e) if is_timeout(&e) => {}
-                Err(e) => panic!("probe receive failed: {e}"),
-            }
-        }
-    }
-
-    /// Pings until one is answered (each ping with its own transaction id), within `limit`.
-    fn ping_answered(&mut self, limit: Duration) -> bool {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            let tid = self.query(Query::Ping);
-            self.drain(Duration::from_millis(500).min(QUIET));
-            if self.replies.contains_key(&tid) {
-                return true;
-            }
-        }
-        false
-    }
-
-    fn replies_total(&self) -> usize {
-        self.replies.values().map(Vec::len).sum()
-    }
-
-    /// Every reply answers a query we sent, each at most once, and the node sent us no
-    /// more bytes than we sent it.
-    fn assert_no_amplification(&self, what: &str) {
-        assert_eq!(
-            self.garbage, 0,
-            "{what}: the node sent undecodable datagrams"
-        );
-        for (tid, msgs) in &self.replies {
-            assert_eq!(
-                msgs.len(),
-                1,
-                "{what}: transaction {tid:?} answered {} times",
-                msgs.len()
-            );
-            let n = u32::from_be_bytes(tid.as_slice().try_into().expect("one of our tids"));
-            assert!(
-                n >= 1 && n <= self.next_tid,
-                "{what}: a reply to a query never sent"
-            );
-        }
-        assert!(
-            self.received <= self.sent,
-            "{what}: received {} bytes for {} sent",
-            self.received,
-            self.sent
-        );
-    }
-}
-
-fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
-}
+use swarm::dht::{Body, NodeId, Query, Want};
 
 /// Malformed datagrams: none is a KRPC message, so none may be answered.
 fn malformed() -> Vec<Vec<u8>> {
@@ -202,25 +73,7 @@ fn oversized(len: usize) -> Vec<u8> {
 #[test]
 fn a_swarm_dht_node_answers_hostile_datagrams_with_nothing_or_one_small_reply() {
     let tmp = tempfile::tempdir().unwrap();
-    let t = tmp.path();
-    let content = Content::single(&t.join("src"), "h.bin", 64 * 1024, 41);
-    let torrent = t.join("h.torrent");
-    swarm_create(&content.path(), &torrent, Some(16384), &[]);
-
-    // The --dht-node: ours, never answering, never read.
-    let sink = UdpSocket::bind(SocketAddr::new(ip(40), 0)).unwrap();
-    let node = SocketAddr::new(ip(41), free_port_tcp_udp(ip(41)));
-    let mut c = swarm_cmd();
-    c.arg("-v")
-        .args(["seed", "--no-lsd", "--no-port-mapping", "--no-trackers"])
-        .arg(&torrent)
-        .arg("-d")
-        .arg(t.join("src"))
-        .args(["--bind", &node.ip().to_string()])
-        .args(["--port", &node.port().to_string()])
-        .args(["--dht-node", &sink.local_addr().unwrap().to_string()]);
-    let mut seed = Proc::spawn_with_state("swarm seed (DHT)", &mut c);
-    wait_listening(&mut seed, node);
+    let (mut seed, node, sink) = dht_seed(tmp.path());
 
     // Up: a ping is answered (the DHT socket opens as the session starts).
     let mut hello = Probe::new(42, node);
@@ -323,5 +176,164 @@ fn a_swarm_dht_node_answers_hostile_datagrams_with_nothing_or_one_small_reply() 
         "dht hostile: probes sent {sent} bytes, received {received}"
     ));
     assert!(received <= sent);
+    drop(sink);
+}
+
+/// Sources of the many-address flood: 127.0.7.1 to 127.0.7.240, each its own rate bucket.
+const SOURCES: u8 = 240;
+/// Info-hashes each source announces besides the shared one: 240 × 10 = 2,400, past the
+/// node's 2,000 stored info-hashes.
+const HASHES_PER_SOURCE: u32 = 10;
+/// Peak memory a `swarm seed` of a 64 KiB torrent may reach through the flood: 128 MiB.
+/// Measured peak through this flood: 13 MiB; what a full store may add is bounded by its
+/// caps (2,000 hashes × 200 peers, ~100 bytes each: under 40 MiB). Past 128 MiB a cap
+/// failed, not the allocator's slack.
+const HWM_CAP_KIB: u64 = 128 * 1024;
+
+#[test]
+fn many_sources_announcing_with_valid_tokens_stay_within_the_node_caps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut seed, node, sink) = dht_seed(tmp.path());
+    let cfg = DhtConfig::default();
+    let mut hello = Probe::new(42, node);
+    assert!(
+        hello.ping_answered(START_TIMEOUT),
+        "the node never answered a ping\n{}",
+        seed.logs()
+    );
+    let shared = NodeId([0x33; 20]);
+    let want = Want { v4: true, v6: true };
+    let hash_of = |i: u8, h: u32| {
+        let mut id = [0u8; 20];
+        id[..4].copy_from_slice(&(u32::from(i) * 1000 + h).to_be_bytes());
+        NodeId(id)
+    };
+
+    // Each source: get_peers for the shared hash (asking for v4 and v6 nodes: the biggest
+    // answer there is), then announces with the token it got, for the shared hash and
+    // ten of its own. Paced a little, so the node's total rate (500 a second) answers most.
+    let mut probes = Vec::new();
+    let mut tokens = 0;
+    for i in 1..=SOURCES {
+        let mut p = Probe::at(IpAddr::from([127, 0, 7, i]), node);
+        let tid = p.query(Query::GetPeers {
+            info_hash: shared,
+            want,
+        });
+        p.await_reply(&tid, QUIET);
+        let token = match p.replies.get(&tid).map(|r| &r[0].body) {
+            Some(Body::Response { response, .. }) => response.token.clone(),
+            _ => None,
+        };
+        if let Some(token) = token {
+            tokens += 1;
+            let mut announce = |info_hash: NodeId, port: u16| {
+                p.query(Query::AnnouncePeer {
+                    info_hash,
+                    port,
+                    implied_port: false,
+                    token: token.clone(),
+                });
+            };
+            announce(shared, 10_000 + u16::from(i));
+            for h in 0..HASHES_PER_SOURCE {
+                announce(hash_of(i, h), 6881);
+            }
+            p.query(Query::FindNode {
+                target: NodeId([i; 20]),
+                want,
+            });
+        }
+        probes.push(p);
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // Everything was sent seconds ago: what is not in a probe's socket by now never comes.
+    for p in &mut probes {
+        p.sock
+            .set_read_timeout(Some(Duration::from_millis(10)))
+            .unwrap();
+        let mut buf = vec![0u8; 65536];
+        while p.recv_one(&mut buf) {}
+    }
+    assert!(tokens >= 1, "no source got a token: the test tests nothing");
+
+    // The shared hash: at most one reply's worth of peers, each a real announcer.
+    let mut reader = Probe::new(43, node);
+    let tid = reader.query(Query::GetPeers {
+        info_hash: shared,
+        want,
+    });
+    assert!(reader.await_reply(&tid, QUIET * 5), "get_peers unanswered");
+    let values = match &reader.replies[&tid][0].body {
+        Body::Response { response, .. } => response.values.clone(),
+        other => panic!("get_peers answered with {other:?}"),
+    };
+    assert!(!values.is_empty(), "no announce was stored");
+    assert!(
+        values.len() <= swarm::dht::krpc::MAX_VALUES,
+        "{} values",
+        values.len()
+    );
+    assert!(values
+        .iter()
+        .all(|v| v.ip().to_string().starts_with("127.0.7.")));
+
+    // Every reply to every source: at most one per query, one datagram within the packet
+    // cap; the answered share bounded by the node's total rate.
+    let (mut biggest, mut ratio, mut answered, mut sent) = (0, 0f64, 0, 0);
+    for p in probes.iter().chain([&reader]) {
+        for (tid, msgs) in &p.replies {
+            assert_eq!(
+                msgs.len(),
+                1,
+                "transaction {tid:?} answered {} times",
+                msgs.len()
+            );
+        }
+        assert_eq!(p.garbage, 0);
+        biggest = biggest.max(p.biggest);
+        ratio = ratio.max(p.worst_ratio);
+        answered += p.replies_total();
+        sent += p.query_len.len();
+    }
+    // The info-hash store is full (2,000): the first source's hashes are there, and when
+    // every announce was taken, the last source's (hashes 2,391 to 2,400) are not.
+    let mut lists = |info_hash: NodeId| {
+        let tid = reader.query(Query::GetPeers { info_hash, want });
+        assert!(reader.await_reply(&tid, QUIET * 5), "get_peers unanswered");
+        matches!(&reader.replies[&tid][0].body,
+            Body::Response { response, .. } if !response.values.is_empty())
+    };
+    assert!(
+        lists(hash_of(1, 0)),
+        "the first announced hash was not stored"
+    );
+    let last_stored = lists(hash_of(SOURCES, HASHES_PER_SOURCE - 1));
+    assert!(
+        answered < sent || !last_stored,
+        "more than {} info-hashes stored",
+        cfg.max_stored_hashes
+    );
+    let hwm = vm_hwm_kib(seed.pid()).expect("VmHWM of the seed");
+    say(&format!(
+        "dht flood: {SOURCES} sources, {sent} queries, {answered} answered, {tokens} tokens; \
+         shared hash lists {} peers; largest reply {biggest} bytes (worst reply/query \
+         {ratio:.1}x); seed VmHWM {} KiB",
+        values.len(),
+        hwm
+    ));
+    assert!(
+        biggest <= swarm::dht::krpc::MAX_PACKET,
+        "a {biggest}-byte reply"
+    );
+    assert!(hwm <= HWM_CAP_KIB, "seed peaked at {hwm} KiB");
+    // Amplification: even get_peers with a full value list stays a bounded multiple of
+    // the query (100 values × 8 bytes against a ~100-byte query; 16 is our ceiling).
+    assert!(ratio <= 16.0, "a reply {ratio:.1} times its query");
+
+    // Alive and answering once the buckets refill.
+    std::thread::sleep(Duration::from_secs_f64(2.0 / cfg.per_source_rate));
+    assert!(hello.ping_answered(QUIET * 10), "no answer after the flood");
+    assert!(seed.try_status().is_none(), "swarm exited\n{}", seed.logs());
     drop(sink);
 }

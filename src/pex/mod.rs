@@ -26,7 +26,12 @@
 //! - From one peer, at most [`PexConfig::max_accept_per_message`] entries of a message are
 //!   looked at and at most [`PexConfig::max_accept_per_period`] addresses are accepted per
 //!   [`PexConfig::accept_period`]; a message sooner than [`PexConfig::min_recv_interval`]
-//!   after the last accepted one is ignored whole. Accepted addresses are dialable
+//!   after the last accepted one is ignored whole. The period's budget belongs to the
+//!   sender's IP address, not its connection: a peer that closes and reconnects carries on
+//!   with what it had left (kept for at most [`MAX_DEPARTED`] departed addresses), so a
+//!   flooder cannot buy a fresh 200 addresses with every reconnection. The interval rule
+//!   stays per connection: an honest peer's first message on a new connection is its full
+//!   list, which we want. Accepted addresses are dialable
 //!   (`engine::is_dialable`), and local ones (loopback, private, link-local) only from a
 //!   peer that is itself local — so a remote peer cannot make us scan our own network.
 //! - Received `dropped` lists are not used: a hostile peer could otherwise make us forget
@@ -78,6 +83,19 @@ impl PexFlags {
             connectable: b.contains(Bits::REACHABLE),
         }
     }
+}
+
+/// Departed senders whose accept budget is remembered (see the module docs). 1,024: far
+/// above the peers one torrent connects to within an accept period (at most a few hundred
+/// with the default limits), so only a flood of distinct addresses evicts, and then the
+/// oldest period goes first. One entry is an IP address and two numbers.
+pub const MAX_DEPARTED: usize = 1024;
+
+/// What is left of a closed connection's accept budget.
+#[derive(Debug, Clone, Copy)]
+struct Departed {
+    period_start: Instant,
+    period_accepted: usize,
 }
 
 /// The numbers PEX is tuned by.
@@ -165,6 +183,8 @@ pub struct Pex<K> {
     /// Bumped on every change of `live`, so an idle recipient costs nothing until it changes.
     generation: u64,
     peers: BTreeMap<K, PeerPex>,
+    /// Accept budgets of closed connections, by IP (at most [`MAX_DEPARTED`]).
+    departed: BTreeMap<IpAddr, Departed>,
 }
 
 impl<K: Ord + Copy> Pex<K> {
@@ -175,6 +195,7 @@ impl<K: Ord + Copy> Pex<K> {
             live: BTreeMap::new(),
             generation: 1,
             peers: BTreeMap::new(),
+            departed: BTreeMap::new(),
         }
     }
 
@@ -212,15 +233,23 @@ impl<K: Ord + Copy> Pex<K> {
         if self.private {
             return;
         }
-        let peer = self.peers.entry(key).or_insert(PeerPex {
-            addr,
-            told: BTreeSet::new(),
-            next_send: now,
-            synced: 0,
-            open: true,
-            last_accepted: None,
-            period_start: now,
-            period_accepted: 0,
+        let departed = &mut self.departed;
+        let peer = self.peers.entry(key).or_insert_with(|| {
+            // A reconnecting sender carries on with its address's budget.
+            let budget = departed.remove(&addr.ip()).unwrap_or(Departed {
+                period_start: now,
+                period_accepted: 0,
+            });
+            PeerPex {
+                addr,
+                told: BTreeSet::new(),
+                next_send: now,
+                synced: 0,
+                open: true,
+                last_accepted: None,
+                period_start: budget.period_start,
+                period_accepted: budget.period_accepted,
+            }
         });
         if peer.addr != addr {
             peer.addr = addr;
@@ -242,9 +271,37 @@ impl<K: Ord + Copy> Pex<K> {
         }
     }
 
-    /// Peer `key`'s connection closed.
+    /// Peer `key`'s connection closed. What it used of its accept budget stays with its
+    /// IP address (the larger use, when several connections of one address close).
     pub fn close(&mut self, key: K) {
-        self.peers.remove(&key);
+        let Some(peer) = self.peers.remove(&key) else {
+            return;
+        };
+        if peer.period_accepted == 0 {
+            return;
+        }
+        let ip = peer.addr.ip();
+        let keep = Departed {
+            period_start: peer.period_start,
+            period_accepted: peer.period_accepted,
+        };
+        match self.departed.get_mut(&ip) {
+            Some(d) if d.period_accepted >= keep.period_accepted => {}
+            Some(d) => *d = keep,
+            None => {
+                if self.departed.len() >= MAX_DEPARTED {
+                    let oldest = self
+                        .departed
+                        .iter()
+                        .min_by_key(|(_, d)| d.period_start)
+                        .map(|(ip, _)| *ip);
+                    if let Some(oldest) = oldest {
+                        self.departed.remove(&oldest);
+                    }
+                }
+                self.departed.insert(ip, keep);
+            }
+        }
     }
 
     /// The live set: listening addresses and their flags.

@@ -329,3 +329,63 @@ fn local_ranges() {
         assert!(!is_local(s.parse().unwrap()), "{s}");
     }
 }
+
+#[test]
+fn reconnecting_does_not_renew_the_accept_budget() {
+    let t0 = Instant::now();
+    let mut p = public();
+    let many = |base: u32| {
+        (base..base + 1000)
+            .map(|i| (a(i), seed()))
+            .collect::<Vec<_>>()
+    };
+    let sender = a(60000);
+    let same_ip_other_port = SocketAddr::new(sender.ip(), 7000);
+    p.open(t0, 1, sender);
+    assert_eq!(p.receive(t0, 1, sender, many(0)).unwrap().len(), 100);
+    p.close(1);
+    // A new connection from the same address: its first message is taken (it is the
+    // full list an honest peer sends), but only within what the period has left.
+    p.open(t0 + secs(1), 2, same_ip_other_port);
+    let got = p.receive(t0 + secs(1), 2, same_ip_other_port, many(1000));
+    assert_eq!(got.unwrap().len(), 100);
+    p.close(2);
+    p.open(t0 + secs(2), 3, sender);
+    assert!(p
+        .receive(t0 + secs(2), 3, sender, many(2000))
+        .unwrap()
+        .is_empty());
+    p.close(3);
+    // Another address is not affected, and a new period gives the full budget back.
+    p.open(t0 + secs(3), 4, a(60001));
+    assert_eq!(
+        p.receive(t0 + secs(3), 4, a(60001), many(3000))
+            .unwrap()
+            .len(),
+        100
+    );
+    p.open(t0 + secs(700), 5, sender);
+    assert_eq!(
+        p.receive(t0 + secs(700), 5, sender, many(4000))
+            .unwrap()
+            .len(),
+        100
+    );
+}
+
+#[test]
+fn departed_budgets_are_bounded() {
+    let t0 = Instant::now();
+    let mut p = public();
+    for i in 0..(MAX_DEPARTED as u32 + 500) {
+        let from = SocketAddr::new(IpAddr::from([198, 18, (i >> 8) as u8, i as u8]), 6881);
+        let now = t0 + Duration::from_millis(u64::from(i));
+        p.open(now, u64::from(i), from);
+        let got = p.receive(now, u64::from(i), from, [(a(i), seed())]);
+        assert_eq!(got.unwrap().len(), 1);
+        p.close(u64::from(i));
+        assert!(p.departed.len() <= MAX_DEPARTED);
+    }
+    assert_eq!(p.departed.len(), MAX_DEPARTED);
+    assert!(p.peers.is_empty());
+}
