@@ -155,7 +155,16 @@ async fn two_downloads_one_with_a_liar_both_complete() {
     let src = tempfile::tempdir().unwrap();
     let a = content(src.path(), "a.bin", 1 << 20, 50);
     let b = content(src.path(), "b.bin", 1 << 20, 51);
-    let seeder = session(ip(2), None).await;
+    // The honest seed is slow (256 KiB/s for both torrents), so B cannot be fetched from
+    // it alone before the liar is asked, however loaded the machine.
+    let cfg = test_config();
+    let seeder = Session::start(SessionConfig {
+        bind: ip(2),
+        max_upload_rate: Some(256 << 10),
+        ..cfg.session
+    })
+    .await
+    .expect("session did not start");
     for m in [&a, &b] {
         let mut h = add(&seeder, m, src.path(), Mode::Seed, vec![]).await;
         wait_phase(&mut h, Phase::Seeding).await;
