@@ -18,7 +18,9 @@ default between swarm peers):
             Half of them never leave ("stayers"); the rest churn: leave (SIGINT, or SIGKILL
             one time in four) after ~max(30 s, duration/4) and come back after
             ~max(10 s, duration/12) with the same state and output directories (so resume data
-            and a recheck after SIGKILL are exercised). All random draws come from `--seed`.
+            and a recheck after SIGKILL are exercised), or one time in three as a new leecher
+            (empty directories; its life is marked `*`), so downloads go on all through the
+            run. All random draws come from `--seed`.
   liar      a Python peer on 127.0.2.66: announces itself to the tracker, answers the
             handshake (no extension bit), a bitfield of every piece and an unchoke, and
             answers every request with random bytes. It tells connections apart by peer id
@@ -31,7 +33,8 @@ Sampled every `--sample` seconds per swarm process: VmRSS, open descriptors (/pr
 threads, and from its `--progress-json`: connected peers, live tokio tasks, peers banned.
 Printed per process life: RSS slope (least squares over the second half of the life, to skip
 start-up), peak RSS, descriptors and tasks after it settled vs at the end (with connected
-peers, which churn moves), completion time, whether its data hashes right, payload bytes the
+peers, which churn moves), peak threads, seconds from its start to complete (done-s: about
+1 s for a life that resumed complete), whether its data hashes right, payload bytes the
 liar sent it, the whole pieces among them, the pieces that failed their hash check there
 (a piece with some of the liar's blocks fails too) and whether it banned the liar.
 
@@ -256,9 +259,15 @@ class Slot:
         return self.lives[-1] if self.lives and self.lives[-1].signalled is None \
             and self.lives[-1].alive() else None
 
-    def start(self):
+    def start(self, fresh=False):
+        """`fresh`: as a new leecher, with an empty state and output directory."""
+        if fresh:
+            shutil.rmtree(self.out, ignore_errors=True)
+            shutil.rmtree(self.state, ignore_errors=True)
+            os.makedirs(self.out)
         self.first_start = self.first_start or time.monotonic()
-        self.lives.append(Life("%s#%d" % (self.name, len(self.lives) + 1), self.argv, self.log))
+        self.lives.append(Life("%s#%d%s" % (self.name, len(self.lives) + 1, "*" if fresh else ""),
+                               self.argv, self.log))
 
 
 class Liar:
@@ -492,7 +501,7 @@ def report(args, slots, liar, tracker_life):
                         fails.append("%s: tasks besides peers' grew by %d" % (lf.name, grown))
             if slope is not None and life >= args.slope_life and slope > args.max_slope:
                 fails.append("%s: RSS slope %+.0f KiB/min" % (lf.name, slope))
-            done = "%.1f" % (lf.complete_at - s.first_start) if lf.complete_at else "-"
+            done = "%.1f" % (lf.complete_at - lf.start) if lf.complete_at else "-"
             if s.role == "leech" and life >= args.need and not lf.complete_at:
                 fails.append("%s: lived %.0f s without completing" % (lf.name, life))
             why = lf.kind or ("exit %s" % lf.rc if lf.rc is not None else "end")
@@ -597,7 +606,7 @@ def main():
             for s in slots:
                 gone = not s.lives or not s.lives[-1].alive()  # one life at a time per dir
                 if gone and now >= start_at[s.name]:
-                    s.start()
+                    s.start(fresh=bool(s.lives) and s.role == "leech" and rng.random() < 1 / 3)
                     start_at[s.name] = float("inf")
                 elif s.life() and not s.stayer and now - s.life().start > MIN_LIFE \
                         and rng.random() < 0.5 / mean_up:
