@@ -527,7 +527,10 @@ def report(args, slots, liar, tracker_life):
             say("%-13s %5.0f %6s %8.1f %9s %-15s %-9s %4s %8s %-9s %d/%d/%d/%s" % (
                 lf.name, life, why, peak, "%+.0f" % slope if slope is not None else "-", fd, tk,
                 max((x[2] for x in smp), default="-"), done, data, lb, lp, lf.failed, verdict))
-        if s.role == "leech" and any(lf.complete_at for lf in s.lives) \
+        # Only the lives since the last fresh start (which emptied the directories) count.
+        since = s.lives[max([k for k, lf in enumerate(s.lives) if lf.name.endswith("*")],
+                            default=0):]
+        if s.role == "leech" and any(lf.complete_at for lf in since) \
                 and ok_pieces != len(args.t.hashes):
             fails.append("%s: was complete, %d pieces verify at the end" % (s.name, ok_pieces))
     say("liar: sent corrupt data to %d process lives, banned by %d" % tuple(tally))
