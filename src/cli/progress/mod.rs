@@ -236,9 +236,13 @@ impl Display {
 
 /// One JSON object per torrent, a line each, on stdout.
 fn print_json(snaps: &[Snapshot], mems: &mut [Memory]) {
+    let tasks = alive_tasks();
     let mut out = String::new();
     for (s, mem) in snaps.iter().zip(mems.iter_mut()) {
-        let v = summary::json_object(s, mem);
+        let mut v = summary::json_object(s, mem);
+        if let (Some(n), Some(obj)) = (tasks, v.as_object_mut()) {
+            obj.insert("tasks".into(), n.into());
+        }
         if let Ok(text) = serde_json::to_string(&v) {
             out.push_str(&json_safe(&text));
             out.push('\n');
@@ -247,6 +251,15 @@ fn print_json(snaps: &[Snapshot], mems: &mut [Memory]) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
+}
+
+/// The process's live tokio tasks (the whole runtime, not one torrent's): a soak watches
+/// it return to its baseline as peers come and go (a leaked task per connection shows as
+/// growth). `None` outside a runtime.
+fn alive_tasks() -> Option<usize> {
+    tokio::runtime::Handle::try_current()
+        .ok()
+        .map(|h| h.metrics().num_alive_tasks())
 }
 
 /// Prints a line above the bars (or to stderr when there are none), escaped as one line.
@@ -295,5 +308,24 @@ mod tests {
                 "{lines:?}"
             );
         }
+    }
+    #[test]
+    fn alive_tasks_counts_the_runtime_s_tasks() {
+        assert_eq!(alive_tasks(), None);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let base = alive_tasks().expect("inside a runtime");
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                let _ = rx.await;
+            });
+            assert_eq!(alive_tasks(), Some(base + 1));
+            drop(tx);
+            task.await.expect("task ends");
+            assert_eq!(alive_tasks(), Some(base));
+        });
     }
 }

@@ -171,6 +171,11 @@ pub fn json_object(s: &Snapshot, mem: &mut Memory) -> serde_json::Value {
         "trackers_total": s.trackers_total,
         "tracker_error": s.tracker_status,
         "stalled": mem.stall,
+        // For soaks and scripts: how the torrent fared against corrupt data (a peer is
+        // banned by IP after repeated bad pieces; `wasted` counts bytes we threw away).
+        "peers_banned": st.peers_banned,
+        "failed_pieces": st.failed_pieces,
+        "wasted": st.wasted,
     })
 }
 
@@ -327,5 +332,23 @@ mod tests {
         let v = json_object(&s, &mut Memory::default());
         assert_eq!(v["eta_secs"], 100, "{v}");
         assert_eq!(v["bytes_total"], 100 * MIB, "{v}");
+    }
+
+    #[test]
+    fn json_says_how_a_torrent_fared_against_corrupt_data() {
+        let s = Snapshot {
+            phase: Phase::Downloading,
+            stats: Stats {
+                peers_banned: 1,
+                failed_pieces: 2,
+                wasted: 3 * MIB,
+                ..Stats::default()
+            },
+            ..Snapshot::default()
+        };
+        let v = json_object(&s, &mut Memory::default());
+        assert_eq!(v["peers_banned"], 1, "{v}");
+        assert_eq!(v["failed_pieces"], 2, "{v}");
+        assert_eq!(v["wasted"], 3 * MIB, "{v}");
     }
 }
