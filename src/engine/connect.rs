@@ -245,6 +245,20 @@ impl Engine {
         }
     }
 
+    /// Bans peers proven to have sent corrupt blocks of `piece` (their blocks differ from
+    /// the verified ones), whether or not they ever failed a piece alone. A peer already
+    /// gone cannot be banned by address: its key is all the proof names.
+    pub(super) fn ban_proven(&mut self, now: Instant, piece: u32, peers: &[PeerKey]) {
+        for key in peers {
+            let Some(addr) = self.peers.get(key).map(|p| p.addr) else {
+                continue;
+            };
+            tracing::info!(peer = %addr, piece, "banning peer whose blocks differ from the verified piece");
+            self.list.ban(addr.ip());
+            self.drop_peer(now, *key, "sent corrupt data");
+        }
+    }
+
     /// With `--peer` only, a download that has had no contact with any peer for
     /// `give_up_after` ends instead of hanging: none was reachable, or the ones it had left
     /// (a peer that handshakes and drops us again and again is no contact; one connected

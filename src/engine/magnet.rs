@@ -199,7 +199,10 @@ impl MetadataPhase {
             Event::Pex { .. } => {}
             Event::PeerDisconnected { key } => self.gone(now, key),
             // No store and no uploads yet.
-            Event::Served { .. } | Event::PieceVerified { .. } | Event::PieceFailed { .. } => {}
+            Event::Served { .. }
+            | Event::PieceVerified { .. }
+            | Event::PieceFailed { .. }
+            | Event::CorruptSenders { .. } => {}
         }
         self.fetcher_actions();
     }

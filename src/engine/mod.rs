@@ -107,6 +107,13 @@ pub enum Event {
         piece: u32,
         peers: Vec<PeerKey>,
     },
+    /// `piece` verified after an attempt that failed, and `peers` had sent blocks of that
+    /// attempt that differ from the verified ones: proven liars, however many shared the
+    /// failed piece (libtorrent's "smart ban").
+    CorruptSenders {
+        piece: u32,
+        peers: Vec<PeerKey>,
+    },
 }
 
 /// Something the driver must do.
@@ -408,6 +415,7 @@ impl Engine {
             Event::Served { key, block } => self.served(now, key, block),
             Event::PieceVerified { piece } => self.piece_verified(now, piece),
             Event::PieceFailed { piece, peers } => self.piece_failed(now, piece, &peers),
+            Event::CorruptSenders { piece, peers } => self.ban_proven(now, piece, &peers),
         }
     }
 

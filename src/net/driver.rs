@@ -181,6 +181,9 @@ impl Driver {
                     Some(StoreEvent::Failed { piece, peers }) => {
                         self.handle(Instant::now(), Event::PieceFailed { piece, peers })
                     }
+                    Some(StoreEvent::CorruptSenders { piece, peers }) => {
+                        self.handle(Instant::now(), Event::CorruptSenders { piece, peers })
+                    }
                     Some(StoreEvent::Fatal(e)) => self.st.outcome = Some(Outcome::Fatal(e)),
                     None => self.st.outcome = Some(Outcome::Stopped),
                 },

@@ -34,6 +34,7 @@ mod part;
 mod paths;
 mod pool;
 mod recheck;
+mod smart_ban;
 mod stream;
 mod task;
 mod vectored;

@@ -29,10 +29,23 @@ pub(super) const PAIR_WAIT: Duration = Duration::from_millis(5);
 /// A complete piece: its index and its blocks in order.
 pub(super) type Piece = (u32, Vec<Bytes>);
 
-/// What a job did to a piece.
+/// SHA-1 of each block of a piece, in order (for the smart ban: `smart_ban.rs`).
+pub(super) type Digests = Vec<[u8; 20]>;
+
+/// When a job hashes a piece's blocks one by one as well: only when it is worth it, since
+/// it doubles the hashing of that piece.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Want {
+    /// The piece has blocks from several peers: if it fails, who sent what matters.
+    pub on_mismatch: bool,
+    /// An earlier attempt failed: if it verifies, its blocks are the reference.
+    pub on_match: bool,
+}
+
+/// What a job did to a piece; with its blocks' digests when [`Want`] asked for them.
 pub(super) enum Outcome {
-    Verified,
-    Mismatch,
+    Verified(Option<Digests>),
+    Mismatch(Option<Digests>),
     WriteFailed(StoreError),
     /// A streamed piece's job ended (the piece may or may not be complete).
     Streamed(stream::Done),
@@ -93,13 +106,13 @@ impl Ready {
 pub(super) fn verify_and_write(
     storage: &Storage,
     hashes: &[[u8; 20]],
-    first: Piece,
-    second: Option<Piece>,
+    (first, want_first): (Piece, Want),
+    second: Option<(Piece, Want)>,
 ) -> Done {
     let matches = |piece: u32, digest: [u8; 20]| hashes.get(piece as usize) == Some(&digest);
-    let Some(second) = second else {
+    let Some((second, want_second)) = second else {
         let ok = matches(first.0, hash_blocks(&first.1));
-        return vec![write_one(storage, first, ok)];
+        return vec![write_one(storage, first, ok, want_first)];
     };
     let (x, y) = crate::sha1_pair::digest_pair(&first.1, &second.1);
     let (ok_a, ok_b) = (matches(first.0, x), matches(second.0, y));
@@ -110,25 +123,40 @@ pub(super) fn verify_and_write(
             (&second, &first)
         };
         if storage.write_adjacent(lo.0, &lo.1, &hi.1).is_ok() {
-            return vec![(first.0, Outcome::Verified), (second.0, Outcome::Verified)];
+            let a = digests(&first.1, want_first.on_match);
+            let b = digests(&second.1, want_second.on_match);
+            return vec![
+                (first.0, Outcome::Verified(a)),
+                (second.0, Outcome::Verified(b)),
+            ];
         }
         // Written apart again, so each piece gets its own outcome (and its own error).
     }
     vec![
-        write_one(storage, first, ok_a),
-        write_one(storage, second, ok_b),
+        write_one(storage, first, ok_a, want_first),
+        write_one(storage, second, ok_b, want_second),
     ]
 }
 
 /// Writes one piece whose hash was checked (`ok`: it matched).
-fn write_one(storage: &Storage, (piece, blocks): Piece, ok: bool) -> (u32, Outcome) {
+fn write_one(storage: &Storage, (piece, blocks): Piece, ok: bool, want: Want) -> (u32, Outcome) {
     if !ok {
-        return (piece, Outcome::Mismatch);
+        return (piece, Outcome::Mismatch(digests(&blocks, want.on_mismatch)));
     }
     match storage.write_piece(piece, &blocks) {
-        Ok(()) => (piece, Outcome::Verified),
+        Ok(()) => (piece, Outcome::Verified(digests(&blocks, want.on_match))),
         Err(e) => (piece, Outcome::WriteFailed(e)),
     }
+}
+
+/// Each block's SHA-1, when wanted.
+fn digests(blocks: &[Bytes], wanted: bool) -> Option<Digests> {
+    wanted.then(|| {
+        blocks
+            .iter()
+            .map(|b| hash_blocks(std::slice::from_ref(b)))
+            .collect()
+    })
 }
 
 #[cfg(test)]

@@ -12,6 +12,9 @@
 //!   unbounded command channel holds at most `max_buffer` bytes of block data, and at most
 //!   `max_buffer` messages (every reservation is at least one byte).
 //! - A piece is written only after its SHA-1 matched; a mismatched piece is dropped whole.
+//!   If several peers sent its blocks, each block's SHA-1 and sender are remembered (bounded:
+//!   `smart_ban.rs`); when the piece later verifies, the senders of blocks that differ are
+//!   reported as [`StoreEvent::CorruptSenders`].
 //!   Except a piece too large to buffer whole ([`crate::layout::streamed`] with
 //!   [`StoreConfig::budget_cap`]): it is streamed to disk as its blocks arrive and hashed
 //!   in order (`stream.rs`), still counted as verified only once its whole SHA-1 matched.
@@ -44,7 +47,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::pairs::{verify_and_write, Done, Outcome, Ready};
+use super::pairs::{verify_and_write, Done, Outcome, Ready, Want};
+use super::smart_ban::SmartBan;
 use super::stream::{self, Stream};
 use super::{Storage, StoreError};
 use crate::error::error_chain;
@@ -79,6 +83,9 @@ pub enum StoreEvent {
     Failed { piece: u32, peers: Vec<u64> },
     /// A disk error: the store accepts no more blocks. The download should end.
     Fatal(StoreError),
+    /// The piece verified after a failed attempt, in which `peers` sent blocks that differ
+    /// from the verified ones (after its `Verified`).
+    CorruptSenders { piece: u32, peers: Vec<u64> },
 }
 
 /// The store task is gone (every block is refused after a fatal disk error, or at shutdown).
@@ -276,6 +283,7 @@ pub fn spawn(
         jobs: JoinSet::new(),
         events,
         fatal: false,
+        smart_ban: SmartBan::default(),
     };
     let join = tokio::spawn(task.run(rx).instrument(tracing::info_span!("store")));
     (handle, join)
@@ -284,6 +292,8 @@ pub fn spawn(
 /// A piece still receiving blocks.
 struct Partial {
     blocks: Vec<Option<Bytes>>,
+    /// Who sent each block (meaningful where `blocks` is `Some`).
+    from: Vec<u64>,
     received: u32,
     peers: Vec<u64>,
     reservations: Vec<Reservation>,
@@ -292,6 +302,7 @@ struct Partial {
 /// A complete piece queued for, or undergoing, hashing and writing.
 struct Busy {
     peers: Vec<u64>,
+    from: Vec<u64>,
     _reservations: Vec<Reservation>,
 }
 
@@ -315,6 +326,7 @@ struct Task {
     jobs: JoinSet<Done>,
     events: mpsc::Sender<StoreEvent>,
     fatal: bool,
+    smart_ban: SmartBan,
 }
 
 impl Task {
@@ -395,6 +407,7 @@ impl Task {
         }
         let p = self.partial.entry(piece).or_insert_with(|| Partial {
             blocks: vec![None; n as usize],
+            from: vec![0; n as usize],
             received: 0,
             peers: Vec::new(),
             reservations: Vec::with_capacity(n as usize),
@@ -405,6 +418,7 @@ impl Task {
             return;
         }
         *slot = Some(data);
+        p.from[index as usize] = peer;
         p.received += 1;
         p.reservations.push(reservation);
         if !p.peers.contains(&peer) {
@@ -419,6 +433,7 @@ impl Task {
                     piece,
                     Busy {
                         peers: p.peers,
+                        from: p.from,
                         _reservations: p.reservations,
                     },
                 );
@@ -433,8 +448,13 @@ impl Task {
             if let Some((first, second)) = self.ready.take(!self.jobs.is_empty(), closing) {
                 let storage = self.storage.clone();
                 let hashes = self.hashes.clone();
-                self.spawn_job(first.0, move || {
-                    verify_and_write(&storage, &hashes, first, second)
+                let (piece, want) = (first.0, self.want(first.0));
+                let second = second.map(|s| {
+                    let want = self.want(s.0);
+                    (s, want)
+                });
+                self.spawn_job(piece, move || {
+                    verify_and_write(&storage, &hashes, (first, want), second)
                 });
                 continue;
             }
@@ -449,6 +469,15 @@ impl Task {
             self.spawn_job(piece, move || {
                 vec![(piece, Outcome::Streamed(job.run(&storage, expected)))]
             });
+        }
+    }
+
+    /// Which block digests the job of `piece` should compute (`smart_ban.rs`).
+    fn want(&self, piece: u32) -> Want {
+        let several = self.busy.get(&piece).is_some_and(|b| b.peers.len() > 1);
+        Want {
+            on_mismatch: several,
+            on_match: self.smart_ban.is_suspect(piece),
         }
     }
 
@@ -488,17 +517,38 @@ impl Task {
             // Release the budget first, so waiting connections resume before we report.
             // (`map` consumes the entry, dropping its reservations here, not after the send.)
             outcome => {
-                let peers = self.busy.remove(&piece).map(|b| b.peers);
-                (peers.unwrap_or_default(), outcome)
+                let busy = self.busy.remove(&piece);
+                let (peers, from) = busy.map(|b| (b.peers, b.from)).unwrap_or_default();
+                if let Outcome::Mismatch(Some(digests)) = &outcome {
+                    self.smart_ban.failed(piece, &from, digests);
+                }
+                (peers, outcome)
             }
         };
         let event = match outcome {
-            Outcome::Verified => {
+            Outcome::Verified(digests) => {
                 self.have.set(piece);
                 tracing::debug!(piece, "piece verified");
-                StoreEvent::Verified { piece }
+                let liars = match digests {
+                    Some(good) => self.smart_ban.verified(piece, &good),
+                    None => {
+                        self.smart_ban.forget(piece);
+                        Vec::new()
+                    }
+                };
+                if !liars.is_empty() {
+                    let verified = StoreEvent::Verified { piece };
+                    let _ = self.events.send(verified).await;
+                    tracing::info!(piece, peers = ?liars, "blocks of a failed attempt differ from the verified piece");
+                    StoreEvent::CorruptSenders {
+                        piece,
+                        peers: liars,
+                    }
+                } else {
+                    StoreEvent::Verified { piece }
+                }
             }
-            Outcome::Mismatch => {
+            Outcome::Mismatch(_) => {
                 let files = self.storage.files_of_piece(piece);
                 tracing::warn!(piece, files = %files, "piece failed its hash check");
                 StoreEvent::Failed { piece, peers }
@@ -539,8 +589,9 @@ impl Task {
                 }
                 return None;
             }
-            Ok(Some(true)) => Outcome::Verified,
-            Ok(Some(false)) => Outcome::Mismatch,
+            // Streamed pieces keep no blocks to compare: no smart ban for them.
+            Ok(Some(true)) => Outcome::Verified(None),
+            Ok(Some(false)) => Outcome::Mismatch(None),
             Err(e) => Outcome::WriteFailed(e),
         };
         let peers = self.streams.remove(&piece).map(|s| s.peers);

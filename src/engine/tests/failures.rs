@@ -111,3 +111,38 @@ fn requests_outstanding_when_a_piece_fails_are_cancelled() {
     let again = requests(&a, 1);
     assert_eq!(again.len(), 2, "the piece is fetched anew: {a:?}");
 }
+
+/// A liar whose blocks only ever share pieces with honest ones is never the sole sender of
+/// a failure; the store's proof (its blocks differ from the verified piece) bans it alone.
+#[test]
+fn proven_corrupt_senders_are_banned_at_once_and_only_they() {
+    let mut t = T::new(8, &[]);
+    t.seed_peer(1); // honest
+    t.seed_peer(2); // liar
+    t.failed(0, &[1, 2]);
+    t.e.handle(
+        t.now,
+        Event::CorruptSenders {
+            piece: 0,
+            peers: vec![2],
+        },
+    );
+    let a = t.drain();
+    assert!(a.contains(&Action::Disconnect {
+        key: 2,
+        reason: "sent corrupt data"
+    }));
+    assert!(!a
+        .iter()
+        .any(|a| matches!(a, Action::Disconnect { key: 1, .. })));
+    assert_eq!(t.e.stats().peers_banned, 1);
+    // A proof about a peer already gone bans no one else.
+    t.e.handle(
+        t.now,
+        Event::CorruptSenders {
+            piece: 1,
+            peers: vec![42],
+        },
+    );
+    assert_eq!(t.e.stats().peers_banned, 1);
+}

@@ -203,6 +203,50 @@ async fn an_upload_read_the_disk_cannot_serve_is_fatal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sender_of_a_bad_block_in_a_shared_piece_is_named_once_it_verifies() {
+    let fx = Fixture::new();
+    let n = fx.layout.num_pieces();
+    let mut run = start(&fx, Bitfield::new(n), 1 << 20);
+    // Piece 1 from peers 1 and 2; peer 2's blocks are garbage.
+    let blocks = fx.blocks(1);
+    assert!(
+        blocks.len() >= 2,
+        "the fixture's piece 1 has several blocks"
+    );
+    for (i, (b, d)) in blocks.iter().enumerate() {
+        let (peer, data) = if i % 2 == 1 {
+            (2, Bytes::from(vec![0xEE; d.len()]))
+        } else {
+            (1, d.clone())
+        };
+        send(&run.handle, peer, *b, data).await.unwrap();
+    }
+    match next(&mut run.events).await {
+        StoreEvent::Failed {
+            piece: 1,
+            mut peers,
+        } => {
+            peers.sort();
+            assert_eq!(peers, [1, 2]);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Peer 3 sends it right: verified, and peer 2 is named, not peer 1.
+    for (b, d) in fx.blocks(1) {
+        send(&run.handle, 3, b, d).await.unwrap();
+    }
+    assert!(matches!(
+        next(&mut run.events).await,
+        StoreEvent::Verified { piece: 1 }
+    ));
+    match next(&mut run.events).await {
+        StoreEvent::CorruptSenders { piece: 1, peers } => assert_eq!(peers, [2]),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(fx.on_disk(1), fx.piece(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_buffer_holds_reservations_until_a_piece_is_written() {
     let fx = Fixture::new();
     let n = fx.layout.num_pieces();
