@@ -29,6 +29,7 @@ mod adjacent;
 mod direct;
 mod extents;
 mod files;
+mod handle;
 mod pairs;
 mod part;
 mod paths;
@@ -48,9 +49,10 @@ use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
 pub use files::{FileStamp, Storage};
+pub use handle::{Reservation, StoreClosed, StoreHandle};
 pub use pool::{nofile_limits, MAX_OPEN_FILES};
 pub use recheck::{recheck, recheck_pieces};
-pub use task::{spawn, Reservation, StoreClosed, StoreConfig, StoreEvent, StoreHandle};
+pub use task::{spawn, StoreConfig, StoreEvent};
 
 /// Everything that can go wrong in the store. Disk errors carry the path they concern.
 #[derive(Debug, thiserror::Error)]

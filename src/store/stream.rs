@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
-use super::task::Reservation;
+use super::handle::Reservation;
 use super::{Storage, StoreError};
 
 /// Most bytes read back from disk at once when the hash catches up with blocks that were
