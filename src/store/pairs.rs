@@ -36,7 +36,7 @@ pub(super) type Digests = Vec<[u8; 20]>;
 /// it doubles the hashing of that piece.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Want {
-    /// The piece has blocks from several peers: if it fails, who sent what matters.
+    /// If the piece fails, who sent which block is the proof against its sender.
     pub on_mismatch: bool,
     /// An earlier attempt failed: if it verifies, its blocks are the reference.
     pub on_match: bool,

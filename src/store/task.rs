@@ -16,12 +16,13 @@
 //!   [`StoreConfig::budget_cap`]): it is streamed to disk as its blocks arrive and hashed
 //!   in order (`stream.rs`), still counted as verified only once its whole SHA-1 matched.
 //!   Which rule applies is fixed per torrent at [`spawn`].
-//! - A buffered piece that fails with blocks from several peers has each block's SHA-1 and
-//!   sender remembered (bounded: `smart_ban.rs`); when it later verifies, the senders of
-//!   blocks that differ are reported as [`StoreEvent::CorruptSenders`].
+//! - A buffered piece that fails has each block's SHA-1 and sender remembered (bounded:
+//!   `smart_ban.rs`); when it later verifies, the senders of blocks that differ are
+//!   reported as [`StoreEvent::CorruptSenders`].
 //! - Hashing and writing run on blocking threads, at most `hash_threads` jobs at a time
-//!   for this store (a job hashes one or two pieces: `pairs.rs`), and at most the pool's permits across every store sharing
-//!   [`StoreConfig::pool`]; the task itself only moves `Bytes` handles around.
+//!   for this store (a job hashes one or two pieces: `pairs.rs`), and at most the pool's
+//!   permits across every store sharing [`StoreConfig::pool`]; the task itself only moves
+//!   `Bytes` handles around.
 //! - After a write error ([`StoreEvent::Fatal`]) the store accepts no more blocks
 //!   (`write_block` returns [`StoreClosed`]); pieces already hashing finish, and data already
 //!   verified on disk is untouched. A disk error while reading for an upload is reported
@@ -330,11 +331,12 @@ impl Task {
         }
     }
 
-    /// Which block digests the job of `piece` should compute (`smart_ban.rs`).
+    /// Which block digests the job of `piece` should compute (`smart_ban.rs`): always
+    /// for a failure (rare, and the proof against whoever sent it), and for a success only
+    /// when an earlier attempt failed.
     fn want(&self, piece: u32) -> Want {
-        let several = self.busy.get(&piece).is_some_and(|b| b.peers.len() > 1);
         Want {
-            on_mismatch: several,
+            on_mismatch: true,
             on_match: self.smart_ban.is_suspect(piece),
         }
     }
