@@ -167,9 +167,17 @@ fn extensions(v: &Value<'_>) -> Vec<(String, u8)> {
         .collect()
 }
 
-/// Lossy UTF-8, truncated to [`MAX_NAME`] bytes.
+/// Lossy UTF-8, at most [`MAX_NAME`] bytes. Cut again after the conversion: each invalid
+/// byte becomes a 3-byte U+FFFD, so 64 bytes of garbage would come out as 192 (found by
+/// fuzzing: `fuzz/regressions/extension`).
 fn name(b: &[u8]) -> String {
-    String::from_utf8_lossy(&b[..b.len().min(MAX_NAME)]).into_owned()
+    let mut s = String::from_utf8_lossy(&b[..b.len().min(MAX_NAME)]).into_owned();
+    let mut end = s.len().min(MAX_NAME);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s
 }
 
 fn positive(v: &Value<'_>) -> Option<u32> {
@@ -230,6 +238,15 @@ mod tests {
         let hs = ExtHandshake::decode(&p).unwrap();
         assert_eq!(hs.m.len(), MAX_EXTENSIONS);
         assert_eq!(hs.v.unwrap().len(), MAX_NAME);
+        // Invalid UTF-8 grows threefold when made lossy: still within the cap.
+        let mut p = b"d1:md48:".to_vec();
+        p.extend([0x9d; 48]);
+        p.extend(b"i1ee1:v60:");
+        p.extend([0xff; 60]);
+        p.extend(b"e");
+        let hs = ExtHandshake::decode(&p).unwrap();
+        assert!(hs.m.iter().all(|(n, _)| n.len() <= MAX_NAME), "{:?}", hs.m);
+        assert!(hs.v.unwrap().len() <= MAX_NAME);
     }
 
     #[test]
