@@ -57,7 +57,6 @@ is killed at the end (also on Ctrl-C or an error); the work directory (in $TMPDI
 removed unless --keep. Python 3 standard library only.
 """
 import argparse
-import hashlib
 import http.client
 import json
 import os
@@ -72,6 +71,10 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from btkit import Torrent, free_port, recv_exact, say  # noqa: E402
+
+
 PROTO = b"\x13BitTorrent protocol"
 BLOCK = 16 * 1024
 TRACKER_IP, LIAR_IP, FLOOD_IP = "127.0.2.1", "127.0.2.66", "127.0.2.77"
@@ -79,63 +82,6 @@ MIN_LIFE = 10.0  # a churner stays at least this long: it has time to connect an
 SETTLE = 10.0  # seconds after start before a process's descriptor/task baseline is taken
 TASKS_PER_PEER = 2  # a connection's reader and writer (measured: tasks - 2 x peers is flat)
 PROCS = []  # every Life, stopped at exit
-
-
-def say(*a):
-    print(*a, flush=True)
-
-
-def bdecode(b, i=0):
-    """Value at b[i:] and the index after it; dicts also keep each value's raw bytes."""
-    c = b[i:i + 1]
-    if c == b"i":
-        j = b.index(b"e", i)
-        return int(b[i + 1:j]), j + 1
-    if c in (b"l", b"d"):
-        i, items = i + 1, []
-        while b[i:i + 1] != b"e":
-            start = i
-            v, i = bdecode(b, i)
-            items.append((v, b[start:i]))
-        if c == b"l":
-            return [v for v, _ in items], i + 1
-        out = {}
-        for (k, _), (v, raw) in zip(items[::2], items[1::2]):
-            out[k], out[(k, "raw")] = v, raw
-        return out, i + 1
-    j = b.index(b":", i)
-    n = int(b[i:j])
-    return b[j + 1:j + 1 + n], j + 1 + n
-
-
-class Torrent:
-    def __init__(self, path):
-        meta, _ = bdecode(open(path, "rb").read())
-        info = meta[b"info"]
-        self.info_hash = hashlib.sha1(meta[(b"info", "raw")]).digest()
-        self.name = info[b"name"].decode()
-        self.piece_length = info[b"piece length"]
-        self.length = info[b"length"]
-        p = info[b"pieces"]
-        self.hashes = [p[k:k + 20] for k in range(0, len(p), 20)]
-
-    def piece_size(self, i):
-        return min(self.piece_length, self.length - i * self.piece_length)
-
-    def verified_pieces(self, path):
-        if not os.path.exists(path):
-            return 0
-        ok = 0
-        with open(path, "rb") as f:
-            for h in self.hashes:
-                ok += hashlib.sha1(f.read(self.piece_length)).digest() == h
-        return ok
-
-
-def free_port(ip):
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
 
 
 def proc_status(pid):
@@ -370,16 +316,6 @@ class Liar:
     def close(self):
         self.stopping = True
         self.ls.close()
-
-
-def recv_exact(s, n):
-    b = b""
-    while len(b) < n:
-        chunk = s.recv(n - len(b))
-        if not chunk:
-            raise ConnectionError("closed")
-        b += chunk
-    return b
 
 
 class Flooder:

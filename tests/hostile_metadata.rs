@@ -268,11 +268,7 @@ async fn a_metadata_request_flood_gets_a_few_copies_and_rejects() {
         .collect();
 
     // The honest leecher is served meanwhile.
-    let out = tempfile::tempdir().unwrap();
-    let leech = Running::fetch(&meta, out.path(), ip(2), vec![at]).await;
-    let done = leech.finish().await.expect("download failed");
-    assert!(done.complete);
-    assert_eq!(hash_tree(&meta, out.path()), hash_tree(&meta, src.path()));
+    Running::fetch_exactly(&meta, src.path(), ip(2), vec![at], test_config()).await;
 
     stop.store(true, Ordering::Relaxed);
     for (kind, f) in flooders.into_iter().enumerate() {

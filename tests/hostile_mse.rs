@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{hash_tree, make_content, make_torrent, test_config, Running, TestConfig};
+use common::{make_content, make_torrent, test_config, Running, TestConfig};
 use hostile_support::*;
 use swarm::config::Encryption;
 use swarm::session::Mode;
@@ -126,13 +126,8 @@ async fn mse_garbage_and_endless_padding_are_dropped_and_an_encrypted_leecher_is
     let bad = wait_bad_handshakes(&seed, 8).await;
     eprintln!("bad handshakes before the leecher: {bad}");
 
-    let out = tempfile::tempdir().unwrap();
     let lcfg = encrypted(Encryption::Require, Duration::from_secs(10));
-    let mode = Mode::Fetch { seed: false };
-    let leech = Running::start(&meta, out.path(), mode, ip(2), vec![at], lcfg).await;
-    let done = leech.finish().await.expect("download failed");
-    assert!(done.complete);
-    assert_eq!(hash_tree(&meta, out.path()), hash_tree(&meta, src.path()));
+    Running::fetch_exactly(&meta, src.path(), ip(2), vec![at], lcfg).await;
 
     stop.store(true, Ordering::Relaxed);
     for (abuse, a) in abuses.iter().zip(attackers) {
@@ -207,13 +202,8 @@ async fn mse_handshakes_stopped_midway_time_out_and_free_their_slots() {
     for i in 0..10u8 {
         let _again = connect_from(ip(40 + i), at).await;
     }
-    let out = tempfile::tempdir().unwrap();
     let lcfg = encrypted(Encryption::Require, Duration::from_secs(10));
-    let mode = Mode::Fetch { seed: false };
-    let leech = Running::start(&meta, out.path(), mode, ip(2), vec![at], lcfg).await;
-    let done = leech.finish().await.expect("download failed");
-    assert!(done.complete);
-    assert_eq!(hash_tree(&meta, out.path()), hash_tree(&meta, src.path()));
+    Running::fetch_exactly(&meta, src.path(), ip(2), vec![at], lcfg).await;
     let s = seed.session.stats().await;
     assert_eq!(s.half_open_refused, 0, "{s:?}");
     seed.stop().await;

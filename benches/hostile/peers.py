@@ -31,7 +31,6 @@ fetch gets --cap seconds, default 150). Numbers are printed, never asserted. Pyt
 standard library only; the work directory (in $TMPDIR) is removed unless --keep.
 """
 import argparse
-import hashlib
 import http.server
 import os
 import re
@@ -46,6 +45,10 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from btkit import Torrent, free_port, recv_exact, say  # noqa: E402
+
+
 PROTO = b"\x13BitTorrent protocol"
 PIECE = 256 * 1024
 SIZE = 64 * 1024 * 1024
@@ -53,37 +56,7 @@ KEEPALIVE = 30.0
 PROCS = []  # every swarm process started, stopped at exit
 
 
-def say(*a):
-    print(*a, flush=True)
-
-
 # --- bencode (just enough for a .torrent) -------------------------------------------------
-
-def bdecode(b, i=0):
-    """Value at b[i:] and the index after it."""
-    c = b[i:i + 1]
-    if c == b"i":
-        j = b.index(b"e", i)
-        return int(b[i + 1:j]), j + 1
-    if c == b"l":
-        i, out = i + 1, []
-        while b[i:i + 1] != b"e":
-            v, i = bdecode(b, i)
-            out.append(v)
-        return out, i + 1
-    if c == b"d":
-        i, out = i + 1, {}
-        while b[i:i + 1] != b"e":
-            k, i = bdecode(b, i)
-            start = i
-            v, i = bdecode(b, i)
-            out[k] = v
-            out[(k, "raw")] = b[start:i]
-        return out, i + 1
-    j = b.index(b":", i)
-    n = int(b[i:j])
-    return b[j + 1:j + 1 + n], j + 1 + n
-
 
 def bencode(v):
     if isinstance(v, int):
@@ -95,37 +68,7 @@ def bencode(v):
     raise TypeError(v)
 
 
-class Torrent:
-    def __init__(self, path):
-        meta, _ = bdecode(open(path, "rb").read())
-        info = meta[b"info"]
-        self.info_hash = hashlib.sha1(meta[(b"info", "raw")]).digest()
-        self.name = info[b"name"].decode()
-        self.piece_length = info[b"piece length"]
-        self.length = info[b"length"]
-        p = info[b"pieces"]
-        self.hashes = [p[k:k + 20] for k in range(0, len(p), 20)]
-
-    def verified_bytes(self, path):
-        """Bytes of the pieces in `path` whose SHA-1 matches."""
-        if not os.path.exists(path):
-            return 0
-        ok = 0
-        with open(path, "rb") as f:
-            for i, h in enumerate(self.hashes):
-                data = f.read(self.piece_length)
-                if hashlib.sha1(data).digest() == h:
-                    ok += len(data)
-        return ok
-
-
 # --- processes ----------------------------------------------------------------------------
-
-def free_port(ip):
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
-
 
 def vmhwm_kb(pid):
     try:
@@ -236,16 +179,6 @@ def run_fetch(args, work, tag, torrent, extra):
 
 def handshake(info_hash):
     return PROTO + bytes(8) + info_hash + os.urandom(20)
-
-
-def recv_exact(s, n):
-    b = b""
-    while len(b) < n:
-        chunk = s.recv(n - len(b))
-        if not chunk:
-            raise ConnectionError("closed")
-        b += chunk
-    return b
 
 
 class Pump(threading.Thread):

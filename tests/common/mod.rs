@@ -197,6 +197,24 @@ impl Running {
         Running::start(meta, dir, mode, bind, peers, test_config()).await
     }
 
+    /// The honest party of the hostile tests: a leecher on `bind` fetches `meta` from
+    /// `peers` with `cfg` (into a fresh directory) and must end complete, with exactly the
+    /// bytes under `src`.
+    pub async fn fetch_exactly(
+        meta: &Arc<Metainfo>,
+        src: &Path,
+        bind: IpAddr,
+        peers: Vec<SocketAddr>,
+        cfg: TestConfig,
+    ) {
+        let out = tempfile::tempdir().unwrap();
+        let mode = Mode::Fetch { seed: false };
+        let leech = Running::start(meta, out.path(), mode, bind, peers, cfg).await;
+        let done = leech.finish().await.expect("download failed");
+        assert!(done.complete);
+        assert_eq!(hash_tree(meta, out.path()), hash_tree(meta, src));
+    }
+
     pub async fn seed(meta: &Arc<Metainfo>, dir: &Path, bind: IpAddr) -> Running {
         let r = Running::start(meta, dir, Mode::Seed, bind, vec![], test_config()).await;
         assert!(r.addr.is_some(), "seed did not start");
