@@ -25,7 +25,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -49,7 +49,7 @@ pub struct Storage {
     /// Each file as it was before `open` touched it (`None`: it did not exist).
     opened: Vec<Option<FileStamp>>,
     pub(super) layout: Layout,
-    cache: Mutex<FileCache>,
+    cache: FileCache,
     /// Per file, then the part file (index `num_files`): written since the last
     /// [`Storage::sync_all`] (or since open).
     pub(super) dirty: Vec<AtomicBool>,
@@ -146,7 +146,7 @@ impl Storage {
             data_lens,
             opened,
             layout,
-            cache: Mutex::new(FileCache::new(max_open_files())),
+            cache: FileCache::new(max_open_files()),
             sized,
             empties,
             create,
@@ -440,7 +440,7 @@ impl Storage {
     /// after its check then holds no descriptor, so a session of thousands of torrents
     /// does not hold one per torrent.
     pub fn close_files(&self) {
-        self.lock().clear();
+        self.cache.clear();
         self.direct.close();
     }
 
@@ -461,7 +461,7 @@ impl Storage {
     /// Handles currently in the open-file cache.
     #[cfg(test)]
     pub(super) fn open_handles(&self) -> usize {
-        self.lock().len()
+        self.cache.len()
     }
 
     /// An error on handle `key` (a file, or the part file), naming its path.
@@ -478,7 +478,7 @@ impl Storage {
     /// will do (files we may not write, e.g. when seeding from a read-only directory, are
     /// opened read-only). A write creates the part file, never sizing it: it stays sparse.
     fn file(&self, file: usize, write: bool) -> Result<Arc<File>, StoreError> {
-        if let Some(f) = self.lock().get(file, write) {
+        if let Some(f) = self.cache.get(file, write) {
             // A torrent file deleted (or replaced) while we held it open would go on reading
             // and writing an inode no path names: bytes written there are lost, and the user
             // who deleted it expects it gone. Open the path again instead (the fresh handle
@@ -541,7 +541,7 @@ impl Storage {
             self.sized[file].store(true, Ordering::Release);
         }
         let handle = Arc::new(handle);
-        self.lock().insert(file, handle.clone(), writable);
+        self.cache.insert(file, handle.clone(), writable);
         Ok(handle)
     }
 
@@ -554,7 +554,7 @@ impl Storage {
             match open() {
                 Err(e) if is_out_of_descriptors(&e) && tries < 4 => {
                     tries += 1;
-                    let closed = self.lock().evict_oldest_share(2);
+                    let closed = self.cache.evict_oldest_share(2);
                     tracing::debug!(closed, error = %e, "out of descriptors; closed cached files");
                     if closed == 0 {
                         // Nothing of ours to close: give other owners a moment.
@@ -564,11 +564,6 @@ impl Storage {
                 r => return r,
             }
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, FileCache> {
-        // The cache holds no invariant a panic could break halfway; keep using it.
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

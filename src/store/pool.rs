@@ -209,7 +209,7 @@ impl FileCache {
         }
     }
 
-    pub fn get(&mut self, file: usize, write: bool) -> Option<Arc<File>> {
+    pub fn get(&self, file: usize, write: bool) -> Option<Arc<File>> {
         let key = (self.owner, file);
         let mut t = self.pool.lock();
         let c = t.open.get(&key)?;
@@ -221,7 +221,7 @@ impl FileCache {
         Some(handle)
     }
 
-    pub fn insert(&mut self, file: usize, handle: Arc<File>, writable: bool) {
+    pub fn insert(&self, file: usize, handle: Arc<File>, writable: bool) {
         // Declared before the guard, so evicted handles close after the lock is released.
         let mut closed = Vec::new();
         let mut t = self.pool.lock();
@@ -242,7 +242,7 @@ impl FileCache {
     /// Closes the least recently used `1/share` of the process's cached handles, whoever
     /// holds them (at least one, if any): out of descriptors is a process-wide state, and
     /// the caller may hold none itself. Returns how many.
-    pub fn evict_oldest_share(&mut self, share: usize) -> usize {
+    pub fn evict_oldest_share(&self, share: usize) -> usize {
         let mut closed = Vec::new();
         let mut t = self.pool.lock();
         let len = t.open.len();
@@ -254,7 +254,7 @@ impl FileCache {
         closed.len()
     }
 
-    pub fn clear(&mut self) {
+    pub fn clear(&self) {
         let mut closed = Vec::new();
         let mut t = self.pool.lock();
         let mine: Vec<Key> = t
@@ -311,7 +311,7 @@ mod tests {
     #[test]
     fn eviction_closes_the_least_recently_used() {
         let f = || Arc::new(File::open("/dev/null").unwrap());
-        let mut c = FileCache::in_pool(Pool::new(100), 3);
+        let c = FileCache::in_pool(Pool::new(100), 3);
         for i in 0..3 {
             c.insert(i, f(), false);
         }
@@ -344,7 +344,7 @@ mod tests {
         assert!(caches[0].get(0, false).is_none(), "the oldest was closed");
         assert!(caches[499].get(0, false).is_some());
         // A storage's own cap still holds within the process's.
-        let mut one = FileCache::in_pool(Pool::new(100), 2);
+        let one = FileCache::in_pool(Pool::new(100), 2);
         for i in 0..5 {
             one.insert(i, f(), false);
         }
@@ -356,12 +356,12 @@ mod tests {
     fn out_of_descriptors_closes_other_storages_handles_and_drop_frees_its_own() {
         let f = || Arc::new(File::open("/dev/null").unwrap());
         let pool = Pool::new(10);
-        let mut busy = FileCache::in_pool(pool.clone(), 10);
+        let busy = FileCache::in_pool(pool.clone(), 10);
         for i in 0..6 {
             busy.insert(i, f(), false);
         }
         // A storage holding nothing meets EMFILE: it closes the oldest half of everyone's.
-        let mut idle = FileCache::in_pool(pool.clone(), 10);
+        let idle = FileCache::in_pool(pool.clone(), 10);
         assert_eq!(idle.evict_oldest_share(2), 3);
         assert_eq!(busy.len(), 3);
         assert!(busy.get(0, false).is_none() && busy.get(5, false).is_some());
