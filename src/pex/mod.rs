@@ -91,11 +91,21 @@ impl PexFlags {
 /// oldest period goes first. One entry is an IP address and two numbers.
 pub const MAX_DEPARTED: usize = 1024;
 
-/// What is left of a closed connection's accept budget.
+/// A sender's accept budget: when its period began and how many addresses it had
+/// accepted in it. Held by its connection, and by its IP address once that closes.
 #[derive(Debug, Clone, Copy)]
-struct Departed {
+struct Budget {
     period_start: Instant,
     period_accepted: usize,
+}
+
+impl Budget {
+    fn fresh(now: Instant) -> Budget {
+        Budget {
+            period_start: now,
+            period_accepted: 0,
+        }
+    }
 }
 
 /// The numbers PEX is tuned by.
@@ -170,8 +180,7 @@ struct PeerPex {
     open: bool,
     /// When a message from it was last accepted.
     last_accepted: Option<Instant>,
-    period_start: Instant,
-    period_accepted: usize,
+    budget: Budget,
 }
 
 /// The PEX policy of one torrent (see the module docs).
@@ -184,7 +193,7 @@ pub struct Pex<K> {
     generation: u64,
     peers: BTreeMap<K, PeerPex>,
     /// Accept budgets of closed connections, by IP (at most [`MAX_DEPARTED`]).
-    departed: BTreeMap<IpAddr, Departed>,
+    departed: BTreeMap<IpAddr, Budget>,
 }
 
 impl<K: Ord + Copy> Pex<K> {
@@ -236,10 +245,7 @@ impl<K: Ord + Copy> Pex<K> {
         let departed = &mut self.departed;
         let peer = self.peers.entry(key).or_insert_with(|| {
             // A reconnecting sender carries on with its address's budget.
-            let budget = departed.remove(&addr.ip()).unwrap_or(Departed {
-                period_start: now,
-                period_accepted: 0,
-            });
+            let budget = departed.remove(&addr.ip()).unwrap_or(Budget::fresh(now));
             PeerPex {
                 addr,
                 told: BTreeSet::new(),
@@ -247,8 +253,7 @@ impl<K: Ord + Copy> Pex<K> {
                 synced: 0,
                 open: true,
                 last_accepted: None,
-                period_start: budget.period_start,
-                period_accepted: budget.period_accepted,
+                budget,
             }
         });
         if peer.addr != addr {
@@ -277,14 +282,11 @@ impl<K: Ord + Copy> Pex<K> {
         let Some(peer) = self.peers.remove(&key) else {
             return;
         };
-        if peer.period_accepted == 0 {
+        let keep = peer.budget;
+        if keep.period_accepted == 0 {
             return;
         }
         let ip = peer.addr.ip();
-        let keep = Departed {
-            period_start: peer.period_start,
-            period_accepted: peer.period_accepted,
-        };
         match self.departed.get_mut(&ip) {
             Some(d) if d.period_accepted >= keep.period_accepted => {}
             Some(d) => *d = keep,
@@ -371,13 +373,12 @@ impl<K: Ord + Copy> Pex<K> {
             }
         }
         peer.last_accepted = Some(now);
-        if now.saturating_duration_since(peer.period_start) >= cfg.accept_period {
-            peer.period_start = now;
-            peer.period_accepted = 0;
+        if now.saturating_duration_since(peer.budget.period_start) >= cfg.accept_period {
+            peer.budget = Budget::fresh(now);
         }
         let budget = cfg
             .max_accept_per_period
-            .saturating_sub(peer.period_accepted);
+            .saturating_sub(peer.budget.period_accepted);
         let from_local = is_local(from.ip());
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
@@ -392,7 +393,7 @@ impl<K: Ord + Copy> Pex<K> {
                 out.push((addr, flags));
             }
         }
-        peer.period_accepted += out.len();
+        peer.budget.period_accepted += out.len();
         Ok(out)
     }
 }
