@@ -2,6 +2,7 @@
 bencoding, a .torrent's pieces and what of them verifies on disk, loopback sockets."""
 import hashlib
 import os
+import shutil
 import socket
 
 
@@ -85,3 +86,11 @@ def recv_exact(s, n):
             raise ConnectionError("closed")
         b += chunk
     return b
+
+
+def leave_work(work, keep):
+    """Removes a bench's work directory, or says where it is kept (`--keep`)."""
+    if keep:
+        say("work directory kept: %s" % work)
+    else:
+        shutil.rmtree(work, ignore_errors=True)

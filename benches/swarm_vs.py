@@ -42,6 +42,7 @@ import urllib.parse
 import urllib.request
 
 import swarm_vs_busy as busy
+from btkit import bdecode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LT_DRIVER = os.path.join(ROOT, "tests", "interop", "lt_driver.py")
@@ -304,30 +305,6 @@ def installed(leecher):
         "transmission": lambda: have("transmission-cli"),
         "qbittorrent": lambda: have("qbittorrent-nox") and have("curl"),
     }[leecher]()
-
-
-def bdecode(b, i=0):
-    """Minimal bencode decoder (for the tracker's scrape reply)."""
-    c = b[i:i + 1]
-    if c == b"i":
-        j = b.index(b"e", i)
-        return int(b[i + 1:j]), j + 1
-    if c == b"l":
-        i, out = i + 1, []
-        while b[i:i + 1] != b"e":
-            v, i = bdecode(b, i)
-            out.append(v)
-        return out, i + 1
-    if c == b"d":
-        i, out = i + 1, {}
-        while b[i:i + 1] != b"e":
-            k, i = bdecode(b, i)
-            v, i = bdecode(b, i)
-            out[k] = v
-        return out, i + 1
-    j = b.index(b":", i)
-    n = int(b[i:j])
-    return b[j + 1:j + 1 + n], j + 1 + n
 
 
 def median(xs):

@@ -46,7 +46,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from btkit import Torrent, free_port, recv_exact, say  # noqa: E402
+from btkit import Torrent, free_port, leave_work, recv_exact, say  # noqa: E402
 
 
 PROTO = b"\x13BitTorrent protocol"
@@ -527,10 +527,7 @@ def main():
                 p.stop()
             except Exception:
                 pass
-        if args.keep:
-            say("work directory kept: %s" % work)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        leave_work(work, args.keep)
 
 
 if __name__ == "__main__":
