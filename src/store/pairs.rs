@@ -32,17 +32,10 @@ pub(super) type Piece = (u32, Vec<Bytes>);
 /// SHA-1 of each block of a piece, in order (for the smart ban: `smart_ban.rs`).
 pub(super) type Digests = Vec<[u8; 20]>;
 
-/// When a job hashes a piece's blocks one by one as well: only when it is worth it, since
-/// it doubles the hashing of that piece.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Want {
-    /// If the piece fails, who sent which block is the proof against its sender.
-    pub on_mismatch: bool,
-    /// An earlier attempt failed: if it verifies, its blocks are the reference.
-    pub on_match: bool,
-}
-
-/// What a job did to a piece; with its blocks' digests when [`Want`] asked for them.
+/// What a job did to a piece. A buffered piece that failed comes with its blocks' digests
+/// (failures are rare, and who sent which block is the proof against its sender); one that
+/// verified, only when it was `suspect` (an earlier attempt failed: its blocks are the
+/// reference). Otherwise the blocks are not hashed twice.
 pub(super) enum Outcome {
     Verified(Option<Digests>),
     Mismatch(Option<Digests>),
@@ -106,13 +99,13 @@ impl Ready {
 pub(super) fn verify_and_write(
     storage: &Storage,
     hashes: &[[u8; 20]],
-    (first, want_first): (Piece, Want),
-    second: Option<(Piece, Want)>,
+    (first, suspect_first): (Piece, bool),
+    second: Option<(Piece, bool)>,
 ) -> Done {
     let matches = |piece: u32, digest: [u8; 20]| hashes.get(piece as usize) == Some(&digest);
-    let Some((second, want_second)) = second else {
+    let Some((second, suspect_second)) = second else {
         let ok = matches(first.0, hash_blocks(&first.1));
-        return vec![write_one(storage, first, ok, want_first)];
+        return vec![write_one(storage, first, ok, suspect_first)];
     };
     let (x, y) = crate::sha1_pair::digest_pair(&first.1, &second.1);
     let (ok_a, ok_b) = (matches(first.0, x), matches(second.0, y));
@@ -123,8 +116,8 @@ pub(super) fn verify_and_write(
             (&second, &first)
         };
         if storage.write_adjacent(lo.0, &lo.1, &hi.1).is_ok() {
-            let a = digests(&first.1, want_first.on_match);
-            let b = digests(&second.1, want_second.on_match);
+            let a = digests(&first.1, suspect_first);
+            let b = digests(&second.1, suspect_second);
             return vec![
                 (first.0, Outcome::Verified(a)),
                 (second.0, Outcome::Verified(b)),
@@ -133,18 +126,18 @@ pub(super) fn verify_and_write(
         // Written apart again, so each piece gets its own outcome (and its own error).
     }
     vec![
-        write_one(storage, first, ok_a, want_first),
-        write_one(storage, second, ok_b, want_second),
+        write_one(storage, first, ok_a, suspect_first),
+        write_one(storage, second, ok_b, suspect_second),
     ]
 }
 
 /// Writes one piece whose hash was checked (`ok`: it matched).
-fn write_one(storage: &Storage, (piece, blocks): Piece, ok: bool, want: Want) -> (u32, Outcome) {
+fn write_one(storage: &Storage, (piece, blocks): Piece, ok: bool, suspect: bool) -> (u32, Outcome) {
     if !ok {
-        return (piece, Outcome::Mismatch(digests(&blocks, want.on_mismatch)));
+        return (piece, Outcome::Mismatch(digests(&blocks, true)));
     }
     match storage.write_piece(piece, &blocks) {
-        Ok(()) => (piece, Outcome::Verified(digests(&blocks, want.on_match))),
+        Ok(()) => (piece, Outcome::Verified(digests(&blocks, suspect))),
         Err(e) => (piece, Outcome::WriteFailed(e)),
     }
 }

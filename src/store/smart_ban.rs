@@ -2,8 +2,8 @@
 //!
 //! A piece that fails its hash with blocks from several peers does not say who lied, and a
 //! liar whose blocks always share pieces with honest ones would never be the sole sender
-//! of a failure. So when such a piece fails, each block's SHA-1 is remembered with its
-//! sender; when the piece later verifies, a sender whose remembered block differs from the
+//! of a failure. So when a piece fails (any piece: failures are rare), each block's SHA-1
+//! is remembered with its sender; when the piece later verifies, a sender whose remembered block differs from the
 //! verified block lied, proven. Pure: the store task feeds it digests computed on its
 //! blocking threads.
 //!

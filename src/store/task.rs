@@ -49,7 +49,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::handle::{Reservation, StoreHandle, Write};
-use super::pairs::{verify_and_write, Done, Outcome, Ready, Want};
+use super::pairs::{verify_and_write, Done, Outcome, Ready};
 use super::smart_ban::SmartBan;
 use super::stream::{self, Stream};
 use super::{Storage, StoreError};
@@ -307,13 +307,14 @@ impl Task {
             if let Some((first, second)) = self.ready.take(!self.jobs.is_empty(), closing) {
                 let storage = self.storage.clone();
                 let hashes = self.hashes.clone();
-                let (piece, want) = (first.0, self.want(first.0));
+                // A piece that failed before: its verified blocks are the smart ban's reference.
+                let (piece, suspect) = (first.0, self.smart_ban.is_suspect(first.0));
                 let second = second.map(|s| {
-                    let want = self.want(s.0);
-                    (s, want)
+                    let suspect = self.smart_ban.is_suspect(s.0);
+                    (s, suspect)
                 });
                 self.spawn_job(piece, move || {
-                    verify_and_write(&storage, &hashes, (first, want), second)
+                    verify_and_write(&storage, &hashes, (first, suspect), second)
                 });
                 continue;
             }
@@ -328,16 +329,6 @@ impl Task {
             self.spawn_job(piece, move || {
                 vec![(piece, Outcome::Streamed(job.run(&storage, expected)))]
             });
-        }
-    }
-
-    /// Which block digests the job of `piece` should compute (`smart_ban.rs`): always
-    /// for a failure (rare, and the proof against whoever sent it), and for a success only
-    /// when an earlier attempt failed.
-    fn want(&self, piece: u32) -> Want {
-        Want {
-            on_mismatch: true,
-            on_match: self.smart_ban.is_suspect(piece),
         }
     }
 
