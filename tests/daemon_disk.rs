@@ -19,15 +19,6 @@ use interop::*;
 
 const PASSWORD: &str = "correct horse battery";
 
-/// Unmounts (lazily, so a failed test cannot leave it busy) when dropped.
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// `key=N` from a line of the script's output.
 fn field(line: &str, key: &str) -> u64 {
     let prefix = format!("{key}=");
@@ -46,17 +37,10 @@ fn a_full_disk_puts_one_daemon_torrent_in_error_and_resume_completes_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("downloads");
     let small = dir.join("small");
-    std::fs::create_dir_all(&small).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=5m", "tmpfs"])
-        .arg(&small)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
+    let Some(_mount) = interop::mount::Mount::tmpfs("size=5m", &small) else {
         eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); CI runs it");
         return;
-    }
-    let _mount = Mount(small.clone());
+    };
 
     let tracker_at = addr(5);
     let mut tracker = swarm_http_tracker(tracker_at);

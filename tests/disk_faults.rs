@@ -23,6 +23,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use cli_support::mount::Mount;
 use cli_support::process::ChildGuard;
 use cli_support::*;
 
@@ -164,16 +165,6 @@ fn sh(cmd: &str, args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// A filesystem mounted for a test, unmounted (lazily, so a failed test cannot leave it
-/// busy) when dropped.
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = sh("umount", &["-l", s(&self.0)]);
-    }
-}
-
 /// Writes zeros into `path` until the filesystem says it is full.
 fn fill(path: &Path) {
     let mut f = std::fs::File::create(path).unwrap();
@@ -214,15 +205,10 @@ fn a_full_disk_stops_one_torrent_which_resumes_once_space_is_freed() {
     // its 4 MiB, until the test takes the rest.
     let out = tmp.path().join("out");
     let small = out.join("a");
-    std::fs::create_dir_all(&small).unwrap();
-    if !sh(
-        "mount",
-        &["-t", "tmpfs", "-o", "size=5m", "tmpfs", s(&small)],
-    ) {
+    let Some(_mount) = Mount::tmpfs("size=5m", &small) else {
         eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); CI runs it");
         return;
-    }
-    let _mount = Mount(small.clone());
+    };
     let (_seed, at) = seed(&[&ta, &tb], &content, &tmp.path().join("seed-state"), 31);
     let state = tmp.path().join("state");
     let args = fetch_args(&[&ta, &tb], &out, &state, at);
@@ -268,12 +254,11 @@ fn a_full_disk_stops_one_torrent_which_resumes_once_space_is_freed() {
 
 /// An ext4 image on a loop device that turns itself read-only on an error.
 fn ext4(img: &Path, dir: &Path) -> Option<(Mount, PathBuf)> {
-    std::fs::create_dir_all(dir).unwrap();
     let made = sh("truncate", &["-s", "24M", s(img)]) && sh("mkfs.ext4", &["-q", "-F", s(img)]);
-    if !made || !sh("mount", &["-o", "loop,errors=remount-ro", s(img), s(dir)]) {
+    if !made {
         return None;
     }
-    let mount = Mount(dir.to_path_buf());
+    let mount = Mount::new(&["-o", "loop,errors=remount-ro", s(img)], dir)?;
     let source = Command::new("findmnt")
         .args(["-n", "-o", "SOURCE", s(dir)])
         .output()
@@ -316,8 +301,7 @@ fn a_filesystem_turning_read_only_stops_the_download_and_a_rerun_keeps_what_was_
     drop(mount);
     assert!(!sh("findmnt", &[s(&disk)]), "still mounted");
     let _ = sh("e2fsck", &["-f", "-y", s(&img)]);
-    assert!(sh("mount", &["-o", "loop", s(&img), s(&disk)]));
-    let _mount = Mount(disk.clone());
+    let _mount = Mount::new(&["-o", "loop", s(&img)], &disk).expect("mounting it again");
     let (status, err) = Fetch::start(&args).finish();
     assert!(status.success(), "{err}");
     same_tree(&content, &disk, &["a/one.bin", "a/two.bin"]);

@@ -237,33 +237,12 @@ fn pieces_no_peer_has_are_named() {
     }
 }
 
-/// A read-only filesystem mounted for the test, unmounted on drop.
-struct ReadOnlyMount(PathBuf);
-
-impl ReadOnlyMount {
-    fn new(dir: &Path) -> Option<ReadOnlyMount> {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| ReadOnlyMount(dir.to_path_buf()))
-    }
-}
-
-impl Drop for ReadOnlyMount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn an_unwritable_download_directory_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let (content, torrent) = torrent_of(tmp.path(), 300_000, 16 * 1024, &[]);
     let ro = tmp.path().join("ro");
-    let Some(_mount) = ReadOnlyMount::new(&ro) else {
+    let Some(_mount) = interop::mount::Mount::tmpfs("ro,size=1m", &ro) else {
         eprintln!("SKIPPED: cannot mount a read-only tmpfs here (needs root); CI runs it");
         return;
     };

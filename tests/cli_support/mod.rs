@@ -8,6 +8,8 @@ mod ports;
 // Shared by several test crates; not every one uses it.
 #[allow(unused_imports)]
 pub use ports::free_port;
+#[path = "../common/mount.rs"]
+pub mod mount;
 #[path = "../common/process.rs"]
 pub mod process;
 

@@ -12,6 +12,8 @@ mod ports;
 // Shared by several test crates; not every one uses it.
 #[allow(unused_imports)]
 pub use ports::free_port;
+#[path = "../common/mount.rs"]
+pub mod mount;
 #[path = "../common/summary.rs"]
 mod summary;
 #[allow(unused_imports)]
