@@ -277,3 +277,33 @@ fn a_peer_that_stops_sending_loses_its_slot_to_others() {
             .collect::<Vec<_>>();
     assert!(!regular.contains(&1), "{regular:?} {a:?}");
 }
+
+#[test]
+fn the_seed_time_goal_counts_time_seeded_in_earlier_runs() {
+    let cfg = |secs| TorrentConfig {
+        rng_seed: 7,
+        seed_time: Some(Duration::from_secs(secs)),
+        ..TorrentConfig::default()
+    };
+    let all: Vec<u32> = (0..4).collect();
+    // An hour's goal, 59 minutes of it seeded before: met a minute into this run.
+    let mut t = T::with_config(4, &all, cfg(3600));
+    t.e.carry_over(Totals {
+        seeded: Duration::from_secs(59 * 60),
+        ..Totals::default()
+    });
+    assert!(!t.e.seed_goal_reached(t.now));
+    t.advance(59);
+    assert!(!t.e.seed_goal_reached(t.now));
+    t.advance(1);
+    assert!(t.e.seed_goal_reached(t.now));
+    // Already seeded past the goal: met at once, but never before this run is complete.
+    let mut t = T::with_config(4, &[0, 1, 2], cfg(60));
+    t.e.carry_over(Totals {
+        seeded: Duration::from_secs(3600),
+        ..Totals::default()
+    });
+    assert!(!t.e.seed_goal_reached(t.now));
+    t.verified(3);
+    assert!(t.e.seed_goal_reached(t.now));
+}
