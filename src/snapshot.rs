@@ -247,6 +247,8 @@ pub struct Health {
 /// One tracker and what it did last.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackerState {
+    /// The announce URL, as the torrent (or `--tracker`) gives it: what the daemon lists.
+    pub url: String,
     /// The host, as the display shows it (never the query with our peer id).
     pub host: String,
     pub outcome: TrackerOutcome,
@@ -258,7 +260,11 @@ pub enum TrackerOutcome {
     /// Not asked yet (or no answer yet).
     Pending,
     Answered {
+        /// Peer addresses in its last reply.
         peers: usize,
+        /// Seeders and leechers it counts in the swarm, when its reply said.
+        seeds: Option<u32>,
+        leechers: Option<u32>,
     },
     /// An error: the tracker's failure reason, or why it could not be reached, short.
     Failed(String),

@@ -1,8 +1,9 @@
 //! The Python client library `qbittorrent-api` (PyPI), unchanged, against `swarm daemon`
 //! on loopback (`tests/interop/qbt_client.py`): log in, add a `.torrent` and a magnet,
 //! complete both from swarm seeds (found through a `swarm tracker`), read files,
-//! properties and trackers, skip a file, pause, resume, set its limits, delete with
-//! files. The same
+//! properties and trackers (each announce URL's own status: the live tracker working and
+//! counting the seed, a dead one not working with its error), skip a file, pause,
+//! resume, set its limits, delete with files. The same
 //! script's reads against a real `qbittorrent-nox` give the same key set for every object
 //! (shapes compared, not values).
 //!
@@ -54,10 +55,17 @@ fn qbittorrent_api_drives_the_daemon_like_qbittorrent() {
     let tracker_at = addr(5);
     let mut tracker = swarm_http_tracker(tracker_at);
     let announce = format!("http://{tracker_at}/announce");
+    // A second tracker nobody listens on: its entry must say "not working".
+    let dead = format!("http://{}/announce", addr(7));
     let files: &[(&str, usize)] = &[("a.bin", 200_003), ("b.bin", 300_007)];
     let one = Content::tree(&tmp.path().join("src"), "one", files, 3);
     let one_torrent = tmp.path().join("one.torrent");
-    swarm_create(&one.path(), &one_torrent, Some(32 * 1024), &[&announce]);
+    swarm_create(
+        &one.path(),
+        &one_torrent,
+        Some(32 * 1024),
+        &[&announce, &dead],
+    );
     let two = Content::single(&tmp.path().join("src"), "two.bin", 400_009, 4);
     let two_torrent = tmp.path().join("two.torrent");
     let two_hash = swarm_create(&two.path(), &two_torrent, Some(32 * 1024), &[&announce]);
@@ -85,12 +93,12 @@ fn qbittorrent_api_drives_the_daemon_like_qbittorrent() {
             .arg(&one_torrent)
             .arg(&magnet)
             .arg(&save)
-            .args(["--timeout", "90"]),
+            .args(["--timeout", "90", "--trackers", &announce, &dead]),
     );
     let status = client.wait_exit(Duration::from_secs(240));
     assert!(status.success(), "{}\n{}", client.logs(), daemon.logs());
     for step in [
-        "ADDED", "COMPLETE", "SKIPPED", "PAUSED", "RESUMED", "DELETED",
+        "ADDED", "COMPLETE", "TRACKERS", "SKIPPED", "PAUSED", "RESUMED", "DELETED",
     ] {
         assert!(
             client.stdout().iter().any(|l| l.starts_with(step)),

@@ -194,7 +194,7 @@ fn report_json(
         .iter()
         .map(|t| match &t.outcome {
             TrackerOutcome::Pending => json!({"host": t.host, "outcome": "pending"}),
-            TrackerOutcome::Answered { peers } => {
+            TrackerOutcome::Answered { peers, .. } => {
                 json!({"host": t.host, "outcome": "answered", "peers": peers})
             }
             TrackerOutcome::Failed(e) => json!({"host": t.host, "outcome": "failed", "error": e}),

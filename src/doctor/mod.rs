@@ -202,7 +202,7 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
         .trackers
         .iter()
         .map(|t| match t.outcome {
-            TrackerOutcome::Answered { peers } => peers,
+            TrackerOutcome::Answered { peers, .. } => peers,
             _ => 0,
         })
         .sum();
@@ -441,7 +441,7 @@ fn tracker_summary(trackers: &[TrackerState]) -> String {
     let answered: Vec<usize> = trackers
         .iter()
         .filter_map(|t| match t.outcome {
-            TrackerOutcome::Answered { peers } => Some(peers),
+            TrackerOutcome::Answered { peers, .. } => Some(peers),
             _ => None,
         })
         .collect();

@@ -8,10 +8,7 @@ fn healthy() -> Facts {
         complete: false,
         metadata: false,
         private: false,
-        trackers: vec![TrackerState {
-            host: "tracker.example".into(),
-            outcome: TrackerOutcome::Answered { peers: 5 },
-        }],
+        trackers: vec![tracker("tracker.example", answer(5))],
         dht_nodes: Some(120),
         dht_peers: 3,
         lsd_peers: 0,
@@ -37,11 +34,26 @@ fn healthy() -> Facts {
     }
 }
 
-fn failed(host: &str, why: &str) -> TrackerState {
+/// A tracker at `host` that did `outcome` last.
+fn tracker(host: &str, outcome: TrackerOutcome) -> TrackerState {
     TrackerState {
+        url: format!("http://{host}/announce"),
         host: host.into(),
-        outcome: TrackerOutcome::Failed(why.into()),
+        outcome,
     }
+}
+
+/// A reply with `peers` addresses and no swarm counts.
+fn answer(peers: usize) -> TrackerOutcome {
+    TrackerOutcome::Answered {
+        peers,
+        seeds: None,
+        leechers: None,
+    }
+}
+
+fn failed(host: &str, why: &str) -> TrackerState {
+    tracker(host, TrackerOutcome::Failed(why.into()))
 }
 
 fn no_peers(mut f: Facts) -> Facts {
@@ -83,10 +95,7 @@ fn each_situation_has_its_finding_and_its_cause() {
         (
             "trackers answered with no peers",
             Facts {
-                trackers: vec![TrackerState {
-                    host: "t.example".into(),
-                    outcome: TrackerOutcome::Answered { peers: 0 },
-                }],
+                trackers: vec![tracker("t.example", answer(0))],
                 dht_peers: 0,
                 pex_peers: 0,
                 ..no_peers(healthy())
@@ -211,10 +220,7 @@ fn each_situation_has_its_finding_and_its_cause() {
 #[test]
 fn trackers_not_yet_answered_are_not_said_to_know_no_peer() {
     let waiting = Facts {
-        trackers: vec![TrackerState {
-            host: "t".into(),
-            outcome: TrackerOutcome::Pending,
-        }],
+        trackers: vec![tracker("t", TrackerOutcome::Pending)],
         dht_peers: 0,
         pex_peers: 0,
         ..no_peers(healthy())
@@ -237,10 +243,7 @@ fn a_failed_finding_fails_the_diagnosis() {
 
 #[test]
 fn tracker_summaries() {
-    let answered = |peers| TrackerState {
-        host: "t".into(),
-        outcome: TrackerOutcome::Answered { peers },
-    };
+    let answered = |peers| tracker("t", answer(peers));
     assert_eq!(
         tracker_summary(&[answered(3), answered(4), failed("x", "timed out")]),
         "2 of 3 trackers answered with 7 peers"
@@ -253,10 +256,7 @@ fn tracker_summaries() {
         ]),
         "all 3 trackers failed (x: timed out; y: refused)"
     );
-    let pending = TrackerState {
-        host: "p".into(),
-        outcome: TrackerOutcome::Pending,
-    };
+    let pending = tracker("p", TrackerOutcome::Pending);
     assert_eq!(
         tracker_summary(&[failed("x", "timed out"), pending]),
         "1 of 2 trackers failed (x: timed out)"
@@ -265,10 +265,7 @@ fn tracker_summaries() {
         tracker_summary(&[failed("x", "refused")]),
         "the tracker failed (x: refused)"
     );
-    let answered = |peers| TrackerState {
-        host: "a".into(),
-        outcome: TrackerOutcome::Answered { peers },
-    };
+    let answered = |peers| tracker("a", answer(peers));
     assert_eq!(
         tracker_summary(&[answered(1)]),
         "the tracker answered with 1 peer"

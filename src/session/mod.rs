@@ -136,6 +136,16 @@ impl Content {
         }
     }
 
+    /// The tracker tiers it names: the torrent's own, or a magnet's `tr`s (each a tier)
+    /// until its metadata is known. (`--tracker` extras are the session's, not its own.)
+    pub fn tracker_tiers(&self) -> Vec<Vec<String>> {
+        match (self, self.meta()) {
+            (_, Some(m)) => m.tracker_tiers(),
+            (Content::Magnet(m), None) => m.link.trackers.iter().map(|t| vec![t.clone()]).collect(),
+            (Content::Torrent(_), None) => Vec::new(),
+        }
+    }
+
     /// The metainfo, when known.
     pub fn meta(&self) -> Option<Arc<Metainfo>> {
         match self {
@@ -526,5 +536,24 @@ async fn listen(cfg: &SessionConfig) -> Result<TcpListener, SessionError> {
                 .map_err(|source| SessionError::Listen { addr, source })
         }
         Err(source) => Err(SessionError::Listen { addr, source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_magnet_names_its_trackers_before_its_metadata_is_known() {
+        let link = Magnet::parse(
+            "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567\
+             &tr=http%3A%2F%2Fa.example%2Fannounce&tr=udp%3A%2F%2Fb.example%3A80",
+        )
+        .unwrap();
+        let content = Content::Magnet(Arc::new(MagnetSource::new(link, None)));
+        assert_eq!(
+            content.tracker_tiers(),
+            [["http://a.example/announce"], ["udp://b.example:80"]]
+        );
     }
 }

@@ -79,6 +79,7 @@ pub async fn run(
     let pending: Vec<TrackerState> = tiers
         .ids()
         .map(|id| TrackerState {
+            url: tiers.url(id).to_string(),
             host: super::brief::host_of(tiers.url(id)).to_string(),
             outcome: TrackerOutcome::Pending,
         })
@@ -406,7 +407,12 @@ impl Announcer {
                 if clear {
                     self.error_from = None;
                 }
-                self.set_outcome(id, TrackerOutcome::Answered { peers });
+                let answer = TrackerOutcome::Answered {
+                    peers,
+                    seeds: resp.complete,
+                    leechers: resp.incomplete,
+                };
+                self.set_outcome(id, answer);
                 self.publish(clear);
             }
             Err(e) => {

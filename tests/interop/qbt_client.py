@@ -4,9 +4,11 @@ swarm's daemon or a real qbittorrent-nox. Prints one line per step, then `SHAPES
 the sorted key set of every kind of object read, to compare servers by shape.
 
   qbt_client.py full URL USER PASSWORD TORRENT MAGNET SAVEDIR [--timeout S]
+                   [--trackers LIVE DEAD]
       log in, add the .torrent and the magnet, wait until both are complete, read files,
-      properties and trackers, skip a file, pause, resume, set its limits, delete the
-      magnet's torrent with its files.
+      properties and trackers (with --trackers: the live URL working and counting a seed,
+      the dead one not working with its error), skip a file, pause, resume, set its
+      limits, delete the magnet's torrent with its files.
   qbt_client.py shapes URL USER PASSWORD TORRENT SAVEDIR
       log in, add the .torrent, read every kind of object once.
   qbt_client.py diskfull URL USER PASSWORD TORRENT OTHER SMALLDIR OTHERDIR
@@ -51,6 +53,26 @@ def shapes(c, h):
     return out
 
 
+def check_trackers(c, h, a):
+    """Each announce URL's own status: the live tracker working, counting the seed; the
+    dead one not working, with its error."""
+    live, dead = a.trackers
+
+    def entries():
+        return {t.url: t for t in c.torrents_trackers(torrent_hash=h)}
+
+    def ready():
+        e = entries()
+        return (live in e and dead in e and e[live].status == 2 and e[live].num_seeds >= 1
+                and e[dead].status == 4 and e[dead].msg != "")
+
+    wait("per-tracker statuses", a.timeout, ready)
+    e = entries()
+    print("TRACKERS live status=%d peers=%d seeds=%d; dead status=%d msg=%r"
+          % (e[live].status, e[live].num_peers, e[live].num_seeds, e[dead].status,
+             e[dead].msg), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["full", "shapes", "diskfull"])
@@ -60,6 +82,9 @@ def main():
     ap.add_argument("torrent")
     ap.add_argument("rest", nargs="+")
     ap.add_argument("--timeout", type=float, default=90)
+    ap.add_argument("--trackers", nargs=2, metavar=("LIVE", "DEAD"),
+                    help="full: the torrent's working and dead announce URLs, whose "
+                         "torrents/trackers entries must say so")
     a = ap.parse_args()
     c = qbittorrentapi.Client(host=a.url, username=a.user, password=a.password,
                               REQUESTS_ARGS={"timeout": 30}, VERIFY_WEBUI_CERTIFICATE=False)
@@ -107,6 +132,8 @@ def main():
     if props.save_path.rstrip("/") != save.rstrip("/"):
         raise SystemExit("save_path %r" % props.save_path)
     print("READ files=%d trackers=%d" % (len(files), len(trackers)), flush=True)
+    if a.trackers:
+        check_trackers(c, h, a)
     shape = shapes(c, h)
 
     c.torrents_file_priority(torrent_hash=h, file_ids=0, priority=0)

@@ -435,7 +435,7 @@ fn view_of(hash: &InfoHash, e: &Entry) -> TorrentView {
         sequential: e.saved.sequential,
         first_last: e.saved.first_last,
         files,
-        trackers: meta.as_ref().map(|m| m.tracker_tiers()).unwrap_or_default(),
+        trackers: e.content.tracker_tiers(),
         magnet_uri,
         private: meta.as_ref().is_some_and(|m| m.private),
         comment: meta.as_ref().and_then(|m| m.comment.clone()),

@@ -75,6 +75,7 @@ mod tests {
             ..Snapshot::default()
         };
         snapshot.health.trackers = Arc::from(vec![TrackerState {
+            url: "http://127.0.0.1:9/announce".into(),
             host: "127.0.0.1:9".into(),
             outcome: TrackerOutcome::Failed("connection refused".into()),
         }]);

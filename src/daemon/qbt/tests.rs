@@ -12,7 +12,7 @@ use super::*;
 use crate::daemon::api::{ApiRequest, Method, Step, SyncState};
 use crate::daemon::model::{FileView, Prefs, TorrentView, View};
 use crate::selection::{Priority, Wanted};
-use crate::snapshot::{Phase, Snapshot, Stats};
+use crate::snapshot::{Health, Phase, Snapshot, Stats, TrackerOutcome, TrackerState};
 use crate::types::{Bitfield, InfoHash};
 
 pub const HASH_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -76,6 +76,25 @@ pub fn view() -> View {
             trackers_total: 2,
             trackers_ok: 1,
             tracker_status: Some("tracker.b: connection refused".into()),
+            health: Health {
+                trackers: Arc::from(vec![
+                    TrackerState {
+                        url: "http://tracker.a:80/announce".into(),
+                        host: "tracker.a:80".into(),
+                        outcome: TrackerOutcome::Answered {
+                            peers: 3,
+                            seeds: Some(5),
+                            leechers: None,
+                        },
+                    },
+                    TrackerState {
+                        url: "udp://tracker.b:6969/announce".into(),
+                        host: "tracker.b:6969".into(),
+                        outcome: TrackerOutcome::Failed("connection refused".into()),
+                    },
+                ]),
+                ..Health::default()
+            },
             ..Snapshot::default()
         },
         save_path: PathBuf::from("/data"),
@@ -456,12 +475,27 @@ fn properties_files_trackers() {
     }
     let urls: Vec<_> = list.iter().map(|t| t["url"].as_str().unwrap()).collect();
     assert_eq!(&urls[..3], ["** [DHT] **", "** [PeX] **", "** [LSD] **"]);
+    // Each announce URL with its own last reply: working with its counts (-1 where the
+    // reply gave none), not working with its error.
+    assert_eq!(list[3]["url"], "http://tracker.a:80/announce");
     assert_eq!(list[3]["status"], 2);
     assert_eq!(list[3]["tier"], 0);
+    assert_eq!(list[3]["num_peers"], 3);
+    assert_eq!(list[3]["num_seeds"], 5);
+    assert_eq!(list[3]["num_leeches"], -1);
+    assert_eq!(list[3]["num_downloaded"], -1);
+    assert_eq!(list[3]["msg"], "");
     assert_eq!(list[4]["status"], 4);
     assert_eq!(list[4]["tier"], 1);
-    assert_eq!(list[4]["msg"], "tracker.b: connection refused");
+    assert_eq!(list[4]["msg"], "connection refused");
     assert_eq!(list[4]["num_peers"], -1);
+    // Paused: nothing is contacted.
+    let mut paused = view();
+    paused.torrents[0].paused = true;
+    let list = json_of(&paused, "torrents/trackers", &[("hash", HASH_A)]);
+    assert!(list.as_array().unwrap()[3..]
+        .iter()
+        .all(|t| t["status"] == 1));
 }
 
 #[test]

@@ -1,75 +1,112 @@
 //! `torrents/trackers`: qBittorrent's DHT, PeX and LSD pseudo-entries, then each
-//! announce URL with what swarm knows of it (an aggregate: how many answered, the last
-//! error).
+//! announce URL with what its announcer saw last (`Health::trackers`): working with the
+//! peers and swarm counts of its last reply, not working with its error, or not contacted.
 
 use serde_json::{json, Value};
 
 use crate::daemon::api::{ApiRequest, Step, SyncState};
 use crate::daemon::model::View;
+use crate::snapshot::{TrackerOutcome, TrackerState};
 
 use super::torrents::one;
 use super::Fail;
 
-fn tracker_entry(url: &str, status: u8, tier: i64, known: bool, msg: &str) -> Value {
-    let n = if known { 0 } else { -1 };
+/// qBittorrent's tracker statuses (`TrackerEntry::Status`).
+const NOT_CONTACTED: u8 = 1;
+const WORKING: u8 = 2;
+const NOT_WORKING: u8 = 4;
+
+/// Counts qBittorrent reports; -1 is its "unknown".
+struct Counts {
+    peers: i64,
+    seeds: i64,
+    leeches: i64,
+    downloaded: i64,
+}
+
+impl Counts {
+    const UNKNOWN: Counts = Counts {
+        peers: -1,
+        seeds: -1,
+        leeches: -1,
+        downloaded: -1,
+    };
+    /// The pseudo-entries report zeros, as qBittorrent's do.
+    const ZERO: Counts = Counts {
+        peers: 0,
+        seeds: 0,
+        leeches: 0,
+        downloaded: 0,
+    };
+}
+
+fn tracker_entry(url: &str, status: u8, tier: i64, counts: Counts, msg: &str) -> Value {
     json!({
-        "msg": msg, "num_downloaded": n, "num_leeches": n, "num_peers": n, "num_seeds": n,
+        "msg": msg, "num_downloaded": counts.downloaded, "num_leeches": counts.leeches,
+        "num_peers": counts.peers, "num_seeds": counts.seeds,
         "status": status, "tier": tier, "url": url,
     })
 }
 
-/// `torrents/trackers`: the DHT, PeX and LSD pseudo-entries, then each announce URL.
-/// swarm knows how many trackers answered and the last error, not per-tracker counts:
-/// the counts are -1 (qBittorrent's "unknown"), a tracker named by the last error is
-/// "not working" (4), the others "working" (2) once any answered, else "not contacted".
+/// One announce URL's entry from what its announcer saw last (`None`: never announced to
+/// in this run, or the torrent is paused).
+fn announce_entry(url: &str, tier: i64, seen: Option<&TrackerState>) -> Value {
+    let count = |n: Option<u32>| n.map_or(-1, i64::from);
+    match seen.map(|t| &t.outcome) {
+        Some(TrackerOutcome::Answered {
+            peers,
+            seeds,
+            leechers,
+        }) => {
+            let counts = Counts {
+                peers: i64::try_from(*peers).unwrap_or(i64::MAX),
+                seeds: count(*seeds),
+                leeches: count(*leechers),
+                downloaded: -1,
+            };
+            tracker_entry(url, WORKING, tier, counts, "")
+        }
+        Some(TrackerOutcome::Failed(why)) => {
+            tracker_entry(url, NOT_WORKING, tier, Counts::UNKNOWN, why)
+        }
+        Some(TrackerOutcome::Pending) | None => {
+            tracker_entry(url, NOT_CONTACTED, tier, Counts::UNKNOWN, "")
+        }
+    }
+}
+
+/// `torrents/trackers`: the DHT, PeX and LSD pseudo-entries, then each announce URL in
+/// tier order. The swarm counts are the tracker's own (`complete`, `incomplete`), -1
+/// when it did not give them; `num_downloaded` is never known (announce replies do not
+/// carry it).
 pub fn trackers(req: &ApiRequest, view: &View, _: &mut SyncState) -> Result<Step, Fail> {
     let t = one(req, view)?;
-    let s = &t.snapshot;
     let private_msg = if t.private {
         "This torrent is private"
     } else {
         ""
     };
     let dht = if view.dht_nodes > 0 && !t.private {
-        2
+        WORKING
     } else {
         0
     };
-    let pex = if t.private { 0 } else { 2 };
+    let pex = if t.private { 0 } else { WORKING };
     let mut list = vec![
-        tracker_entry("** [DHT] **", dht, -1, true, private_msg),
-        tracker_entry("** [PeX] **", pex, -1, true, private_msg),
-        tracker_entry("** [LSD] **", 0, -1, true, private_msg),
+        tracker_entry("** [DHT] **", dht, -1, Counts::ZERO, private_msg),
+        tracker_entry("** [PeX] **", pex, -1, Counts::ZERO, private_msg),
+        tracker_entry("** [LSD] **", 0, -1, Counts::ZERO, private_msg),
     ];
-    let failing_host = s
-        .tracker_status
-        .as_deref()
-        .and_then(|m| m.split_once(": ").map(|(host, _)| host));
+    let health = &t.snapshot.health.trackers;
     for (tier, urls) in t.trackers.iter().enumerate() {
         for url in urls {
-            let failing = failing_host.is_some_and(|h| host_of(url) == h);
-            let (status, msg) = if t.paused {
-                (1, "")
-            } else if failing {
-                (4, s.tracker_status.as_deref().unwrap_or(""))
-            } else if s.trackers_ok > 0 {
-                (2, "")
+            let seen = if t.paused {
+                None
             } else {
-                (1, "")
+                health.iter().find(|h| h.url == *url)
             };
-            list.push(tracker_entry(url, status, tier as i64, false, msg));
+            list.push(announce_entry(url, tier as i64, seen));
         }
     }
     Ok(Step::Reply(super::json(&Value::Array(list))))
-}
-
-/// The host of an announce URL (`http://host:port/path` → `host`).
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split(']').next().unwrap_or("");
-    }
-    authority.split(':').next().unwrap_or("")
 }
