@@ -212,6 +212,9 @@ impl Engine {
             self.picker.on_request_dropped(block);
         }
         self.release_single_source(key);
+        if p.down.total() > 0 {
+            self.list.sender_left(key, p.addr.ip());
+        }
         if p.outbound {
             self.list
                 .disconnected(now, &p.addr, self.cfg.reconnect_base);
@@ -246,16 +249,33 @@ impl Engine {
     }
 
     /// Bans peers proven to have sent corrupt blocks of `piece` (their blocks differ from
-    /// the verified ones), whether or not they ever failed a piece alone. A peer already
-    /// gone cannot be banned by address: its key is all the proof names.
+    /// the verified ones), whether or not they ever failed a piece alone. A sender that has
+    /// already left is banned by the IP it had (remembered for the last
+    /// [`super::known::MAX_DEPARTED_SENDERS`] senders), so it cannot come back; other
+    /// connections from a banned IP are dropped too.
     pub(super) fn ban_proven(&mut self, now: Instant, piece: u32, peers: &[PeerKey]) {
         for key in peers {
-            let Some(addr) = self.peers.get(key).map(|p| p.addr) else {
-                continue;
+            let ip = match self.peers.get(key) {
+                Some(p) => p.addr.ip(),
+                None => match self.list.departed_ip(*key) {
+                    Some(ip) => ip,
+                    None => continue,
+                },
             };
-            tracing::info!(peer = %addr, piece, "banning peer whose blocks differ from the verified piece");
-            self.list.ban(addr.ip());
-            self.drop_peer(now, *key, "sent corrupt data");
+            if self.list.is_banned(&ip) {
+                continue;
+            }
+            tracing::info!(peer = %ip, piece, "banning peer whose blocks differ from the verified piece");
+            self.list.ban(ip);
+            let on_ip: Vec<PeerKey> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.addr.ip() == ip)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in on_ip {
+                self.drop_peer(now, k, "sent corrupt data");
+            }
         }
     }
 

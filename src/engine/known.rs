@@ -22,7 +22,7 @@
 //! Invariants: `entries.len() <= cap`; an entry is `Connecting` exactly while a dial to it
 //! is under way and `Connected` while a connection we dialled to it is up.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -104,7 +104,15 @@ pub(super) struct PeerList {
     dialled: u64,
     /// New addresses taken in, by source.
     found: crate::snapshot::Found,
+    /// Peers that sent us blocks and have left, oldest first, at most
+    /// [`MAX_DEPARTED_SENDERS`]: a proof of corrupt data that names one after it left
+    /// still bans its IP.
+    departed: VecDeque<(super::PeerKey, IpAddr)>,
 }
+
+/// How many departed senders are remembered: a failed piece is proven within a few
+/// hundred departures of its senders, and each entry costs 24 bytes.
+pub(super) const MAX_DEPARTED_SENDERS: usize = 1024;
 
 /// Longest back-off between attempts at one address.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -143,6 +151,7 @@ impl PeerList {
             dropped: 0,
             dialled: 0,
             found: Default::default(),
+            departed: VecDeque::new(),
         }
     }
 
@@ -325,6 +334,22 @@ impl PeerList {
     pub fn ourselves(&mut self, addr: SocketAddr) {
         self.entries.remove(&addr);
         self.ourselves.insert(addr);
+    }
+
+    /// A peer that sent us blocks left: remember its IP under its key.
+    pub fn sender_left(&mut self, key: super::PeerKey, ip: IpAddr) {
+        if self.departed.len() == MAX_DEPARTED_SENDERS {
+            self.departed.pop_front();
+        }
+        self.departed.push_back((key, ip));
+    }
+
+    /// The IP of a departed sender, if still remembered.
+    pub fn departed_ip(&self, key: super::PeerKey) -> Option<IpAddr> {
+        self.departed
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, ip)| *ip)
     }
 
     /// Bans an IP and forgets every address on it.

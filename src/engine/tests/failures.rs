@@ -146,3 +146,61 @@ fn proven_corrupt_senders_are_banned_at_once_and_only_they() {
     );
     assert_eq!(t.e.stats().peers_banned, 1);
 }
+
+/// The proof comes when the piece verifies, which may be long after the liar left: its IP
+/// is remembered with its key, banned then, and refused when it comes back. A departed
+/// peer that never sent a block is not remembered.
+#[test]
+fn a_proven_liar_that_already_left_is_banned_by_its_ip() {
+    let mut t = T::new(8, &[]);
+    let reqs = t.seed_peer(2); // the liar, 127.0.0.2
+    assert!(t.e.block_received(t.now, 2, reqs[0]));
+    t.seed_peer(3); // never sends anything
+    t.e.handle(t.now, Event::PeerDisconnected { key: 2 });
+    t.e.handle(t.now, Event::PeerDisconnected { key: 3 });
+    t.drain();
+    t.e.handle(
+        t.now,
+        Event::CorruptSenders {
+            piece: 0,
+            peers: vec![2, 3],
+        },
+    );
+    t.drain();
+    assert_eq!(t.e.stats().peers_banned, 1);
+    let back = |t: &mut T, key: PeerKey, from: PeerKey| {
+        let mut id = [b'z'; 20];
+        id[0] = key as u8;
+        t.e.handle(
+            t.now,
+            Event::PeerConnected {
+                key,
+                addr: T::addr(from),
+                peer_id: PeerId(id),
+                reserved: PLAIN,
+                outbound: false,
+            },
+        );
+        t.drain().contains(&Action::Disconnect {
+            key,
+            reason: "banned",
+        })
+    };
+    assert!(back(&mut t, 10, 2), "the liar's IP is refused");
+    assert!(!back(&mut t, 11, 3), "the silent peer's is not");
+}
+
+#[test]
+fn departed_senders_are_remembered_up_to_a_bound() {
+    let mut t = T::new(8, &[]);
+    let n = crate::engine::known::MAX_DEPARTED_SENDERS as u64;
+    for key in 1..=n + 1 {
+        t.e.list.sender_left(key, T::addr(key % 200 + 1).ip());
+    }
+    assert_eq!(t.e.list.departed_ip(1), None, "the oldest is forgotten");
+    assert_eq!(t.e.list.departed_ip(2), Some(T::addr(3).ip()));
+    assert_eq!(
+        t.e.list.departed_ip(n + 1),
+        Some(T::addr((n + 1) % 200 + 1).ip())
+    );
+}
