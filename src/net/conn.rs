@@ -213,14 +213,14 @@ pub struct Incoming {
 }
 
 /// Run a routed incoming connection until it ends: answer its handshake, then serve it.
-pub async fn accept(key: PeerKey, incoming: Incoming, ctx: Arc<ConnCtx>) {
+pub async fn accept(key: PeerKey, incoming: Box<Incoming>, ctx: Arc<ConnCtx>) {
     let Incoming {
         stream,
         addr,
         handshake: theirs,
         mut buf,
         mut cipher,
-    } = incoming;
+    } = *incoming;
     let _ = stream.set_nodelay(true);
     if theirs.peer_id == ctx.our_id {
         // We dialled our own listen address (a tracker or a peer's PEX lists us). Our

@@ -65,7 +65,7 @@ pub struct Driver {
     store: Option<StoreHandle>,
     store_events: Option<mpsc::Receiver<StoreEvent>>,
     /// Incoming connections the session routed to this torrent (handshake read).
-    incoming: mpsc::Receiver<Incoming>,
+    incoming: mpsc::Receiver<Box<Incoming>>,
     control: mpsc::Receiver<Control>,
     /// Candidate DHT nodes from peers' `Port` messages go to the session's node here.
     dht_nodes: Option<mpsc::Sender<SocketAddr>>,
@@ -80,7 +80,7 @@ pub struct Driver {
 /// The channels a driver reads, built by the session.
 pub struct Inputs {
     pub events: mpsc::Receiver<PeerEvent>,
-    pub incoming: mpsc::Receiver<Incoming>,
+    pub incoming: mpsc::Receiver<Box<Incoming>>,
     pub control: mpsc::Receiver<Control>,
     /// Where [`Action::DhtNode`] goes: the session's DHT node, when it runs one.
     pub dht_nodes: Option<mpsc::Sender<SocketAddr>>,

@@ -38,6 +38,8 @@ use crate::snapshot::Snapshot;
 use crate::types::InfoHash;
 
 /// Routed connections queued per torrent before its driver takes them; more are closed.
+/// They are queued boxed: a channel allocates its first block of 32 slots when made, and
+/// an `Incoming` (with its RC4 pair) is ~660 bytes, which was 21 KiB for every torrent.
 const INCOMING_QUEUE: usize = 64;
 
 /// Control messages queued per torrent run (peers found by the session for it); more are
@@ -72,7 +74,7 @@ enum After {
 struct Run {
     gen: u64,
     stop: watch::Sender<bool>,
-    incoming: mpsc::Sender<Incoming>,
+    incoming: mpsc::Sender<Box<Incoming>>,
     /// Peers found for it by the session (local discovery) join its driver here.
     control: mpsc::Sender<Control>,
 }
@@ -98,7 +100,7 @@ struct Actor {
     shared: Arc<Shared>,
     torrents: HashMap<InfoHash, Entry>,
     runs: JoinSet<RunEnd>,
-    handshakes: JoinSet<Result<Incoming, Refused>>,
+    handshakes: JoinSet<Result<Box<Incoming>, Refused>>,
     half_open: HalfOpen<tokio::task::Id, Pending>,
     next_gen: u64,
     stats: SessionStats,
@@ -288,7 +290,9 @@ impl Actor {
         let (incoming, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let span = tracing::info_span!("torrent", name = %entry.spec.content.name());
-        let run = super::torrent::run(
+        // Boxed: the task's block would otherwise hold the run's whole state machine twice
+        // (captured, then pinned for the await), for every torrent.
+        let run = Box::pin(super::torrent::run(
             self.shared.clone(),
             entry.spec.clone(),
             entry.snapshot.clone(),
@@ -302,7 +306,7 @@ impl Actor {
                 }),
             },
             stop_rx,
-        );
+        ));
         let ih = *info_hash;
         self.runs
             .spawn(async move { (ih, gen, run.await) }.instrument(span));

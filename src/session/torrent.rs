@@ -32,7 +32,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 /// What reaches a run from the session: connections routed to it, and control messages
 /// (peers found for it). The run keeps a sender of its own control queue for its announcer.
 pub(super) struct Inputs {
-    pub incoming: mpsc::Receiver<Incoming>,
+    pub incoming: mpsc::Receiver<Box<Incoming>>,
     pub control: mpsc::Sender<Control>,
     pub control_rx: mpsc::Receiver<Control>,
     /// The session's DHT node, when it runs one.
@@ -59,7 +59,7 @@ pub(super) async fn run(
     let result = run_with(&shared, &spec, &snapshot, inputs, &mut stop, &mut announcer).await;
     // Early ends (stopped while fetching or checking, an error) still say `stopped`.
     if let Some(a) = announcer {
-        a.stop(shared.cfg.stop_announce_timeout).await;
+        Box::pin(a.stop(shared.cfg.stop_announce_timeout)).await;
     }
     result
 }
@@ -119,7 +119,7 @@ async fn run_with(
         (_, Some(meta)) => meta,
         (Content::Torrent(meta), None) => meta.clone(),
         (Content::Magnet(source), None) => {
-            let fetched = magnet::fetch(
+            let fetched = Box::pin(magnet::fetch(
                 shared,
                 spec,
                 source,
@@ -129,7 +129,7 @@ async fn run_with(
                 stop,
                 announcer,
                 dht_port,
-            )
+            ))
             .await?;
             match fetched {
                 Some(meta) => meta,
@@ -187,11 +187,16 @@ async fn run_with(
             ..Snapshot::default()
         }
     });
-    let (storage, start) = startup::open(shared, spec, &meta, &files).await?;
+    // The phases' futures are boxed (here, the magnet fetch, the recheck, the run, the
+    // record writes): the run's own state machine lives as long as the torrent, and
+    // would otherwise be as large as the largest of them, for every torrent all along.
+    let (storage, start) = Box::pin(startup::open(shared, spec, &meta, &files)).await?;
     let storage = Arc::new(storage);
     let hashes = Arc::new(meta.piece_hashes.clone());
-    let Some((have, before, trusted)) =
-        startup::verified_pieces(shared, &storage, &hashes, start, snapshot, stop).await?
+    let Some((have, before, trusted)) = Box::pin(startup::verified_pieces(
+        shared, &storage, &hashes, start, snapshot, stop,
+    ))
+    .await?
     else {
         let path = spec.dir.join(&meta.name);
         return Ok(stopped_while_checking(started, path, Some(meta)));
@@ -221,7 +226,7 @@ async fn run_with(
     if let (Some(r), false, false) = (&recorder, trusted, have.is_clear()) {
         // What the check found is worth remembering at once: the next start skips it.
         // (Nothing found costs nothing to find again.)
-        r.write_async(have.clone(), before).await;
+        Box::pin(r.write_async(have.clone(), before)).await;
     }
     storage.close_files();
 
@@ -307,12 +312,12 @@ async fn run_with(
         );
         tokio::spawn(task.in_current_span())
     });
-    let outcome = driver.run(stop).await;
+    let outcome = Box::pin(driver.run(stop)).await;
     // Every store handle goes with the driver and its connections.
     drop(driver);
 
     if let Some(a) = announcer.take() {
-        a.stop(shared.cfg.stop_announce_timeout).await;
+        Box::pin(a.stop(shared.cfg.stop_announce_timeout)).await;
     }
     let _ = writer_stop.send(true);
     if let Some(w) = writer {
@@ -343,7 +348,7 @@ async fn run_with(
     }
     let on_disk_have = on_disk.clone();
     if let (Some(r), Some(have)) = (&recorder, on_disk) {
-        r.write_async(have, totals).await;
+        Box::pin(r.write_async(have, totals)).await;
     }
     let summary = |complete, stopped| Summary {
         selection: wanted,

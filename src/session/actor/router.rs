@@ -43,7 +43,7 @@ impl Actor {
 
     pub(super) fn handshake_done(
         &mut self,
-        done: Result<(tokio::task::Id, Result<Incoming, Refused>), JoinError>,
+        done: Result<(tokio::task::Id, Result<Box<Incoming>, Refused>), JoinError>,
     ) {
         match done {
             Ok((id, incoming)) => {
@@ -64,7 +64,7 @@ impl Actor {
         }
     }
 
-    fn route(&mut self, incoming: Incoming) {
+    fn route(&mut self, incoming: Box<Incoming>) {
         let ih = incoming.handshake.info_hash;
         let run = self.torrents.get(&ih).and_then(|e| e.run.as_ref());
         match run {
@@ -100,7 +100,7 @@ async fn incoming_handshake(
     (silent, limit): (Duration, Duration),
     policy: Encryption,
     skeys: Arc<HashMap<[u8; 20], InfoHash>>,
-) -> Result<Incoming, Refused> {
+) -> Result<Box<Incoming>, Refused> {
     let deadline = tokio::time::Instant::now() + limit;
     let mut buf = BytesMut::with_capacity(1024);
     let read = async {
@@ -117,13 +117,13 @@ async fn incoming_handshake(
             .unwrap_or(Err(ConnError::Timeout("handshake")))
     };
     match read.await {
-        Ok((handshake, cipher)) => Ok(Incoming {
+        Ok((handshake, cipher)) => Ok(Box::new(Incoming {
             stream,
             addr,
             handshake,
             buf,
             cipher,
-        }),
+        })),
         Err(e @ (ConnError::PlaintextRefused | ConnError::EncryptedRefused)) => {
             // The policy is the user's choice: say so where -v shows it.
             tracing::info!("{}", crypt::refusal(&e, addr));
