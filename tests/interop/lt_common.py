@@ -74,13 +74,25 @@ def stop_flag():
     return stop
 
 
+
+def next_alerts(ses, ms):
+    """The session's alerts, waiting up to `ms` milliseconds for the first. Not
+    `wait_for_alert`: its binding wraps the alert pointer it returns, which libtorrent's
+    network thread may invalidate meanwhile (under load that segfaulted the interpreter,
+    inside `wait_for_alert`). This polls `pop_alerts` every 10 ms instead."""
+    end = time.monotonic() + ms / 1000
+    while True:
+        alerts = ses.pop_alerts()
+        if alerts or time.monotonic() >= end:
+            return alerts
+        time.sleep(0.01)
+
 def wait_listening(ses, deadline, stop):
     """Waits until the session listens and prints `LISTEN port`; 0 when it does, else the
     exit code (after printing the ERROR line)."""
     listening = False
     while not listening and time.monotonic() < deadline and not stop["now"]:
-        ses.wait_for_alert(200)
-        for al in ses.pop_alerts():
+        for al in next_alerts(ses, 200):
             if isinstance(al, lt.listen_failed_alert):
                 out("ERROR listen failed: %s" % al.message())
                 return 1

@@ -27,7 +27,7 @@ import sys
 import time
 
 import libtorrent as lt
-from lt_common import out, parse_addr, settings as lab_settings, stop_flag, wait_listening
+from lt_common import next_alerts, out, parse_addr, settings as lab_settings, stop_flag, wait_listening
 
 
 
@@ -85,8 +85,7 @@ def main():
     said = False
     last_announce = 0.0
     while not stop["now"] and time.monotonic() < deadline:
-        ses.wait_for_alert(250)
-        for al in ses.pop_alerts():
+        for al in next_alerts(ses, 250):
             if isinstance(al, (lt.torrent_error_alert, lt.file_error_alert)):
                 out("ERROR %s" % al.message())
         st = h.status()

@@ -30,7 +30,7 @@ import sys
 import time
 
 import libtorrent as lt
-from lt_common import out, parse_addr, settings as lab_settings, stop_flag, wait_listening
+from lt_common import next_alerts, out, parse_addr, settings as lab_settings, stop_flag, wait_listening
 
 
 
@@ -99,8 +99,7 @@ def main():
                 out("ERROR timeout after %.0f s" % a.timeout)
                 code = 2
             break
-        ses.wait_for_alert(250)
-        for al in ses.pop_alerts():
+        for al in next_alerts(ses, 250):
             what = al.what()
             if what.startswith("lsd"):
                 out("LSD %s" % al.message())

@@ -29,7 +29,7 @@ import sys
 import time
 
 import libtorrent as lt
-from lt_common import out, parse_addr, settings as lab_settings, stop_flag, wait_listening
+from lt_common import next_alerts, out, parse_addr, settings as lab_settings, stop_flag, wait_listening
 
 
 
@@ -112,8 +112,7 @@ def main():
             code = 2
             break
         # Short waits: first byte is learnt by polling the status.
-        ses.wait_for_alert(10)
-        for al in ses.pop_alerts():
+        for al in next_alerts(ses, 10):
             t = time.monotonic() - t0
             if isinstance(al, lt.metadata_received_alert) and metadata_s is None:
                 metadata_s = t

@@ -168,23 +168,13 @@ fn a_proven_liar_that_already_left_is_banned_by_its_ip() {
     );
     t.drain();
     assert_eq!(t.e.stats().peers_banned, 1);
+    // Back from the same IPs, on new keys.
     let back = |t: &mut T, key: PeerKey, from: PeerKey| {
-        let mut id = [b'z'; 20];
-        id[0] = key as u8;
-        t.e.handle(
-            t.now,
-            Event::PeerConnected {
+        t.connect_from(key, T::addr(from), PLAIN, false)
+            .contains(&Action::Disconnect {
                 key,
-                addr: T::addr(from),
-                peer_id: PeerId(id),
-                reserved: PLAIN,
-                outbound: false,
-            },
-        );
-        t.drain().contains(&Action::Disconnect {
-            key,
-            reason: "banned",
-        })
+                reason: "banned",
+            })
     };
     assert!(back(&mut t, 10, 2), "the liar's IP is refused");
     assert!(!back(&mut t, 11, 3), "the silent peer's is not");
